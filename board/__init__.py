@@ -1,0 +1,1 @@
+# Board support: the HAL contract (board.hal) and its ports (board.sim, ...).

@@ -1,0 +1,41 @@
+"""`medsentry` entry point: registers each command group module."""
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# One entry per command-group module under host_tools/cli/. Each module defines
+# a click group or command named `cli`. Add a line here to register a new one.
+GROUP_MODULES = [
+    "host_tools.cli.sim",
+    "host_tools.cli.demo",
+]
+
+
+@click.group()
+@click.option(
+    "--workdir",
+    envvar="MEDSENTRY_WORKDIR",
+    default=".medsentry",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where boards, keys, the repository and the fleet database live.",
+)
+@click.pass_context
+def cli(ctx: click.Context, workdir: str) -> None:
+    """medsentry: security agent and TUF-verified updater tools for medical device fleets."""
+    ctx.obj = {"workdir": workdir}
+
+
+for _name in GROUP_MODULES:
+    _mod = importlib.import_module(_name)
+    cli.add_command(_mod.cli)
+
+
+def main() -> None:
+    cli(prog_name="medsentry")
+
+
+if __name__ == "__main__":
+    main()

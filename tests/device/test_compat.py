@@ -1,0 +1,34 @@
+# The compat shim behaves the same on both runtimes.
+import devtest
+from board import compat
+
+
+def test_const_is_identity():
+    assert compat.const(7) == 7
+
+
+def test_ticks_advance():
+    a = compat.ticks_ms()
+    compat.sleep_ms(5)
+    assert compat.ticks_diff(compat.ticks_ms(), a) >= 4
+
+
+def test_write_atomic_replaces_file():
+    d = devtest.tmpdir()
+    p = d + "/state.json"
+    compat.write_atomic(p, b"one")
+    compat.write_atomic(p, b"two")
+    with open(p, "rb") as f:
+        assert f.read() == b"two"
+    assert not compat.path_exists(p + ".tmp")
+
+
+def test_heap_cap_enforced():
+    # Under the 256 KiB cap a 1 MiB allocation must fail on MicroPython.
+    if devtest.RUNTIME != "micropython":
+        devtest.skip("heap cap applies to the MicroPython VM")
+    try:
+        buf = bytearray(1024 * 1024)
+    except MemoryError:
+        return
+    raise AssertionError("allocated %d bytes above the heap cap" % len(buf))

@@ -1,0 +1,171 @@
+# The UART console of the simulated board: MicroPython's friendly and raw
+# REPL protocol, spoken on stdin/stdout (a pty), so that mpremote and
+# pyserial work against the board exactly as against a real one.
+#
+# The unix port's own REPL cannot do a soft reset (Ctrl-D in the raw REPL
+# ends the process), which mpremote needs; this console does it by asking
+# the supervisor for a VM restart (exit code EXIT_SOFT_RESET_RAW): a fresh
+# heap, the app not started, the raw REPL waiting - what a real board does.
+import sys
+
+from board.sim.simboard import EXIT_SOFT_RESET, EXIT_SOFT_RESET_RAW
+
+CTRL_A = 1
+CTRL_B = 2
+CTRL_C = 3
+CTRL_D = 4
+CTRL_E = 5
+BANNER = b"MicroPython (medsentry sim board); Type \"help()\" for more information.\r\n"
+MAX_CODE = 64 * 1024  # raw REPL code buffer cap
+
+# Linux termios local-mode flag: signal on Ctrl-C.
+_ISIG = 0x1
+
+
+def _set_isig(on):
+    # While code runs, Ctrl-C must raise KeyboardInterrupt (tty ISIG on);
+    # while the REPL reads, Ctrl-C must arrive as a byte (ISIG off).
+    try:
+        import termios
+    except ImportError:
+        return
+    try:
+        attr = termios.tcgetattr(0)
+        if on:
+            attr[3] |= _ISIG
+        else:
+            attr[3] &= ~_ISIG
+        termios.tcsetattr(0, termios.TCSANOW, attr)
+    except (OSError, TypeError):
+        pass
+
+
+class Console:
+    def __init__(self, inp, out):
+        self.inp = inp
+        self.out = out
+        self.globals = {"__name__": "__main__"}
+
+    def write(self, b):
+        self.out.write(b)
+        try:
+            self.out.flush()
+        except AttributeError:
+            pass
+
+    def read_byte(self):
+        b = self.inp.read(1)
+        if not b:
+            # The line hung up: nothing more will come.
+            raise EOFError
+        return b[0]
+
+    def run(self, fn):
+        # Run fn (the application) with Ctrl-C able to interrupt it.
+        _set_isig(True)
+        try:
+            fn()
+        except KeyboardInterrupt:
+            self.write(b"\r\nKeyboardInterrupt\r\n")
+        except SystemExit:
+            raise
+        except Exception as e:  # the app crashed: show it, fall to the REPL
+            sys.print_exception(e)
+
+    def _exec(self, code, single=False):
+        _set_isig(True)
+        try:
+            if single:
+                try:
+                    value = eval(code, self.globals)
+                    if value is not None:
+                        self.write(repr(value).encode() + b"\r\n")
+                    return
+                except SyntaxError:
+                    pass
+            exec(code, self.globals)
+        finally:
+            _set_isig(False)
+
+    def raw_repl(self):
+        # Returns "friendly" on Ctrl-B; exits the VM on soft reset.
+        self.write(b"raw REPL; CTRL-B to exit\r\n>")
+        buf = bytearray()
+        while True:
+            c = self.read_byte()
+            if c == CTRL_B:
+                self.write(b"\r\n")
+                return "friendly"
+            if c == CTRL_A:
+                buf = bytearray()
+                continue
+            if c == CTRL_C:
+                buf = bytearray()
+                continue
+            if c == CTRL_E and not buf:
+                # Raw-paste mode not offered; mpremote falls back.
+                self.write(b"R\x00")
+                continue
+            if c == CTRL_D:
+                if not buf:
+                    self.write(b"OK\r\nMPY: soft reboot\r\n")
+                    sys.exit(EXIT_SOFT_RESET_RAW)
+                self.write(b"OK")
+                try:
+                    self._exec(bytes(buf).decode())
+                    self.write(b"\x04")
+                except KeyboardInterrupt:
+                    self.write(b"\x04Traceback (most recent call last):\r\nKeyboardInterrupt: \r\n")
+                except SystemExit:
+                    raise
+                except BaseException as e:
+                    self.write(b"\x04")
+                    sys.print_exception(e)
+                self.write(b"\x04>")
+                buf = bytearray()
+                continue
+            if len(buf) >= MAX_CODE:
+                buf = bytearray()
+                self.write(b"\x04code too large\x04>")
+                continue
+            buf.append(c)
+
+    def friendly_repl(self):
+        _set_isig(False)
+        self.write(BANNER + b">>> ")
+        line = bytearray()
+        while True:
+            c = self.read_byte()
+            if c == CTRL_A:
+                self.write(b"\r\n")
+                if self.raw_repl() == "friendly":
+                    self.write(BANNER + b">>> ")
+                line = bytearray()
+            elif c == CTRL_B:
+                self.write(b"\r\n" + BANNER + b">>> ")
+                line = bytearray()
+            elif c == CTRL_C:
+                self.write(b"\r\nKeyboardInterrupt\r\n>>> ")
+                line = bytearray()
+            elif c == CTRL_D:
+                if not line:
+                    self.write(b"\r\nMPY: soft reboot\r\n")
+                    sys.exit(EXIT_SOFT_RESET)
+            elif c in (8, 127):
+                if line:
+                    line = line[:-1]
+                    self.write(b"\x08 \x08")
+            elif c in (10, 13):
+                self.write(b"\r\n")
+                if line:
+                    try:
+                        self._exec(bytes(line).decode(), single=True)
+                    except SystemExit:
+                        raise
+                    except BaseException as e:
+                        sys.print_exception(e)
+                line = bytearray()
+                self.write(b">>> ")
+            elif c >= 32 and len(line) < 1024:
+                line.append(c)
+                self.write(bytes([c]))

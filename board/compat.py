@@ -67,3 +67,19 @@ def write_atomic(path, data):
     with open(tmp, mode) as f:
         f.write(data)
     rename_atomic(tmp, path)
+
+
+
+def format_exception(exc):
+    """The traceback of exc as text, on both runtimes."""
+    import io
+    import sys
+
+    buf = io.StringIO()
+    if IS_MICROPYTHON:
+        sys.print_exception(exc, buf)
+    else:
+        import traceback
+
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=buf)
+    return buf.getvalue()

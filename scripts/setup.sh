@@ -5,8 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(mosquitto mosquitto-clients faketime)
+# Overridable for tests of this script: MEDSENTRY_DEBIAN_PACKAGES="a b c".
+read -r -a DEBIAN_PACKAGES <<< "${MEDSENTRY_DEBIAN_PACKAGES:-mosquitto mosquitto-clients faketime}"
 PYTHON=${PYTHON:-python3}
+CHECK_ONLY=0
+if [ "${1:-}" = "--check" ]; then
+    # Report what is missing, install nothing.
+    CHECK_ONLY=1
+fi
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
@@ -14,6 +20,15 @@ for pkg in "${DEBIAN_PACKAGES[@]}"; do
         missing+=("$pkg")
     fi
 done
+
+if [ ${#missing[@]} -gt 0 ] && [ "$CHECK_ONLY" = 1 ]; then
+    echo "setup: missing Debian packages: ${missing[*]} (install: apt-get update && apt-get install -y ${missing[*]})" >&2
+    exit 2
+fi
+if [ "$CHECK_ONLY" = 1 ]; then
+    echo "setup: Debian packages present: ${DEBIAN_PACKAGES[*]}"
+    exit 0
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then

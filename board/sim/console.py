@@ -8,6 +8,7 @@
 # heap, the app not started, the raw REPL waiting - what a real board does.
 import sys
 
+from board.compat import format_exception
 from board.sim.simboard import EXIT_SOFT_RESET, EXIT_SOFT_RESET_RAW
 
 CTRL_A = 1
@@ -41,10 +42,16 @@ def _set_isig(on):
 
 
 class Console:
-    def __init__(self, inp, out):
+    def __init__(self, inp, out, tty=False):
+        # tty: inp is the board's terminal (fd 0), whose Ctrl-C handling we switch.
+        self.tty = tty
         self.inp = inp
         self.out = out
         self.globals = {"__name__": "__main__"}
+
+    def _isig(self, on):
+        if self.tty:
+            _set_isig(on)
 
     def write(self, b):
         self.out.write(b)
@@ -52,6 +59,9 @@ class Console:
             self.out.flush()
         except AttributeError:
             pass
+
+    def write_traceback(self, e):
+        self.write(format_exception(e).replace("\n", "\r\n").encode())
 
     def read_byte(self):
         b = self.inp.read(1)
@@ -62,7 +72,7 @@ class Console:
 
     def run(self, fn):
         # Run fn (the application) with Ctrl-C able to interrupt it.
-        _set_isig(True)
+        self._isig(True)
         try:
             fn()
         except KeyboardInterrupt:
@@ -70,10 +80,10 @@ class Console:
         except SystemExit:
             raise
         except Exception as e:  # the app crashed: show it, fall to the REPL
-            sys.print_exception(e)
+            self.write_traceback(e)
 
     def _exec(self, code, single=False):
-        _set_isig(True)
+        self._isig(True)
         try:
             if single:
                 try:
@@ -85,7 +95,7 @@ class Console:
                     pass
             exec(code, self.globals)
         finally:
-            _set_isig(False)
+            self._isig(False)
 
     def raw_repl(self):
         # Returns "friendly" on Ctrl-B; exits the VM on soft reset.
@@ -120,7 +130,7 @@ class Console:
                     raise
                 except BaseException as e:
                     self.write(b"\x04")
-                    sys.print_exception(e)
+                    self.write_traceback(e)
                 self.write(b"\x04>")
                 buf = bytearray()
                 continue
@@ -131,7 +141,7 @@ class Console:
             buf.append(c)
 
     def friendly_repl(self):
-        _set_isig(False)
+        self._isig(False)
         self.write(BANNER + b">>> ")
         line = bytearray()
         while True:
@@ -163,7 +173,7 @@ class Console:
                     except SystemExit:
                         raise
                     except BaseException as e:
-                        sys.print_exception(e)
+                        self.write_traceback(e)
                 line = bytearray()
                 self.write(b">>> ")
             elif c >= 32 and len(line) < 1024:

@@ -158,10 +158,11 @@ class Boards:
             except (FileNotFoundError, ValueError):
                 time.sleep(0.05)
                 continue
-            if st.get("state") == "halted":
+            dev = st.get("device") or {}
+            if st.get("state") == "halted" or dev.get("state") == "halted":
                 self._wait_stopped(name)
-                raise BoardError(f"board {name!r} halted at boot: {st.get('error')}")
-            if st.get("state") == "running" and st.get("port"):
+                raise BoardError(f"board {name!r} halted at boot: {dev.get('error') or st.get('error')}")
+            if st.get("state") == "running" and st.get("port") and dev.get("state") in ("booted", "running"):
                 return st
             time.sleep(0.05)
         raise BoardError(f"board {name!r} did not start within {START_TIMEOUT:.0f} s; see {d/'supervisor.log'}")

@@ -162,9 +162,11 @@ class Supervisor:
             hit.unlink()
         if reason is None:
             if code == EXIT_FLASH_ERROR:
+                # Dead flash: the board stays off; the supervisor's job ends.
                 self.state = "halted"
                 self.error = self.device.get("error") or "flash error"
                 self.proc = None
+                self.running = False
                 self._save_status()
                 return
             reason = {
@@ -294,7 +296,8 @@ class Supervisor:
                         self._kill_vm("watchdog")
         finally:
             self._kill_vm("stop")
-            self.state = "stopped"
+            if self.state != "halted":
+                self.state = "stopped"
             self.device = {}
             self.proc = None
             self._save_status()

@@ -11,6 +11,7 @@ import ast
 import importlib
 import os
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
@@ -112,7 +113,16 @@ class DeviceItem(pytest.Item):
     def repr_failure(self, excinfo):
         if isinstance(excinfo.value, DeviceFailure):
             return str(excinfo.value)
-        return super().repr_failure(excinfo)
+        # On CPython: the traceback from the test function down, without pytest's frames.
+        tb = excinfo.value.__traceback__
+        here = Path(__file__).resolve()
+        start = tb
+        while tb is not None:
+            if Path(tb.tb_frame.f_code.co_filename).resolve() == here:
+                start = tb.tb_next
+            tb = tb.tb_next
+        tb = start
+        return "on CPython:\n" + "".join(traceback.format_exception(type(excinfo.value), excinfo.value, tb))
 
     def reportinfo(self):
         return self.path, None, f"{self.path.name}::{self.name}"

@@ -1,0 +1,134 @@
+"""`medsentry sim ...`: simulated boards."""
+from __future__ import annotations
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from host_tools.mpvm import VMNotFound
+from host_tools.sim.boards import BoardError, Boards
+from host_tools.sim.build import BuildError
+from host_tools.sim.image import ImageError
+from host_tools.sim.uart import RemoteError, Uart, UartError
+
+ERRORS = (BoardError, ImageError, BuildError, VMNotFound, UartError, ValueError)
+
+
+def _boards(ctx: click.Context) -> Boards:
+    return Boards(ctx.obj["workdir"])
+
+
+@click.group("sim")
+def cli() -> None:
+    """Simulated boards: a real MicroPython VM with a capped heap, littlefs flash and a pty UART."""
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--heap", default=None, help="Heap cap, e.g. 256k (default 256k).")
+@click.option("--flash-size", default=None, help="Flash image size for a new board, e.g. 2M (default 2M).")
+@click.pass_context
+def start(ctx: click.Context, name: str, heap: str | None, flash_size: str | None) -> None:
+    """Start board NAME (created on first use) and print its serial port."""
+    try:
+        st = _boards(ctx).start(name, heap=heap, flash_size=flash_size)
+    except ERRORS as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(st["port"])
+
+
+@cli.command("list")
+@click.pass_context
+def list_(ctx: click.Context) -> None:
+    """List boards with their state and port."""
+    b = _boards(ctx)
+    table = Table("board", "state", "port", "heap", "slot", "reset reason", "boots")
+    for name in b.names():
+        st = b.status(name)
+        dev = st.get("device") or {}
+        table.add_row(name, st.get("state", "?"), st.get("port") or "-", str(st.get("heap")),
+                      str(dev.get("slot", "-")), str(st.get("last_reset_reason") or "-"), str(st.get("boots", 0)))
+    Console().print(table)
+
+
+@cli.command()
+@click.argument("name")
+@click.pass_context
+def stop(ctx: click.Context, name: str) -> None:
+    """Stop board NAME (power off; its flash is kept)."""
+    try:
+        _boards(ctx).stop(name)
+    except ERRORS as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"{name}: stopped")
+
+
+@cli.command()
+@click.argument("name")
+@click.pass_context
+def reset(ctx: click.Context, name: str) -> None:
+    """Press the reset button of board NAME."""
+    try:
+        _boards(ctx).reset(name)
+    except ERRORS as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"{name}: reset")
+
+
+@cli.command("power-cut")
+@click.argument("name")
+@click.option("--at-write", type=int, default=None, help="Cut at the Nth flash write from now (that write never lands).")
+@click.option("--seed", type=int, default=None, help="Draw N from this seed instead (1..--max-writes).")
+@click.option("--max-writes", type=int, default=200, show_default=True)
+@click.pass_context
+def power_cut(ctx: click.Context, name: str, at_write: int | None, seed: int | None, max_writes: int) -> None:
+    """Cut the power of board NAME now, or at a chosen flash write; it then powers up again."""
+    try:
+        n = _boards(ctx).power_cut(name, at_write=at_write, seed=seed, max_writes=max_writes)
+    except ERRORS as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"{name}: power cut armed at flash write {n} from now" if n else f"{name}: power cut")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--infuse", "rate", type=float, default=None, help="Start an infusion at RATE mL/h.")
+@click.option("--vtbi", type=float, default=100.0, show_default=True, help="Volume to be infused, mL.")
+@click.option("--stop", "stop_", is_flag=True, help="Stop the infusion.")
+@click.option("--alarm", multiple=True, help="Raise an alarm code (repeatable).")
+@click.option("--clear-alarms", is_flag=True)
+@click.pass_context
+def pump(ctx: click.Context, name: str, rate: float | None, vtbi: float, stop_: bool,
+         alarm: tuple[str, ...], clear_alarms: bool) -> None:
+    """Script the pump of board NAME (start/stop an infusion, raise alarms)."""
+    b = _boards(ctx)
+    try:
+        if rate is not None:
+            b.start_infusion(name, rate, vtbi)
+        if stop_:
+            b.stop_infusion(name)
+        if alarm:
+            b.set_alarm(name, list(alarm))
+        if clear_alarms:
+            b.set_alarm(name, [])
+    except ERRORS as e:
+        raise click.ClickException(str(e)) from None
+
+
+@cli.command("exec")
+@click.argument("name")
+@click.argument("code")
+@click.pass_context
+def exec_(ctx: click.Context, name: str, code: str) -> None:
+    """Run CODE on board NAME through its UART raw REPL and print the output."""
+    b = _boards(ctx)
+    try:
+        port = b.status(name).get("port")
+        if not port:
+            raise BoardError(f"board {name!r} is not running")
+        with Uart(port) as u:
+            click.echo(u.exec(code), nl=False)
+    except RemoteError as e:
+        raise click.ClickException(f"on the board:\n{e.traceback}") from None
+    except ERRORS as e:
+        raise click.ClickException(str(e)) from None

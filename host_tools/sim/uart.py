@@ -1,0 +1,91 @@
+"""Talk to a board's UART with pyserial: the raw REPL (Ctrl-A ... Ctrl-D),
+as mpremote does. Used by tests, provisioning and `medsentry sim exec`."""
+from __future__ import annotations
+
+import time
+
+import serial
+
+
+class UartError(RuntimeError):
+    """The port cannot be opened or the board does not answer as a REPL."""
+
+
+class RemoteError(RuntimeError):
+    """Code run on the board raised; .traceback holds the board's traceback."""
+
+    def __init__(self, traceback: str):
+        super().__init__(traceback.strip().splitlines()[-1] if traceback.strip() else "error on board")
+        self.traceback = traceback
+
+
+class Uart:
+    def __init__(self, port: str, timeout: float = 10.0):
+        self.port = port
+        self.timeout = timeout
+        try:
+            self.ser = serial.Serial(port, 115200, timeout=0.05, exclusive=True)
+        except serial.SerialException as e:
+            msg = str(e)
+            if "lock" in msg.lower() or "busy" in msg.lower() or "Resource temporarily" in msg:
+                raise UartError(f"serial port {port} is in use by another program") from None
+            raise UartError(f"cannot open serial port {port}: {msg}") from None
+
+    def close(self) -> None:
+        self.ser.close()
+
+    def __enter__(self) -> "Uart":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def read_until(self, ending: bytes, timeout: float | None = None) -> bytes:
+        deadline = time.monotonic() + (timeout or self.timeout)
+        data = b""
+        while not data.endswith(ending):
+            if time.monotonic() > deadline:
+                raise UartError(f"board on {self.port} did not answer (waited for {ending!r}); got {data[-200:]!r}")
+            chunk = self.ser.read(1)
+            if chunk:
+                data += chunk
+        return data
+
+    def enter_raw_repl(self, soft_reset: bool = False) -> None:
+        self.ser.write(b"\r\x03\x03")
+        time.sleep(0.1)
+        self.ser.reset_input_buffer()
+        self.ser.write(b"\r\x01")
+        self.read_until(b"raw REPL; CTRL-B to exit\r\n>")
+        if soft_reset:
+            self.ser.write(b"\x04")
+            self.read_until(b"soft reboot\r\n")
+            self.read_until(b"raw REPL; CTRL-B to exit\r\n>")
+
+    def exit_raw_repl(self) -> None:
+        self.ser.write(b"\r\x02")
+
+    def exec_raw(self, code: str, timeout: float | None = None) -> tuple[str, str]:
+        self.ser.write(code.encode() + b"\x04")
+        ok = self.read_until(b"OK", timeout)
+        if not ok.endswith(b"OK"):
+            raise UartError("board did not accept the code")
+        out = self.read_until(b"\x04", timeout)[:-1]
+        err = self.read_until(b"\x04", timeout)[:-1]
+        self.read_until(b">", timeout)
+        return out.decode(errors="replace"), err.decode(errors="replace")
+
+    def exec(self, code: str, timeout: float | None = None) -> str:
+        """Run code in the raw REPL and return its output; RemoteError if it raised."""
+        self.enter_raw_repl()
+        try:
+            out, err = self.exec_raw(code, timeout)
+        finally:
+            self.exit_raw_repl()
+        if err:
+            raise RemoteError(err)
+        return out
+
+    def interrupt(self) -> None:
+        """Ctrl-C: stop the running application (drops to the REPL)."""
+        self.ser.write(b"\x03")

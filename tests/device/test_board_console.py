@@ -1,0 +1,75 @@
+# The sim board's UART console speaks MicroPython's raw REPL protocol.
+import io
+import devtest
+from board.sim.console import Console
+from board.sim.simboard import EXIT_SOFT_RESET, EXIT_SOFT_RESET_RAW
+
+
+def _console(data):
+    # Code run on the console writes through `w` (print goes to the real stdout).
+    out = io.BytesIO()
+    con = Console(io.BytesIO(data), out)
+    con.globals["w"] = out.write
+    return con, out
+
+
+def _run(con):
+    try:
+        con.friendly_repl()
+    except EOFError:
+        pass
+
+
+def test_raw_repl_exec_output_and_prompt():
+    con, out = _console(b"\x01w(b'42')\x04\x02")
+    _run(con)
+    text = out.getvalue()
+    assert b"raw REPL; CTRL-B to exit\r\n>" in text
+    assert b"OK42\x04\x04>" in text
+
+
+def test_raw_repl_error_goes_between_the_two_eofs():
+    con, out = _console(b"\x01raise ValueError('bad')\x04")
+    _run(con)
+    text = out.getvalue()
+    i = text.index(b"OK\x04")
+    err = text[i + 3:]
+    assert b"ValueError" in err and err.endswith(b"\x04>")
+
+
+def test_raw_repl_keeps_globals_between_runs():
+    con, out = _console(b"\x01x = 5\x04w(b'%d' % (x + 1))\x04")
+    _run(con)
+    assert b"OK6\x04\x04>" in out.getvalue()
+
+
+def test_raw_paste_is_declined():
+    con, out = _console(b"\x01\x05A\x01")
+    _run(con)
+    assert b"R\x00" in out.getvalue()
+
+
+def test_soft_reset_from_raw_repl_asks_for_raw_reboot():
+    con, out = _console(b"\x01\x04")
+    e = devtest.raises(SystemExit, con.friendly_repl)
+    code = e.args[0] if e.args else e.code
+    assert code == EXIT_SOFT_RESET_RAW
+    assert out.getvalue().endswith(b"soft reboot\r\n")
+
+
+def test_friendly_repl_evaluates_and_soft_resets():
+    con, out = _console(b"1+2\r\x04")
+    e = devtest.raises(SystemExit, con.friendly_repl)
+    code = e.args[0] if e.args else e.code
+    assert code == EXIT_SOFT_RESET
+    assert b"3\r\n" in out.getvalue()
+
+
+def test_app_crash_falls_to_repl_with_traceback():
+    con, out = _console(b"")
+
+    def app():
+        raise KeyError("boom")
+
+    con.run(app)
+    assert b"KeyError" in out.getvalue()

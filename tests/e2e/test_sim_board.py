@@ -184,3 +184,59 @@ def test_sim_cli_start_list_stop(tmp_path):
     assert res.exit_code == 0
     res = runner.invoke(cli, ["--workdir", work, "sim", "start", "cli-1", "--flash-size", "4M"])
     assert res.exit_code == 1 and "cannot change" in res.output
+
+
+def test_board_reaches_host_sockets_on_loopback(boards):
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    srv.settimeout(20)
+    got = {}
+
+    def serve():
+        conn, _ = srv.accept()
+        with conn:
+            got["data"] = conn.recv(100)
+            conn.sendall(b"pong")
+
+    t = threading.Thread(target=serve)
+    t.start()
+    try:
+        port = boards.start("net-1")["port"]
+        code = (
+            "import socket\n"
+            f"s = socket.socket(); s.connect(socket.getaddrinfo('127.0.0.1', {srv.getsockname()[1]})[0][-1])\n"
+            "s.send(b'ping'); print(s.recv(4)); s.close()"
+        )
+        with Uart(port) as u:
+            assert u.exec(code).strip() == "b'pong'"
+        t.join(10)
+        assert got["data"] == b"ping"
+    finally:
+        srv.close()
+
+
+def test_loader_boots_the_active_slot_deployed_as_mpy(boards, tmp_path):
+    from host_tools.sim import build as simbuild
+    from host_tools.sim import image as simimage
+
+    port = boards.start("ab-1")["port"]
+    with Uart(port) as u:
+        listing = u.exec("import os; print(sorted(os.listdir('/slot_a/agent')))")
+        assert "'main.mpy'" in listing and ".py'" not in listing
+        # Slot B is empty: asking for it falls back to A instead of bricking.
+        u.exec("f = open('/state/boot.json', 'w'); f.write('{\"active\": \"b\"}'); f.close()")
+    boards.reset("ab-1")
+    st = boards.wait_for("ab-1", lambda s: s.get("boots") == 2 and (s.get("device") or {}).get("slot"), what="reboot")
+    assert st["device"]["slot"] == "a"
+    boards.stop("ab-1")
+    # Factory-install the app into slot B too: now B boots.
+    build = simbuild.build(boards.workdir)
+    simimage.factory_program(boards.board_dir("ab-1") / "flash.img", build, format_all=False,
+                             install={"slot_b": build.app})
+    boards.start("ab-1")
+    st = boards.wait_for("ab-1", lambda s: (s.get("device") or {}).get("slot"), what="boot")
+    assert st["device"]["slot"] == "b"

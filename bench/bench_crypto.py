@@ -1,0 +1,211 @@
+"""Benchmark of the device crypto (updater/crypto) on the MicroPython VM.
+
+Run: .venv/bin/python bench/bench_crypto.py
+
+One line per figure, each with the anchor measured in the same run and the
+ratio:
+  * per scheme: signature verification time on the MicroPython VM (heap 256k)
+    vs the same verification with `cryptography` on CPython;
+  * per scheme: smallest VM heap in which one verification still succeeds
+    (bisected in 4 KiB steps) vs the 256 KiB device heap;
+  * pure sha512 of 64 KiB on the VM vs the VM's native sha256 of the same bytes.
+The message is the canonical JSON of a python-tuf targets metadata with 20
+targets (what a TUF client actually verifies).
+"""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from cryptography.hazmat.primitives import hashes  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec, padding  # noqa: E402
+from securesystemslib.signer import CryptoSigner  # noqa: E402
+from tuf.api.metadata import Metadata, TargetFile, Targets  # noqa: E402
+
+from host_tools import mpvm  # noqa: E402
+
+HEAP = "256k"
+
+VM_SCRIPT = r"""
+import sys, json, gc, binascii, time, hashlib
+from updater.crypto.verify import load_key
+from updater.crypto.sha512 import sha512
+mode = sys.argv[1]
+with open(sys.argv[2]) as f:
+    cases = json.load(f)
+if mode == "time":
+    # 64 KiB hashed as 16 updates of a 4 KiB buffer, the way the device streams.
+    chunk = bytearray(4096)
+    for i in range(4096):
+        chunk[i] = (i * 131 + 7) & 0xFF
+    out = {}
+    for c in cases["sigs"]:
+        key = load_key(c["key"])
+        sig = binascii.unhexlify(c["sig"])
+        msg = binascii.unhexlify(cases["msg"])
+        assert key.verify(sig, msg)
+        n = c["n"]
+        gc.collect()
+        t = time.ticks_us()
+        for i in range(n):
+            key.verify(sig, msg)
+        out[c["name"]] = time.ticks_diff(time.ticks_us(), t) / n / 1000.0
+    gc.collect()
+    t = time.ticks_us()
+    for i in range(3):
+        h = sha512()
+        for j in range(16):
+            h.update(chunk)
+        h.digest()
+    out["sha512_64k"] = time.ticks_diff(time.ticks_us(), t) / 3 / 1000.0
+    t = time.ticks_us()
+    for i in range(30):
+        h = hashlib.sha256()
+        for j in range(16):
+            h.update(chunk)
+        h.digest()
+    out["sha256_64k"] = time.ticks_diff(time.ticks_us(), t) / 30 / 1000.0
+    print("@@RESULT " + json.dumps(out))
+elif mode == "one":
+    # Load key argv[3], then fill the heap with 512-byte ballast blocks until
+    # only argv[4] KiB are free, then verify once. The smallest free heap in
+    # which the verify still succeeds is its peak heap need (live data plus
+    # what the GC cannot reclaim in time, fragmentation included).
+    c = [c for c in cases["sigs"] if c["name"] == sys.argv[3]][0]
+    msg = binascii.unhexlify(cases["msg"])
+    del cases
+    key = load_key(c["key"])
+    sig = binascii.unhexlify(c["sig"])
+    target = int(sys.argv[4]) * 1024
+    ballast = []
+    gc.collect()
+    try:
+        while gc.mem_free() > target + 512:
+            ballast.append(bytearray(512))
+        ok = key.verify(sig, msg)
+    except MemoryError:
+        ok = False
+    ballast = None
+    print("@@RESULT " + ("ok" if ok else "bad"))
+elif mode == "alloc":
+    # bytes allocated by one verify with the GC off (all of it is garbage
+    # once the verify returns; shows the GC pressure, not the peak).
+    out = {}
+    msg = binascii.unhexlify(cases["msg"])
+    for c in cases["sigs"]:
+        key = load_key(c["key"])
+        sig = binascii.unhexlify(c["sig"])
+        gc.collect()
+        base = gc.mem_alloc()
+        gc.disable()
+        key.verify(sig, msg)
+        out[c["name"]] = gc.mem_alloc() - base
+        gc.enable()
+    print("@@RESULT " + json.dumps(out))
+"""
+
+
+def tuf_message() -> bytes:
+    exp = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    t = Targets(expires=exp)
+    for i in range(20):
+        path = f"firmware/pump-model-a/1.{i}.0/app.mpy"
+        t.targets[path] = TargetFile.from_data(path, bytes([i]) * 100, ["sha256", "sha512"])
+    return Metadata(t).signed_bytes
+
+
+def cpython_time(fn, min_seconds: float = 0.3) -> float:
+    n = 0
+    t0 = time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        dt = time.perf_counter() - t0
+        if dt > min_seconds:
+            return dt / n * 1000.0
+
+
+def run_vm(args: list[str], heap: str) -> str | None:
+    proc = mpvm.run_script(args[0], *args[1:], paths=[REPO], heap=heap, timeout=120, cwd=REPO)
+    for line in proc.stdout.splitlines():
+        if line.startswith("@@RESULT "):
+            return line[len("@@RESULT "):]
+    if args[1] == "time":
+        sys.stderr.write(proc.stdout + proc.stderr)
+    return None
+
+
+def main() -> None:
+    msg = tuf_message()
+    signers = {
+        "ed25519": CryptoSigner.generate_ed25519(),
+        "ecdsa-p256": CryptoSigner.generate_ecdsa(),
+        "rsa-pss-2048": CryptoSigner.generate_rsa(size=2048),
+        "rsa-pss-3072": CryptoSigner.generate_rsa(size=3072),
+    }
+    sigs = []
+    anchors = {}
+    for name, s in signers.items():
+        sig = bytes.fromhex(s.sign(msg).signature)
+        sigs.append({"name": name, "key": s.public_key.to_dict(), "sig": sig.hex(), "n": 20})
+        pub = s._private_key.public_key()  # noqa: SLF001 - the same key, verified natively
+        if name == "ed25519":
+            anchors[name] = cpython_time(lambda pub=pub, sig=sig: pub.verify(sig, msg))
+        elif name == "ecdsa-p256":
+            anchors[name] = cpython_time(lambda pub=pub, sig=sig: pub.verify(sig, msg, ec.ECDSA(hashes.SHA256())))
+        else:
+            pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.AUTO)
+            anchors[name] = cpython_time(lambda pub=pub, sig=sig, pss=pss: pub.verify(sig, msg, pss, hashes.SHA256()))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "bench_crypto_vm.py"
+        script.write_text(VM_SCRIPT)
+        data = Path(tmp) / "cases.json"
+        data.write_text(json.dumps({"msg": msg.hex(), "sigs": sigs}))
+        res = run_vm([str(script), "time", str(data)], HEAP)
+        if res is None:
+            raise SystemExit("the VM benchmark failed")
+        vm = json.loads(res)
+        print(f"message: canonical JSON of a python-tuf targets metadata, {len(msg)} bytes")
+        for name in signers:
+            print(
+                f"verify {name}: VM {vm[name]:.2f} ms (heap {HEAP}); anchor cryptography on CPython "
+                f"{anchors[name]:.3f} ms; ratio {vm[name] / anchors[name]:.0f}x"
+            )
+        def min_free(name: str) -> int:
+            lo, hi = 0, 128  # KiB of free heap: lo assumed to fail, hi must work
+            if run_vm([str(script), "one", str(data), name, str(hi)], HEAP) != "ok":
+                raise SystemExit(f"{name}: verify fails even with {hi} KiB free")
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if run_vm([str(script), "one", str(data), name, str(mid)], HEAP) == "ok":
+                    hi = mid
+                else:
+                    lo = mid
+            return hi
+
+        for name in signers:
+            need = min_free(name)
+            print(f"peak heap of one {name} verify (smallest free heap it succeeds in, key already loaded): "
+                  f"{need} KiB; anchor device heap 256 KiB; ratio {need / 256:.3f}")
+        res = run_vm([str(script), "alloc", str(data)], "16M")
+        if res is not None:
+            alloc = json.loads(res)
+            for name in signers:
+                print(f"bytes allocated by one {name} verify with GC off (garbage, GC pressure): "
+                      f"{alloc[name] // 1024} KiB; anchor device heap 256 KiB; ratio {alloc[name] / 262144:.1f}")
+        print(
+            f"sha512 (pure) of 64 KiB on VM: {vm['sha512_64k']:.1f} ms; anchor native sha256 of the same bytes on VM "
+            f"{vm['sha256_64k']:.2f} ms; ratio {vm['sha512_64k'] / vm['sha256_64k']:.0f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+# medsentry device updater: TUF client, download, A/B install, rollback.

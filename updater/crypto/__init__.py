@@ -1,0 +1,1 @@
+# Pure-MicroPython crypto for the TUF client: canonical JSON, sha512, signature verification.

@@ -20,7 +20,7 @@ from host_tools.mpvm import REPO_ROOT
 APP_PACKAGES = ("agent", "updater")
 FIRMWARE_PACKAGES = ("board",)
 LOADER_SOURCE = "updater/loader.py"
-SKIP_IN_APP = {"updater/loader.py"}
+SKIP_IN_APP: set[str] = set()
 
 
 class BuildError(RuntimeError):

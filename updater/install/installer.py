@@ -1,0 +1,312 @@
+# The installer: verified package -> inactive slot -> trial boot -> confirm.
+#
+# install(): streams the package into the inactive slot. The manifest is
+#   checked against the TUF-signed manifest_sha256 before it is believed; every
+#   file is inflated (or copied from the active slot when unchanged) through
+#   file.tmp + rename and checked against the manifest's sha256; a final pass
+#   re-verifies the whole slot; slot.json is written last. Progress is kept in
+#   a journal (/state/install.json) so that after a power cut or a broken link
+#   the install resumes at the file (and byte) where it stopped.
+# activate(): records a trial of the new slot in the boot state (atomic).
+# confirm(): on the trial boot, after the health check: the new slot becomes
+#   active and the security counter floor rises to its counter.
+# Nothing here decides WHEN: the clinical gate (gate.py) and the agent do.
+import os
+import json
+
+from updater import loader
+from updater.install import manifest as pkgman
+from updater.install import slot as slotops
+from updater.install.errors import PackageError, PolicyError, SlotError
+from updater.install.source import Enough
+
+JOURNAL = "install.json"
+FLUSH_EVERY = 16 * 1024  # blob bytes between littlefs syncs (resume granularity)
+
+
+class _HeaderSink:
+    # Collects header + manifest, then stops the stream.
+    def __init__(self):
+        self.buf = bytearray()
+        self.need = pkgman.HEADER_SIZE
+        self.mlen = None
+        self.mhash = None
+
+    def write(self, mv):
+        take = self.need - len(self.buf)
+        self.buf.extend(mv[:take])
+        if len(self.buf) < self.need:
+            return
+        if self.mlen is None:
+            self.mlen, self.mhash = pkgman.parse_header(self.buf)
+            self.need = pkgman.HEADER_SIZE + self.mlen
+            rest = mv[take:]
+            if rest:
+                self.write(rest)
+            return
+        raise Enough()
+
+
+class _RunSink:
+    # Receives the blobs of consecutive entries, inflating each when complete.
+    def __init__(self, inst, entries, first_have):
+        self.inst = inst
+        self.entries = entries  # [(index, entry)]
+        self.k = 0
+        self.have = first_have  # blob bytes already on flash for entries[0]
+        self.f = None
+        self.since_flush = 0
+
+    def _open(self):
+        self.f = open(self.inst.blob_path, "ab" if self.have else "wb")
+
+    def write(self, mv):
+        while len(mv):
+            if self.k >= len(self.entries):
+                raise Enough()
+            idx, e = self.entries[self.k]
+            if self.f is None:
+                self._open()
+            want = e["csize"] - self.have
+            n = len(mv) if len(mv) < want else want
+            self.f.write(mv[:n])
+            self.have += n
+            self.since_flush += n
+            mv = mv[n:]
+            if self.since_flush >= FLUSH_EVERY:
+                self.f.flush()
+                self.since_flush = 0
+            if self.have == e["csize"]:
+                self.f.close()
+                self.f = None
+                self.inst._inflate_entry(idx, e)
+                self.k += 1
+                self.have = 0
+                self.since_flush = 0
+                if self.k >= len(self.entries):
+                    raise Enough()
+        self.inst._tick()
+
+    def close(self):
+        if self.f is not None:
+            self.f.close()
+            self.f = None
+
+
+class Installer:
+    def __init__(self, mounts, model, progress=None, buf_size=1024):
+        self.mounts = mounts
+        self.state_dir = mounts["state"]
+        self.model = model
+        self.progress = progress
+        self.buf = bytearray(buf_size)
+        self.journal_path = self.state_dir + "/" + JOURNAL
+        self.j = None
+        self.manifest = None
+        self.slot_path = None
+        self.blob_path = None
+
+    # -- state -------------------------------------------------------------------
+    def boot_state(self):
+        return loader.read_state(self.state_dir)
+
+    def running(self):
+        # (slot, slot.json info) of the confirmed slot.
+        st = self.boot_state()
+        slot = st["active"]
+        info = loader.slot_info(self.mounts["slot_" + slot]) or {}
+        return slot, info
+
+    def running_version(self):
+        return self.running()[1].get("version", "0.0.0")
+
+    def read_journal(self):
+        try:
+            with open(self.journal_path) as f:
+                j = json.loads(f.read())
+            return j if isinstance(j, dict) else None
+        except (OSError, ValueError):
+            return None
+
+    def _save_journal(self):
+        with open(self.journal_path + ".tmp", "w") as f:
+            f.write(json.dumps(self.j))
+        os.rename(self.journal_path + ".tmp", self.journal_path)
+
+    def _drop_journal(self):
+        slotops.remove(self.journal_path)
+
+    def _report(self, step, **kw):
+        if self.progress:
+            kw["step"] = step
+            self.progress(kw)
+
+    def _tick(self):
+        if self.progress:
+            self.progress(None)
+
+    # -- install -------------------------------------------------------------------
+    def install(self, source, target, manifest_sha256):
+        """Install target (a TUF target path) from source into the inactive
+        slot. Returns the manifest. Raises InstallError subclasses for bad data
+        or refusals, DownloadError for transport failures (then resumable)."""
+        st = self.boot_state()
+        if st.get("trial"):
+            raise PolicyError("a trial boot is pending; confirm or roll back first")
+        active = st["active"]
+        inactive = loader.other(active)
+        self.slot_path = self.mounts["slot_" + inactive]
+        self.blob_path = self.slot_path + "/" + slotops.BLOB
+        j = self.read_journal()
+        resume = (
+            j is not None and j.get("target") == target and j.get("manifest_sha256") == manifest_sha256
+            and j.get("slot") == inactive and j.get("phase") in ("installing", "installed")
+        )
+        if not resume:
+            self.j = {"target": target, "manifest_sha256": manifest_sha256, "slot": inactive,
+                      "phase": "installing", "done": 0}
+            self._save_journal()
+        else:
+            self.j = j
+        if self.j["phase"] == "installing" and self.j["done"] == 0:
+            slotops.clear(self.slot_path)
+
+        hs = _HeaderSink()
+        source.stream(0, hs)
+        if hs.mlen is None or len(hs.buf) < hs.need:
+            raise PackageError("package ends inside its header or manifest")
+        mbytes = bytes(hs.buf[pkgman.HEADER_SIZE:])
+        header_hash = hs.mhash
+        hs = None
+        m = pkgman.load_manifest(mbytes, header_hash, manifest_sha256)
+        pkgman.check_policy(m, self.model, self.running_version(), st.get("floor", 0))
+        self.manifest = m
+        self.j["version"] = m["version"]
+        self.j["counter"] = m["security_counter"]
+        data_off = pkgman.HEADER_SIZE + len(mbytes)
+        if self.j["phase"] == "installing":
+            self._report("downloading", version=m["version"], done=self.j["done"], files=len(m["files"]))
+            self._fill_slot(source, data_off, active)
+            slotops.verify(self.slot_path, m, self.buf)
+            with open(self.slot_path + "/" + slotops.SLOT_MANIFEST, "wb") as f:
+                f.write(mbytes)
+            info = {"version": m["version"], "security_counter": m["security_counter"],
+                    "model": m["model"], "manifest_sha256": manifest_sha256, "target": target}
+            with open(self.slot_path + "/" + slotops.SLOT_INFO + ".tmp", "w") as f:
+                f.write(json.dumps(info))
+            os.rename(self.slot_path + "/" + slotops.SLOT_INFO + ".tmp", self.slot_path + "/" + slotops.SLOT_INFO)
+            self.j["phase"] = "installed"
+            self._save_journal()
+        self._report("installed", version=m["version"], slot=inactive)
+        return m
+
+    def _fill_slot(self, source, data_off, active):
+        m = self.manifest
+        files = m["files"]
+        active_path = self.mounts["slot_" + active]
+        active_hashes = _active_index(active_path)
+        i = self.j["done"]
+        while i < len(files):
+            e = files[i]
+            known = active_hashes.get(e["path"])
+            dst = self.slot_path + "/" + e["path"]
+            if known == (e["sha256"], e["size"]):
+                slotops.makedirs_for(self.slot_path, e["path"])
+                if slotops.copy_verified(active_path + "/" + e["path"], dst, e, self.buf):
+                    self._done(i + 1)
+                    i += 1
+                    continue
+            if not e.get("stored"):
+                raise SlotError("%s is not in this patch and the running slot's copy does not match" % e["path"])
+            # A run of consecutive files to download (their blobs are contiguous).
+            run = []
+            k = i
+            while k < len(files) and files[k].get("stored"):
+                ek = files[k]
+                if k > i and active_hashes.get(ek["path"]) == (ek["sha256"], ek["size"]):
+                    break
+                run.append((k, ek))
+                k += 1
+            have = 0
+            if slotops.exists(self.blob_path) and self.j.get("blob_for") == i:
+                have = os.stat(self.blob_path)[6]
+                if have > e["csize"]:
+                    have = 0
+            else:
+                slotops.remove(self.blob_path)
+            self.j["blob_for"] = i
+            self._save_journal()
+            sink = _RunSink(self, run, have)
+            try:
+                source.stream(data_off + e["offset"] + have, sink)
+            finally:
+                sink.close()
+            if sink.k < len(run):
+                raise PackageError("package ends before %s is complete" % run[sink.k][1]["path"])
+            i = k
+
+    def _inflate_entry(self, idx, e):
+        slotops.makedirs_for(self.slot_path, e["path"])
+        slotops.inflate_verified(self.blob_path, self.slot_path + "/" + e["path"], e, self.buf, pkgman.WBITS)
+        slotops.remove(self.blob_path)
+        self.j["blob_for"] = idx + 1
+        self._done(idx + 1)
+
+    def _done(self, n):
+        self.j["done"] = n
+        self._save_journal()
+        self._report("downloading", version=self.manifest["version"], done=n, files=len(self.manifest["files"]))
+
+    # -- activate / confirm ------------------------------------------------------------
+    def installed(self):
+        # The journal of a completed install waiting for activation, or None.
+        j = self.read_journal()
+        if j and j.get("phase") == "installed":
+            return j
+        return None
+
+    def activate(self, now, deadline_s=300, max_attempts=3):
+        j = self.installed()
+        if j is None:
+            raise SlotError("nothing installed to activate")
+        st = self.boot_state()
+        if st.get("trial"):
+            raise PolicyError("a trial is already pending")
+        info = loader.slot_info(self.mounts["slot_" + j["slot"]])
+        if not info or info.get("manifest_sha256") != j["manifest_sha256"]:
+            raise SlotError("the installed slot does not match the journal")
+        st["trial"] = {"slot": j["slot"], "attempts": 0, "max_attempts": max_attempts,
+                       "deadline": int(now + deadline_s), "version": info["version"],
+                       "counter": info["security_counter"]}
+        loader.add_event(st, {"type": "activated", "slot": j["slot"], "version": info["version"], "time": int(now)})
+        loader.write_state(self.state_dir, st)
+        self._drop_journal()
+        return st["trial"]
+
+    def confirm(self, now):
+        # On the trial boot, once healthy. Returns the confirmed version or None.
+        st = self.boot_state()
+        trial = st.get("trial")
+        if not trial:
+            return None
+        st["active"] = trial["slot"]
+        if trial.get("counter", 0) > st.get("floor", 0):
+            st["floor"] = trial["counter"]
+        st["trial"] = None
+        loader.add_event(st, {"type": "confirmed", "slot": trial["slot"], "version": trial.get("version"),
+                              "time": int(now)})
+        loader.write_state(self.state_dir, st)
+        return trial.get("version")
+
+
+def _active_index(slot_path):
+    # {path: (sha256, size)} of the running slot, from its manifest.json.
+    try:
+        with open(slot_path + "/" + slotops.SLOT_MANIFEST) as f:
+            m = json.loads(f.read())
+    except (OSError, ValueError):
+        return {}
+    out = {}
+    for e in m.get("files", []):
+        out[e["path"]] = (e["sha256"], e["size"])
+    return out

@@ -1,0 +1,168 @@
+# The package header and manifest, checked on the device.
+#
+# Package container (host_tools/release/PACKAGE_FORMAT.md):
+#   header (44 bytes, big-endian): magic "MSPK", format 1, flags 0, reserved 0,
+#     manifest length (u32), sha256 of the manifest (32 bytes)
+#   manifest: canonical JSON (sorted keys, no spaces)
+#   data: for each file with "stored": true, in manifest order, a zlib stream
+#     (1 KiB window) at "offset" (relative to the end of the manifest) of
+#     "csize" bytes; then the compressed SBOM.
+# The manifest's sha256 is also a custom field of the TUF target
+# ("manifest_sha256"), signed by the model's targets role: it is checked
+# against the TUF-verified value before anything in it is trusted, and every
+# installed file is checked against the sha256 the manifest lists.
+import struct
+import json
+import hashlib
+import binascii
+
+from updater.install.errors import PackageError, PolicyError
+
+MAGIC = b"MSPK"
+FORMAT_VERSION = 1
+HEADER_FMT = ">4sBBHI32s"
+HEADER_SIZE = 44
+MAX_MANIFEST = 32 * 1024  # bytes parsed in RAM on the device
+MAX_FILES = 256
+FORMAT_NAME = "medsentry-package/1"
+WBITS = 10
+
+
+def parse_version(text):
+    # "X.Y.Z" -> (X, Y, Z); PackageError when malformed.
+    if not isinstance(text, str):
+        raise PackageError("version is not a string")
+    parts = text.split(".")
+    if len(parts) != 3:
+        raise PackageError("bad version %r" % text)
+    out = []
+    for p in parts:
+        if not p.isdigit() or len(p) > 6 or (len(p) > 1 and p[0] == "0"):
+            raise PackageError("bad version %r" % text)
+        out.append(int(p))
+    return tuple(out)
+
+
+def parse_header(head):
+    # head: the first HEADER_SIZE bytes -> (manifest_len, manifest_sha256 bytes)
+    if len(head) < HEADER_SIZE:
+        raise PackageError("package too short for its header")
+    magic, fmt, flags, reserved, mlen, mhash = struct.unpack(HEADER_FMT, bytes(head[:HEADER_SIZE]))
+    if magic != MAGIC:
+        raise PackageError("not a medsentry package (bad magic)")
+    if fmt != FORMAT_VERSION or flags or reserved:
+        raise PackageError("unsupported package format %d" % fmt)
+    if mlen == 0 or mlen > MAX_MANIFEST:
+        raise PackageError("manifest length %d out of range (max %d)" % (mlen, MAX_MANIFEST))
+    return mlen, mhash
+
+
+def _need(d, key, kind, where):
+    v = d.get(key) if isinstance(d, dict) else None
+    if kind is int:
+        ok = isinstance(v, int) and not isinstance(v, bool)
+    else:
+        ok = isinstance(v, kind)
+    if not ok:
+        raise PackageError("%s: field %r missing or of the wrong type" % (where, key))
+    return v
+
+
+def _check_path(p):
+    if not p or len(p) > 96 or p.startswith("/") or p.endswith("/"):
+        raise PackageError("unsafe file path %r" % p)
+    for part in p.split("/"):
+        if part in ("", ".", "..") or part.startswith("."):
+            raise PackageError("unsafe file path %r" % p)
+        for ch in part:
+            if not (ch.isalpha() or ch.isdigit() or ch in "_-."):
+                raise PackageError("unsafe file path %r" % p)
+    return p
+
+
+def _is_hex64(s):
+    if not isinstance(s, str) or len(s) != 64:
+        return False
+    for ch in s:
+        if ch not in "0123456789abcdef":
+            return False
+    return True
+
+
+def load_manifest(mbytes, header_hash, expected_hex):
+    # Verify the manifest bytes against the header and the TUF-signed hash,
+    # then parse and validate it. Returns the manifest dict.
+    digest = hashlib.sha256(mbytes).digest()
+    if digest != header_hash:
+        raise PackageError("manifest does not match the hash in the package header")
+    if expected_hex is not None and binascii.hexlify(digest).decode() != expected_hex:
+        raise PackageError("manifest does not match the manifest_sha256 signed in TUF metadata")
+    try:
+        m = json.loads(mbytes)
+    except ValueError:
+        raise PackageError("manifest is not valid JSON")
+    validate(m)
+    return m
+
+
+def validate(m):
+    if not isinstance(m, dict) or m.get("format") != FORMAT_NAME:
+        raise PackageError("manifest format is not %s" % FORMAT_NAME)
+    _need(m, "model", str, "manifest")
+    models = _need(m, "compatible_models", list, "manifest")
+    parse_version(_need(m, "version", str, "manifest"))
+    parse_version(_need(m, "min_base_version", str, "manifest"))
+    if _need(m, "security_counter", int, "manifest") < 0:
+        raise PackageError("negative security counter")
+    kind = _need(m, "kind", str, "manifest")
+    if kind not in ("full", "patch"):
+        raise PackageError("unknown package kind %r" % kind)
+    comp = _need(m, "compression", dict, "manifest")
+    if comp.get("method") != "zlib" or comp.get("wbits") != WBITS:
+        raise PackageError("unsupported compression %r" % comp)
+    files = _need(m, "files", list, "manifest")
+    if not files or len(files) > MAX_FILES:
+        raise PackageError("manifest lists %d files (1..%d allowed)" % (len(files), MAX_FILES))
+    prev = ""
+    pos = 0
+    for f in files:
+        path = _check_path(_need(f, "path", str, "file entry"))
+        if path <= prev:
+            raise PackageError("files not sorted or duplicated at %s" % path)
+        prev = path
+        if _need(f, "size", int, path) < 0:
+            raise PackageError("%s: negative size" % path)
+        if not _is_hex64(f.get("sha256")):
+            raise PackageError("%s: sha256 is not 64 hex digits" % path)
+        stored = f.get("stored")
+        if not isinstance(stored, bool):
+            raise PackageError("%s: 'stored' missing" % path)
+        if stored:
+            off = _need(f, "offset", int, path)
+            csize = _need(f, "csize", int, path)
+            # Blobs tile the data section in manifest order.
+            if off != pos or csize <= 0:
+                raise PackageError("%s: compressed data not where expected" % path)
+            pos += csize
+        elif kind == "full":
+            raise PackageError("%s: a full package must carry every file" % path)
+    for name in models:
+        if not isinstance(name, str):
+            raise PackageError("bad compatible model")
+    return m
+
+
+def check_policy(m, model, running_version, counter_floor):
+    # Refusals for a valid package: wrong model, security counter below the
+    # floor, minimum base above what runs, or not newer than what runs.
+    if model not in m["compatible_models"]:
+        raise PolicyError("package is for %s, this device is %s" % (", ".join(m["compatible_models"]), model))
+    if m["security_counter"] < counter_floor:
+        raise PolicyError("security counter %d is below this device's floor %d" % (m["security_counter"], counter_floor))
+    running = parse_version(running_version)
+    if parse_version(m["min_base_version"]) > running:
+        raise PolicyError("package needs at least version %s, this device runs %s" % (m["min_base_version"], running_version))
+    if parse_version(m["version"]) <= running:
+        raise PolicyError("package version %s is not newer than the running %s" % (m["version"], running_version))
+    if m["kind"] == "patch" and m.get("base_version") != running_version:
+        raise PolicyError("patch is against %s, this device runs %s" % (m.get("base_version"), running_version))

@@ -1,0 +1,168 @@
+# File operations on an application slot, all streaming through one small
+# caller-owned buffer, all verified by sha256.
+import os
+import hashlib
+import binascii
+
+from updater.install.errors import PackageError, SlotError
+from updater.install.inflate import open_inflate
+
+SLOT_INFO = "slot.json"
+SLOT_MANIFEST = "manifest.json"
+BLOB = ".blob"  # compressed bytes of the file being downloaded
+
+
+def _is_dir(path):
+    try:
+        return os.stat(path)[0] & 0x4000 != 0
+    except OSError:
+        return False
+
+
+def exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def _rmtree(path):
+    for name in os.listdir(path):
+        p = path + "/" + name
+        if _is_dir(p):
+            _rmtree(p)
+            os.rmdir(p)
+        else:
+            os.remove(p)
+
+
+def clear(slot_path):
+    # Invalidate first (slot.json is what makes a slot bootable), then empty.
+    remove(slot_path + "/" + SLOT_INFO)
+    remove(slot_path + "/" + SLOT_MANIFEST)
+    _rmtree(slot_path)
+
+
+def makedirs_for(slot_path, rel):
+    parts = rel.split("/")[:-1]
+    cur = slot_path
+    for p in parts:
+        cur = cur + "/" + p
+        if not _is_dir(cur):
+            os.mkdir(cur)
+
+
+def hash_file(path, buf):
+    # (sha256 hex, size) of a file, or (None, -1) when it cannot be read.
+    h = hashlib.sha256()
+    size = 0
+    mv = memoryview(buf)
+    try:
+        with open(path, "rb") as f:
+            while True:
+                n = f.readinto(buf)
+                if not n:
+                    break
+                h.update(mv[:n])
+                size += n
+    except OSError:
+        return None, -1
+    return binascii.hexlify(h.digest()).decode(), size
+
+
+def copy_verified(src, dst, entry, buf):
+    # Copy src to dst (via dst.tmp + rename) and check sha256 and size.
+    # Returns False (nothing left behind) when src does not match.
+    h = hashlib.sha256()
+    size = 0
+    mv = memoryview(buf)
+    tmp = dst + ".tmp"
+    try:
+        with open(src, "rb") as fi:
+            with open(tmp, "wb") as fo:
+                while True:
+                    n = fi.readinto(buf)
+                    if not n:
+                        break
+                    size += n
+                    if size > entry["size"]:
+                        break
+                    h.update(mv[:n])
+                    fo.write(mv[:n])
+    except OSError:
+        remove(tmp)
+        return False
+    if size != entry["size"] or binascii.hexlify(h.digest()).decode() != entry["sha256"]:
+        remove(tmp)
+        return False
+    os.rename(tmp, dst)
+    return True
+
+
+def inflate_verified(blob_path, dst, entry, buf, wbits):
+    # Inflate blob_path into dst (via dst.tmp + rename), refusing more bytes
+    # than the manifest says (a decompression bomb stops at entry["size"]).
+    h = hashlib.sha256()
+    size = 0
+    mv = memoryview(buf)
+    tmp = dst + ".tmp"
+    try:
+        with open(blob_path, "rb") as fi:
+            z = open_inflate(fi, wbits)
+            with open(tmp, "wb") as fo:
+                while True:
+                    n = z.readinto(buf)
+                    if not n:
+                        break
+                    size += n
+                    if size > entry["size"]:
+                        raise PackageError("%s inflates beyond its %d bytes" % (entry["path"], entry["size"]))
+                    h.update(mv[:n])
+                    fo.write(mv[:n])
+    except (OSError, ValueError) as e:
+        remove(tmp)
+        if isinstance(e, PackageError):
+            raise
+        if isinstance(e, OSError) and e.args and e.args[0] == 28:  # ENOSPC
+            raise SlotError("slot full while writing %s" % entry["path"])
+        raise PackageError("%s: corrupt compressed data (%r)" % (entry["path"], e))
+    if size != entry["size"] or binascii.hexlify(h.digest()).decode() != entry["sha256"]:
+        remove(tmp)
+        raise PackageError("%s does not match its sha256/size in the manifest" % entry["path"])
+    os.rename(tmp, dst)
+
+
+def walk_files(path, prefix=""):
+    # Relative paths of all files under path.
+    out = []
+    for name in os.listdir(path):
+        p = path + "/" + name
+        rel = prefix + name
+        if _is_dir(p):
+            out.extend(walk_files(p, rel + "/"))
+        else:
+            out.append(rel)
+    return out
+
+
+def verify(slot_path, manifest, buf):
+    # Every manifest file present with the right hash; strays removed.
+    wanted = {}
+    for e in manifest["files"]:
+        wanted[e["path"]] = e
+    for rel in walk_files(slot_path):
+        if rel not in wanted and rel not in (SLOT_INFO, SLOT_MANIFEST):
+            os.remove(slot_path + "/" + rel)
+    for path in wanted:
+        e = wanted[path]
+        sha, size = hash_file(slot_path + "/" + path, buf)
+        if sha != e["sha256"] or size != e["size"]:
+            raise SlotError("%s in the new slot does not verify" % path)

@@ -103,7 +103,9 @@ def decide(st, reset_reason, now, mounts):
     floor = st.get("floor", 0)
     if trial:
         reason = None
-        if reset_reason == "watchdog" and trial.get("attempts", 0) > 0:
+        if trial.get("health"):
+            reason = "health check failed: %s" % trial["health"]
+        elif reset_reason == "watchdog" and trial.get("attempts", 0) > 0:
             reason = "watchdog reset during trial boot"
         elif trial.get("attempts", 0) >= trial.get("max_attempts", 3):
             reason = "no confirmation after %d boots" % trial.get("attempts", 0)

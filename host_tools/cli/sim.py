@@ -6,12 +6,13 @@ from rich.console import Console
 from rich.table import Table
 
 from host_tools.mpvm import VMNotFound
+from host_tools.release.errors import ReleaseError
 from host_tools.sim.boards import BoardError, Boards
 from host_tools.sim.build import BuildError
 from host_tools.sim.image import ImageError
 from host_tools.sim.uart import RemoteError, Uart, UartError
 
-ERRORS = (BoardError, ImageError, BuildError, VMNotFound, UartError, ValueError)
+ERRORS = (BoardError, ImageError, BuildError, VMNotFound, UartError, ReleaseError, ValueError)
 
 
 def _boards(ctx: click.Context) -> Boards:
@@ -27,11 +28,12 @@ def cli() -> None:
 @click.argument("name")
 @click.option("--heap", default=None, help="Heap cap, e.g. 256k (default 256k).")
 @click.option("--flash-size", default=None, help="Flash image size for a new board, e.g. 2M (default 2M).")
+@click.option("--model", default=None, help="Device model of a new board, e.g. pump-v2 (default) or monitor-v1.")
 @click.pass_context
-def start(ctx: click.Context, name: str, heap: str | None, flash_size: str | None) -> None:
+def start(ctx: click.Context, name: str, heap: str | None, flash_size: str | None, model: str | None) -> None:
     """Start board NAME (created on first use) and print its serial port."""
     try:
-        st = _boards(ctx).start(name, heap=heap, flash_size=flash_size)
+        st = _boards(ctx).start(name, heap=heap, flash_size=flash_size, model=model)
     except ERRORS as e:
         raise click.ClickException(str(e)) from None
     click.echo(st["port"])

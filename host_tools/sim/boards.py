@@ -95,16 +95,18 @@ class Boards:
         return st
 
     # -- lifecycle ----------------------------------------------------------------
-    def create(self, name: str, heap: str = mpvm.DEFAULT_HEAP, flash_size: str = DEFAULT_FLASH) -> Path:
+    def create(self, name: str, heap: str = mpvm.DEFAULT_HEAP, flash_size: str = DEFAULT_FLASH,
+               model: str = simbuild.DEFAULT_MODEL) -> Path:
         d = self.board_dir(name)
         size = mpvm.parse_size(flash_size)
         mpvm.parse_size(heap)
         build = simbuild.build(self.workdir)
         d.mkdir(parents=True, exist_ok=True)
         (d / "io").mkdir(exist_ok=True)
-        simimage.new_board_image(d / "flash.img", size, build)
+        simimage.new_board_image(d / "flash.img", size, build, model)
         cfg = {
             "name": name,
+            "model": model,
             "heap": heap,
             "flash_size": size,
             "uid": secrets.token_hex(8),
@@ -115,7 +117,8 @@ class Boards:
         (d / "board.json").write_text(json.dumps(cfg, indent=1))
         return d
 
-    def start(self, name: str, heap: str | None = None, flash_size: str | None = None) -> dict:
+    def start(self, name: str, heap: str | None = None, flash_size: str | None = None,
+              model: str | None = None) -> dict:
         """Start a board (creating it on first use) and return its status with the port."""
         d = self.board_dir(name)
         if (d / "board.json").exists():
@@ -123,6 +126,8 @@ class Boards:
                 st = self.status(name)
                 raise BoardError(f"board {name!r} is already running on {st.get('port')}")
             cfg = json.loads((d / "board.json").read_text())
+            if model is not None and model != cfg.get("model"):
+                raise BoardError(f"board {name!r} is a {cfg.get('model')}; its model cannot change")
             if flash_size is not None and mpvm.parse_size(flash_size) != cfg["flash_size"]:
                 raise BoardError(
                     f"board {name!r} has a {cfg['flash_size']}-byte flash; its size cannot change "
@@ -138,7 +143,8 @@ class Boards:
             cfg["firmware"] = str(build.firmware)
             (d / "board.json").write_text(json.dumps(cfg, indent=1))
         else:
-            self.create(name, heap or mpvm.DEFAULT_HEAP, flash_size or DEFAULT_FLASH)
+            self.create(name, heap or mpvm.DEFAULT_HEAP, flash_size or DEFAULT_FLASH,
+                        model or simbuild.DEFAULT_MODEL)
         for stale in ("status.json", "ctl.sock"):
             try:
                 (d / stale).unlink()

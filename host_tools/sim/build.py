@@ -3,7 +3,10 @@
 Three trees, as on a real board:
 - firmware: the `board` package (on hardware it is frozen into the firmware);
 - loader:   updater/loader.py as loader.mpy, for the flash loader partition;
-- app:      the `agent` and `updater` packages, for an application slot.
+- app:      the `agent` and `updater` packages, for an application slot. It is
+            the content of a real release package (host_tools.release) built
+            for the board's model as the factory firmware, unpacked, plus the
+            slot's manifest.json and slot.json exactly as the installer writes them.
 Builds are cached under <workdir>/build/<hash of the sources>.
 """
 from __future__ import annotations
@@ -20,19 +23,26 @@ from host_tools.mpvm import REPO_ROOT
 APP_PACKAGES = ("agent", "updater")
 FIRMWARE_PACKAGES = ("board",)
 LOADER_SOURCE = "updater/loader.py"
-SKIP_IN_APP: set[str] = set()
 
 
 class BuildError(RuntimeError):
     """mpy-cross is missing or refused a source file."""
 
 
+FACTORY_VERSION = "1.0.0"
+FACTORY_COUNTER = 1
+DEFAULT_MODEL = "pump-v2"
+
+
 @dataclass(frozen=True)
 class Build:
     firmware: Path
     loader: Path
-    app: Path
+    app: Path  # app tree of DEFAULT_MODEL; app_for(model) for others
     digest: str
+
+    def app_for(self, model: str) -> Path:
+        return factory_app(self, model)
 
 
 def mpy_cross_path() -> str:
@@ -93,9 +103,70 @@ def build(workdir: Path, root: Path = REPO_ROOT) -> Build:
         shutil.rmtree(base)
     compile_tree(root, FIRMWARE_PACKAGES, result.firmware)
     compile_file(root / LOADER_SOURCE, result.loader / "loader.mpy", LOADER_SOURCE)
-    compile_tree(root, APP_PACKAGES, result.app, SKIP_IN_APP)
     # Entry scripts stay source: they are what the "reset vector" runs.
     for script in ("rom.py", "factory.py"):
         shutil.copy(Path(__file__).parent / "scripts" / script, result.firmware / script)
+    _factory_app_into(result.app, base, DEFAULT_MODEL, root)
     done.write_text(digest)
     return result
+
+
+def factory_package(build_: Build, model: str, root: Path = REPO_ROOT) -> Path:
+    """The factory firmware release package for `model` (built once per sources)."""
+    from host_tools.release.build import build_package
+
+    base = build_.firmware.parent
+    path = base / f"factory-{model}.mspk"
+    if not path.exists():
+        build_package(
+            model=model,
+            version=FACTORY_VERSION,
+            sources=[root / pkg for pkg in APP_PACKAGES],
+            base_dir=root,
+            security_counter=FACTORY_COUNTER,
+            out_dir=base,
+            output=path,
+            keep_py=(),
+            source_date_epoch=0,
+        )
+        sbom = path.with_name(path.name.removesuffix(".mspk") + ".cdx.json")
+        sbom.unlink(missing_ok=True)
+    return path
+
+
+def _factory_app_into(app: Path, base: Path, model: str, root: Path) -> None:
+    import json
+
+    from host_tools.release.package import read_package
+
+    pkg_path = factory_package(Build(base / "firmware", base / "loader", app, ""), model, root)
+    info = read_package(pkg_path)
+    tmp = app.with_name(app.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    for entry in info.manifest["files"]:
+        dst = tmp / entry["path"]
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes(info.file(entry["path"]))
+    (tmp / "manifest.json").write_bytes(info.manifest_bytes)
+    slot = {
+        "version": info.version,
+        "security_counter": info.security_counter,
+        "model": model,
+        "manifest_sha256": info.manifest_sha256,
+        "target": f"{model}/{pkg_path.name}",
+    }
+    (tmp / "slot.json").write_text(json.dumps(slot))
+    if app.exists():
+        shutil.rmtree(app)
+    tmp.rename(app)
+
+
+def factory_app(build_: Build, model: str) -> Path:
+    """App tree (factory firmware) for a board of `model`."""
+    if model == DEFAULT_MODEL:
+        return build_.app
+    app = build_.firmware.parent / f"app-{model}"
+    if not (app / "slot.json").exists():
+        _factory_app_into(app, build_.firmware.parent, model, REPO_ROOT)
+    return app

@@ -81,12 +81,13 @@ def factory_program(
     return proc.stdout.strip()
 
 
-def new_board_image(path: Path, size: int, build: Build) -> str:
-    """A factory-fresh board: formatted partitions, loader, app in slot A, boot state."""
+def new_board_image(path: Path, size: int, build: Build, model: str = "pump-v2") -> str:
+    """A factory-fresh board: formatted partitions, loader, the factory firmware
+    release for `model` in slot A (with its manifest and slot.json), boot state."""
     create_blank(path, size)
     return factory_program(
         path,
         build,
-        install={"loader": build.loader, "slot_a": build.app},
-        files={"state/boot.json": json.dumps({"active": "a"})},
+        install={"loader": build.loader, "slot_a": build.app_for(model)},
+        files={"state/boot.json": json.dumps({"active": "a", "floor": 0, "trial": None, "events": []})},
     )

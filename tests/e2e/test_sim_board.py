@@ -80,7 +80,7 @@ def test_mpremote_exec_against_running_board(boards):
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "micropython ['agent', 'updater']" in proc.stdout
+    assert "micropython ['agent', 'manifest.json', 'slot.json', 'updater']" in proc.stdout
 
 
 def test_watchdog_restarts_a_board_that_stops_feeding(boards):
@@ -233,10 +233,12 @@ def test_loader_boots_the_active_slot_deployed_as_mpy(boards, tmp_path):
     st = boards.wait_for("ab-1", lambda s: s.get("boots") == 2 and (s.get("device") or {}).get("slot"), what="reboot")
     assert st["device"]["slot"] == "a"
     boards.stop("ab-1")
-    # Factory-install the app into slot B too: now B boots.
+    assert st["device"]["boot_events"][-1]["type"] == "fallback"
+    # Factory-install the app into slot B too and select it: now B boots.
     build = simbuild.build(boards.workdir)
     simimage.factory_program(boards.board_dir("ab-1") / "flash.img", build, format_all=False,
-                             install={"slot_b": build.app})
+                             install={"slot_b": build.app},
+                             files={"state/boot.json": '{"active": "b", "floor": 0, "trial": null, "events": []}'})
     boards.start("ab-1")
     st = boards.wait_for("ab-1", lambda s: (s.get("device") or {}).get("slot"), what="boot")
     assert st["device"]["slot"] == "b"

@@ -1,0 +1,75 @@
+"""`medsentry repo`: serve the repository, show its state, set expiries."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from host_tools.cli.keys import ReleaseGroup, workdir
+from host_tools.release.config import EXPIRY_ROLES, ReleaseConfig
+from host_tools.release.layout import Layout
+
+
+@click.group(cls=ReleaseGroup, name="repo")
+def cli() -> None:
+    """The TUF repository (<workdir>/repository: metadata/ and targets/)."""
+
+
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
+@click.option("--port", type=int, default=8080, show_default=True, help="0 picks a free port.")
+@click.option("--tls", is_flag=True, help="HTTPS; without --cert a self-signed certificate is made in <workdir>/tls/.")
+@click.option("--cert", type=click.Path(dir_okay=False, exists=True), default=None)
+@click.option("--key", type=click.Path(dir_okay=False, exists=True), default=None)
+@click.option("--verbose", is_flag=True, help="Log every request.")
+@click.pass_context
+def serve_cmd(ctx, host, port, tls, cert, key, verbose) -> None:
+    """Serve metadata/ and targets/ as static files until interrupted."""
+    from host_tools.release.serve import RepositoryServer, ensure_self_signed
+
+    layout = Layout.of(workdir(ctx))
+    if (cert or key) and not tls:
+        raise click.UsageError("--cert/--key need --tls")
+    if tls and not cert:
+        cert, key = ensure_self_signed(layout.workdir / "tls", host)
+        click.echo(f"TLS certificate (give it to clients as their CA): {cert}")
+    server = RepositoryServer(layout.repository, host, port, Path(cert) if cert else None,
+                              Path(key) if key else None, quiet=not verbose)
+    click.echo(f"serving {layout.repository} at {server.url}/  (metadata: {server.url}/metadata/, "
+               f"targets: {server.url}/targets/); Ctrl-C to stop", )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.httpd.server_close()
+
+
+@cli.command("status")
+@click.pass_context
+def status_cmd(ctx) -> None:
+    """Versions and expiries of every role."""
+    from host_tools.release.keys import EnvPassphrases
+    from host_tools.release.session import open_session
+
+    with open_session(workdir(ctx), EnvPassphrases(), lock=False) as s:
+        repo = s.repo
+        for role in ("root", "timestamp", "snapshot", "targets", *repo.models()):
+            signed = repo.md(role).signed
+            state = "EXPIRED" if signed.is_expired(repo.now) else "ok"
+            click.echo(f"{role:<12} v{signed.version:<5} expires {signed.expires:%Y-%m-%d %H:%M} UTC  {state}")
+
+
+@cli.command("expiry")
+@click.argument("role", type=click.Choice(EXPIRY_ROLES))
+@click.argument("duration")
+@click.pass_context
+def expiry_cmd(ctx, role, duration) -> None:
+    """Set how long newly signed ROLE metadata stays valid (e.g. timestamp 12h).
+
+    Applies from the next signing of that role."""
+    layout = Layout.of(workdir(ctx))
+    config = ReleaseConfig.load(layout.config)
+    config.expiry[role] = duration
+    config.save(layout.config)
+    click.echo(f"{role} metadata will expire {duration} after signing")

@@ -1,0 +1,89 @@
+"""One call for demos and harnesses: make sure a work directory has keys, a
+repository and roles for the given models, then build the device code and
+publish it as the next release of each model (real mpy-cross build, real
+signatures, same code paths as the CLI).
+
+    from host_tools.release.quickstart import DemoPassphrases, publish_demo_release
+    summary = publish_demo_release(".medsentry", DemoPassphrases("demo-secret"))
+
+`DemoPassphrases` derives one distinct passphrase per key from a demo secret:
+for demos and tests only (real deployments use MEDSENTRY_KEY_PASSPHRASE_* or
+prompts).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .build import build_package
+from .errors import NotInitialized
+from .initialize import init_workdir
+from .keys import PassphraseSource
+from .layout import Layout
+from .publish import Release, last_published, publish_package
+from .roles.models import add_model
+from .session import open_session
+from .versions import parse_version
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEVICE_SOURCES = ("agent", "updater", "board")
+
+
+class DemoPassphrases:
+    """Deterministic, distinct passphrase per key name (demo use only)."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+
+    def existing(self, keyname: str) -> str:
+        return hashlib.sha256(f"{self.secret}:{keyname}".encode()).hexdigest()[:24]
+
+    def new(self, keyname: str, rotation: bool = False) -> str:
+        return self.existing(keyname)
+
+
+@dataclass
+class DemoSummary:
+    root_path: Path
+    repository: Path
+    releases: list[Release] = field(default_factory=list)
+
+
+def publish_demo_release(
+    workdir: str | Path,
+    passphrases: PassphraseSource,
+    models: tuple[str, ...] = ("pump-v2", "monitor-v1"),
+    sources: tuple[str, ...] = DEVICE_SOURCES,
+    base_dir: Path = REPO_ROOT,
+    channel: str = "stable",
+) -> DemoSummary:
+    layout = Layout.of(workdir)
+    try:
+        with open_session(workdir, passphrases, lock=False):
+            pass
+    except NotInitialized:
+        init_workdir(workdir, passphrases)
+    summary = DemoSummary(layout.metadata / "1.root.json", layout.repository)
+    for model in models:
+        with open_session(workdir, passphrases) as s:
+            if model not in s.repo.models():
+                add_model(s, model)
+        with open_session(workdir, passphrases, lock=False) as s:
+            top_v, top_c = last_published(s, model)
+        if top_v is None:
+            version, counter = "1.0.0", 1
+        else:
+            major, minor, patch = parse_version(top_v.version)
+            version, counter = f"{major}.{minor}.{patch + 1}", top_c.security_counter + 1
+        pkg = build_package(
+            model=model,
+            version=version,
+            sources=[base_dir / s for s in sources],
+            base_dir=base_dir,
+            security_counter=counter,
+            out_dir=layout.packages,
+        )
+        with open_session(workdir, passphrases) as s:
+            summary.releases.append(publish_package(s, pkg.path, channel))
+    return summary

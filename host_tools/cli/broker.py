@@ -1,0 +1,80 @@
+"""`medsentry broker`: Mosquitto configuration (TLS, ACL, CRL) and a local runner."""
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+
+import click
+
+from host_tools.broker import Broker, BrokerError, BrokerSettings, write_config
+from host_tools.pki import FleetPKI, PkiError
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@click.group("broker")
+def cli() -> None:
+    """Fleet MQTT broker (Mosquitto 2.0) with mutual TLS and per-device ACLs."""
+
+
+@cli.command("config")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Output directory [default: <workdir>/broker].")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Listener address.")
+@click.option("--port", default=8883, show_default=True, type=int)
+@click.option("--persistence/--no-persistence", default=True, show_default=True)
+@click.option("--log-file", type=click.Path(dir_okay=False), default=None)
+@click.pass_context
+def config(ctx: click.Context, out: str | None, host: str, port: int, persistence: bool,
+           log_file: str | None) -> None:
+    """Write mosquitto.conf and acl (run with: mosquitto -c <out>/mosquitto.conf)."""
+    pki = FleetPKI(ctx.obj["workdir"])
+    out_dir = Path(out) if out else pki.workdir / "broker"
+    settings = BrokerSettings(host=host, port=port, persistence=persistence,
+                              persistence_dir=out_dir.resolve() / "persistence",
+                              log_file=Path(log_file).resolve() if log_file else None)
+    try:
+        conf, acl = write_config(pki, settings, out_dir)
+    except PkiError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {conf}\nwrote {acl}")
+    click.echo("note: Mosquitto started as root drops to user `mosquitto`; make the server key "
+               "readable to it (or add `user root` for a local test setup).")
+
+
+@cli.command("run")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=None, help="Default: a free port.")
+@click.option("--duration", type=float, default=None, help="Stop after N seconds (default: Ctrl-C).")
+@click.pass_context
+def run(ctx: click.Context, host: str, port: int | None, duration: float | None) -> None:
+    """Run Mosquitto in the foreground on a loopback port; writes <workdir>/broker/address.json."""
+    pki = FleetPKI(ctx.obj["workdir"])
+    run_dir = pki.workdir / "broker" / "run"
+    broker = Broker(pki, run_dir, host=host, port=port, persistence=True)
+    try:
+        broker.start()
+    except (BrokerError, PkiError) as exc:
+        raise click.ClickException(str(exc)) from None
+    # Mosquitto runs in its own session: stop it ourselves on SIGTERM as on Ctrl-C.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+    addr = pki.workdir / "broker" / "address.json"
+    addr.write_text(json.dumps({"host": broker.host, "port": broker.port}) + "\n")
+    click.echo(f"broker listening on {broker.host}:{broker.port} (log {broker.log_path}); Ctrl-C stops")
+    try:
+        deadline = None if duration is None else time.monotonic() + duration
+        while broker.running and (deadline is None or time.monotonic() < deadline):
+            time.sleep(0.2)
+        if not broker.running:
+            raise click.ClickException(f"mosquitto stopped:\n{broker.log_text()[-2000:]}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.stop()
+        addr.unlink(missing_ok=True)

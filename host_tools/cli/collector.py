@@ -1,0 +1,53 @@
+"""`medsentry collector`: receive, verify, decrypt and store sealed telemetry."""
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+
+import click
+
+from host_tools.collector import open_collector
+from host_tools.pki import PkiError
+
+
+def broker_address(workdir: str, host: str | None, port: int | None) -> tuple[str, int]:
+    """Explicit --host/--port, else <workdir>/broker/address.json from `broker run`."""
+    if port is not None:
+        return host or "127.0.0.1", port
+    addr = Path(workdir) / "broker" / "address.json"
+    try:
+        d = json.loads(addr.read_text())
+        return host or d["host"], int(d["port"])
+    except (OSError, ValueError, KeyError):
+        raise click.ClickException(f"no --port given and no running broker recorded in {addr}") from None
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@click.command("collector")
+@click.option("--host", default=None, help="Broker address [default: from `broker run`, else 127.0.0.1].")
+@click.option("--port", type=int, default=None)
+@click.option("--duration", type=float, default=None, help="Stop after N seconds.")
+@click.option("--max-records", type=int, default=None, help="Stop after N accepted records.")
+@click.pass_context
+def cli(ctx: click.Context, host: str | None, port: int | None, duration: float | None,
+        max_records: int | None) -> None:
+    """Subscribe over mutual TLS; verify, decrypt, de-duplicate and store records in fleet.db."""
+    workdir = ctx.obj["workdir"]
+    h, p = broker_address(workdir, host, port)
+    # SIGTERM (service managers) stops as cleanly as Ctrl-C: commit, ack, disconnect.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        col = open_collector(workdir, h, p)
+        click.echo(f"collector: {h}:{p} -> {col.db.path} (Ctrl-C stops)")
+        stats = col.run(duration=duration, max_records=max_records)
+    except (PkiError, ConnectionError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps({k: v for k, v in stats.items() if v}, sort_keys=True))
+    if col.errors:
+        raise click.ClickException("; ".join(col.errors))

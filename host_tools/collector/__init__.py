@@ -1,0 +1,17 @@
+"""The telemetry collector: verify + decrypt sealed records (SEALING.md), store in SQLite."""
+from .db import FleetDB
+from .ingest import OUTCOMES, REJECTIONS, Ingestor, Outcome
+from .service import SUBSCRIPTIONS, Collector, CollectorConfig, open_collector, tls_client
+
+__all__ = [
+    "OUTCOMES",
+    "REJECTIONS",
+    "SUBSCRIPTIONS",
+    "Collector",
+    "CollectorConfig",
+    "FleetDB",
+    "Ingestor",
+    "Outcome",
+    "open_collector",
+    "tls_client",
+]

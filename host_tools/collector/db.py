@@ -1,0 +1,370 @@
+"""The fleet database (SQLite, ``<workdir>/fleet.db``): telemetry, status, gaps, counters.
+
+Tables (created if missing; ``meta.schema_version`` = 1):
+
+``devices``      one row per device seen: highest accepted sequence number, counts,
+                 last status (state, fw, queued, dropped) and times.
+``accepted``     every accepted sealed message (telemetry or status): device, seq,
+                 kid, topic, SHA-256 of the message bytes (duplicate detection).
+``vitals``       decoded telemetry records, one row per (device, seq).
+``status_log``   status messages (sealed, or the unsealed last-will "offline").
+``missing``      open holes in a device's sequence (inclusive ranges).
+``gaps``         log of gap events: kind ``gap`` (detected hole), ``skipped``
+                 (device declared the numbers never used), ``filled`` (late arrival).
+``counters``     per device (``?`` when the topic names no valid device) and outcome:
+                 accepted, duplicate, replayed, forged, malformed, unknown_kid,
+                 wrong_device, retired_key, status_unsealed, ignored.
+``rejections``   one row per rejected message: time, topic, reason, detail, size
+                 (the newest 100,000). Rejected payloads are never stored.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Iterable
+
+SCHEMA_VERSION = 1
+MAX_REJECTION_ROWS = 100_000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS devices (
+    device_id     TEXT PRIMARY KEY,
+    highest_seq   INTEGER,
+    records       INTEGER NOT NULL DEFAULT 0,
+    first_seen    REAL,
+    last_seen     REAL,
+    status        TEXT,
+    status_sealed INTEGER,
+    status_at     REAL,
+    fw            TEXT,
+    queued        INTEGER,
+    dropped       INTEGER
+);
+CREATE TABLE IF NOT EXISTS accepted (
+    device_id   TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    kid         BLOB NOT NULL,
+    topic       TEXT NOT NULL,
+    digest      BLOB NOT NULL,
+    received_at REAL NOT NULL,
+    PRIMARY KEY (device_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS vitals (
+    device_id    TEXT NOT NULL,
+    seq          INTEGER NOT NULL,
+    t            REAL NOT NULL,
+    hr           INTEGER,
+    spo2         INTEGER,
+    bp_sys       INTEGER,
+    bp_dia       INTEGER,
+    temp         REAL,
+    pump_state   TEXT,
+    pump_rate    REAL,
+    pump_vtbi    REAL,
+    pump_infused REAL,
+    pump_alarms  TEXT,
+    extra        TEXT,
+    received_at  REAL NOT NULL,
+    PRIMARY KEY (device_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS status_log (
+    id          INTEGER PRIMARY KEY,
+    device_id   TEXT NOT NULL,
+    seq         INTEGER,
+    sealed      INTEGER NOT NULL,
+    state       TEXT NOT NULL,
+    t           REAL,
+    fw          TEXT,
+    queued      INTEGER,
+    dropped     INTEGER,
+    received_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS missing (
+    device_id TEXT NOT NULL,
+    first_seq INTEGER NOT NULL,
+    last_seq  INTEGER NOT NULL,
+    PRIMARY KEY (device_id, first_seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS gaps (
+    id          INTEGER PRIMARY KEY,
+    device_id   TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    first_seq   INTEGER NOT NULL,
+    last_seq    INTEGER NOT NULL,
+    detected_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (
+    device_id TEXT NOT NULL,
+    name      TEXT NOT NULL,
+    count     INTEGER NOT NULL,
+    PRIMARY KEY (device_id, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rejections (
+    id          INTEGER PRIMARY KEY,
+    received_at REAL NOT NULL,
+    topic       TEXT NOT NULL,
+    device_id   TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    detail      TEXT,
+    size        INTEGER NOT NULL
+);
+"""
+
+VITAL_COLUMNS = ("seq", "t", "hr", "spo2", "bp_sys", "bp_dia", "temp", "pump_state",
+                 "pump_rate", "pump_vtbi", "pump_infused", "pump_alarms", "received_at")
+
+
+class FleetDB:
+    """Thread-safe wrapper around one SQLite connection (WAL, synchronous=NORMAL)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self.conn.row_factory = sqlite3.Row
+        self.lock = threading.RLock()
+        self._batch = False
+        with self.lock:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.executescript(SCHEMA)
+            row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                self.conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise RuntimeError(f"{self.path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
+
+    # -- transactions ------------------------------------------------------------
+    def transaction(self) -> "_Txn":
+        """One message's writes, atomically. Inside a batch it is a savepoint."""
+        return _Txn(self)
+
+    @property
+    def in_batch(self) -> bool:
+        return self.conn.in_transaction and self._batch
+
+    def begin_batch(self) -> None:
+        """Group the following messages into one commit (the collector acknowledges
+        them only after ``commit_batch``)."""
+        with self.lock:
+            if not self._batch:
+                self.conn.execute("BEGIN IMMEDIATE")
+                self._batch = True
+
+    def rollback_batch(self) -> None:
+        with self.lock:
+            self._batch = False
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+
+    def commit_batch(self) -> None:
+        with self.lock:
+            if self._batch:
+                self._batch = False
+                self.conn.execute("COMMIT")
+
+    # -- state loading (collector start) -------------------------------------------
+    def load_sequence_state(self) -> dict[str, tuple[int | None, list[list[int]]]]:
+        """{device: (highest_seq, [[first, last], ...] open holes)}."""
+        with self.lock:
+            out: dict[str, tuple[int | None, list[list[int]]]] = {}
+            for r in self.conn.execute("SELECT device_id, highest_seq FROM devices"):
+                out[r["device_id"]] = (r["highest_seq"], [])
+            for r in self.conn.execute("SELECT device_id, first_seq, last_seq FROM missing ORDER BY device_id, first_seq"):
+                out.setdefault(r["device_id"], (None, []))[1].append([r["first_seq"], r["last_seq"]])
+            return out
+
+    def load_counters(self) -> dict[str, dict[str, int]]:
+        with self.lock:
+            out: dict[str, dict[str, int]] = {}
+            for r in self.conn.execute("SELECT device_id, name, count FROM counters"):
+                out.setdefault(r["device_id"], {})[r["name"]] = r["count"]
+            return out
+
+    def accepted_digest(self, device_id: str, seq: int) -> bytes | None:
+        with self.lock:
+            r = self.conn.execute("SELECT digest FROM accepted WHERE device_id=? AND seq=?",
+                                  (device_id, seq)).fetchone()
+            return None if r is None else bytes(r[0])
+
+    # -- queries (export, summaries, tests) --------------------------------------------
+    def vitals(self, device_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            rows = self.conn.execute(
+                f"SELECT {', '.join(VITAL_COLUMNS)}, extra FROM vitals WHERE device_id=? ORDER BY seq",
+                (device_id,),
+            ).fetchall()
+        out = []
+        for r in rows:
+            d = {k: r[k] for k in VITAL_COLUMNS}
+            d["pump_alarms"] = json.loads(r["pump_alarms"]) if r["pump_alarms"] is not None else None
+            d["extra"] = json.loads(r["extra"]) if r["extra"] else {}
+            out.append(d)
+        return out
+
+    def seqs(self, device_id: str) -> list[int]:
+        with self.lock:
+            return [r[0] for r in self.conn.execute(
+                "SELECT seq FROM vitals WHERE device_id=? ORDER BY seq", (device_id,))]
+
+    def missing(self, device_id: str) -> list[tuple[int, int]]:
+        with self.lock:
+            return [(r[0], r[1]) for r in self.conn.execute(
+                "SELECT first_seq, last_seq FROM missing WHERE device_id=? ORDER BY first_seq", (device_id,))]
+
+    def gap_log(self, device_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(r) for r in self.conn.execute(
+                "SELECT kind, first_seq, last_seq, detected_at FROM gaps WHERE device_id=? ORDER BY id",
+                (device_id,))]
+
+    def counters(self, device_id: str | None = None) -> dict[str, int]:
+        """Counters of one device, or summed over all devices."""
+        with self.lock:
+            if device_id is None:
+                rows = self.conn.execute("SELECT name, SUM(count) FROM counters GROUP BY name")
+            else:
+                rows = self.conn.execute("SELECT name, count FROM counters WHERE device_id=?", (device_id,))
+            return {r[0]: int(r[1]) for r in rows}
+
+    def device(self, device_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            r = self.conn.execute("SELECT * FROM devices WHERE device_id=?", (device_id,)).fetchone()
+            return None if r is None else dict(r)
+
+    def device_ids(self) -> list[str]:
+        with self.lock:
+            return [r[0] for r in self.conn.execute("SELECT device_id FROM devices ORDER BY device_id")]
+
+    def status_log(self, device_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(r) for r in self.conn.execute(
+                "SELECT seq, sealed, state, t, fw, queued, dropped, received_at FROM status_log "
+                "WHERE device_id=? ORDER BY id", (device_id,))]
+
+    def rejections(self, device_id: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            if device_id is None:
+                rows = self.conn.execute("SELECT * FROM rejections ORDER BY id")
+            else:
+                rows = self.conn.execute("SELECT * FROM rejections WHERE device_id=? ORDER BY id", (device_id,))
+            return [dict(r) for r in rows]
+
+    def summary(self, sent: int | None = None) -> dict[str, Any]:
+        """Fleet-wide telemetry counts for reports (e.g. demo-out/summary.json):
+        ``sent`` (given by the caller), ``stored`` (telemetry rows), ``lost`` (missing
+        sequence numbers), ``rejected`` (all rejection reasons), ``duplicates_dropped``,
+        plus ``rejected_by_reason``."""
+        from .ingest import REJECTIONS  # local: ingest imports db
+
+        counters = self.counters()
+        with self.lock:
+            stored = int(self.conn.execute("SELECT COUNT(*) FROM vitals").fetchone()[0])
+        by_reason = {r: counters.get(r, 0) for r in REJECTIONS if counters.get(r, 0)}
+        return {
+            "sent": sent,
+            "stored": stored,
+            "lost": self.lost(),
+            "rejected": sum(by_reason.values()),
+            "duplicates_dropped": counters.get("duplicate", 0),
+            "rejected_by_reason": by_reason,
+        }
+
+    def lost(self, device_id: str | None = None) -> int:
+        """Sequence numbers still missing (gaps not filled and not declared skipped)."""
+        with self.lock:
+            if device_id is None:
+                r = self.conn.execute("SELECT COALESCE(SUM(last_seq - first_seq + 1), 0) FROM missing")
+            else:
+                r = self.conn.execute("SELECT COALESCE(SUM(last_seq - first_seq + 1), 0) FROM missing "
+                                      "WHERE device_id=?", (device_id,))
+            return int(r.fetchone()[0])
+
+
+class _Txn:
+    """``with db.transaction() as tx:`` — all writes of one message, atomically."""
+
+    def __init__(self, db: FleetDB) -> None:
+        self.db = db
+        self.c = db.conn
+
+    def __enter__(self) -> "_Txn":
+        self.db.lock.acquire()
+        self.nested = self.db.in_batch
+        try:
+            self.c.execute("SAVEPOINT msg" if self.nested else "BEGIN IMMEDIATE")
+        except BaseException:
+            self.db.lock.release()
+            raise
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        try:
+            if self.nested:
+                if exc_type:
+                    self.c.execute("ROLLBACK TO msg")
+                self.c.execute("RELEASE msg")
+            else:
+                self.c.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self.db.lock.release()
+
+    def bump(self, device_id: str, name: str, n: int = 1) -> None:
+        self.c.execute(
+            "INSERT INTO counters VALUES (?, ?, ?) ON CONFLICT(device_id, name) "
+            "DO UPDATE SET count = count + excluded.count", (device_id, name, n))
+
+    def reject(self, now: float, topic: str, device_id: str, reason: str, detail: str, size: int) -> None:
+        cur = self.c.execute("INSERT INTO rejections (received_at, topic, device_id, reason, detail, size) "
+                             "VALUES (?, ?, ?, ?, ?, ?)", (now, topic, device_id, reason, detail[:200], size))
+        # Bounded log (a flood of bad messages must not fill the disk); the
+        # counters keep the full totals.
+        if cur.lastrowid and cur.lastrowid % 1000 == 0:
+            self.c.execute("DELETE FROM rejections WHERE id <= ?", (cur.lastrowid - MAX_REJECTION_ROWS,))
+
+    def touch_device(self, device_id: str, now: float) -> None:
+        self.c.execute("INSERT INTO devices (device_id, first_seen, last_seen) VALUES (?, ?, ?) "
+                       "ON CONFLICT(device_id) DO UPDATE SET last_seen = excluded.last_seen",
+                       (device_id, now, now))
+
+    def accept(self, device_id: str, seq: int, kid: bytes, topic: str, digest: bytes,
+               now: float, highest: int) -> None:
+        self.c.execute("INSERT INTO accepted VALUES (?, ?, ?, ?, ?, ?)",
+                       (device_id, seq, kid, topic, digest, now))
+        self.c.execute("UPDATE devices SET highest_seq = ?, records = records + 1 WHERE device_id = ?",
+                       (highest, device_id))
+
+    def vitals(self, device_id: str, rec: Any, now: float, extra: str) -> None:
+        self.c.execute(
+            "INSERT INTO vitals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (device_id, rec.seq, rec.t, rec.hr, rec.spo2, rec.bp_sys, rec.bp_dia, rec.temp,
+             rec.pump_state, rec.pump_rate, rec.pump_vtbi, rec.pump_infused,
+             None if rec.pump_alarms is None else json.dumps(rec.pump_alarms),
+             extra or None, now))
+
+    def status(self, device_id: str, st: Any, now: float) -> None:
+        self.c.execute(
+            "INSERT INTO status_log (device_id, seq, sealed, state, t, fw, queued, dropped, received_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (device_id, st.seq, int(st.sealed), st.state, st.t, st.fw, st.queued, st.dropped, now))
+        self.c.execute(
+            "UPDATE devices SET status = ?, status_sealed = ?, status_at = ?, "
+            "fw = COALESCE(?, fw), queued = COALESCE(?, queued), dropped = COALESCE(?, dropped) "
+            "WHERE device_id = ?",
+            (st.state, int(st.sealed), now, st.fw, st.queued, st.dropped, device_id))
+
+    def set_missing(self, device_id: str, ranges: Iterable[list[int]]) -> None:
+        self.c.execute("DELETE FROM missing WHERE device_id = ?", (device_id,))
+        self.c.executemany("INSERT INTO missing VALUES (?, ?, ?)",
+                           [(device_id, a, b) for a, b in ranges])
+
+    def gap_event(self, device_id: str, kind: str, first: int, last: int, now: float) -> None:
+        self.c.execute("INSERT INTO gaps (device_id, kind, first_seq, last_seq, detected_at) "
+                       "VALUES (?, ?, ?, ?, ?)", (device_id, kind, first, last, now))

@@ -1,0 +1,217 @@
+"""The collector's MQTT side: paho-mqtt 2.x over mutual TLS, QoS 1, persistent session.
+
+Each message is verified and stored (``Ingestor.handle``) inside paho's
+``on_message``; messages are committed to SQLite in small batches and each is
+acknowledged (manual PUBACK) only after its batch committed, so a record is in
+SQLite before the broker forgets it; if storing fails nothing more is
+acknowledged and the collector stops. A redelivery after a crash is
+then recognised as a duplicate. The session is persistent (clean_session=False,
+fixed client id) so the broker queues records while the collector is away.
+"""
+from __future__ import annotations
+
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import paho.mqtt.client as mqtt
+
+from host_tools.pki import FleetPKI, Identity
+
+from .db import FleetDB
+from .ingest import Ingestor, Outcome
+
+SUBSCRIPTIONS = ("medsentry/+/telemetry", "medsentry/+/status")
+#: Messages are stored in batches of at most BATCH_MAX (one SQLite commit) and
+#: acknowledged right after the commit, at the latest BATCH_DELAY s after arrival.
+#: Keep BATCH_MAX below the broker's max_inflight_messages (100 in our config).
+BATCH_MAX = 64
+BATCH_DELAY = 0.01
+
+
+@dataclass
+class CollectorConfig:
+    host: str
+    port: int
+    client_id: str = "medsentry-collector"
+    identity: str = "collector"
+    keepalive: int = 30
+    clean_session: bool = False
+
+
+def tls_client(identity: Identity, client_id: str, *, clean_session: bool = True,
+               protocol: int = mqtt.MQTTv311, manual_ack: bool = False) -> mqtt.Client:
+    """A paho 2.x client configured for mutual TLS with a fleet identity."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                         clean_session=clean_session, protocol=protocol, manual_ack=manual_ack)
+    client.tls_set(ca_certs=str(identity.ca), certfile=str(identity.cert), keyfile=str(identity.key),
+                   cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    return client
+
+
+class Collector:
+    """Subscribe, verify, store. ``run()`` blocks; ``start()``/``stop()`` for tests."""
+
+    def __init__(self, pki: FleetPKI, db: FleetDB, config: CollectorConfig,
+                 on_outcome: Callable[[Outcome], None] | None = None) -> None:
+        self.pki = pki
+        self.db = db
+        self.config = config
+        self.ingestor = Ingestor(pki, db)
+        self.on_outcome = on_outcome
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        self.done = threading.Event()
+        self.max_records: int | None = None
+        self.errors: list[str] = []
+        self.failed = False
+        self._batch_lock = threading.RLock()
+        self._pending: list[tuple[int, int]] = []
+        self._pending_since = 0.0
+        self._stop_flusher = threading.Event()
+        self._flusher_thread: threading.Thread | None = None
+        self.client = tls_client(pki.client_identity(config.identity), config.client_id,
+                                 clean_session=config.clean_session, manual_ack=True)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=5)
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+        self.client.on_disconnect = self._on_disconnect
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return dict(self.ingestor.stats)
+
+    # -- paho callbacks (network thread) ------------------------------------------------
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object,
+                    properties: object = None) -> None:
+        if getattr(reason, "is_failure", False):
+            self.errors.append(f"connect refused: {reason}")
+            return
+        self.connected.set()
+        client.subscribe([(t, 1) for t in SUBSCRIPTIONS])
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int, reasons: list, properties: object) -> None:
+        if any(getattr(r, "is_failure", False) for r in reasons):
+            self.errors.append(f"subscription refused: {reasons}")
+        else:
+            self.subscribed.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason: object,
+                       properties: object = None) -> None:
+        self.connected.clear()
+        self.subscribed.clear()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        with self._batch_lock:
+            if self.failed:
+                return  # never acknowledged: redelivered to the next session
+            try:
+                self.db.begin_batch()
+                out = self.ingestor.handle(msg.topic, msg.payload, retained=bool(msg.retain))
+            except Exception as exc:  # noqa: BLE001 - storage failure: do not ack, stop
+                self._fail(exc)
+                return
+            if not self._pending:
+                self._pending_since = time.monotonic()
+            self._pending.append((msg.mid, msg.qos))
+            if len(self._pending) >= BATCH_MAX:
+                self._flush_locked()
+        if self.on_outcome is not None:
+            self.on_outcome(out)
+        if self.max_records is not None and self.ingestor.stats.get("accepted", 0) >= self.max_records:
+            self.flush()
+            self.done.set()
+
+    # -- batching: commit, then acknowledge ----------------------------------------
+    def _fail(self, exc: BaseException) -> None:
+        """Storage failed: acknowledge nothing more, roll back, stop."""
+        self.failed = True
+        self.errors.append(f"{type(exc).__name__}: {exc}")
+        self._pending.clear()
+        try:
+            self.db.rollback_batch()
+        except Exception:  # noqa: BLE001 - already failing; the error is recorded
+            pass
+        self.done.set()
+        self.client.disconnect()
+
+    def _flush_locked(self) -> None:
+        try:
+            self.db.commit_batch()
+        except Exception as exc:  # noqa: BLE001
+            self._fail(exc)
+            return
+        for mid, qos in self._pending:
+            self.client.ack(mid, qos)
+        self._pending.clear()
+
+    def flush(self) -> None:
+        """Commit the open batch and acknowledge its messages (also done every
+        ``BATCH_DELAY`` seconds and every ``BATCH_MAX`` messages)."""
+        with self._batch_lock:
+            if not self.failed:
+                self._flush_locked()
+
+    def _flusher(self) -> None:
+        while not self._stop_flusher.wait(BATCH_DELAY / 2):
+            with self._batch_lock:
+                if self._pending and time.monotonic() - self._pending_since >= BATCH_DELAY and not self.failed:
+                    self._flush_locked()
+
+    # -- control ---------------------------------------------------------------
+    def start(self, wait: float = 10.0) -> "Collector":
+        """Connect and start the network thread; wait until subscribed."""
+        self._stop_flusher.clear()
+        self._flusher_thread = threading.Thread(target=self._flusher, name="collector-flush", daemon=True)
+        self._flusher_thread.start()
+        self.client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive)
+        self.client.loop_start()
+        if not self.subscribed.wait(wait):
+            self.stop()
+            raise ConnectionError(f"collector could not connect/subscribe to "
+                                  f"{self.config.host}:{self.config.port}: {self.errors or 'timeout'}")
+        return self
+
+    def stop(self) -> None:
+        """Commit and acknowledge what was processed, then disconnect."""
+        self._stop_flusher.set()
+        if self._flusher_thread is not None:
+            self._flusher_thread.join()
+            self._flusher_thread = None
+        try:
+            self.flush()
+            self.client.disconnect()
+        finally:
+            self.client.loop_stop()
+
+    def wait_for(self, predicate: Callable[[dict[str, int]], bool], timeout: float) -> bool:
+        """Poll ``predicate(stats)`` until true or ``timeout`` (tests)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self.stats):
+                return True
+            time.sleep(0.02)
+        return predicate(self.stats)
+
+    def run(self, *, duration: float | None = None, max_records: int | None = None) -> dict[str, int]:
+        """Run until Ctrl-C, ``duration`` seconds, or ``max_records`` accepted records."""
+        self.max_records = max_records
+        self.start()
+        try:
+            self.done.wait(duration)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+        return self.stats
+
+
+def open_collector(workdir: str | Path, host: str, port: int, **kw: object) -> Collector:
+    """Collector using ``<workdir>/pki`` and ``<workdir>/fleet.db``."""
+    pki = FleetPKI(workdir)
+    db = FleetDB(Path(workdir) / "fleet.db")
+    return Collector(pki, db, CollectorConfig(host=host, port=port, **kw))  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+# medsentry security agent (device side, MicroPython/CPython common subset).

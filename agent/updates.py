@@ -152,6 +152,7 @@ class UpdateAgent:
             for r in json.loads(bytes(sink.buf)).get("recalled", []):
                 recalled.add(r.get("version"))
         self.recalled = self.version in recalled
+        failed = loader.read_state(self.mounts["state"]).get("failed", [])
         best = None
         for path in up.list_targets(prefix):
             if not path.endswith(".mspk"):
@@ -162,6 +163,8 @@ class UpdateAgent:
                 continue
             if c.get("channel", "stable") != self.cfg.get("channel", "stable") or c.get("version") in recalled:
                 continue
+            if c.get("manifest_sha256") in failed:
+                continue  # rolled back on this device before
             if parse_version(c["version"]) <= parse_version(self.version):
                 continue
             if best is None or parse_version(c["version"]) > parse_version(best[1]["version"]):

@@ -8,7 +8,8 @@
 #    "floor": 3,                security counter floor: no slot below it boots
 #    "trial": null | {"slot": "b", "attempts": 0, "max_attempts": 3,
 #                     "deadline": unix time, "version": "1.2.0", "counter": 4},
-#    "events": [ {"type": "rolled_back"|"confirmed"|..., ...} ]}  last few, for reporting
+#    "events": [ {"type": "rolled_back"|"confirmed"|..., ...} ],  last few, for reporting
+#    "failed": [manifest_sha256, ...]}  packages rolled back: never installed again
 # Each slot carries /slot_X/slot.json: {"version", "security_counter", "model",
 # "manifest_sha256"}, written last by the installer.
 import sys
@@ -115,6 +116,11 @@ def decide(st, reset_reason, now, mounts):
             reason = "trial slot not bootable"
         if reason:
             st["trial"] = None
+            # Remember the package that failed so it is not installed again.
+            failed = st.get("failed") or []
+            if trial.get("manifest_sha256"):
+                failed.append(trial["manifest_sha256"])
+            st["failed"] = failed[-MAX_EVENTS:]
             add_event(st, {"type": "rolled_back", "slot": trial["slot"], "version": trial.get("version"),
                            "reason": reason, "time": int(now)})
         else:

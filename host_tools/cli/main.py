@@ -9,7 +9,16 @@ import click
 # a click group or command named `cli`. Add a line here to register a new one.
 GROUP_MODULES = [
     "host_tools.cli.sim",
+    "host_tools.cli.pki",
+    "host_tools.cli.broker",
+    "host_tools.cli.collector",
+    "host_tools.cli.telemetry",
     "host_tools.cli.demo",
+    "host_tools.cli.keys",
+    "host_tools.cli.package",
+    "host_tools.cli.release",
+    "host_tools.cli.repo",
+    "host_tools.cli.timestamp",
 ]
 
 

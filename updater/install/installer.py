@@ -136,6 +136,25 @@ class Installer:
     def _drop_journal(self):
         slotops.remove(self.journal_path)
 
+    def reconcile(self):
+        # A power cut between activation (boot state written) and dropping
+        # the journal leaves a journal for a slot that is already on trial or
+        # active: it is finished business.
+        j = self.read_journal()
+        if j is None:
+            return None
+        st = self.boot_state()
+        trial = st.get("trial")
+        activated = False
+        for ev in st.get("events", []):
+            if ev.get("type") == "activated" and ev.get("manifest_sha256") == j.get("manifest_sha256"):
+                activated = True
+        if (j.get("slot") == st["active"] or (trial and trial.get("slot") == j.get("slot"))
+                or activated or j.get("manifest_sha256") in st.get("failed", [])):
+            self._drop_journal()
+            return None
+        return j
+
     def _report(self, step, **kw):
         if self.progress:
             kw["step"] = step
@@ -157,7 +176,7 @@ class Installer:
         inactive = loader.other(active)
         self.slot_path = self.mounts["slot_" + inactive]
         self.blob_path = self.slot_path + "/" + slotops.BLOB
-        j = self.read_journal()
+        j = self.reconcile()
         resume = (
             j is not None and j.get("target") == target and j.get("manifest_sha256") == manifest_sha256
             and j.get("slot") == inactive and j.get("phase") in ("installing", "installed")
@@ -260,7 +279,7 @@ class Installer:
     # -- activate / confirm ------------------------------------------------------------
     def installed(self):
         # The journal of a completed install waiting for activation, or None.
-        j = self.read_journal()
+        j = self.reconcile()
         if j and j.get("phase") == "installed":
             return j
         return None
@@ -277,8 +296,9 @@ class Installer:
             raise SlotError("the installed slot does not match the journal")
         st["trial"] = {"slot": j["slot"], "attempts": 0, "max_attempts": max_attempts,
                        "deadline": int(now + deadline_s), "version": info["version"],
-                       "counter": info["security_counter"]}
-        loader.add_event(st, {"type": "activated", "slot": j["slot"], "version": info["version"], "time": int(now)})
+                       "counter": info["security_counter"], "manifest_sha256": j["manifest_sha256"]}
+        loader.add_event(st, {"type": "activated", "slot": j["slot"], "version": info["version"],
+                              "manifest_sha256": j["manifest_sha256"], "time": int(now)})
         loader.write_state(self.state_dir, st)
         self._drop_journal()
         return st["trial"]
@@ -296,6 +316,7 @@ class Installer:
         loader.add_event(st, {"type": "confirmed", "slot": trial["slot"], "version": trial.get("version"),
                               "time": int(now)})
         loader.write_state(self.state_dir, st)
+        self.reconcile()
         return trial.get("version")
 
 

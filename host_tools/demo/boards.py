@@ -1,39 +1,17 @@
-"""The demo (`make demo`): boots simulated boards and shows them live.
-
-Stages run in order and each adds its section to demo-out/summary.json.
-Later capabilities (telemetry, releases, updates) add stages here.
-"""
+"""Demo stage: boot the boards and watch them live."""
 from __future__ import annotations
 
-import json
-import shutil
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable
 
-from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from host_tools.sim.boards import Boards
-
-DEMO_BOARDS = ["pump-1", "pump-2", "monitor-1"]
-
-
-@dataclass
-class DemoContext:
-    out: Path
-    workdir: Path
-    boards: Boards
-    names: list[str]
-    console: Console
-    summary: dict = field(default_factory=dict)
+from host_tools.demo.core import DEMO_BOARDS, DemoContext
 
 
 def board_table(ctx: DemoContext, title: str) -> Table:
     t = Table(title=title)
-    for col in ("board", "state", "port", "slot", "reset", "uptime", "heap free", "HR", "SpO2", "BP", "temp", "pump"):
+    for col in ("board", "model", "fw", "state", "slot", "reset", "uptime", "heap free", "HR", "SpO2", "BP", "temp", "pump"):
         t.add_column(col)
     for name in ctx.names:
         st = ctx.boards.status(name)
@@ -44,7 +22,7 @@ def board_table(ctx: DemoContext, title: str) -> Table:
         if p.get("state") == "infusing":
             pump = f"infusing {p['rate']:.0f} mL/h, {p['infused']:.2f}/{p['vtbi']:.0f} mL"
         t.add_row(
-            name, st.get("state", "?"), st.get("port") or "-", str(dev.get("slot", "-")),
+            name, str(dev.get("model", "-")), str(dev.get("version", "-")), st.get("state", "?"), str(dev.get("slot", "-")),
             str(st.get("last_reset_reason") or "-"), f"{dev.get('uptime_s', '-')} s",
             str(dev.get("heap_free", "-")), str(v.get("hr", "-")), str(v.get("spo2", "-")),
             f"{v.get('bp_sys', '-')}/{v.get('bp_dia', '-')}", str(v.get("temp", "-")), pump,
@@ -55,7 +33,7 @@ def board_table(ctx: DemoContext, title: str) -> Table:
 def stage_boot(ctx: DemoContext, seconds: float = 8.0) -> None:
     """Boot the boards, start an infusion on the first pump, watch them live."""
     for name in ctx.names:
-        ctx.boards.start(name)
+        ctx.boards.start(name, model=DEMO_BOARDS[name])
     ctx.boards.start_infusion(ctx.names[0], rate_ml_h=120.0, vtbi_ml=50.0)
     with Live(board_table(ctx, "medsentry demo: simulated boards"), console=ctx.console, refresh_per_second=4) as live:
         end = time.monotonic() + seconds
@@ -71,6 +49,8 @@ def stage_boot(ctx: DemoContext, seconds: float = 8.0) -> None:
             "boots": st.get("boots"),
             "reset_reason": st.get("last_reset_reason"),
             "slot": dev.get("slot"),
+            "model": dev.get("model"),
+            "version": dev.get("version"),
             "uptime_s": dev.get("uptime_s"),
             "heap_free": dev.get("heap_free"),
             "heap_cap": st.get("heap"),
@@ -81,25 +61,3 @@ def stage_boot(ctx: DemoContext, seconds: float = 8.0) -> None:
     ctx.summary["boards"] = boards
 
 
-STAGES: list[Callable[[DemoContext], None]] = [stage_boot]
-
-
-def run_demo(out: Path = Path("demo-out"), console: Console | None = None) -> dict:
-    out = Path(out)
-    workdir = out / "work"
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
-    ctx = DemoContext(out=out, workdir=workdir, boards=Boards(workdir), names=list(DEMO_BOARDS),
-                      console=console or Console())
-    started = time.time()
-    try:
-        for stage in STAGES:
-            stage(ctx)
-    finally:
-        for name in ctx.names:
-            if ctx.boards.is_running(name):
-                ctx.boards.stop(name)
-    ctx.summary["duration_s"] = round(time.time() - started, 1)
-    (out / "summary.json").write_text(json.dumps(ctx.summary, indent=2))
-    return ctx.summary

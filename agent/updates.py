@@ -48,6 +48,7 @@ class UpdateAgent:
         self.deferrals = 0
         self.state = {"step": "trial" if trial else "idle", "version": self.version}
         self.recalled = False
+        self.rejected = set()  # manifest hashes refused this boot: not fetched again
 
     # -- reporting -------------------------------------------------------------
     def _set(self, **kw):
@@ -163,8 +164,8 @@ class UpdateAgent:
                 continue
             if c.get("channel", "stable") != self.cfg.get("channel", "stable") or c.get("version") in recalled:
                 continue
-            if c.get("manifest_sha256") in failed:
-                continue  # rolled back on this device before
+            if c.get("manifest_sha256") in failed or c.get("manifest_sha256") in self.rejected:
+                continue  # rolled back on this device before, or refused
             if parse_version(c["version"]) <= parse_version(self.version):
                 continue
             if best is None or parse_version(c["version"]) > parse_version(best[1]["version"]):
@@ -199,6 +200,7 @@ class UpdateAgent:
         try:
             self.installer.install(src, ti.path, c["manifest_sha256"])
         except InstallError as e:
+            self.rejected.add(c["manifest_sha256"])
             self._set(step="rejected", version=c["version"], reason=str(e))
             return
         except (DownloadError, OSError) as e:

@@ -18,15 +18,16 @@ def cli() -> None:
 @cli.command("publish")
 @click.argument("package", type=click.Path(dir_okay=False))
 @click.option("--channel", type=click.Choice(["stable", "canary"]), default="stable", show_default=True)
+@click.option("--urgent", is_flag=True, help="Security patch: devices may install it outside their maintenance window.")
 @no_prompt_option
 @click.pass_context
-def publish_cmd(ctx, package, channel, no_prompt) -> None:
+def publish_cmd(ctx, package, channel, urgent, no_prompt) -> None:
     """Verify PACKAGE and publish it for its model (new snapshot and timestamp)."""
     from host_tools.release.publish import publish_package
     from host_tools.release.session import open_session
 
     with open_session(workdir(ctx), passphrases(no_prompt)) as s:
-        rel = publish_package(s, Path(package), channel)
+        rel = publish_package(s, Path(package), channel, urgent)
         ts = s.repo.md("timestamp").signed.version
     click.echo(
         f"published {rel.model} {rel.version} (security counter {rel.security_counter}, {rel.channel}) "

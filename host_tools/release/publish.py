@@ -162,9 +162,11 @@ def check_publishable(session: Session, pkg: PackageInfo) -> None:
         )
 
 
-def publish_package(session: Session, package_path: Path, channel: str = "stable") -> Release:
+def publish_package(session: Session, package_path: Path, channel: str = "stable", urgent: bool = False) -> Release:
     """Verify the package, add it (and its SBOM) to its model's role, then a new
-    snapshot and timestamp; files written first, ``timestamp.json`` last."""
+    snapshot and timestamp; files written first, ``timestamp.json`` last.
+    ``urgent``: a security patch devices may install outside their maintenance
+    window (never during an infusion); signed as the custom field ``urgent``."""
     if channel not in CHANNELS:
         raise ConfigError(f"unknown channel {channel!r}: use one of {', '.join(CHANNELS)}")
     pkg = read_package(Path(package_path))
@@ -187,6 +189,8 @@ def publish_package(session: Session, package_path: Path, channel: str = "stable
         "manifest_sha256": pkg.manifest_sha256,
         "manifest_length": len(pkg.manifest_bytes),
     }
+    if urgent:
+        custom["urgent"] = True
     tf = repo.stage_target(package_target_path(model, pkg.version), pkg.data, custom)
     sbom = pkg.sbom()
     sf = repo.stage_target(

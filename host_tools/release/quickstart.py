@@ -27,7 +27,9 @@ from .session import open_session
 from .versions import parse_version
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEVICE_SOURCES = ("agent", "updater", "board")
+# What goes into an application slot: the agent and the updater. The `board`
+# package is firmware (the HAL), never part of a slot.
+DEVICE_SOURCES = ("agent", "updater")
 
 
 class DemoPassphrases:
@@ -83,7 +85,71 @@ def publish_demo_release(
             base_dir=base_dir,
             security_counter=counter,
             out_dir=layout.packages,
+            keep_py=(),
         )
         with open_session(workdir, passphrases) as s:
             summary.releases.append(publish_package(s, pkg.path, channel))
     return summary
+
+
+def ensure_models(workdir: str | Path, passphrases: PassphraseSource, models: tuple[str, ...]) -> Path:
+    """Initialise the release work dir if needed and add the model roles.
+    Returns the path of the repository's first root (devices' trust anchor)."""
+    layout = Layout.of(workdir)
+    try:
+        with open_session(workdir, passphrases, lock=False):
+            pass
+    except NotInitialized:
+        init_workdir(workdir, passphrases)
+    for model in models:
+        with open_session(workdir, passphrases) as s:
+            if model not in s.repo.models():
+                add_model(s, model)
+    return layout.metadata / "1.root.json"
+
+
+def device_tree(dst: Path, overrides: dict[str, bytes] | None = None, base_dir: Path = REPO_ROOT) -> Path:
+    """Copy the slot sources (agent/, updater/) to `dst` and apply `overrides`
+    (relative path -> new content): the source tree of a release."""
+    import shutil
+
+    dst = Path(dst)
+    if dst.exists():
+        shutil.rmtree(dst)
+    for pkg in DEVICE_SOURCES:
+        shutil.copytree(base_dir / pkg, dst / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for rel, data in (overrides or {}).items():
+        p = dst / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    return dst
+
+
+def publish_tree(
+    workdir: str | Path,
+    passphrases: PassphraseSource,
+    model: str,
+    version: str,
+    security_counter: int,
+    tree: Path,
+    channel: str = "stable",
+    min_base_version: str = "0.0.0",
+    urgent: bool = False,
+    base_package: Path | None = None,
+) -> Release:
+    """Build the slot sources in `tree` as a package and publish it."""
+    layout = Layout.of(workdir)
+    pkg = build_package(
+        model=model,
+        version=version,
+        sources=[Path(tree) / s for s in DEVICE_SOURCES],
+        base_dir=Path(tree),
+        security_counter=security_counter,
+        out_dir=layout.packages,
+        keep_py=(),
+        min_base_version=min_base_version,
+        base_package=base_package,
+        source_date_epoch=0,
+    )
+    with open_session(workdir, passphrases) as s:
+        return publish_package(s, pkg.path, channel, urgent)

@@ -61,6 +61,8 @@ class Supervisor:
         self.wdt_ms = 0
         self.wdt_last = 0.0
         self.device: dict = {}
+        # Distinct update steps the device reported, oldest first (bounded).
+        self.update_history: list[dict] = []
         self.state = "starting"
         self.error: str | None = None
         self.running = True
@@ -201,6 +203,10 @@ class Supervisor:
                 self.device = json.loads(data[7:])
             except ValueError:
                 return
+            upd = self.device.get("update") if isinstance(self.device, dict) else None
+            if upd and (not self.update_history or self.update_history[-1] != upd):
+                self.update_history.append(upd)
+                del self.update_history[:-100]
             self._save_status()
         elif data.startswith(b"reset"):
             pass  # the VM exits with EXIT_RESET right after
@@ -261,6 +267,7 @@ class Supervisor:
             "resets": self.resets,
             "watchdog_ms": self.wdt_ms,
             "device": self.device,
+            "update_history": self.update_history,
             "updated": time.time(),
         }
 

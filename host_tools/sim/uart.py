@@ -86,6 +86,36 @@ class Uart:
             raise RemoteError(err)
         return out
 
+    def put_file(self, path: str, data: bytes, chunk: int = 2048) -> None:
+        """Write `data` to `path` on the board (hex chunks through the raw REPL,
+        into path + '.tmp', then renamed; the sha256 read back must match)."""
+        import hashlib
+
+        self.enter_raw_repl()
+        try:
+            self._check(self.exec_raw(f"import binascii, hashlib, os\nf = open({path + '.tmp'!r}, 'wb')"))
+            for i in range(0, len(data), chunk):
+                self._check(self.exec_raw(f"f.write(binascii.unhexlify({data[i:i + chunk].hex()!r}))"))
+            out = self._check(self.exec_raw(
+                f"f.close()\nh = hashlib.sha256()\ng = open({path + '.tmp'!r}, 'rb')\nh.update(g.read())\ng.close()\n"
+                f"print(binascii.hexlify(h.digest()).decode())"))
+            if out.strip() != hashlib.sha256(data).hexdigest():
+                raise UartError(f"{path}: the board read back different bytes")
+            self._check(self.exec_raw(f"os.rename({path + '.tmp'!r}, {path!r})"))
+        finally:
+            self.exit_raw_repl()
+
+    @staticmethod
+    def _check(result: tuple[str, str]) -> str:
+        out, err = result
+        if err:
+            raise RemoteError(err)
+        return out
+
+    def mkdir(self, path: str) -> None:
+        """Create a directory on the board (no error when it exists)."""
+        self.exec(f"import os\ntry:\n    os.mkdir({path!r})\nexcept OSError:\n    pass")
+
     def interrupt(self) -> None:
         """Ctrl-C: stop the running application (drops to the REPL)."""
         self.ser.write(b"\x03")

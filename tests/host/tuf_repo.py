@@ -34,6 +34,8 @@ hash_algorithms=("sha256",), expires=timedelta(days=7), meta_hashes=False)``
     ``"slow"`` (``rate`` bytes/s drip of the real file), ``"stall"``
     (headers, then silence), ``"replace"`` (serve ``data`` instead),
     ``"status"`` (answer ``status``), ``"redirect"`` (to ``location``),
+    ``"cut"`` (the real file, Range honoured, but the connection drops after
+    ``after`` body bytes, ``times`` times; then served normally),
     ``"chunked"`` (the real file, chunked transfer coding), ``"ignore_range"``
     (the whole file with 200 even for a Range request).
     ``server.requests`` lists the paths asked for; ``server.reset()`` clears
@@ -375,6 +377,8 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         path = unquote(self.path.split("?", 1)[0])
         self.server.owner.requests.append(path)
+        if self.headers.get("Range"):
+            self.server.owner.range_requests.append((path, self.headers.get("Range")))
         mb = self.server.owner.behaviour.get(path)
         try:
             if mb is None:
@@ -466,6 +470,31 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _mb_cut(self, path: str, after: int = 1000, times: int = 1) -> None:
+        # The link breaks: the real file (Range honoured) with its full length
+        # announced, but the connection closes after `after` body bytes. After
+        # `times` such breaks the path is served normally again.
+        owner = self.server.owner
+        left = owner.cut_left.get(path, times)
+        if left <= 0:
+            return self._serve_file(path)
+        owner.cut_left[path] = left - 1
+        f = self._file(path)
+        data = f.read_bytes() if f else b""
+        start = 0
+        rng = self.headers.get("Range")
+        if rng and rng.startswith("bytes=") and rng.endswith("-"):
+            start = int(rng[6:-1])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        self.wfile.write(data[start:start + after])
+        self.wfile.flush()
+        self.close_connection = True
+
     def _mb_status(self, path: str, status: int = 500) -> None:
         self.send_error(status)
 
@@ -490,6 +519,8 @@ class RepoServer:
         self.directory = Path(directory).resolve()
         self.behaviour: dict[str, tuple[str, dict]] = {}
         self.requests: list[str] = []
+        self.cut_left: dict[str, int] = {}
+        self.range_requests: list[tuple[str, str]] = []
         self.stopping = threading.Event()
         self.https = https
         self.ca_file: str | None = None
@@ -515,6 +546,8 @@ class RepoServer:
     def reset(self) -> None:
         self.behaviour.clear()
         self.requests.clear()
+        self.cut_left.clear()
+        self.range_requests.clear()
 
     def start(self) -> "RepoServer":
         self._thread.start()

@@ -67,6 +67,15 @@ class UpdateAgent:
 
     # -- the tick ----------------------------------------------------------------
     def tick(self, now):
+        # Never let an update problem stop the agent: out of memory (a
+        # fragmented heap) is reported and retried at the next check.
+        try:
+            self._tick(now)
+        except MemoryError:
+            gc.collect()
+            self._set(step="error", reason="out of memory", version=self.version)
+
+    def _tick(self, now):
         if self.trial:
             return self._trial_tick(now)
         if self.installer.installed():
@@ -194,11 +203,18 @@ class UpdateAgent:
         if why:
             self._defer("install", why, c["version"])
             return
-        src = HttpSource(up.fetcher, up.target_url(ti), ti.length)
-        up = None
-        gc.collect()
+        # Keep only what the install needs, then give the TUF client's RAM
+        # back before streaming the package (a 256 KiB heap holds one or the
+        # other comfortably, not both).
+        url, length, target = up.target_url(ti), ti.length, ti.path
+        c = {"version": c["version"], "manifest_sha256": c["manifest_sha256"]}
+        fetcher = up.fetcher
+        up = ti = found = None
+        release_modules(("updater.tuf.updater", "updater.tuf.trusted_set", "updater.tuf.metadata",
+                         "updater.crypto"))
+        src = HttpSource(fetcher, url, length)
         try:
-            self.installer.install(src, ti.path, c["manifest_sha256"])
+            self.installer.install(src, target, c["manifest_sha256"])
         except InstallError as e:
             self.rejected.add(c["manifest_sha256"])
             self._set(step="rejected", version=c["version"], reason=str(e))
@@ -214,6 +230,28 @@ class UpdateAgent:
             self.installer._save_journal()
         self._set(step="installed", version=c["version"], downloaded=src.downloaded)
         self._activation_tick(now)
+
+
+def release_modules(prefixes):
+    # Drop modules from sys.modules so their bytecode can be collected: on the
+    # unix VM (and any port loading .mpy into RAM) code lives on the heap. The
+    # next check imports them again. Frozen firmware would not need this.
+    import sys
+
+    for name in list(sys.modules):
+        for p in prefixes:
+            if name == p or name.startswith(p + "."):
+                del sys.modules[name]
+                # The parent package keeps a reference too.
+                parent, _, child = name.rpartition(".")
+                pkg = sys.modules.get(parent)
+                if pkg is not None and child in getattr(pkg, "__dict__", {}):
+                    try:
+                        delattr(pkg, child)
+                    except AttributeError:
+                        pass
+                break
+    gc.collect()
 
 
 class _Checked:

@@ -24,12 +24,18 @@ class DemoContext:
     names: list[str]
     console: Console
     summary: dict = field(default_factory=dict)
+    # What one stage hands to a later one (e.g. the update server URL and the
+    # TUF root that provisioning writes into each board).
+    shared: dict = field(default_factory=dict)
+    # Stop actions registered by stages (servers, brokers), run at the end.
+    cleanup: list[Callable[[], None]] = field(default_factory=list)
 
 
 def stages() -> list[Callable[["DemoContext"], None]]:
-    from host_tools.demo import boards
+    from host_tools.demo import boards, telemetry, updates
 
-    return [boards.stage_boot]
+    return [updates.stage_release_server, telemetry.stage_fleet, boards.stage_boot, telemetry.stage_telemetry,
+            updates.stage_updates]
 
 
 def run_demo(out: Path = Path("demo-out"), console: Console | None = None) -> dict:
@@ -48,6 +54,8 @@ def run_demo(out: Path = Path("demo-out"), console: Console | None = None) -> di
         for name in ctx.names:
             if ctx.boards.is_running(name):
                 ctx.boards.stop(name)
+        for stop in reversed(ctx.cleanup):
+            stop()
     ctx.summary["duration_s"] = round(time.time() - started, 1)
     (out / "summary.json").write_text(json.dumps(ctx.summary, indent=2))
     return ctx.summary

@@ -11,6 +11,7 @@
 # confirm(): on the trial boot, after the health check: the new slot becomes
 #   active and the security counter floor rises to its counter.
 # Nothing here decides WHEN: the clinical gate (gate.py) and the agent do.
+import gc
 import os
 import json
 
@@ -25,26 +26,35 @@ FLUSH_EVERY = 16 * 1024  # blob bytes between littlefs syncs (resume granularity
 
 
 class _HeaderSink:
-    # Collects header + manifest, then stops the stream.
+    # Collects header + manifest into buffers allocated once at their exact
+    # size (no growing bytearrays: they fragment a small heap), then stops
+    # the stream.
     def __init__(self):
-        self.buf = bytearray()
-        self.need = pkgman.HEADER_SIZE
+        self.head = bytearray(pkgman.HEADER_SIZE)
+        self.nhead = 0
+        self.manifest = None
+        self.nman = 0
         self.mlen = None
         self.mhash = None
 
+    def complete(self):
+        return self.manifest is not None and self.nman == self.mlen
+
     def write(self, mv):
-        take = self.need - len(self.buf)
-        self.buf.extend(mv[:take])
-        if len(self.buf) < self.need:
-            return
-        if self.mlen is None:
-            self.mlen, self.mhash = pkgman.parse_header(self.buf)
-            self.need = pkgman.HEADER_SIZE + self.mlen
-            rest = mv[take:]
-            if rest:
-                self.write(rest)
-            return
-        raise Enough()
+        if self.manifest is None:
+            take = min(len(mv), pkgman.HEADER_SIZE - self.nhead)
+            self.head[self.nhead:self.nhead + take] = mv[:take]
+            self.nhead += take
+            mv = mv[take:]
+            if self.nhead < pkgman.HEADER_SIZE:
+                return
+            self.mlen, self.mhash = pkgman.parse_header(self.head)
+            self.manifest = bytearray(self.mlen)
+        take = min(len(mv), self.mlen - self.nman)
+        self.manifest[self.nman:self.nman + take] = mv[:take]
+        self.nman += take
+        if self.nman == self.mlen:
+            raise Enough()
 
 
 class _RunSink:
@@ -190,11 +200,12 @@ class Installer:
         if self.j["phase"] == "installing" and self.j["done"] == 0:
             slotops.clear(self.slot_path)
 
+        gc.collect()
         hs = _HeaderSink()
         source.stream(0, hs)
-        if hs.mlen is None or len(hs.buf) < hs.need:
+        if not hs.complete():
             raise PackageError("package ends inside its header or manifest")
-        mbytes = bytes(hs.buf[pkgman.HEADER_SIZE:])
+        mbytes = hs.manifest
         header_hash = hs.mhash
         hs = None
         m = pkgman.load_manifest(mbytes, header_hash, manifest_sha256)

@@ -29,7 +29,7 @@ BAD_SELFTEST = (Path(__file__).resolve().parents[2] / "agent" / "selftest.py").r
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     work = tmp_path_factory.mktemp("release")
-    root = ensure_models(work, PASS, ("pump-v2", "monitor-v1"))
+    root = ensure_models(work, PASS, ("pump-v2", "monitor-v1", "pump-v3"))
     with serve(work / "repository") as srv:
         yield {"work": work, "root": root.read_bytes(), "srv": srv, "tmp": tmp_path_factory.mktemp("trees")}
 
@@ -123,3 +123,25 @@ def test_release_over_a_base_it_needs_is_rejected_with_the_reason(repo, tmp_path
         assert st["device"]["update"]["version"] == "1.2.0"
         assert "needs at least version 1.1.0" in st["device"]["update"]["reason"]
         assert st["device"]["version"] == "1.0.0"
+
+
+def test_maintenance_window_defers_routine_but_not_urgent_and_power_cut_is_survived(repo, tmp_path):
+    import datetime as dt
+
+    now = dt.datetime.now(dt.timezone.utc)
+    start = (now + dt.timedelta(hours=6)).strftime("%H:%M")
+    end = (now + dt.timedelta(hours=7)).strftime("%H:%M")
+    with sim_boards(tmp_path / "work") as boards:
+        boards.start("pump-w", model="pump-v3")
+        configure(boards, "pump-w", repo, "pump-v3", window=f"{start}-{end}")
+        publish(repo, "pump-v3", "1.1.0", 2, {"agent/release.txt": b"routine\n"})
+        st = wait_step(boards, "pump-w", "deferred", 60, version="1.1.0")
+        assert st["device"]["update"]["reason"] == "outside the maintenance window"
+        # An urgent security patch skips the window; power fails during its update.
+        publish(repo, "pump-v3", "1.2.0", 3, {"agent/release.txt": b"urgent\n"}, urgent=True)
+        boards.power_cut("pump-w", at_write=40)
+        st = boards.wait_for("pump-w", lambda s: (s.get("device") or {}).get("version") == "1.2.0"
+                             and (s["device"].get("update") or {}).get("step") == "confirmed",
+                             120, "urgent 1.2.0 confirmed")
+        assert st["resets"].get("power_cut") == 1, st["resets"]
+        assert st["device"]["security_counter"] == 3

@@ -61,16 +61,8 @@ def publish_demo_release(
     channel: str = "stable",
 ) -> DemoSummary:
     layout = Layout.of(workdir)
-    try:
-        with open_session(workdir, passphrases, lock=False):
-            pass
-    except NotInitialized:
-        init_workdir(workdir, passphrases)
-    summary = DemoSummary(layout.metadata / "1.root.json", layout.repository)
+    summary = DemoSummary(ensure_models(workdir, passphrases, models), layout.repository)
     for model in models:
-        with open_session(workdir, passphrases) as s:
-            if model not in s.repo.models():
-                add_model(s, model)
         with open_session(workdir, passphrases, lock=False) as s:
             top_v, top_c = last_published(s, model)
         if top_v is None:

@@ -78,29 +78,44 @@ def hash_file(path, buf):
     return binascii.hexlify(h.digest()).decode(), size
 
 
-def copy_verified(src, dst, entry, buf):
-    # Copy src to dst (via dst.tmp + rename) and check sha256 and size.
-    # Returns False (nothing left behind) when src does not match.
+class _TooLong(Exception):
+    pass
+
+
+def _stream_to(reader, tmp, entry, buf):
+    # Copy reader -> tmp through buf, hashing; stops past entry["size"].
+    # Returns (sha256 hex, size).
     h = hashlib.sha256()
     size = 0
     mv = memoryview(buf)
+    with open(tmp, "wb") as fo:
+        while True:
+            n = reader.readinto(buf)
+            if not n:
+                break
+            size += n
+            if size > entry["size"]:
+                raise _TooLong()
+            h.update(mv[:n])
+            fo.write(mv[:n])
+    return binascii.hexlify(h.digest()).decode(), size
+
+
+def _matches(got, entry):
+    return got[0] == entry["sha256"] and got[1] == entry["size"]
+
+
+def copy_verified(src, dst, entry, buf):
+    # Copy src to dst (via dst.tmp + rename) and check sha256 and size.
+    # Returns False (nothing left behind) when src does not match.
     tmp = dst + ".tmp"
     try:
         with open(src, "rb") as fi:
-            with open(tmp, "wb") as fo:
-                while True:
-                    n = fi.readinto(buf)
-                    if not n:
-                        break
-                    size += n
-                    if size > entry["size"]:
-                        break
-                    h.update(mv[:n])
-                    fo.write(mv[:n])
-    except OSError:
+            got = _stream_to(fi, tmp, entry, buf)
+    except (OSError, _TooLong):
         remove(tmp)
         return False
-    if size != entry["size"] or binascii.hexlify(h.digest()).decode() != entry["sha256"]:
+    if not _matches(got, entry):
         remove(tmp)
         return False
     os.rename(tmp, dst)
@@ -110,31 +125,19 @@ def copy_verified(src, dst, entry, buf):
 def inflate_verified(blob_path, dst, entry, buf, wbits):
     # Inflate blob_path into dst (via dst.tmp + rename), refusing more bytes
     # than the manifest says (a decompression bomb stops at entry["size"]).
-    h = hashlib.sha256()
-    size = 0
-    mv = memoryview(buf)
     tmp = dst + ".tmp"
     try:
         with open(blob_path, "rb") as fi:
-            z = open_inflate(fi, wbits)
-            with open(tmp, "wb") as fo:
-                while True:
-                    n = z.readinto(buf)
-                    if not n:
-                        break
-                    size += n
-                    if size > entry["size"]:
-                        raise PackageError("%s inflates beyond its %d bytes" % (entry["path"], entry["size"]))
-                    h.update(mv[:n])
-                    fo.write(mv[:n])
+            got = _stream_to(open_inflate(fi, wbits), tmp, entry, buf)
+    except _TooLong:
+        remove(tmp)
+        raise PackageError("%s inflates beyond its %d bytes" % (entry["path"], entry["size"]))
     except (OSError, ValueError) as e:
         remove(tmp)
-        if isinstance(e, PackageError):
-            raise
         if isinstance(e, OSError) and e.args and e.args[0] == 28:  # ENOSPC
             raise SlotError("slot full while writing %s" % entry["path"])
         raise PackageError("%s: corrupt compressed data (%r)" % (entry["path"], e))
-    if size != entry["size"] or binascii.hexlify(h.digest()).decode() != entry["sha256"]:
+    if not _matches(got, entry):
         remove(tmp)
         raise PackageError("%s does not match its sha256/size in the manifest" % entry["path"])
     os.rename(tmp, dst)

@@ -147,14 +147,23 @@ def test_truncated_transfer_resumes_where_it_stopped():
     devtest.raises(PackageError, inst.install, first, "pump-v2/pump-1.1.0.mspk", digest)
     j = inst.read_journal()
     assert j["phase"] == "installing"
-    again = FileSource(package("pump-1.1.0"))
+    starts = []
+
+    class Again(FileSource):
+        def stream(self, offset, sink):
+            starts.append(offset)
+            return FileSource.stream(self, offset, sink)
+
+    again = Again(package("pump-1.1.0"))
     man = Installer(m, "pump-v2").install(again, "pump-v2/pump-1.1.0.mspk", digest)
     assert man["version"] == "1.1.0"
     ix = index()["pump-1.1.0"]
     # The second transfer re-read only the header and manifest (in 1 KiB
-    # chunks), then exactly the bytes the first one did not get.
+    # chunks), then went on at the byte where the first one stopped and read
+    # no more than the rest of the file (it stops before the SBOM).
+    assert starts == [0, ix["data_offset"] + 900], starts
     header_read = (ix["data_offset"] + 1023) // 1024 * 1024
-    assert again.downloaded - header_read == ix["length"] - (ix["data_offset"] + 900)
+    assert again.downloaded - header_read <= ix["length"] - (ix["data_offset"] + 900)
 
 
 def test_no_install_while_a_trial_is_pending():

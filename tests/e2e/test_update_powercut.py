@@ -87,3 +87,35 @@ def test_power_cut_at_every_write_of_an_update(pristine, tmp_path):
 def test_power_cut_at_every_write_of_a_rollback(pristine, tmp_path):
     n = check_cycle(pristine, tmp_path, ok=False)
     print(f"rollback cycle: power cut survived at all {n} flash write indices")
+
+
+def test_power_cut_again_while_recovering(pristine, tmp_path):
+    """A second cut while the board carries on after the first (a resumed
+    install, a trial boot, a rollback boot): still a consistent slot, and the
+    cycle still completes. Pairs of cut points drawn with a fixed seed."""
+    import random
+
+    rnd = random.Random(5)
+    for flag, want in (("ok", "1.1.0"), ("fail", "1.0.0")):
+        probe = tmp_path / "probe.img"
+        shutil.copy(pristine, probe)
+        total = writes(ok_output(run("cycle", str(probe), flag, *pkg(NEW))))
+        pairs = 0
+        for k in sorted(rnd.sample(range(1, total + 1), 8)):
+            img = tmp_path / "cut.img"
+            shutil.copy(pristine, img)
+            assert run("cycle", str(img), flag, *pkg(NEW), cut=k).returncode == -9
+            # How many writes does recovery from this cut make?
+            again = tmp_path / "again.img"
+            shutil.copy(img, again)
+            rec = writes(ok_output(run("recover", str(again), flag, *pkg(NEW))))
+            if rec == 0:
+                continue
+            k2 = rnd.randint(1, rec)
+            proc = run("recover", str(img), flag, *pkg(NEW), cut=k2)
+            assert proc.returncode == -9, (k, k2, proc.stdout, proc.stderr)
+            after, end = states(ok_output(run("recover", str(img), flag, *pkg(NEW))))
+            assert after["version"] in ("1.0.0", "1.1.0") and not after["corrupt"], (k, k2, after)
+            assert end["version"] == want and not end["pending_trial"] and not end["journal"], (k, k2, end)
+            pairs += 1
+        assert pairs >= 4, pairs

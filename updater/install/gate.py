@@ -44,9 +44,10 @@ def in_window(window, now):
 
 def check(pump, now, window=None, urgent=False):
     # None when allowed, else the reason to defer (a short string).
-    state = pump.get("state", "idle") if pump else "unknown"
-    if pump is None:
+    # Fails closed: a reading that is not a dict with a state is not "idle".
+    if not isinstance(pump, dict) or not pump.get("state"):
         return "pump state unknown"
+    state = pump["state"]
     if pump.get("alarms"):
         return "alarm active: %s" % ",".join(pump["alarms"])
     if state == "infusing":

@@ -182,6 +182,8 @@ class Installer:
         st = self.boot_state()
         if st.get("trial"):
             raise PolicyError("a trial boot is pending; confirm or roll back first")
+        if manifest_sha256 in (st.get("failed") or []):
+            raise PolicyError("this package rolled back on this device before")
         active = st["active"]
         inactive = loader.other(active)
         self.slot_path = self.mounts["slot_" + inactive]
@@ -191,15 +193,11 @@ class Installer:
             j is not None and j.get("target") == target and j.get("manifest_sha256") == manifest_sha256
             and j.get("slot") == inactive and j.get("phase") in ("installing", "installed")
         )
-        if not resume:
-            self.j = {"target": target, "manifest_sha256": manifest_sha256, "slot": inactive,
-                      "phase": "installing", "done": 0}
-            self._save_journal()
-        else:
-            self.j = j
-        if self.j["phase"] == "installing" and self.j["done"] == 0:
-            slotops.clear(self.slot_path)
 
+        # Read and check the manifest BEFORE touching flash: a package that is
+        # refused (bad manifest, policy, too big for the slot) or a link that
+        # breaks here must cost neither the inactive slot's contents nor the
+        # journal of an install waiting for activation.
         gc.collect()
         hs = _HeaderSink()
         source.stream(0, hs)
@@ -210,37 +208,79 @@ class Installer:
         hs = None
         m = pkgman.load_manifest(mbytes, header_hash, manifest_sha256)
         pkgman.check_policy(m, self.model, self.running_version(), st.get("floor", 0))
+        slotops.check_capacity(self.slot_path, m)
+
+        if not resume:
+            self.j = {"target": target, "manifest_sha256": manifest_sha256, "slot": inactive,
+                      "phase": "installing", "done": 0}
+            self._save_journal()
+        else:
+            self.j = j
         self.manifest = m
         self.j["version"] = m["version"]
         self.j["counter"] = m["security_counter"]
-        data_off = pkgman.HEADER_SIZE + len(mbytes)
+        mlen = len(mbytes)
+        data_off = pkgman.HEADER_SIZE + mlen
         if self.j["phase"] == "installing":
             self._report("downloading", version=m["version"], done=self.j["done"], files=len(m["files"]))
-            self._fill_slot(source, data_off, active)
-            slotops.verify(self.slot_path, m, self.buf)
-            with open(self.slot_path + "/" + slotops.SLOT_MANIFEST, "wb") as f:
-                f.write(mbytes)
-            info = {"version": m["version"], "security_counter": m["security_counter"],
-                    "model": m["model"], "manifest_sha256": manifest_sha256, "target": target}
-            with open(self.slot_path + "/" + slotops.SLOT_INFO + ".tmp", "w") as f:
-                f.write(json.dumps(info))
+            try:
+                if self.j["done"] == 0 and not self.j.get("cleared"):
+                    slotops.clear(self.slot_path)
+                    # The signed manifest goes into the slot now, so its bytes
+                    # need not stay in RAM during the install (slot.json,
+                    # written last, is what makes a slot bootable).
+                    slotops.write_atomic(self.slot_path + "/" + slotops.SLOT_MANIFEST, mbytes)
+                    # Persisted with the next journal write (before any byte
+                    # of a file lands): a cut before it just clears again, and
+                    # a resume inside the first file keeps what it has.
+                    self.j["cleared"] = True
+                mbytes = None
+                gc.collect()
+                self._fill_slot(source, data_off, active)
+                self._verify_slot(m, manifest_sha256, mlen)
+                info = {"version": m["version"], "security_counter": m["security_counter"],
+                        "model": m["model"], "manifest_sha256": manifest_sha256, "target": target}
+                with open(self.slot_path + "/" + slotops.SLOT_INFO + ".tmp", "w") as f:
+                    f.write(json.dumps(info))
+            except OSError as e:
+                # A full slot is a refusal (the same package fails the same
+                # way), not a broken link to retry.
+                if slotops.is_full(e):
+                    raise SlotError("the slot is full: %s %s does not fit" % (m["model"], m["version"]))
+                raise
             os.rename(self.slot_path + "/" + slotops.SLOT_INFO + ".tmp", self.slot_path + "/" + slotops.SLOT_INFO)
             self.j["phase"] = "installed"
             self._save_journal()
         self._report("installed", version=m["version"], slot=inactive)
         return m
 
+    def _verify_slot(self, m, manifest_sha256, mlen):
+        # The last pass over the whole slot, its manifest.json included. A file
+        # that no longer verifies (flash trouble after it was written) must
+        # not fail every retry at this same point: the next attempt starts the
+        # slot over.
+        try:
+            slotops.verify(self.slot_path, m, self.buf)
+            got = slotops.hash_file(self.slot_path + "/" + slotops.SLOT_MANIFEST, self.buf)
+            if got != (manifest_sha256, mlen):
+                raise SlotError("manifest.json in the new slot does not verify")
+        except SlotError:
+            self.j["done"] = 0
+            self.j["cleared"] = False
+            self.j["blob_for"] = None
+            self._save_journal()
+            raise
+
     def _fill_slot(self, source, data_off, active):
         m = self.manifest
         files = m["files"]
         active_path = self.mounts["slot_" + active]
-        active_hashes = _active_index(active_path)
+        self._same = -1
         i = self.j["done"]
         while i < len(files):
             e = files[i]
-            known = active_hashes.get(e["path"])
             dst = self.slot_path + "/" + e["path"]
-            if known == (e["sha256"], e["size"]):
+            if self._unchanged(active_path, i, e):
                 slotops.makedirs_for(self.slot_path, e["path"])
                 if slotops.copy_verified(active_path + "/" + e["path"], dst, e, self.buf):
                     self._done(i + 1)
@@ -253,7 +293,7 @@ class Installer:
             k = i
             while k < len(files) and files[k].get("stored"):
                 ek = files[k]
-                if k > i and active_hashes.get(ek["path"]) == (ek["sha256"], ek["size"]):
+                if k > i and self._unchanged(active_path, k, ek):
                     break
                 run.append((k, ek))
                 k += 1
@@ -275,9 +315,34 @@ class Installer:
                 raise PackageError("package ends before %s is complete" % run[sink.k][1]["path"])
             i = k
 
+    def _unchanged(self, active_path, idx, e):
+        # Does the running slot hold this exact file? Checked on the file
+        # itself (size, then sha256 streamed through self.buf) rather than
+        # by parsing the running slot's manifest next to the new one: that
+        # doubled the RAM an update needs. copy_verified checks it again.
+        if idx == self._same:
+            return True
+        src = active_path + "/" + e["path"]
+        try:
+            if os.stat(src)[6] != e["size"]:
+                return False
+        except OSError:
+            return False
+        if slotops.hash_file(src, self.buf) == (e["sha256"], e["size"]):
+            self._same = idx  # looked ahead: do not hash it twice
+            return True
+        return False
+
     def _inflate_entry(self, idx, e):
         slotops.makedirs_for(self.slot_path, e["path"])
-        slotops.inflate_verified(self.blob_path, self.slot_path + "/" + e["path"], e, self.buf, pkgman.WBITS)
+        try:
+            slotops.inflate_verified(self.blob_path, self.slot_path + "/" + e["path"], e, self.buf, pkgman.WBITS)
+        except PackageError:
+            # Wrong bytes (a broken mirror, a server answering a Range request
+            # from the wrong offset) must not be resumed from: without the
+            # blob, the next attempt fetches this file again.
+            slotops.remove(self.blob_path)
+            raise
         slotops.remove(self.blob_path)
         self.j["blob_for"] = idx + 1
         self._done(idx + 1)
@@ -292,8 +357,23 @@ class Installer:
         # The journal of a completed install waiting for activation, or None.
         j = self.reconcile()
         if j and j.get("phase") == "installed":
-            return j
+            if self._record_matches(j):
+                return j
+            # The slot changed after the install (flash trouble, tampering):
+            # nothing to activate; the next check installs again.
+            self._abandon(j)
         return None
+
+    def _record_matches(self, j):
+        info = loader.slot_info(self.mounts["slot_" + j["slot"]])
+        return bool(info) and info.get("manifest_sha256") == j.get("manifest_sha256") and \
+            info.get("security_counter") == j.get("counter") and info.get("version") == j.get("version")
+
+    def _abandon(self, j):
+        # Forget a completed install that can no longer be trusted: the slot
+        # stops looking complete and the journal goes.
+        slotops.remove(self.mounts["slot_" + j["slot"]] + "/" + slotops.SLOT_INFO)
+        self._drop_journal()
 
     def activate(self, now, deadline_s=300, max_attempts=3):
         j = self.installed()
@@ -302,13 +382,17 @@ class Installer:
         st = self.boot_state()
         if st.get("trial"):
             raise PolicyError("a trial is already pending")
-        info = loader.slot_info(self.mounts["slot_" + j["slot"]])
-        if not info or info.get("manifest_sha256") != j["manifest_sha256"]:
+        # slot.json and manifest.json must still be what the install wrote:
+        # the trial's version and counter (the floor after confirmation) come
+        # from the verified manifest, never from a file that may have changed.
+        path = self.mounts["slot_" + j["slot"]]
+        if slotops.hash_file(path + "/" + slotops.SLOT_MANIFEST, self.buf)[0] != j["manifest_sha256"]:
+            self._abandon(j)
             raise SlotError("the installed slot does not match the journal")
         st["trial"] = {"slot": j["slot"], "attempts": 0, "max_attempts": max_attempts,
-                       "deadline": int(now + deadline_s), "version": info["version"],
-                       "counter": info["security_counter"], "manifest_sha256": j["manifest_sha256"]}
-        loader.add_event(st, {"type": "activated", "slot": j["slot"], "version": info["version"],
+                       "deadline": int(now + deadline_s), "version": j["version"],
+                       "counter": j["counter"], "manifest_sha256": j["manifest_sha256"]}
+        loader.add_event(st, {"type": "activated", "slot": j["slot"], "version": j["version"],
                               "manifest_sha256": j["manifest_sha256"], "time": int(now)})
         loader.write_state(self.state_dir, st)
         self._drop_journal()
@@ -330,15 +414,3 @@ class Installer:
         self.reconcile()
         return trial.get("version")
 
-
-def _active_index(slot_path):
-    # {path: (sha256, size)} of the running slot, from its manifest.json.
-    try:
-        with open(slot_path + "/" + slotops.SLOT_MANIFEST) as f:
-            m = json.loads(f.read())
-    except (OSError, ValueError):
-        return {}
-    out = {}
-    for e in m.get("files", []):
-        out[e["path"]] = (e["sha256"], e["size"])
-    return out

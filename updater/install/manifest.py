@@ -26,6 +26,9 @@ MAX_MANIFEST = 32 * 1024  # bytes parsed in RAM on the device
 MAX_FILES = 256
 FORMAT_NAME = "medsentry-package/1"
 WBITS = 10
+# Top-level names the installer writes itself (updater/install/slot.py:
+# SLOT_INFO, SLOT_MANIFEST): slot.json is what makes a slot bootable.
+RESERVED = ("slot.json", "slot.json.tmp", "manifest.json", "manifest.json.tmp")
 
 
 def parse_version(text):
@@ -75,7 +78,9 @@ def _check_path(p):
         if part in ("", ".", "..") or part.startswith("."):
             raise PackageError("unsafe file path %r" % p)
         for ch in part:
-            if not (ch.isalpha() or ch.isdigit() or ch in "_-."):
+            # ASCII only, as the package format says (str.isalpha() would
+            # accept any Unicode letter on CPython, not on MicroPython).
+            if not ("a" <= ch <= "z" or "A" <= ch <= "Z" or "0" <= ch <= "9" or ch in "_-."):
                 raise PackageError("unsafe file path %r" % p)
     return p
 
@@ -125,11 +130,18 @@ def validate(m):
         raise PackageError("manifest lists %d files (1..%d allowed)" % (len(files), MAX_FILES))
     prev = ""
     pos = 0
+    dirs = {}  # every directory the files need
     for f in files:
         path = _check_path(_need(f, "path", str, "file entry"))
         if path <= prev:
             raise PackageError("files not sorted or duplicated at %s" % path)
         prev = path
+        if path in RESERVED:
+            raise PackageError("%s: name reserved for the installer's own records" % path)
+        k = path.find("/")
+        while k > 0:
+            dirs[path[:k]] = True
+            k = path.find("/", k + 1)
         if _need(f, "size", int, path) < 0:
             raise PackageError("%s: negative size" % path)
         if not _is_hex64(f.get("sha256")):
@@ -146,6 +158,11 @@ def validate(m):
             pos += csize
         elif kind == "full":
             raise PackageError("%s: a full package must carry every file" % path)
+    # A path both a file and the directory of another file cannot be laid
+    # out (it would end in an OSError half way through the install).
+    for f in files:
+        if f["path"] in dirs:
+            raise PackageError("%s is both a file and a directory" % f["path"])
     for name in models:
         if not isinstance(name, str):
             raise PackageError("bad compatible model")

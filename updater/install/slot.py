@@ -51,6 +51,34 @@ def clear(slot_path):
     _rmtree(slot_path)
 
 
+def is_full(e):
+    # OSError ENOSPC (the same errno on littlefs, the unix VM and CPython).
+    return isinstance(e, OSError) and bool(e.args) and e.args[0] == 28
+
+
+def check_capacity(slot_path, manifest):
+    # Refuse up front a package whose files add up to more than the whole
+    # slot partition: it can never fit (littlefs' own blocks come on top, so
+    # a package that passes may still fill the slot; the installer turns that
+    # ENOSPC into SlotError too).
+    need = 0
+    for e in manifest["files"]:
+        need += e["size"]
+    try:
+        st = os.statvfs(slot_path)
+    except (OSError, AttributeError):
+        return
+    cap = st[1] * st[2]  # f_frsize * f_blocks
+    if need > cap:
+        raise SlotError("the package needs %d bytes, the slot holds %d" % (need, cap))
+
+
+def write_atomic(path, data):
+    with open(path + ".tmp", "wb") as f:
+        f.write(data)
+    os.rename(path + ".tmp", path)
+
+
 def makedirs_for(slot_path, rel):
     parts = rel.split("/")[:-1]
     cur = slot_path
@@ -134,7 +162,7 @@ def inflate_verified(blob_path, dst, entry, buf, wbits):
         raise PackageError("%s inflates beyond its %d bytes" % (entry["path"], entry["size"]))
     except (OSError, ValueError) as e:
         remove(tmp)
-        if isinstance(e, OSError) and e.args and e.args[0] == 28:  # ENOSPC
+        if is_full(e):
             raise SlotError("slot full while writing %s" % entry["path"])
         raise PackageError("%s: corrupt compressed data (%r)" % (entry["path"], e))
     if not _matches(got, entry):

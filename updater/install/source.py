@@ -44,13 +44,22 @@ class HttpSource:
             self.fetcher.fetch(self.url, counter, self.length, offset)
         except Enough:
             return
+        # The body ended before the TUF-signed length: the server (or a proxy)
+        # sent a short file. That is a transport failure to retry, not a bad
+        # package - the installer would otherwise refuse a good release.
+        if offset + counter.n < self.length:
+            from updater.tuf.errors import DownloadLengthMismatchError
+
+            raise DownloadLengthMismatchError("%s ended at byte %d of %d" % (self.url, offset + counter.n, self.length))
 
 
 class _Counting:
     def __init__(self, sink, src):
         self.sink = sink
         self.src = src
+        self.n = 0
 
     def write(self, mv):
         self.src.downloaded += len(mv)
+        self.n += len(mv)
         self.sink.write(mv)

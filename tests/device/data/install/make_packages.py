@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from host_tools.release.build import build_package
-from host_tools.release.package import HEADER_SIZE, read_package
+from host_tools.release.package import HEADER_SIZE, read_package, write_package
 
 OUT = Path(__file__).resolve().parent
 
@@ -58,6 +58,37 @@ def main() -> None:
         build("monitor-1.1.0", v2, model="monitor-v1", version="1.1.0", security_counter=2)
         build("pump-2.0.0-needs-1.1", v2 | {"lib/const.txt": b"v2\n"}, model="pump-v2", version="2.0.0",
               security_counter=3, min_base_version="1.1.0")
+        # Many files: a manifest near the device's limit (MAX_MANIFEST), for
+        # the heap of an update over an installed slot.
+        many1 = {"agent/main.py": v1["agent/main.py"]}
+        for i in range(90):
+            many1["lib/m%03d.txt" % i] = b"module %d, first edition\n" % i * 4
+        many2 = dict(many1)
+        for i in range(0, 90, 2):
+            many2["lib/m%03d.txt" % i] = b"module %d, second edition\n" % i * 4
+        build("pump-many-1.0.0", many1, model="pump-v2", version="1.0.0", security_counter=1)
+        build("pump-many-1.1.0", many2, model="pump-v2", version="1.1.0", security_counter=2)
+        # A file named like the installer's own slot.json: it would make the slot
+        # look complete (and claim any counter) before the install is verified.
+        build("pump-1.1.0-slotjson", v2 | {"slot.json": b'{"version":"9.9.9","security_counter":99}'},
+              model="pump-v2", version="1.1.0", security_counter=2)
+    # Hand-made with the real package writer (a signer's bug or a stolen key):
+    # "lib" is both a file and the directory of lib/blob.bin.
+    base = read_package(OUT / "pump-1.1.0.mspk")
+    contents = {f["path"]: base.file(f["path"]) for f in base.manifest["files"]}
+    contents["lib"] = b"a file where a directory must be\n"
+    man = dict(base.manifest)
+    man.pop("sbom")
+    files = [{k: v for k, v in f.items() if k not in ("offset", "csize")} for f in man["files"]]
+    files.append({"path": "lib", "size": len(contents["lib"]), "stored": True,
+                  "sha256": hashlib.sha256(contents["lib"]).hexdigest()})
+    man["files"] = sorted(files, key=lambda f: f["path"])
+    data = write_package(man, contents, base.sbom())
+    (OUT / "pump-1.1.0-filedir.mspk").write_bytes(data)
+    info = read_package(OUT / "pump-1.1.0-filedir.mspk")
+    index["pump-1.1.0-filedir"] = {"manifest_sha256": info.manifest_sha256, "length": len(data),
+                                   "sha256": hashlib.sha256(data).hexdigest(),
+                                   "data_offset": HEADER_SIZE + len(info.manifest_bytes)}
     # Tampered: one byte of the first stored blob flipped; manifest intact.
     data = bytearray((OUT / "pump-1.1.0.mspk").read_bytes())
     data[index["pump-1.1.0"]["data_offset"] + 10] ^= 0x40

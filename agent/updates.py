@@ -17,11 +17,23 @@ from updater import loader
 from updater.install import gate
 from updater.install.errors import InstallError
 from updater.install.installer import Installer
+from updater.install.errors import PackageError
 from updater.install.manifest import parse_version
 from updater.install.source import HttpSource
+from board.compat import ticks_ms, ticks_diff
 from updater.tuf.errors import DownloadError, RepositoryError
 
 TUF_DIR = "tuf"  # under /state: trusted metadata (root.json provisioned)
+GATE_EVERY_MS = 1000  # how often a running download re-checks the pump
+
+
+class InstallDeferred(RuntimeError):
+    # Raised from the progress callback when the pump starts infusing (or
+    # alarms) during a download: the install stops at once and resumes from
+    # its journal when the gate allows.
+    def __init__(self, reason):
+        RuntimeError.__init__(self, reason)
+        self.reason = reason
 
 
 class UpdateAgent:
@@ -44,6 +56,11 @@ class UpdateAgent:
             self.report({"step": "config_error", "reason": str(e)})
         self.healthy_loops = 0
         self.health_reason = None
+        self.started_ms = ticks_ms()  # trial deadline counts this boot's uptime
+        self.recalled_versions = set()
+        self.refused = []
+        self._gate_ms = None
+        self._urgent = False
         self.last_check = None
         self.deferrals = 0
         self.state = {"step": "trial" if trial else "idle", "version": self.version}
@@ -56,10 +73,17 @@ class UpdateAgent:
         self.report(kw)
 
     def _progress(self, ev):
-        # Called often during installs: keep the watchdog fed.
+        # Called often during installs: keep the watchdog fed, keep the
+        # clinical gate watching (an infusion may start mid-download).
         self.board.watchdog_feed()
         if ev:
             self._set(**ev)
+        now_ms = ticks_ms()
+        if self._gate_ms is None or ticks_diff(now_ms, self._gate_ms) >= GATE_EVERY_MS:
+            self._gate_ms = now_ms
+            why = gate.check(self.board.read_pump(), self.board.time(), None, True)
+            if why:
+                raise InstallDeferred(why)
 
     def _defer(self, what, reason, version=None):
         self.deferrals += 1
@@ -68,12 +92,15 @@ class UpdateAgent:
     # -- the tick ----------------------------------------------------------------
     def tick(self, now):
         # Never let an update problem stop the agent: out of memory (a
-        # fragmented heap) is reported and retried at the next check.
+        # fragmented heap), a refused install or bad repository data found
+        # outside the install itself are reported; the next check retries.
         try:
             self._tick(now)
         except MemoryError:
             gc.collect()
             self._set(step="error", reason="out of memory", version=self.version)
+        except (InstallError, RepositoryError) as e:
+            self._set(step="error", reason=str(e), version=self.version)
 
     def _tick(self, now):
         if self.trial:
@@ -86,38 +113,42 @@ class UpdateAgent:
             self.check_and_install(now)
 
     def _trial_tick(self, now):
+        # Health check every tick; confirm after enough consecutive healthy
+        # loops; past the deadline (this boot's uptime) without that, record
+        # the last failure and reboot so the loader rolls back.
         st = loader.read_state(self.mounts["state"])
         trial = st.get("trial")
         if not trial:
             self.trial = False
             return
-        if self.health_reason is None:
-            r = selftest.run(self.board)
-            if r is None and self.cfg.get("metadata_url"):
-                r = self._server_reachable()
-            if r is not None:
-                self.health_reason = r
+        r = selftest.run(self.board)
+        if r is None and self.cfg.get("metadata_url"):
+            r = self._server_reachable()
+        if r is None:
+            self.healthy_loops += 1
+        else:
+            self.healthy_loops = 0
+            if r != self.health_reason:
                 self._set(step="trial", version=self.version, healthy=False, reason=r)
-            else:
-                self.healthy_loops += 1
-        if self.health_reason is None and self.healthy_loops >= self.cfg.get("health_loops", 3):
+            self.health_reason = r
+        if self.healthy_loops >= self.cfg.get("health_loops", 3):
             v = self.installer.confirm(now)
             self.trial = False
             self.counter = max(self.counter, trial.get("counter", 0))
             self._set(step="confirmed", version=v)
             return
-        if self.health_reason is not None and now > trial.get("deadline", 0):
-            # Give up: record why, then reboot into the loader's rollback -
-            # but never in the middle of an infusion.
+        uptime_s = ticks_diff(ticks_ms(), self.started_ms) // 1000
+        if uptime_s >= self.cfg.get("trial_deadline_s", 300):
+            reason = self.health_reason or "not healthy before the deadline"
+            # Reboot into the loader's rollback - never during an infusion.
             why = gate.check(self.board.read_pump(), now, None, urgent=True)
             if why:
                 self._defer("rollback reboot", why, self.version)
                 return
-            trial["health"] = self.health_reason
-            trial["attempts"] = trial.get("max_attempts", 3)
+            trial["health"] = reason
             loader.write_state(self.mounts["state"], st)
-            self._set(step="rolling_back", version=self.version, reason=self.health_reason)
-            self.board.reset("trial failed: " + self.health_reason)
+            self._set(step="rolling_back", version=self.version, reason=reason)
+            self.board.reset("trial failed: " + reason)
 
     def _server_reachable(self):
         try:
@@ -131,6 +162,11 @@ class UpdateAgent:
 
     def _activation_tick(self, now):
         j = self.installer.installed()
+        if j.get("version") in self.recalled_versions:
+            # Recalled while it waited for the gate: never activate it.
+            self.installer._drop_journal()
+            self._set(step="rejected", version=j.get("version"), reason="recalled before activation")
+            return
         why = gate.check(self.board.read_pump(), now, self.window, j.get("urgent", False))
         if why:
             self._defer("activate", why, j.get("version"))
@@ -162,8 +198,12 @@ class UpdateAgent:
             for r in json.loads(bytes(sink.buf)).get("recalled", []):
                 recalled.add(r.get("version"))
         self.recalled = self.version in recalled
-        failed = loader.read_state(self.mounts["state"]).get("failed", [])
+        self.recalled_versions = recalled
+        st = loader.read_state(self.mounts["state"])
+        failed = st.get("failed", [])
+        floor = st.get("floor", 0)
         best = None
+        self.refused = []  # (version, manifest_sha256, reason) newer releases this device cannot take
         for path in up.list_targets(prefix):
             if not path.endswith(".mspk"):
                 continue
@@ -171,15 +211,36 @@ class UpdateAgent:
             c = ti.custom if ti is not None else None
             if not c or c.get("type") != "package" or c.get("model") != self.model:
                 continue
-            if c.get("channel", "stable") != self.cfg.get("channel", "stable") or c.get("version") in recalled:
+            try:
+                version = parse_version(c.get("version"))
+                why = self._installable(c, version, recalled, failed, floor)
+            except (PackageError, TypeError):
+                continue  # a malformed signed field: not a release for us
+            if why:
+                self.refused.append((c.get("version"), c.get("manifest_sha256"), why))
                 continue
-            if c.get("manifest_sha256") in failed or c.get("manifest_sha256") in self.rejected:
-                continue  # rolled back on this device before, or refused
-            if parse_version(c["version"]) <= parse_version(self.version):
-                continue
-            if best is None or parse_version(c["version"]) > parse_version(best[1]["version"]):
-                best = (ti, c)
-        return best
+            if why is None and (best is None or version > best[2]):
+                best = (ti, c, version)
+        return best[:2] if best else None
+
+    def _installable(self, c, version, recalled, failed, floor):
+        # Filter on the signed custom fields, so that an installable release
+        # is not passed over for a newer one the installer would refuse.
+        # None: installable; "": not for us (silently); else why it is refused.
+        if c.get("channel", "stable") != self.cfg.get("channel", "stable") or c.get("version") in recalled:
+            return ""
+        if c.get("manifest_sha256") in failed or c.get("manifest_sha256") in self.rejected:
+            return ""  # rolled back on this device before, or refused already
+        running = parse_version(self.version)
+        if version <= running:
+            return ""
+        if c.get("security_counter", 0) < floor:
+            return "security counter %s is below this device's floor %d" % (c.get("security_counter"), floor)
+        if parse_version(c.get("min_base_version", "0.0.0")) > running:
+            return "package needs at least version %s, this device runs %s" % (c.get("min_base_version"), self.version)
+        if c.get("package_kind") == "patch" and c.get("base_version") != self.version:
+            return "patch is against %s, this device runs %s" % (c.get("base_version"), self.version)
+        return None
 
     def check_and_install(self, now):
         self._set(step="checking", version=self.version)
@@ -194,6 +255,10 @@ class UpdateAgent:
             self._set(step="rejected", reason="repository: %s" % e, version=self.version)
             return
         if found is None:
+            for version, digest, why in self.refused:
+                # Say once why a newer release cannot be taken here.
+                self.rejected.add(digest)
+                self._set(step="rejected", version=version, reason=why)
             self._set(step="up_to_date", version=self.version, recalled=self.recalled)
             return
         ti, c = found
@@ -213,8 +278,12 @@ class UpdateAgent:
         release_modules(("updater.tuf.updater", "updater.tuf.trusted_set", "updater.tuf.metadata",
                          "updater.crypto"))
         src = HttpSource(fetcher, url, length)
+        self._gate_ms = None
         try:
-            self.installer.install(src, target, c["manifest_sha256"])
+            self.installer.install(src, target, c["manifest_sha256"], urgent)
+        except InstallDeferred as e:
+            self._defer("install", e.reason, c["version"])
+            return
         except InstallError as e:
             self.rejected.add(c["manifest_sha256"])
             self._set(step="rejected", version=c["version"], reason=str(e))
@@ -223,13 +292,8 @@ class UpdateAgent:
             self._set(step="download_interrupted", version=c["version"], reason=str(e),
                       downloaded=src.downloaded)
             return
-        j = self.installer.read_journal()
-        if j is not None:
-            j["urgent"] = urgent
-            self.installer.j = j
-            self.installer._save_journal()
         self._set(step="installed", version=c["version"], downloaded=src.downloaded)
-        self._activation_tick(now)
+        self._activation_tick(self.board.time())
 
 
 def release_modules(prefixes):

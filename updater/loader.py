@@ -8,6 +8,9 @@
 #    "floor": 3,                security counter floor: no slot below it boots
 #    "trial": null | {"slot": "b", "attempts": 0, "max_attempts": 3,
 #                     "deadline": unix time, "version": "1.2.0", "counter": 4},
+#                   (the deadline is informative: the agent enforces it in trial
+#                   uptime, so a device left unpowered past it does not roll back
+#                   a good release; the loader only counts boots)
 #    "events": [ {"type": "rolled_back"|"confirmed"|..., ...} ],  last few, for reporting
 #    "failed": [manifest_sha256, ...]}  packages rolled back: never installed again
 # Each slot carries /slot_X/slot.json: {"version", "security_counter", "model",
@@ -110,8 +113,6 @@ def decide(st, reset_reason, now, mounts):
             reason = "watchdog reset during trial boot"
         elif trial.get("attempts", 0) >= trial.get("max_attempts", 3):
             reason = "no confirmation after %d boots" % trial.get("attempts", 0)
-        elif trial.get("deadline") and now > trial["deadline"]:
-            reason = "not confirmed before the deadline"
         elif not slot_bootable(mounts["slot_" + trial["slot"]], floor):
             reason = "trial slot not bootable"
         if reason:
@@ -126,8 +127,14 @@ def decide(st, reset_reason, now, mounts):
         else:
             trial["attempts"] = trial.get("attempts", 0) + 1
             return trial["slot"], True, True
-        slot = st["active"]
+        slot, _, _ = _plain(st, mounts, now)
         return slot, False, True
+    return _plain(st, mounts, now)
+
+
+def _plain(st, mounts, now):
+    # Boot the active slot, or the other one when the active is not bootable.
+    floor = st.get("floor", 0)
     slot = st["active"]
     if slot_bootable(mounts["slot_" + slot], floor):
         return slot, False, False

@@ -119,10 +119,16 @@ def test_release_over_a_base_it_needs_is_rejected_with_the_reason(repo, tmp_path
     with sim_boards(tmp_path / "work") as boards:
         boards.start("mon-b", model="monitor-v1")
         configure(boards, "mon-b", repo, "monitor-v1")
-        st = wait_step(boards, "mon-b", "rejected", 90)
-        assert st["device"]["update"]["version"] == "1.2.0"
-        assert "needs at least version 1.1.0" in st["device"]["update"]["reason"]
+        st = boards.wait_for("mon-b", lambda s: any(u.get("step") == "rejected" for u in s.get("update_history", [])),
+                             90, "a rejected step")
+        rej = [u for u in st["update_history"] if u.get("step") == "rejected"][-1]
+        assert rej["version"] == "1.2.0"
+        assert "needs at least version 1.1.0" in rej["reason"]
         assert st["device"]["version"] == "1.0.0"
+        # Said once, not on every check.
+        time.sleep(5)
+        hist = boards.status("mon-b")["update_history"]
+        assert sum(1 for u in hist if u.get("step") == "rejected") == 1
 
 
 def test_maintenance_window_defers_routine_but_not_urgent_and_power_cut_is_survived(repo, tmp_path):

@@ -175,7 +175,7 @@ class Installer:
             self.progress(None)
 
     # -- install -------------------------------------------------------------------
-    def install(self, source, target, manifest_sha256):
+    def install(self, source, target, manifest_sha256, urgent=False):
         """Install target (a TUF target path) from source into the inactive
         slot. Returns the manifest. Raises InstallError subclasses for bad data
         or refusals, DownloadError for transport failures (then resumable)."""
@@ -212,7 +212,7 @@ class Installer:
 
         if not resume:
             self.j = {"target": target, "manifest_sha256": manifest_sha256, "slot": inactive,
-                      "phase": "installing", "done": 0}
+                      "phase": "installing", "done": 0, "urgent": bool(urgent)}
             self._save_journal()
         else:
             self.j = j

@@ -88,7 +88,7 @@ def test_package_that_rolled_back_here_is_refused():
     st["trial"]["health"] = "self-test failed"
     slot, trial, _ = loader.decide(st, "soft", NOW + 1, m)
     loader.write_state(m["state"], st)
-    assert not trial and st["events"][-1]["type"] == "rolled_back"
+    assert not trial and "rolled_back" in [e["type"] for e in st["events"]]
     e = devtest.raises(PolicyError, _install, m, "pump-1.0.0")
     assert "rolled back" in str(e)
 

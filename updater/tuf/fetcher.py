@@ -9,16 +9,24 @@
 #
 # fetch(url, sink, max_length, offset=0):
 #   - GET with `Connection: close`; `Range: bytes=N-` when offset > 0 (a 200
-#     answer to a ranged request is handled by skipping the first N bytes);
+#     answer to a ranged request is handled by skipping the first N bytes; a
+#     206 answer must cover exactly N..end, per Content-Range and
+#     Content-Length, else DownloadError);
+#   - a URL with a control, space or non-ASCII character is refused before
+#     anything is sent (no split request line, no injected header); callers
+#     percent-encode paths (Updater.target_url does);
 #   - the body is streamed through one preallocated buffer into
 #     sink.write(memoryview) (the sink must copy what it keeps);
 #   - the total (offset + body) may not exceed max_length: checked against
 #     Content-Length before reading and while reading (endless data);
-#   - connect timeout, read timeout (a stalled read), and a minimum average
-#     speed enforced after a grace period (slow retrieval, a server dripping
-#     bytes just fast enough to beat the read timeout);
+#   - connect timeout (TCP connect; then TLS handshake plus sending the
+#     request, as a deadline for the whole), read timeout (a stalled read),
+#     and a minimum average speed enforced after a grace period (slow
+#     retrieval, a server dripping bytes just fast enough to beat the read
+#     timeout);
 #   - redirects (301/302/303/307/308) followed at most max_redirects times,
-#     never from https to http;
+#     never from https to http; Location may be absolute, network-path
+#     ("//host/p"), absolute-path or relative;
 #   - HTTP errors raise DownloadHTTPError carrying the status.
 # The same file runs on CPython (socket + ssl): the few calls that differ
 # are in the `_Transport` shim below.
@@ -54,7 +62,15 @@ class _Transport:
             ctx.verify_mode = ssl.CERT_REQUIRED
             if cafile:
                 ctx.load_verify_locations(cadata=_ca_der(cafile))
-            return ctx.wrap_socket(sock, server_hostname=host)
+            # The handshake is not done here: a blocking mbedTLS handshake
+            # bounds each read by the socket timeout but not the whole, so
+            # a relay dripping the genuine server's bytes could hold it for
+            # hours (slow retrieval). It runs inside send_all() instead, on
+            # the non-blocking socket, under a deadline.
+            sock.setblocking(False)
+            return ctx.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
+        # CPython's do_handshake() treats the socket timeout as a deadline
+        # for the whole handshake, so the blocking handshake is bounded.
         ctx = ssl.create_default_context(cafile=cafile)
         return ctx.wrap_socket(sock, server_hostname=host)
 
@@ -63,7 +79,7 @@ class _Transport:
         # MicroPython's stream readinto() keeps reading until the buffer is
         # full, so a server dripping bytes would never trip the speed check
         # (and a partial read would be lost in a timeout). There the socket
-        # goes non-blocking once the request is sent, and readable data is
+        # goes non-blocking before the request is sent, and the socket is
         # waited for with poll(); readinto() then returns what is there.
         if not IS_MICROPYTHON:
             return None
@@ -87,16 +103,32 @@ class _Transport:
                 raise OSError(110)  # ETIMEDOUT
 
     @staticmethod
-    def send_all(sock, data):
-        if IS_MICROPYTHON:
-            mv = memoryview(data)
+    def send_all(sock, poller, data, limit_ms):
+        # Send the request; on MicroPython this also completes the TLS
+        # handshake (see wrap_tls). Both must be over within limit_ms in
+        # total, however slowly the peer answers.
+        if poller is None:
+            sock.sendall(data)
+            return
+        import select
+
+        t0 = ticks_ms()
+        mv = memoryview(data)
+        poller.modify(sock, select.POLLIN | select.POLLOUT)
+        try:
             while mv:
                 n = sock.write(mv)
-                if n is None:
-                    n = 0
-                mv = mv[n:]
-        else:
-            sock.sendall(data)
+                if n:
+                    mv = mv[n:]
+                    continue
+                # None: would block (socket buffer, or the TLS layer waits
+                # for handshake bytes)
+                left = limit_ms - ticks_diff(ticks_ms(), t0)
+                if left <= 0:
+                    raise OSError(110)  # ETIMEDOUT
+                poller.poll(left)
+        finally:
+            poller.modify(sock, select.POLLIN)
 
 
 def _ca_der(path):
@@ -122,7 +154,16 @@ def _is_timeout(e):
 
 
 def parse_url(url):
-    """'http(s)://host[:port]/path?q' -> (scheme, host, port, path)."""
+    """'http(s)://host[:port]/path?q#f' -> (scheme, host, port, path?q).
+
+    The URL goes into the request line and the Host header verbatim, so a
+    control character, space or non-ASCII character in it (a redirect
+    Location, a badly built URL) is refused rather than sent: it could
+    split the request line or inject headers. The fragment is dropped."""
+    for c in url:
+        o = ord(c)
+        if o <= 32 or o >= 127:
+            raise DownloadError("URL holds a control, space or non-ASCII character: %r" % url)
     i = url.find("://")
     if i < 0:
         raise DownloadError("not an absolute URL: %s" % url)
@@ -130,8 +171,14 @@ def parse_url(url):
     if scheme not in ("http", "https"):
         raise DownloadError("unsupported URL scheme: %s" % scheme)
     rest = url[i + 3:]
+    k = rest.find("#")
+    if k >= 0:
+        rest = rest[:k]
     j = rest.find("/")
-    if j < 0:
+    q = rest.find("?")
+    if q >= 0 and (j < 0 or q < j):  # "http://h?x": query without a path
+        hostport, path = rest[:q], "/" + rest[q:]
+    elif j < 0:
         hostport, path = rest, "/"
     else:
         hostport, path = rest[:j], rest[j:]
@@ -165,16 +212,40 @@ def _port(s, url):
 
 
 def resolve_location(base, loc):
-    """Absolute URL of a redirect target (absolute, or absolute-path)."""
-    if "://" in loc:
+    """Absolute URL of a redirect target: absolute ("scheme://..."),
+    network-path ("//host/path": same scheme, another host), absolute-path
+    ("/path") or relative to the directory of the base path (its query
+    left out). Dot segments are left to the server."""
+    i = loc.find("://")
+    if i > 0 and "/" not in loc[:i] and "?" not in loc[:i]:
         return loc
     scheme, host, port, path = parse_url(base)
+    if loc.startswith("//"):
+        return scheme + ":" + loc
     if ":" in host:
         host = "[" + host + "]"
     if loc.startswith("/"):
         return "%s://%s:%d%s" % (scheme, host, port, loc)
+    q = path.find("?")
+    if q >= 0:
+        path = path[:q]
     d = path[: path.rfind("/") + 1]
     return "%s://%s:%d%s%s" % (scheme, host, port, d, loc)
+
+
+def _content_range(v):
+    # "bytes A-B/T" or "bytes A-B/*" -> (A, B, T or None); None if malformed.
+    if not v.startswith("bytes "):
+        return None
+    rng, _sep, total = v[6:].strip().partition("/")
+    a, _sep, b = rng.partition("-")
+    if not (a.isdigit() and b.isdigit()) or int(b) < int(a):
+        return None
+    if total == "*":
+        return int(a), int(b), None
+    if not total.isdigit():
+        return None
+    return int(a), int(b), int(total)
 
 
 class BytesSink:
@@ -366,13 +437,15 @@ class Fetcher:
             if offset:
                 req += "Range: bytes=%d-\r\n" % offset
             req += "\r\n"
+            c.poller = _Transport.start_reading(c.sock)
             try:
-                _Transport.send_all(c.sock, req.encode())
+                _Transport.send_all(c.sock, c.poller, req.encode(), int(self.connect_timeout * 1000))
             except OSError as e:
                 if _is_timeout(e):
-                    raise SlowRetrievalError("send timed out: %s" % url)
+                    raise SlowRetrievalError("TLS handshake or request send timed out: %s" % url)
                 raise DownloadError("cannot send request to %s: %r" % (url, e))
-            c.poller = _Transport.start_reading(c.sock)
+            except ValueError as e:  # mbedTLS failures on MicroPython
+                raise DownloadError("TLS failure with %s: %r" % (url, e))
             status, headers = self._read_head(c)
             if status in (301, 302, 303, 307, 308):
                 loc = headers.get("location")
@@ -380,9 +453,16 @@ class Fetcher:
                     raise DownloadHTTPError("redirect without Location from %s" % url, status)
                 return resolve_location(url, loc)
             if status == 206 and offset:
+                # We asked for "bytes=offset-": the answer must be exactly
+                # the rest of the file. A shorter part would end the stream
+                # early and look complete to the caller.
                 cr = headers.get("content-range", "")
-                if not cr.startswith("bytes %d-" % offset):
-                    raise DownloadError("unexpected Content-Range %r from %s" % (cr, url), status)
+                rng = _content_range(cr)
+                cl = headers.get("content-length")
+                if (rng is None or rng[0] != offset
+                        or (rng[2] is not None and rng[1] + 1 != rng[2])
+                        or (cl is not None and cl != str(rng[1] - rng[0] + 1))):
+                    raise DownloadError("unexpected Content-Range %r (Content-Length %r) from %s" % (cr, cl, url), status)
                 skip = 0
             elif status == 200:
                 skip = offset

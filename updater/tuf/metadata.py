@@ -107,7 +107,8 @@ _MDAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 def parse_expires(s):
-    """'YYYY-MM-DDTHH:MM:SSZ' -> seconds since 1970 (UTC). Strict format."""
+    """'YYYY-MM-DDTHH:MM:SSZ' -> seconds since 1970 (UTC). Strict format;
+    seconds 00..59 as python-tuf's datetime.strptime (no leap second)."""
     if not isinstance(s, str) or len(s) != 20:
         _fail("expires must be a 'YYYY-MM-DDTHH:MM:SSZ' string")
     if s[4] != "-" or s[7] != "-" or s[10] != "T" or s[13] != ":" or s[16] != ":" or s[19] != "Z":
@@ -118,7 +119,7 @@ def parse_expires(s):
             if c < "0" or c > "9":
                 _fail("expires %r has a non-digit" % s)
     y, mo, d, h, mi, se = [int(p) for p in parts]
-    if y < 1 or not 1 <= mo <= 12 or h > 23 or mi > 59 or se > 61:
+    if y < 1 or not 1 <= mo <= 12 or h > 23 or mi > 59 or se > 59:
         _fail("expires %r is out of range" % s)
     leap = (y % 4 == 0 and y % 100 != 0) or y % 400 == 0
     mdays = 29 if (mo == 2 and leap) else _MDAYS[mo - 1]

@@ -78,11 +78,12 @@ def current_time():
 _SAFE = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~"
 
 
-def quote(s):
-    """urllib.parse.quote(s, safe="") for the common subset."""
+def quote(s, safe=b""):
+    """urllib.parse.quote(s, safe=safe) for the common subset (UTF-8,
+    upper-case %XX; `safe` is bytes)."""
     out = []
     for b in s.encode():
-        if b in _SAFE:
+        if b in _SAFE or b in safe:
             out.append(chr(b))
         else:
             out.append("%%%02X" % b)
@@ -425,7 +426,12 @@ class Updater:
         if self._trusted.root.consistent_snapshot and self.config.prefix_targets_with_hash:
             d, sep, b = path.rpartition("/")
             path = "%s%s%s.%s" % (d, sep, info.first_hash(), b)
-        return base + path
+        # The path comes from signed (possibly delegated) metadata and may
+        # hold anything a `paths` pattern allows: CR/LF (header injection),
+        # spaces (a broken request line), '?', '#', '%'. Percent-encode all
+        # but '/' and the unreserved characters, so the mirror serves
+        # exactly the file the path names.
+        return base + quote(path, b"/")
 
     def download_target(self, info, filepath=None, target_base_url=None, resume=False):
         """Stream the target into `filepath` (default: target_dir/<quoted
@@ -443,17 +449,27 @@ class Updater:
         if resume and path_exists(part):
             buf = bytearray(2048)
             mv = memoryview(buf)
-            with open(part, "rb") as f:
-                while True:
-                    n = f.readinto(buf)
-                    if not n:
-                        break
-                    check.update(mv[:n])  # raises if the prefix is too long
-                    offset += n
+            try:
+                with open(part, "rb") as f:
+                    while True:
+                        n = f.readinto(buf)
+                        if not n:
+                            break
+                        check.update(mv[:n])  # raises if the prefix is too long
+                        offset += n
+            except RepositoryError:
+                # longer than the target: discard it, or every later resume
+                # would fail the same way
+                _remove(part)
+                raise
             buf = mv = None
         try:
-            with open(part, "ab" if offset else "wb") as f:
-                self.fetcher.fetch(url, _FileSink(f, check), info.length, offset)
+            # A kept prefix that already has every byte (cut between the
+            # last write and the rename) is checked as it is: a Range
+            # request from its end would only get 416, on every retry.
+            if offset == 0 or offset < info.length:
+                with open(part, "ab" if offset else "wb") as f:
+                    self.fetcher.fetch(url, _FileSink(f, check), info.length, offset)
             check.finish()
         except RepositoryError:
             _remove(part)

@@ -28,12 +28,10 @@ GATE_EVERY_MS = 1000  # how often a running download re-checks the pump
 
 
 class InstallDeferred(RuntimeError):
-    # Raised from the progress callback when the pump starts infusing (or
-    # alarms) during a download: the install stops at once and resumes from
-    # its journal when the gate allows.
-    def __init__(self, reason):
-        RuntimeError.__init__(self, reason)
-        self.reason = reason
+    # Raised from the busy hook when the pump starts infusing (or alarms)
+    # during a download: the install stops at once and resumes from its
+    # journal when the gate allows. args[0]: the gate's reason.
+    pass
 
 
 class UpdateAgent:
@@ -59,6 +57,10 @@ class UpdateAgent:
         self.started_ms = ticks_ms()  # trial deadline counts this boot's uptime
         self.recalled_versions = set()
         self.refused = []
+        # Called while an update step keeps the main loop busy (downloads,
+        # installs): the agent adds what must go on meanwhile (sampling).
+        self.busy_hooks = []
+        self._installing = False
         self._gate_ms = None
         self._urgent = False
         self.last_check = None
@@ -72,18 +74,37 @@ class UpdateAgent:
         self.state = kw
         self.report(kw)
 
-    def _progress(self, ev):
-        # Called often during installs: keep the watchdog fed, keep the
-        # clinical gate watching (an infusion may start mid-download).
+    def _busy(self):
+        # At least every half second during network waits and for every
+        # chunk of an install: feed the watchdog, let sampling go on, and
+        # while installing keep the clinical gate watching (an infusion may
+        # start mid-download: the install stops and resumes later).
         self.board.watchdog_feed()
+        for hook in self.busy_hooks:
+            hook()
+        if self._installing:
+            now_ms = ticks_ms()
+            if self._gate_ms is None or ticks_diff(now_ms, self._gate_ms) >= GATE_EVERY_MS:
+                self._gate_ms = now_ms
+                why = gate.check(self.board.read_pump(), self.board.time(), None, True)
+                if why:
+                    raise InstallDeferred(why)
+
+    def _fetcher(self):
+        from updater.tuf.fetcher import Fetcher
+
+        # Connect timeout below the watchdog period: the TCP connect blocks.
+        return Fetcher(connect_timeout=3, read_timeout=10, cafile=self._cafile(), tick=self._busy)
+
+    def _cafile(self):
+        ca = self.cfg.get("ca")
+        return (self.mounts["state"] + "/" + ca) if ca else None
+
+    def _progress(self, ev):
+        # Called for every chunk of an install.
         if ev:
             self._set(**ev)
-        now_ms = ticks_ms()
-        if self._gate_ms is None or ticks_diff(now_ms, self._gate_ms) >= GATE_EVERY_MS:
-            self._gate_ms = now_ms
-            why = gate.check(self.board.read_pump(), self.board.time(), None, True)
-            if why:
-                raise InstallDeferred(why)
+        self._busy()
 
     def _defer(self, what, reason, version=None):
         self.deferrals += 1
@@ -152,10 +173,7 @@ class UpdateAgent:
 
     def _server_reachable(self):
         try:
-            from updater.tuf.fetcher import Fetcher
-
-            Fetcher(connect_timeout=5, read_timeout=5).fetch_bytes(
-                self.cfg["metadata_url"].rstrip("/") + "/timestamp.json", 16384)
+            self._fetcher().fetch_bytes(self.cfg["metadata_url"].rstrip("/") + "/timestamp.json", 16384)
         except DownloadError as e:
             return "update server unreachable: %s" % e
         return None
@@ -180,7 +198,8 @@ class UpdateAgent:
         from updater.tuf.updater import Updater
 
         d = self.mounts["state"] + "/" + TUF_DIR
-        return Updater(d, self.cfg["metadata_url"], target_base_url=self.cfg.get("targets_url"), now=now)
+        return Updater(d, self.cfg["metadata_url"], target_base_url=self.cfg.get("targets_url"), now=now,
+                       fetcher=self._fetcher())
 
     def find_release(self, up):
         # (targetinfo, custom) of the newest installable release, or None.
@@ -279,19 +298,24 @@ class UpdateAgent:
                          "updater.crypto"))
         src = HttpSource(fetcher, url, length)
         self._gate_ms = None
+        self._installing = True
         try:
             self.installer.install(src, target, c["manifest_sha256"], urgent)
         except InstallDeferred as e:
-            self._defer("install", e.reason, c["version"])
+            self._installing = False
+            self._defer("install", e.args[0], c["version"])
             return
         except InstallError as e:
+            self._installing = False
             self.rejected.add(c["manifest_sha256"])
             self._set(step="rejected", version=c["version"], reason=str(e))
             return
         except (DownloadError, OSError) as e:
+            self._installing = False
             self._set(step="download_interrupted", version=c["version"], reason=str(e),
                       downloaded=src.downloaded)
             return
+        self._installing = False
         self._set(step="installed", version=c["version"], downloaded=src.downloaded)
         self._activation_tick(self.board.time())
 

@@ -29,7 +29,7 @@ BAD_SELFTEST = (Path(__file__).resolve().parents[2] / "agent" / "selftest.py").r
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     work = tmp_path_factory.mktemp("release")
-    root = ensure_models(work, PASS, ("pump-v2", "monitor-v1", "pump-v3"))
+    root = ensure_models(work, PASS, ("pump-v2", "monitor-v1", "pump-v3", "pump-v4", "pump-v5"))
     with serve(work / "repository") as srv:
         yield {"work": work, "root": root.read_bytes(), "srv": srv, "tmp": tmp_path_factory.mktemp("trees")}
 
@@ -151,3 +151,4 @@ def test_maintenance_window_defers_routine_but_not_urgent_and_power_cut_is_survi
                              120, "urgent 1.2.0 confirmed")
         assert st["resets"].get("power_cut") == 1, st["resets"]
         assert st["device"]["security_counter"] == 3
+

@@ -42,6 +42,7 @@ from updater.tuf.errors import (
 )
 
 _MAX_LINE = const(2048)  # one status/header line
+TICK_MS = const(500)  # longest wait between two calls of Fetcher.tick
 _MAX_HEADER_BYTES = const(16384)  # all header lines together
 _MAX_HEADERS = const(64)
 
@@ -91,19 +92,38 @@ class _Transport:
         return p
 
     @staticmethod
-    def recv_into(sock, poller, mv, timeout_s):
+    def recv_into(sock, poller, mv, timeout_s, tick=None):
+        # Waits in slices of TICK_MS, calling tick() between them, so a
+        # caller with a watchdog stays alive through a long read timeout.
+        t0 = ticks_ms()
+        limit = int(timeout_s * 1000)
         if poller is None:
-            return sock.recv_into(mv)
+            if tick is None:
+                return sock.recv_into(mv)
+            sock.settimeout(min(timeout_s, TICK_MS / 1000))
+            try:
+                while True:
+                    try:
+                        return sock.recv_into(mv)
+                    except socket.timeout:
+                        if ticks_diff(ticks_ms(), t0) >= limit:
+                            raise
+                        tick()
+            finally:
+                sock.settimeout(timeout_s)
         while True:
             n = sock.readinto(mv)
             if n is not None:
                 return n
             # No data buffered (socket or TLS layer): wait for more.
-            if not poller.poll(int(timeout_s * 1000)):
+            left = limit - ticks_diff(ticks_ms(), t0)
+            if left <= 0:
                 raise OSError(110)  # ETIMEDOUT
+            if not poller.poll(min(left, TICK_MS)) and tick is not None:
+                tick()
 
     @staticmethod
-    def send_all(sock, poller, data, limit_ms):
+    def send_all(sock, poller, data, limit_ms, tick=None):
         # Send the request; on MicroPython this also completes the TLS
         # handshake (see wrap_tls). Both must be over within limit_ms in
         # total, however slowly the peer answers.
@@ -126,7 +146,9 @@ class _Transport:
                 left = limit_ms - ticks_diff(ticks_ms(), t0)
                 if left <= 0:
                     raise OSError(110)  # ETIMEDOUT
-                poller.poll(left)
+                poller.poll(min(left, TICK_MS))
+                if tick is not None:
+                    tick()
         finally:
             poller.modify(sock, select.POLLIN)
 
@@ -283,7 +305,7 @@ class _Conn:
     def _fill(self):
         # Read more into the buffer (only when it has been consumed).
         try:
-            n = _Transport.recv_into(self.sock, self.poller, self.mv, self.f.read_timeout)
+            n = _Transport.recv_into(self.sock, self.poller, self.mv, self.f.read_timeout, self.f.tick)
         except OSError as e:
             if _is_timeout(e):
                 raise SlowRetrievalError("read timed out after %d s: %s" % (self.f.read_timeout, self.url))
@@ -293,6 +315,8 @@ class _Conn:
         if n == 0:
             self.eof = True
         self.got += n
+        if self.f.tick is not None:
+            self.f.tick()
         self._check_speed()
 
     def _check_speed(self):
@@ -349,7 +373,10 @@ class Fetcher:
 
     connect_timeout / read_timeout in seconds; min_bytes_per_s and grace_ms
     set the slow-retrieval rule; cafile: CA certificate (PEM or DER) that
-    HTTPS servers must chain to (None: the runtime's default store)."""
+    HTTPS servers must chain to (None: the runtime's default store).
+    tick: optional callable run at least every TICK_MS while a transfer
+    waits or streams (the device agent feeds its watchdog there); keep
+    connect_timeout below the watchdog period, the TCP connect blocks."""
 
     def __init__(
         self,
@@ -361,9 +388,11 @@ class Fetcher:
         cafile=None,
         buf_size=2048,
         user_agent="medsentry-tuf/1",
+        tick=None,
     ):
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.tick = tick
         self.min_bytes_per_s = min_bytes_per_s
         self.grace_ms = grace_ms
         self.max_redirects = max_redirects
@@ -395,6 +424,8 @@ class Fetcher:
         raise TooManyRedirectsError("more than %d redirects" % self.max_redirects)
 
     def _connect(self, scheme, host, port):
+        if self.tick is not None:
+            self.tick()
         try:
             ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
         except OSError as e:
@@ -439,7 +470,7 @@ class Fetcher:
             req += "\r\n"
             c.poller = _Transport.start_reading(c.sock)
             try:
-                _Transport.send_all(c.sock, c.poller, req.encode(), int(self.connect_timeout * 1000))
+                _Transport.send_all(c.sock, c.poller, req.encode(), int(self.connect_timeout * 1000), self.tick)
             except OSError as e:
                 if _is_timeout(e):
                     raise SlowRetrievalError("TLS handshake or request send timed out: %s" % url)

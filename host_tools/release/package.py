@@ -19,7 +19,10 @@ MAGIC = b"MSPK"
 FORMAT_VERSION = 1
 HEADER = struct.Struct(">4sBBHI32s")  # magic, format, flags, reserved, manifest_len, manifest_sha256
 HEADER_SIZE = HEADER.size  # 44
-MAX_MANIFEST = 64 * 1024
+# The device's caps (updater/install/manifest.py): beyond them the manifest
+# would not fit the install's heap budget on a 256 KiB heap.
+MAX_MANIFEST = 16 * 1024
+MAX_FILES = 64
 MAX_FILE_SIZE = 16 * 1024 * 1024  # per file (and SBOM), uncompressed
 WBITS = 10  # 1 KiB deflate window: what the device must allocate to inflate
 LEVEL = 9
@@ -92,8 +95,11 @@ def write_package(manifest: dict, contents: dict[str, bytes], sbom: bytes) -> by
     }
     data.write(blob)
     mbytes = canonical_json(manifest)
+    if len(manifest["files"]) > MAX_FILES:
+        raise PackageFormatError(
+            f"{len(manifest['files'])} files; a device slot takes at most {MAX_FILES} (merge small modules)")
     if len(mbytes) > MAX_MANIFEST:
-        raise PackageFormatError(f"manifest is {len(mbytes)} bytes; the limit is {MAX_MANIFEST}")
+        raise PackageFormatError(f"manifest is {len(mbytes)} bytes; the limit is {MAX_MANIFEST} (shorter paths or fewer files)")
     header = HEADER.pack(MAGIC, FORMAT_VERSION, 0, 0, len(mbytes), hashlib.sha256(mbytes).digest())
     return header + mbytes + data.getvalue()
 
@@ -211,6 +217,8 @@ def validate_manifest(m: dict) -> None:
     files = _need(m, "files", list)
     if not files:
         raise PackageFormatError("manifest: no files")
+    if len(files) > MAX_FILES:
+        raise PackageFormatError(f"manifest: {len(files)} files, more than the {MAX_FILES} a device takes")
     seen = set()
     for f in files:
         if not isinstance(f, dict):

@@ -55,3 +55,48 @@ def test_one_mib_package_installs_within_64k_above_idle(tmp_path):
     assert second["version"] == "2.0.0"
     print(f"1 MiB install: idle {first['idle_alloc']} B, lowest free during install "
           f"{first['low_free']} of {first['idle_free']}; also installed with heap {cap} KiB")
+
+
+def _tree_package(tmp: Path, name: str, files: dict[str, bytes], version: str, counter: int) -> tuple[Path, str]:
+    src = tmp / name
+    for rel, data in files.items():
+        p = src / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    res = build_package(model="pump-v2", version=version, sources=[src / "agent"], base_dir=src,
+                        security_counter=counter, out_dir=tmp, output=tmp / f"{name}.mspk", keep_py=(),
+                        source_date_epoch=0)
+    return res.path, read_package(res.path).manifest_sha256
+
+
+def test_update_at_the_file_cap_over_an_installed_slot_within_64k_above_idle(tmp_path):
+    from updater.install.manifest import MAX_FILES
+
+    rnd = random.Random(9)
+    base = {"agent/main.py": b"def run(board, slot, trial=False):\n    pass\n"}
+    for i in range(MAX_FILES - 1):  # deep, long paths: the largest manifest the cap allows
+        base[f"agent/pkg{i % 7}/sub{i % 3}/module_with_a_long_name_{i:03d}.txt"] = rnd.randbytes(600)
+    new = dict(base)
+    for i, rel in enumerate(sorted(base)):
+        if i % 2:
+            new[rel] = rnd.randbytes(600)  # half the files change
+    p1, s1 = _tree_package(tmp_path, "base", base, "1.0.0", 1)
+    p2, s2 = _tree_package(tmp_path, "new", new, "1.1.0", 2)
+    results = []
+    for name in ("a.img", "b.img"):
+        img = tmp_path / name
+        simimage.create_blank(img, 2 * MIB)
+        assert mpvm.run_script(Path(__file__).parent / "vm_scripts" / "format_image.py", str(img),
+                               paths=[mpvm.REPO_ROOT]).returncode == 0
+        proc = mpvm.run_script(Path(__file__).parent / "vm_scripts" / "install_base.py", str(img), str(p1), s1,
+                               paths=[mpvm.REPO_ROOT])
+        assert "CONFIRMED 1.0.0" in proc.stdout, proc.stdout + proc.stderr
+        results.append(img)
+    first = _install(results[0], p2, s2, "256k", "measure")
+    assert first["files"] == MAX_FILES
+    assert first["idle_free"] - first["low_free"] < 64 * 1024, first
+    cap = (first["idle_alloc"] + 64 * 1024) // 1024
+    second = _install(results[1], p2, s2, f"{cap}k")
+    assert second["version"] == "1.1.0"
+    print(f"update of {MAX_FILES} files over an installed slot: live peak "
+          f"{first['idle_free'] - first['low_free']} B above idle; installed with heap {cap} KiB")

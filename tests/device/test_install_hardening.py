@@ -202,7 +202,7 @@ def test_slot_that_fails_the_last_check_is_redone_on_retry():
 
 
 def test_update_over_an_installed_slot_holds_one_manifest_while_streaming():
-    # 91 files, a 14 KiB manifest: the heap an update holds grows with the
+    # 64 files (the cap): the heap an update holds grows with the
     # number of files (the parsed manifest); it must not also hold the raw
     # manifest bytes and an index parsed from the running slot's manifest.
     # Sampled at every progress call (the live heap while files stream);

@@ -58,13 +58,13 @@ def main() -> None:
         build("monitor-1.1.0", v2, model="monitor-v1", version="1.1.0", security_counter=2)
         build("pump-2.0.0-needs-1.1", v2 | {"lib/const.txt": b"v2\n"}, model="pump-v2", version="2.0.0",
               security_counter=3, min_base_version="1.1.0")
-        # Many files: a manifest near the device's limit (MAX_MANIFEST), for
+        # Many files: the device's file cap (MAX_FILES = 64), for
         # the heap of an update over an installed slot.
         many1 = {"agent/main.py": v1["agent/main.py"]}
-        for i in range(90):
+        for i in range(63):
             many1["lib/m%03d.txt" % i] = b"module %d, first edition\n" % i * 4
         many2 = dict(many1)
-        for i in range(0, 90, 2):
+        for i in range(0, 63, 2):
             many2["lib/m%03d.txt" % i] = b"module %d, second edition\n" % i * 4
         build("pump-many-1.0.0", many1, model="pump-v2", version="1.0.0", security_counter=1)
         build("pump-many-1.1.0", many2, model="pump-v2", version="1.1.0", security_counter=2)

@@ -80,7 +80,52 @@ def telemetry_record(sample, seq, t, skip=None):
     return rec
 
 
-def status_record(seq, t, state, fw=None, queued=None, dropped=None, skip=None):
+MAX_UPDATE_KEYS = 12
+MAX_UPDATE_TEXT = 160
+MAX_UPDATE_BYTES = 600  # keys + values together: the sealed record stays < 1024 bytes
+_UPDATE_FIRST = ("step", "version", "reason")
+
+
+def update_map(ev):
+    # An update agent report (agent/updates.py: {"step": ..., "version": ...,
+    # "reason": ...}) as a small flat map of scalars for a status record:
+    # step, version and reason first, then the other keys in sorted order;
+    # text cut to MAX_UPDATE_TEXT, other values (lists, maps) as their repr;
+    # at most MAX_UPDATE_KEYS keys and MAX_UPDATE_BYTES in all, so the sealed
+    # message stays below the 1024-byte limit whatever the updater reports.
+    if not isinstance(ev, dict) or not ev:
+        raise RecordError("update report must be a non-empty dict")
+    keys = [k for k in _UPDATE_FIRST if k in ev]
+    keys += sorted([k for k in ev if isinstance(k, str) and k not in _UPDATE_FIRST])
+    out = {}
+    budget = MAX_UPDATE_BYTES
+    for k in keys:
+        if len(out) >= MAX_UPDATE_KEYS:
+            break
+        name = k[:32]
+        v = ev[k]
+        if v is None or isinstance(v, (bool, int)):
+            cost = len(name) + 10
+        elif isinstance(v, float):
+            v = v if v == v else None
+            cost = len(name) + 10
+        else:
+            if not isinstance(v, str):
+                v = repr(v)
+            room = budget - len(name) - 4
+            if room <= 0:
+                break
+            v = v[:min(MAX_UPDATE_TEXT, room)]
+            cost = len(name) + len(v.encode()) + 4
+        if cost > budget:
+            break
+        out[name] = v
+        budget -= cost
+    return out
+
+
+def status_record(seq, t, state, fw=None, queued=None, dropped=None, skip=None, update=None):
+    # update: an update agent report (see update_map), sent with state "update".
     rec = {"t": t, "seq": seq, "state": _text(state, "state")}
     if fw is not None:
         rec["fw"] = _text(fw, "fw")
@@ -88,6 +133,8 @@ def status_record(seq, t, state, fw=None, queued=None, dropped=None, skip=None):
         rec["queued"] = queued
     if dropped is not None:
         rec["dropped"] = dropped
+    if update is not None:
+        rec["update"] = update_map(update)
     s = _check_skip(skip, seq)
     if s:
         rec["skip"] = s

@@ -8,7 +8,7 @@
 # heap, the app not started, the raw REPL waiting - what a real board does.
 import sys
 
-from board.compat import format_exception
+from board.compat import format_exception, path_exists
 from board.sim.simboard import EXIT_SOFT_RESET, EXIT_SOFT_RESET_RAW
 
 CTRL_A = 1
@@ -18,6 +18,18 @@ CTRL_D = 4
 CTRL_E = 5
 BANNER = b"MicroPython (medsentry sim board); Type \"help()\" for more information.\r\n"
 MAX_CODE = 64 * 1024  # raw REPL code buffer cap
+
+# Factory lock: once provisioning wrote this file (on the state partition),
+# the raw REPL - the channel mpremote and the provisioning tool use to run
+# arbitrary code and write flash - refuses to run anything. It still speaks
+# the protocol so that clients fail at once with a clear error instead of
+# waiting forever (mpremote reads a pty without a timeout): entering shows
+# LOCKED_MSG before the usual prompt, every code block is answered with
+# LOCKED_MSG as its error, a soft reset only pretends. The friendly REPL
+# is closed too, and Ctrl-C no longer interrupts the application (a later
+# issue puts a password + TOTP maintenance login on this console).
+LOCK_FILE = "lock.json"
+LOCKED_MSG = b"console locked: raw REPL disabled after factory provisioning\r\n"
 
 # Linux termios local-mode flag: signal on Ctrl-C.
 _ISIG = 0x1
@@ -48,6 +60,13 @@ class Console:
         self.inp = inp
         self.out = out
         self.globals = {"__name__": "__main__"}
+        # Path of the factory lock file; set by the ROM once flash is mounted.
+        self.lock_path = None
+
+    def locked(self):
+        # Checked at every raw REPL entry, so a lock written by provisioning
+        # takes effect at once, without a reboot.
+        return self.lock_path is not None and path_exists(self.lock_path)
 
     def _isig(self, on):
         if self.tty:
@@ -71,8 +90,10 @@ class Console:
         return b[0]
 
     def run(self, fn):
-        # Run fn (the application) with Ctrl-C able to interrupt it.
-        self._isig(True)
+        # Run fn (the application) with Ctrl-C able to interrupt it - except
+        # on a locked (provisioned) board, where a byte on the UART must not
+        # stop the agent of a pump in use.
+        self._isig(not self.locked())
         try:
             fn()
         except KeyboardInterrupt:
@@ -99,6 +120,9 @@ class Console:
 
     def raw_repl(self):
         # Returns "friendly" on Ctrl-B; exits the VM on soft reset.
+        locked = self.locked()
+        if locked:
+            self.write(LOCKED_MSG)
         self.write(b"raw REPL; CTRL-B to exit\r\n>")
         buf = bytearray()
         while True:
@@ -115,6 +139,13 @@ class Console:
             if c == CTRL_E and not buf:
                 # Raw-paste mode not offered; mpremote falls back.
                 self.write(b"R\x00")
+                continue
+            if c == CTRL_D and locked:
+                if not buf:
+                    self.write(b"OK\r\nMPY: soft reboot\r\n" + LOCKED_MSG + b"raw REPL; CTRL-B to exit\r\n>")
+                else:
+                    self.write(b"OK\x04" + LOCKED_MSG + b"\x04>")
+                buf = bytearray()
                 continue
             if c == CTRL_D:
                 if not buf:
@@ -140,16 +171,35 @@ class Console:
                 continue
             buf.append(c)
 
+    def locked_console(self):
+        # A provisioned board runs no code typed at its UART: only a soft
+        # reset (Ctrl-D) and the raw REPL's refusal are answered.
+        self.write(LOCKED_MSG)
+        while True:
+            c = self.read_byte()
+            if c == CTRL_D:
+                self.write(b"\r\nMPY: soft reboot\r\n")
+                sys.exit(EXIT_SOFT_RESET)
+            if c == CTRL_A:
+                self.write(b"\r\n")
+                self.raw_repl()
+                self.write(LOCKED_MSG)
+
     def friendly_repl(self):
         self._isig(False)
+        if self.locked():
+            return self.locked_console()
         self.write(BANNER + b">>> ")
         line = bytearray()
         while True:
             c = self.read_byte()
             if c == CTRL_A:
                 self.write(b"\r\n")
-                if self.raw_repl() == "friendly":
-                    self.write(BANNER + b">>> ")
+                self.raw_repl()
+                if self.locked():
+                    # Provisioning just locked the board from the raw REPL.
+                    return self.locked_console()
+                self.write(BANNER + b">>> ")
                 line = bytearray()
             elif c == CTRL_B:
                 self.write(b"\r\n" + BANNER + b">>> ")

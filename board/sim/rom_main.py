@@ -5,7 +5,7 @@ import sys
 
 from board.sim import flash as simflash
 from board.sim.simboard import SimBoard, EXIT_FLASH_ERROR
-from board.sim.console import Console
+from board.sim.console import LOCK_FILE, Console
 
 
 def main():
@@ -25,6 +25,7 @@ def main():
             except OSError:
                 pass
             sys.exit(EXIT_FLASH_ERROR)
+        console.lock_path = mounts["state"] + "/" + LOCK_FILE
         board.report_status({"state": "booted", "reset_reason": board.reset_reason()})
         if board.boot_mode() == "raw_repl":
             # Soft reset requested from the raw REPL: the app does not start.

@@ -13,6 +13,7 @@ GROUP_MODULES = [
     "host_tools.cli.broker",
     "host_tools.cli.collector",
     "host_tools.cli.telemetry",
+    "host_tools.cli.device",
     "host_tools.cli.demo",
     "host_tools.cli.keys",
     "host_tools.cli.package",

@@ -42,8 +42,14 @@ def export_cmd(ctx: click.Context, device_id: str, fmt: str, output: str | None)
 @cli.command("stats")
 @click.pass_context
 def stats(ctx: click.Context) -> None:
-    """Counters per device (accepted, rejected by reason, duplicates, lost)."""
+    """Counters per device (accepted, rejected by reason, duplicates, lost, update reports)."""
     db = _db(ctx)
-    out = {dev: dict(db.counters(dev), lost=db.lost(dev)) for dev in db.device_ids()}
-    out["*"] = dict(db.counters(), lost=db.lost())
+    upd = db.update_counts()
+    out = {}
+    for dev in db.device_ids():
+        out[dev] = dict(db.counters(dev), lost=db.lost(dev), update_reports=upd.get(dev, 0))
+        last = db.updates(dev)[-1:]
+        if last:
+            out[dev]["last_update"] = {k: last[0][k] for k in ("step", "version", "reason", "t")}
+    out["*"] = dict(db.counters(), lost=db.lost(), update_reports=sum(upd.values()))
     click.echo(json.dumps(out, indent=1, sort_keys=True))

@@ -8,6 +8,9 @@ Tables (created if missing; ``meta.schema_version`` = 1):
                  kid, topic, SHA-256 of the message bytes (duplicate detection).
 ``vitals``       decoded telemetry records, one row per (device, seq).
 ``status_log``   status messages (sealed, or the unsealed last-will "offline").
+``updates``      update agent reports the device sent as sealed status records
+                 (state ``update`` with an ``update`` map: step, version, reason,
+                 ...): one row each, the whole map kept as JSON in ``detail``.
 ``missing``      open holes in a device's sequence (inclusive ranges).
 ``gaps``         log of gap events: kind ``gap`` (detected hole), ``skipped``
                  (device declared the numbers never used), ``filled`` (late arrival).
@@ -24,6 +27,8 @@ import sqlite3
 import threading
 from pathlib import Path
 from typing import Any, Iterable
+
+from .records import jsonable
 
 SCHEMA_VERSION = 1
 MAX_REJECTION_ROWS = 100_000
@@ -82,6 +87,17 @@ CREATE TABLE IF NOT EXISTS status_log (
     dropped     INTEGER,
     received_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS updates (
+    id          INTEGER PRIMARY KEY,
+    device_id   TEXT NOT NULL,
+    seq         INTEGER,
+    t           REAL,
+    step        TEXT,
+    version     TEXT,
+    reason      TEXT,
+    detail      TEXT NOT NULL,
+    received_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS missing (
     device_id TEXT NOT NULL,
     first_seq INTEGER NOT NULL,
@@ -112,6 +128,9 @@ CREATE TABLE IF NOT EXISTS rejections (
     size        INTEGER NOT NULL
 );
 """
+
+#: Sealed status records with this state carry an update agent report.
+UPDATE_STATE = "update"
 
 VITAL_COLUMNS = ("seq", "t", "hr", "spo2", "bp_sys", "bp_dia", "temp", "pump_state",
                  "pump_rate", "pump_vtbi", "pump_infused", "pump_alarms", "received_at")
@@ -249,6 +268,25 @@ class FleetDB:
                 "SELECT seq, sealed, state, t, fw, queued, dropped, received_at FROM status_log "
                 "WHERE device_id=? ORDER BY id", (device_id,))]
 
+    def updates(self, device_id: str | None = None) -> list[dict[str, Any]]:
+        """Update agent reports (oldest first), ``detail`` decoded."""
+        with self.lock:
+            if device_id is None:
+                rows = self.conn.execute("SELECT * FROM updates ORDER BY id")
+            else:
+                rows = self.conn.execute("SELECT * FROM updates WHERE device_id=? ORDER BY id", (device_id,))
+            out = []
+            for r in rows:
+                d = dict(r)
+                d["detail"] = json.loads(d["detail"])
+                out.append(d)
+            return out
+
+    def update_counts(self) -> dict[str, int]:
+        with self.lock:
+            return {r[0]: int(r[1]) for r in self.conn.execute(
+                "SELECT device_id, COUNT(*) FROM updates GROUP BY device_id")}
+
     def rejections(self, device_id: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
             if device_id is None:
@@ -354,6 +392,23 @@ class _Txn:
             "INSERT INTO status_log (device_id, seq, sealed, state, t, fw, queued, dropped, received_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (device_id, st.seq, int(st.sealed), st.state, st.t, st.fw, st.queued, st.dropped, now))
+        if st.state == UPDATE_STATE:
+            # An update report says nothing about the link: keep the device's
+            # status (online/offline), refresh only what the record carries.
+            self.c.execute(
+                "UPDATE devices SET fw = COALESCE(?, fw), queued = COALESCE(?, queued), "
+                "dropped = COALESCE(?, dropped) WHERE device_id = ?",
+                (st.fw, st.queued, st.dropped, device_id))
+            upd = st.extra.get("update")
+            if isinstance(upd, dict):
+                def text(v: Any) -> str | None:
+                    return None if v is None else str(v)[:200]
+                self.c.execute(
+                    "INSERT INTO updates (device_id, seq, t, step, version, reason, detail, received_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (device_id, st.seq, st.t, text(upd.get("step")), text(upd.get("version")),
+                     text(upd.get("reason")), json.dumps(jsonable(upd)), now))
+            return
         self.c.execute(
             "UPDATE devices SET status = ?, status_sealed = ?, status_at = ?, "
             "fw = COALESCE(?, fw), queued = COALESCE(?, queued), dropped = COALESCE(?, dropped) "

@@ -32,13 +32,15 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
 
 def to_json(db: FleetDB, device_id: str, rows: list[dict[str, Any]]) -> str:
     """``{"device_id", "records": [...], "missing": [[first, last], ...],
-    "gaps": [...], "counters": {...}}``."""
+    "gaps": [...], "counters": {...}, "updates": [...]}`` (update agent reports
+    the device sent: step, version, reason, detail, times)."""
     doc = {
         "device_id": device_id,
         "records": rows,
         "missing": [list(r) for r in db.missing(device_id)],
         "gaps": db.gap_log(device_id),
         "counters": db.counters(device_id),
+        "updates": db.updates(device_id),
     }
     return json.dumps(doc, indent=1) + "\n"
 

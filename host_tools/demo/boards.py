@@ -8,6 +8,11 @@ from rich.table import Table
 
 from host_tools.demo.core import DEMO_BOARDS, DemoContext
 
+# Provisioned boards run the telemetry pipeline beside the update agent and its
+# TUF client: ~190 KB of .mpy code on the heap, a TUF refresh beside a live TLS
+# session needs ~300 KiB (measured), so the demo boards get a 384 KiB heap.
+DEMO_HEAP = "384k"
+
 
 def board_table(ctx: DemoContext, title: str) -> Table:
     t = Table(title=title)
@@ -31,9 +36,14 @@ def board_table(ctx: DemoContext, title: str) -> Table:
 
 
 def stage_boot(ctx: DemoContext, seconds: float = 8.0) -> None:
-    """Boot the boards, start an infusion on the first pump, watch them live."""
+    """Boot the boards (provisioning each right after power-on when an earlier
+    stage set ctx.shared["provision"]), start an infusion on the first pump,
+    watch them live."""
+    provision = ctx.shared.get("provision")
     for name in ctx.names:
-        ctx.boards.start(name, model=DEMO_BOARDS[name])
+        st = ctx.boards.start(name, model=DEMO_BOARDS[name], heap=DEMO_HEAP)
+        if provision is not None:
+            provision(name, st["port"])
     ctx.boards.start_infusion(ctx.names[0], rate_ml_h=120.0, vtbi_ml=50.0)
     with Live(board_table(ctx, "medsentry demo: simulated boards"), console=ctx.console, refresh_per_second=4) as live:
         end = time.monotonic() + seconds

@@ -86,8 +86,10 @@ def _history(ctx: DemoContext, name: str) -> list[dict]:
 
 
 def stage_updates(ctx: DemoContext) -> None:
-    for name in ctx.names:
-        if not (ctx.boards.status(name).get("device") or {}).get("update"):
+    if ctx.shared.get("provision") is None:
+        # Boards that were not provisioned (their console is open) get the
+        # update configuration over the UART; provisioned ones got it then.
+        for name in ctx.names:
             configure_unprovisioned(ctx, name)
     # pump-1 infuses a short bolus: the update waits for its end.
     ctx.boards.start_infusion("pump-1", rate_ml_h=360.0, vtbi_ml=2.0)

@@ -1,0 +1,95 @@
+# The device identity written at factory provisioning
+# (`medsentry device provision`, host_tools/provision):
+#
+#   /state/identity.json
+#     {"version": 1,
+#      "device_id": "pump-1", "model": "pump-v2",
+#      "broker": {"host": "127.0.0.1", "port": 8883, "server_hostname": "127.0.0.1"},
+#      "telemetry": {"kid": hex (8 bytes), "key": hex (16), "base_iv": hex (13)},
+#      "files": {"cert": "identity/cert.der", "key": "identity/key.der",
+#                "ca": "identity/ca.der"},          (relative to /state)
+#      "pump": true}                                (sample the pump too)
+#   /state/identity/*.der   device certificate, private key (SEC1 DER), fleet CA
+#
+# load() returns None when the device was never provisioned (the agent then
+# runs without telemetry, as an unprovisioned factory board does) and raises
+# IdentityError when the file is there but unusable: a provisioned device
+# must say so loudly rather than silently stop sending telemetry.
+import json
+import binascii
+
+IDENTITY = "identity.json"
+FORMAT_VERSION = 1
+MAX_DER = 4096  # a P-256 certificate is ~600 bytes; anything bigger is wrong
+
+
+class IdentityError(ValueError):
+    pass
+
+
+def _hex(d, name, size):
+    v = d.get(name)
+    try:
+        b = binascii.unhexlify(v)
+    except (TypeError, ValueError):
+        raise IdentityError("telemetry %s is not hex" % name)
+    if len(b) != size:
+        raise IdentityError("telemetry %s must be %d bytes" % (name, size))
+    return b
+
+
+def _read_der(state_dir, rel, name):
+    if not isinstance(rel, str) or not rel or rel.startswith("/") or ".." in rel:
+        raise IdentityError("bad file name for %s" % name)
+    try:
+        with open(state_dir + "/" + rel, "rb") as f:
+            data = f.read(MAX_DER + 1)
+    except OSError:
+        raise IdentityError("%s file %s missing" % (name, rel))
+    if not data or len(data) > MAX_DER or data[0] != 0x30:
+        raise IdentityError("%s file %s is not DER" % (name, rel))
+    return data
+
+
+def load(state_dir):
+    try:
+        with open(state_dir + "/" + IDENTITY) as f:
+            text = f.read(8192)
+    except OSError:
+        return None
+    try:
+        d = json.loads(text)
+    except ValueError:
+        raise IdentityError("identity.json is not valid JSON")
+    if not isinstance(d, dict) or d.get("version") != FORMAT_VERSION:
+        raise IdentityError("identity.json has an unknown format")
+    dev = d.get("device_id")
+    if not isinstance(dev, str) or not 1 <= len(dev) <= 64:
+        raise IdentityError("identity.json: bad device_id")
+    broker = d.get("broker")
+    if not isinstance(broker, dict):
+        raise IdentityError("identity.json: no broker")
+    host = broker.get("host")
+    port = broker.get("port")
+    if not isinstance(host, str) or not host or not isinstance(port, int) or not 0 < port < 65536:
+        raise IdentityError("identity.json: bad broker address")
+    tel = d.get("telemetry")
+    if not isinstance(tel, dict):
+        raise IdentityError("identity.json: no telemetry key")
+    files = d.get("files")
+    if not isinstance(files, dict):
+        raise IdentityError("identity.json: no files")
+    return {
+        "device_id": dev,
+        "model": d.get("model"),
+        "host": host,
+        "port": port,
+        "server_hostname": broker.get("server_hostname") or host,
+        "kid": _hex(tel, "kid", 8),
+        "key": _hex(tel, "key", 16),
+        "base_iv": _hex(tel, "base_iv", 13),
+        "cert_der": _read_der(state_dir, files.get("cert"), "cert"),
+        "key_der": _read_der(state_dir, files.get("key"), "key"),
+        "ca_der": _read_der(state_dir, files.get("ca"), "ca"),
+        "pump": bool(d.get("pump", True)),
+    }

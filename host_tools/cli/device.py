@@ -1,0 +1,72 @@
+"""`medsentry device`: factory operations on a physical (or simulated) board."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from host_tools.pki import FleetPKI
+from host_tools.provision import (
+    BrokerAddress,
+    ProvisionError,
+    broker_from_workdir,
+    check_tuf_root,
+    load_config_file,
+    provision,
+)
+
+
+@click.group("device")
+def cli() -> None:
+    """Factory operations on a board over its UART."""
+
+
+@cli.command("provision")
+@click.argument("name")
+@click.option("--port", required=True, help="The board's serial port (e.g. /dev/pts/N from `sim start`).")
+@click.option("--broker-host", default=None, help="Broker address [default: from `broker run`].")
+@click.option("--broker-port", type=int, default=None)
+@click.option("--server-hostname", default=None,
+              help="Name the broker certificate must carry [default: the broker host].")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="JSON merged into the board's /state/config.json (update agent, telemetry).")
+@click.option("--tuf-root", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Trusted TUF root.json, written to /state/tuf/root.json.")
+@click.option("--no-reset", is_flag=True, help="Leave the board in its REPL instead of resetting it.")
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for the board.")
+@click.pass_context
+def provision_cmd(ctx: click.Context, name: str, port: str, broker_host: str | None, broker_port: int | None,
+                  server_hostname: str | None, config_file: str | None, tuf_root: str | None, no_reset: bool,
+                  timeout: float) -> None:
+    """Write device NAME's identity (issued by `pki issue`) into the board on PORT.
+
+    Factory mode only: the board's console is locked afterwards (no raw REPL),
+    and a locked board is refused."""
+    workdir = ctx.obj["workdir"]
+    if broker_port is None:
+        rec = broker_from_workdir(workdir)
+        if rec is None:
+            raise click.ClickException(
+                f"no --broker-port given and no broker recorded in {Path(workdir) / 'broker' / 'address.json'} "
+                "(start one with `medsentry broker run`)")
+        broker = BrokerAddress(broker_host or rec.host, rec.port, server_hostname)
+    else:
+        broker = BrokerAddress(broker_host or "127.0.0.1", broker_port, server_hostname)
+    try:
+        config = load_config_file(Path(config_file).read_bytes(), config_file) if config_file else None
+        root = check_tuf_root(Path(tuf_root).read_bytes(), tuf_root) if tuf_root else None
+        console = Console(stderr=True)
+        res = provision(FleetPKI(workdir), name, port, broker, config=config, tuf_root=root,
+                        reset=not no_reset, timeout=timeout, log=lambda m: console.print(f"  {m}"))
+    except ProvisionError as exc:
+        raise click.ClickException(str(exc)) from None
+    t = Table(title=f"{res.device_id} ({res.model}) provisioned on {res.port}")
+    t.add_column("file on the board")
+    t.add_column("sha256 (verified on the board)")
+    for path, digest in res.written.items():
+        t.add_row(path, digest)
+    Console().print(t)
+    click.echo(f"broker {broker.host}:{broker.port} (TLS name {broker.tls_name}); raw REPL locked"
+               + ("; board reset" if res.reset else ""))

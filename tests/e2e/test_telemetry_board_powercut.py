@@ -20,7 +20,7 @@ from host_tools.cli.main import cli
 from host_tools.collector import tls_client
 from host_tools.release.quickstart import DemoPassphrases, ensure_models
 from host_tools.release.serve import RepositoryServer
-from tests.e2e.test_telemetry_board_common import board_fleet, sequence_report
+from tests.e2e.telemetry_board_fixtures import board_fleet, sequence_report
 
 DEVICE = "mon-p1"
 MODEL = "monitor-v1"

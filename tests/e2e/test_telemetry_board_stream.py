@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from tests.e2e.test_telemetry_board_common import LIBFAKETIME, board_fleet, sequence_report
+from tests.e2e.telemetry_board_fixtures import LIBFAKETIME, board_fleet, sequence_report
 
 pytestmark = pytest.mark.skipif(LIBFAKETIME is None, reason="Debian faketime (libfaketime) not installed")
 

@@ -165,20 +165,10 @@ class Telemetry:
 
     def update_status(self, ev):
         # One update agent report -> one sealed status record (state "update").
-        from agent.telemetry import records
-        from agent.telemetry.sender import KIND_STATUS
-
-        s = self.sender
-        seq = s.seq.peek()
-        try:
-            rec = records.status_record(seq, s.clock(), "update", s.fw, len(s.queue), s.queue.dropped,
-                                        s._skip, update=ev)
-        except records.RecordError:
-            s.stats["seal_errors"] += 1
-            return None
-        s.stats["status"] += 1
-        self.update_reports += 1
-        return s._seal(KIND_STATUS, s.topic_status, rec, seq)
+        seq = self.sender.enqueue_status("update", update=ev)
+        if seq is not None:
+            self.update_reports += 1
+        return seq
 
     def stats(self):
         s = self.sender

@@ -10,6 +10,8 @@
 # inversion: x(R) == r  <=>  X == r * Z^2 (mod p), also trying r + n.
 import hashlib
 
+from updater.crypto.streaming import Sha256Verify
+
 P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
 N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 B = 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B
@@ -169,10 +171,10 @@ class P256Key:
         self.x, self.y = decode_point(sec1_point)
 
     def begin(self, signature):
-        return _P256Verify(self, signature)
+        return Sha256Verify(self, signature)
 
     def verify(self, signature, message):
-        v = _P256Verify(self, signature)
+        v = Sha256Verify(self, signature)
         v.update(message)
         return v.finish()
 
@@ -206,14 +208,3 @@ class P256Key:
         return rn < p and X == rn * zz % p
 
 
-class _P256Verify:
-    def __init__(self, key, signature):
-        self._key = key
-        self._sig = signature
-        self._h = hashlib.sha256()
-
-    def update(self, data):
-        self._h.update(data)
-
-    def finish(self):
-        return self._key.verify_digest(self._sig, self._h.digest())

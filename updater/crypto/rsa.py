@@ -8,6 +8,8 @@
 # signer emits it.
 import hashlib
 
+from updater.crypto.streaming import Sha256Verify
+
 _HLEN = 32
 _NIBBLE_BITS = (0, 1, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 4, 4, 4, 4)
 
@@ -45,7 +47,7 @@ class RSAPSSKey:
 
     def begin(self, signature):
         """Streaming verification: update(data)..., then finish() -> bool."""
-        return _PSSVerify(self, signature)
+        return Sha256Verify(self, signature)
 
     def verify(self, signature, message):
         return self.verify_digest(signature, hashlib.sha256(message).digest())
@@ -90,14 +92,3 @@ class RSAPSSKey:
         return hp.digest() == h
 
 
-class _PSSVerify:
-    def __init__(self, key, signature):
-        self._key = key
-        self._sig = signature
-        self._h = hashlib.sha256()
-
-    def update(self, data):
-        self._h.update(data)
-
-    def finish(self):
-        return self._key.verify_digest(self._sig, self._h.digest())

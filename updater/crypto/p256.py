@@ -8,8 +8,6 @@
 # (Montgomery's trick) so every addition in the main loop is a mixed
 # Jacobian + affine addition. The final x-coordinate check avoids an
 # inversion: x(R) == r  <=>  X == r * Z^2 (mod p), also trying r + n.
-import hashlib
-
 from updater.crypto.streaming import Sha256Verify
 
 P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
@@ -206,5 +204,3 @@ class P256Key:
         # x(R) in [n, p) reduces to r = x - n.
         rn = r + n
         return rn < p and X == rn * zz % p
-
-

@@ -90,5 +90,3 @@ class RSAPSSKey:
         hp.update(mh)
         hp.update(salt)
         return hp.digest() == h
-
-

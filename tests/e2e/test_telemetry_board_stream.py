@@ -9,8 +9,8 @@ with ``FAKETIME="+0 x10"``: every clock the board reads (``time.time()``,
 ``ticks_ms``, the timeouts of ``sleep``/``poll``) runs ten times faster than the
 host's. The board therefore samples at its configured 1 Hz of board time (10 per
 host second), its MQTT keepalive, ack timeout, reconnect backoff and watchdog
-all run on board time, and 20 host seconds without a broker are 200 seconds
-(3+ minutes) offline for the board. The collector and Mosquitto run on host
+all run on board time, and 30 host seconds without a broker are 300 seconds
+(about 4 minutes measured, at least 3 asserted) offline for the board. The collector and Mosquitto run on host
 time. The watchdog is given 30 board seconds (3 host seconds) in the board's
 config so host scheduling hiccups under load cannot reset it.
 """
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(LIBFAKETIME is None, reason="Debian faketime (li
 
 DEVICE = "pump-s1"
 SPEED = 10
-OFFLINE_HOST_S = 20  # = 200 s of the board's clock
+OFFLINE_HOST_S = 30  # = 300 s nominal of the board's clock (about 4 minutes measured)
 
 
 def test_board_streams_through_broker_kill_and_minutes_offline_nothing_lost(tmp_path):
@@ -60,7 +60,7 @@ def test_board_streams_through_broker_kill_and_minutes_offline_nothing_lost(tmp_
         t_on = st["telemetry"]
         board_offline_s = st["uptime_s"] - up0
         host_offline_s = time.monotonic() - host0
-        assert board_offline_s >= 150, (board_offline_s, host_offline_s)  # minutes on the board's clock
+        assert board_offline_s >= 180, (board_offline_s, host_offline_s)  # minutes on the board's clock
         assert not t_on["connected"]
         assert t_on["queued"] >= t_off["queued"] + 120, (t_off, t_on)  # piled up in the flash queue
         assert t_on["dropped"] == 0 and t_on["errors"] == 0

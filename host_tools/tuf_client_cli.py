@@ -17,7 +17,12 @@ Interface (options go before the command)::
 Other options: ``--ca-file`` (CA the HTTPS server must chain to),
 ``--heap`` (VM heap, e.g. 256k), ``--timeout`` (seconds for the whole run),
 ``--connect-timeout``/``--read-timeout``/``--min-speed``/``--grace-ms``
-(transport limits, see updater/tuf/fetcher.py), ``--stats`` (print time and
+(transport limits, see updater/tuf/fetcher.py), ``--envelope-type
+metadata|simple`` (traditional TUF metadata, the default, or DSSE envelopes,
+as ngclient's ``UpdaterConfig.envelope_type``; it applies to ``init`` too),
+``--max-root-length``/``--max-timestamp-length``/``--max-snapshot-length``/
+``--max-targets-length`` (size caps in bytes; the parsed document lives in
+the heap, so raise ``--heap`` with them), ``--stats`` (print time and
 peak heap). Hidden: ``--runtime cpython`` runs the very same device code on
 CPython (tests use it to exercise both runtimes).
 
@@ -43,6 +48,7 @@ from host_tools import mpvm
 
 DEVICE_MODULE = "updater.tuf.client_main"
 RUNTIMES = ("micropython", "cpython")
+ENVELOPE_TYPES = ("metadata", "simple")
 
 
 def device_command(args: Sequence[str], *, runtime: str = "micropython", heap: str = mpvm.DEFAULT_HEAP) -> tuple[list[str], dict[str, str]]:
@@ -92,6 +98,11 @@ def _device_args(opts: dict, command: list[str]) -> list[str]:
         ("--read-timeout", "read_timeout"),
         ("--min-speed", "min_speed"),
         ("--grace-ms", "grace_ms"),
+        ("--envelope-type", "envelope_type"),
+        ("--max-root-length", "max_root_length"),
+        ("--max-timestamp-length", "max_timestamp_length"),
+        ("--max-snapshot-length", "max_snapshot_length"),
+        ("--max-targets-length", "max_targets_length"),
     ):
         if opts.get(key) is not None:
             out += [flag, str(opts[key])]
@@ -113,6 +124,17 @@ def _device_args(opts: dict, command: list[str]) -> list[str]:
 @click.option("--read-timeout", type=float)
 @click.option("--min-speed", type=int, help="Minimum average bytes/s after the grace period.")
 @click.option("--grace-ms", type=int)
+@click.option(
+    "--envelope-type",
+    type=click.Choice(ENVELOPE_TYPES),
+    help="Metadata envelope: metadata (traditional TUF JSON, default) or simple (DSSE), as ngclient's envelope_type.",
+)
+@click.option("--max-root-length", type=click.IntRange(min=1), help="Size cap of root metadata in bytes.")
+@click.option("--max-timestamp-length", type=click.IntRange(min=1), help="Size cap of timestamp metadata in bytes.")
+@click.option("--max-snapshot-length", type=click.IntRange(min=1), help="Size cap of snapshot metadata in bytes.")
+@click.option(
+    "--max-targets-length", type=click.IntRange(min=1), help="Size cap of each targets metadata file in bytes (raise --heap with it)."
+)
 @click.option("--heap", default=mpvm.DEFAULT_HEAP, show_default=True, help="MicroPython heap size.")
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds before the run is killed.")
 @click.option("--stats", is_flag=True, help="Print time and peak heap.")

@@ -25,6 +25,11 @@ hash_algorithms=("sha256",), expires=timedelta(days=7), meta_hashes=False)``
       data, version=None)``, ``metadata_path(role, version=None)``,
       ``target_url_path(path)``, ``snapshot_files()``.
 
+``TufRepo(..., envelope="simple")`` writes every metadata file (roots
+included) as a DSSE ``SimpleEnvelope`` (tuf.api.dsse) instead of the
+traditional envelope; ``sign_bytes`` then returns envelope bytes, and
+``read_signed(path)`` returns the signed dict of a file of either kind.
+
 ``serve(directory, *, https=False)`` (context manager) -> ``RepoServer``
     A loopback static file server (HTTP/1.0, Range supported) on a free port,
     stopped on exit. ``server.url`` is the base URL, ``server.ca_file`` the CA
@@ -69,6 +74,7 @@ from tuf.api.metadata import (
     Targets,
     Timestamp,
 )
+from tuf.api.dsse import SimpleEnvelope
 from tuf.api.serialization.json import JSONSerializer
 
 TOP = ("root", "timestamp", "snapshot", "targets")
@@ -102,7 +108,11 @@ class TufRepo:
         hash_algorithms: tuple[str, ...] = ("sha256",),
         expires: dt.timedelta = dt.timedelta(days=7),
         meta_hashes: bool = False,
+        envelope: str = "metadata",
     ) -> None:
+        if envelope not in ("metadata", "simple"):
+            raise ValueError(f"unknown envelope {envelope}")
+        self.envelope = envelope
         self.base = Path(base_dir)
         self.metadata_dir = self.base / "metadata"
         self.targets_dir = self.base / "targets"
@@ -167,10 +177,23 @@ class TufRepo:
     # ------------------------------------------------------------ signing
     def sign_bytes(self, role: str, signers: list[Signer] | None = None) -> bytes:
         md = self.md[role]
+        if self.envelope == "simple":
+            return self.envelope_bytes(role, signers)
         md.signatures.clear()
         for s in signers if signers is not None else self.signers[role]:
             md.sign(s, append=True)
         return md.to_bytes(_SERIALIZER)
+
+    def envelope_bytes(self, role: str, signers: list[Signer] | None = None, payload_type: str | None = None) -> bytes:
+        """`role` as a DSSE SimpleEnvelope signed by `signers` (default: the
+        role's keys); `payload_type` overrides the TUF payload type (for
+        attacks; the signatures then cover that type)."""
+        env = SimpleEnvelope.from_signed(self.md[role].signed)
+        if payload_type is not None:
+            env.payload_type = payload_type
+        for s in signers if signers is not None else self.signers[role]:
+            env.sign(s)
+        return env.to_bytes()
 
     def write_metadata(self, role: str, data: bytes, version: int | None = None) -> None:
         self.metadata_path(role, version).write_bytes(data)
@@ -363,6 +386,16 @@ class TufRepo:
             self.md["timestamp"].signed.version += 1
             self._write_role("timestamp")
         self._dirty.clear()
+
+
+def read_signed(path: str | os.PathLike) -> dict:
+    """The signed dict of a metadata file, traditional or DSSE."""
+    import json
+
+    doc = json.loads(Path(path).read_bytes())
+    if "payload" in doc and "signed" not in doc:
+        return SimpleEnvelope.from_bytes(Path(path).read_bytes()).get_signed().to_dict()
+    return doc["signed"]
 
 
 # ---------------------------------------------------------------- server

@@ -12,6 +12,12 @@
 #   --ca-file FILE            CA certificate (PEM/DER) for HTTPS
 #   --connect-timeout S, --read-timeout S, --min-speed BYTES_PER_S,
 #   --grace-ms MS             transport limits (see fetcher.py)
+#   --envelope-type T         metadata (default, traditional TUF JSON) or
+#                             simple (DSSE envelopes), as ngclient's
+#                             UpdaterConfig.envelope_type; applies to init too
+#   --max-root-length N, --max-timestamp-length N, --max-snapshot-length N,
+#   --max-targets-length N    size caps in bytes (UpdaterConfig defaults
+#                             otherwise); larger caps need a larger heap
 #   --stats                   print "stats: ..." (time, peak heap) at the end
 # Commands:
 #   init TRUSTED_ROOT         take that root as trusted (no network)
@@ -43,6 +49,19 @@ _VALUED = (
     "--read-timeout",
     "--min-speed",
     "--grace-ms",
+    "--envelope-type",
+    "--max-root-length",
+    "--max-timestamp-length",
+    "--max-snapshot-length",
+    "--max-targets-length",
+)
+
+# CLI option -> UpdaterConfig keyword
+_CAPS = (
+    ("--max-root-length", "root_max_length"),
+    ("--max-timestamp-length", "timestamp_max_length"),
+    ("--max-snapshot-length", "snapshot_max_length"),
+    ("--max-targets-length", "targets_max_length"),
 )
 
 
@@ -90,6 +109,29 @@ def _number(opts, name, default):
         raise UsageError("%s must be a number" % name)
 
 
+def _envelope(opts):
+    from updater.tuf import metadata as md
+
+    v = opts.get("--envelope-type") or md.ENVELOPE_METADATA
+    if v not in md.ENVELOPE_TYPES:
+        raise UsageError("--envelope-type must be one of %s" % ", ".join(md.ENVELOPE_TYPES))
+    return v
+
+
+def make_config(opts):
+    """UpdaterConfig from the command-line options."""
+    from updater.tuf.updater import UpdaterConfig
+
+    kw = {"envelope_type": _envelope(opts)}
+    for flag, name in _CAPS:
+        if opts.get(flag) is not None:
+            n = _number(opts, flag, None)
+            if not isinstance(n, int) or n < 1:
+                raise UsageError("%s must be a whole number of bytes >= 1" % flag)
+            kw[name] = n
+    return UpdaterConfig(**kw)
+
+
 def _mkdirs(path):
     cur = ""
     for part in path.split("/"):
@@ -113,7 +155,8 @@ def cmd_init(opts, root_file):
     with open(root_file, "rb") as f:
         data = f.read()
         f.seek(0)
-        ts = TrustedSet(f, current_time())  # must be self-signed, well formed
+        # must be self-signed, well formed, in the chosen envelope
+        ts = TrustedSet(f, current_time(), _envelope(opts))
     _mkdirs(mdir)
     write_atomic(mdir + "/root.json", data)
     print("init: trusted root v%d stored in %s" % (ts.root.version, mdir))
@@ -123,6 +166,7 @@ def _make_updater(opts):
     from updater.tuf.fetcher import Fetcher
     from updater.tuf.updater import Updater
 
+    config = make_config(opts)
     f = Fetcher(
         connect_timeout=_number(opts, "--connect-timeout", 10),
         read_timeout=_number(opts, "--read-timeout", 10),
@@ -139,6 +183,7 @@ def _make_updater(opts):
         target_dir=tdir,
         target_base_url=opts.get("--target-base-url"),
         fetcher=f,
+        config=config,
         log=print,
     )
 

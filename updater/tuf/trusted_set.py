@@ -7,7 +7,7 @@
 # at 0: hashes are computed over it in pieces (then it is rewound) and it is
 # parsed straight from the stream, so the raw file is never in RAM whole.
 #
-# Order of use: TrustedSet(root bytes, now) -> update_root()* ->
+# Order of use: TrustedSet(root bytes, now[, envelope]) -> update_root()* ->
 # update_timestamp() -> update_snapshot() -> update_targets() ->
 # update_delegated_targets()*. Calling out of order is a programming error
 # (RuntimeError), bad data is a RepositoryError.
@@ -28,14 +28,20 @@ from updater.tuf.errors import (
 
 
 class TrustedSet:
-    def __init__(self, root_data, now):
+    def __init__(self, root_data, now, envelope=md.ENVELOPE_METADATA):
+        # envelope: md.ENVELOPE_METADATA (traditional TUF JSON) or
+        # md.ENVELOPE_SIMPLE (DSSE); every file of the repository, the
+        # initial root included, must use it (as in python-tuf's ngclient).
+        if envelope not in md.ENVELOPE_TYPES:
+            raise ValueError("unknown envelope type %r" % envelope)
+        self.envelope = envelope
         self.now = now
         self._set = {}  # role name -> Signed object
         self._pairs = set()  # (delegator, role) verified pairs
         # 5.2: the initial root is trusted by fiat but must be self-consistent:
         # signed by a threshold of its own root keys. Expiry is not checked
         # here (an expired root can still be updated).
-        root, sd, sigs = md.load(root_data, md.ROOT)
+        root, sd, sigs = md.load(root_data, md.ROOT, envelope)
         root_data = None
         md.verify_delegate(root, md.ROOT, sd, sigs)
         self._add(md.ROOT, root, md.ROOT)
@@ -89,7 +95,7 @@ class TrustedSet:
         root in update_timestamp)."""
         if md.TIMESTAMP in self._set:
             raise RuntimeError("cannot update root after timestamp")
-        new_root, sd, sigs = md.load(data, md.ROOT)
+        new_root, sd, sigs = md.load(data, md.ROOT, self.envelope)
         data = None
         old_role = md.delegation_of(self.root, md.ROOT)
         new_role = md.delegation_of(new_root, md.ROOT)
@@ -126,7 +132,7 @@ class TrustedSet:
         # 5.3.10: the final root must not be expired.
         if self.root.is_expired(self.now):
             raise ExpiredMetadataError("final root.json is expired")
-        new_ts, sd, sigs = md.load(data, md.TIMESTAMP)
+        new_ts, sd, sigs = md.load(data, md.TIMESTAMP, self.envelope)
         data = None
         md.verify_delegate(self.root, md.TIMESTAMP, sd, sigs)
         sd = sigs = None
@@ -170,7 +176,7 @@ class TrustedSet:
         if not trusted:
             # 5.5.2: hashes and length listed in timestamp (mix-and-match)
             meta.verify_length_and_hashes(data)
-        new_snap, sd, sigs = md.load(data, md.SNAPSHOT)
+        new_snap, sd, sigs = md.load(data, md.SNAPSHOT, self.envelope)
         data = None
         md.verify_delegate(self.root, md.SNAPSHOT, sd, sigs)
         sd = sigs = None
@@ -219,7 +225,7 @@ class TrustedSet:
         if meta is None:
             raise RoleNotFoundError("snapshot does not list %s.json" % role_name)
         meta.verify_length_and_hashes(data)
-        new_t, sd, sigs = md.load(data, md.TARGETS)
+        new_t, sd, sigs = md.load(data, md.TARGETS, self.envelope)
         data = None
         md.verify_delegate(delegator, role_name, sd, sigs)
         sd = sigs = None

@@ -14,7 +14,7 @@
 #   housekeeping  the main coroutine, 1 Hz: feed the watchdog, tick the update
 #                 agent, report the local status (board.report_status)
 # The update agent's tick is synchronous and may block for seconds (TUF
-# refresh, download, install). Its progress and report callbacks keep the
+# refresh, download, install). Its busy hooks and report callback keep the
 # watchdog fed and keep sampling on schedule (records go to the flash queue;
 # they are published once the tick returns). Every update report also leaves
 # the device as a sealed status record: state "update" with an "update" map.
@@ -226,19 +226,12 @@ class Agent:
         self.updates = UpdateAgent(board, slot, trial, self.cfg, self._on_update)
         if self.tel is not None:
             self.tel.sender.fw = self.updates.version
-        # Installs call the installer's progress callback for every chunk:
-        # keep sampling on schedule while the event loop is blocked.
-        inst = self.updates.installer
-        orig = inst.progress
-
-        def progress(ev):
-            if orig is not None:
-                orig(ev)  # feeds the watchdog, reports steps
-            if self.tel is not None:
-                self.tel.keep_sampling()
-
-        inst.progress = progress
-        st = inst.boot_state()
+        # While an update step blocks the event loop (network waits, every
+        # chunk of an install) the update agent calls its busy hooks, which
+        # feed the watchdog: keep sampling on schedule there too.
+        if self.tel is not None:
+            self.updates.busy_hooks.append(self.tel.keep_sampling)
+        st = self.updates.installer.boot_state()
         # Events the loader recorded (rollbacks, fallbacks) are reported once.
         self.boot_events = st.get("events", [])[-4:]
 

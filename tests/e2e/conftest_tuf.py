@@ -8,7 +8,6 @@ on the chosen runtime ("micropython" or the hidden "cpython").
 from __future__ import annotations
 
 import contextlib
-import json
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -83,12 +82,7 @@ class Client:
         return self.target_dir / quote(name, safe="")
 
     def trusted_versions(self) -> dict[str, int]:
-        out = {}
-        for role in ("root", "timestamp", "snapshot", "targets"):
-            f = self.metadata_dir / f"{role}.json"
-            if f.exists():
-                out[role] = json.loads(f.read_bytes())["signed"]["version"]
-        return out
+        return trusted_versions(self.metadata_dir)
 
 
 @dataclass
@@ -126,3 +120,68 @@ def fails(r: Result, *needles: str) -> Result:
     for n in needles:
         assert n in r.error, f"expected {n!r} in {r.error!r}\n{r.out}"
     return r
+
+
+# ---------------------------------------------------------------- differential
+def ngclient_ok(md_dir: Path, tdir: Path, url: str, names: list[str], bootstrap: bytes | None,
+                config=None) -> bool:
+    """python-tuf's ngclient: refresh, then fetch `names`; True when all succeeded."""
+    from tuf.api import exceptions as tuf_exc
+    from tuf.ngclient import Updater
+
+    try:
+        u = Updater(str(md_dir), url + "/metadata/", str(tdir), url + "/targets/", config=config,
+                    bootstrap=bootstrap)
+        u.refresh()
+        for n in names:
+            info = u.get_targetinfo(n)
+            if info is None:
+                return False
+            if u.find_cached_target(info) is None:
+                u.download_target(info)
+        return True
+    except (tuf_exc.RepositoryError, tuf_exc.DownloadError):
+        return False
+
+
+def trusted_versions(md_dir: Path) -> dict[str, int]:
+    """Versions of the top-level metadata stored in `md_dir` (either envelope;
+    our client and ngclient keep them under the same names)."""
+    out = {}
+    for role in ("root", "timestamp", "snapshot", "targets"):
+        f = md_dir / f"{role}.json"
+        if f.exists():
+            out[role] = tuf_repo.read_signed(f)["version"]
+    return out
+
+
+def run_differential(env: TufEnv, tmp: Path, steps, config=None, check=None) -> list:
+    """Walk `steps` [(name, step, expected)]: each step mutates the repository
+    or the server and returns the target names to fetch (None: env.names);
+    then ngclient (with `config`) and our client both refresh and download,
+    and must reach the same decision, the expected one, the same trusted
+    versions and the same target bytes. `check(name, env, ours_versions,
+    result)` adds step-specific assertions. Returns the log."""
+    ng_md = tmp / "ng" / "metadata"
+    ng_md.mkdir(parents=True)
+    ng_t = tmp / "ng" / "targets"
+    ng_t.mkdir()
+    bootstrap: bytes | None = env.repo.root_path(1).read_bytes()
+    log = []
+    for name, step, expected in steps:
+        env.server.reset()
+        names = step(env) or env.names
+        ng_ok = ngclient_ok(ng_md, ng_t, env.server.url, names, bootstrap, config)
+        bootstrap = None
+        r = env.client.download(*names)
+        ours_ok = r.code == 0
+        ours_v, ng_v = env.client.trusted_versions(), trusted_versions(ng_md)
+        log.append((name, ng_ok, ours_ok, ng_v, ours_v))
+        assert ng_ok == ours_ok, f"step {name}: python-tuf {ng_ok}, ours {ours_ok}\n{r.out}\n{log}"
+        assert ng_ok == expected, f"step {name}: expected {expected}\n{log}\n{r.out}"
+        assert ours_v == ng_v, f"step {name}: versions differ\n{log}\n{r.out}"
+        if check is not None:
+            check(name, env, ours_v, r)
+        for n in names if ours_ok else []:
+            assert env.client.target_file(n).read_bytes() == (ng_t / n.replace("/", "%2F")).read_bytes()
+    return log

@@ -8,13 +8,12 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from tuf.api import exceptions as tuf_exc
 from tuf.api.metadata import Metadata
 from tuf.api.serialization.json import JSONSerializer
-from tuf.ngclient import Updater, UpdaterConfig
+from tuf.ngclient import UpdaterConfig
 from tuf.ngclient.config import EnvelopeType
 
-from tests.e2e.conftest_tuf import RUNTIMES, Client, Result, fails, ok, tuf_env, tuf_repo
+from tests.e2e.conftest_tuf import RUNTIMES, Client, Result, fails, ok, run_differential, tuf_env, tuf_repo
 
 FW = b"dsse firmware image\n" * 40
 FW2 = b"dsse firmware two\n" * 40
@@ -27,14 +26,6 @@ class DsseClient(Client):
 
     def run(self, *args: str, timeout: float = 90) -> Result:
         return super().run("--envelope-type", self.envelope, *args, timeout=timeout)
-
-    def trusted_versions(self) -> dict[str, int]:
-        out = {}
-        for role in ("root", "timestamp", "snapshot", "targets"):
-            f = self.metadata_dir / f"{role}.json"
-            if f.exists():
-                out[role] = tuf_repo.read_signed(f)["version"]
-        return out
 
 
 def dsse_env(tmp_path: Path, runtime: str, envelope: str = "simple", **kw):
@@ -153,31 +144,6 @@ def test_dsse_scenario(tmp_path, name, runtime):
 
 
 # ------------------------------------------------------------ differential
-def _ngclient(md_dir: Path, tdir: Path, url: str, names: list[str], bootstrap: bytes | None) -> bool:
-    try:
-        cfg = UpdaterConfig(envelope_type=EnvelopeType.SIMPLE)
-        u = Updater(str(md_dir), url + "/metadata/", str(tdir), url + "/targets/", config=cfg, bootstrap=bootstrap)
-        u.refresh()
-        for n in names:
-            info = u.get_targetinfo(n)
-            if info is None:
-                return False
-            if u.find_cached_target(info) is None:
-                u.download_target(info)
-        return True
-    except (tuf_exc.RepositoryError, tuf_exc.DownloadError):
-        return False
-
-
-def _versions(md_dir: Path) -> dict[str, int]:
-    out = {}
-    for role in ("root", "timestamp", "snapshot", "targets"):
-        f = md_dir / f"{role}.json"
-        if f.exists():
-            out[role] = tuf_repo.read_signed(f)["version"]
-    return out
-
-
 def d_initial(env):
     env.repo.add_target("fw/app.bin", FW)
     env.repo.publish()
@@ -266,26 +232,7 @@ def test_same_decisions_as_ngclient_simple_envelope(tmp_path, runtime):
         ok(env.client.init(env.repo.root_path(1)))
         env.saved = {}
         env.names = ["fw/app.bin"]
-        ng_md = tmp_path / "ng" / "metadata"
-        ng_md.mkdir(parents=True)
-        ng_t = tmp_path / "ng" / "targets"
-        ng_t.mkdir()
-        bootstrap: bytes | None = env.repo.root_path(1).read_bytes()
-        log = []
-        for name, step, expected in DSTEPS:
-            env.server.reset()
-            step(env)
-            ng_ok = _ngclient(ng_md, ng_t, env.server.url, env.names, bootstrap)
-            bootstrap = None
-            r = env.client.download(*env.names)
-            ours_ok = r.code == 0
-            ours_v, ng_v = env.client.trusted_versions(), _versions(ng_md)
-            log.append((name, ng_ok, ours_ok, ng_v, ours_v))
-            assert ng_ok == ours_ok, f"step {name}: python-tuf {ng_ok}, ours {ours_ok}\n{r.out}\n{log}"
-            assert ng_ok == expected, f"step {name}: expected {expected}\n{log}"
-            assert ours_v == ng_v, f"step {name}: versions differ\n{log}\n{r.out}"
-            for n in env.names if ours_ok else []:
-                assert env.client.target_file(n).read_bytes() == (ng_t / n.replace("/", "%2F")).read_bytes()
+        run_differential(env, tmp_path, DSTEPS, config=UpdaterConfig(envelope_type=EnvelopeType.SIMPLE))
     finally:
         cm.__exit__(None, None, None)
 

@@ -79,3 +79,31 @@ def run_script(
         text=True,
         timeout=timeout,
     )
+
+
+RUNTIMES = ("micropython", "cpython")
+
+
+def run_on(
+    runtime: str,
+    script: str | os.PathLike,
+    *args: str,
+    paths: list[str | os.PathLike] | None = None,
+    heap: str = DEFAULT_HEAP,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess:
+    """Run a device script on either runtime: "micropython" (the VM under
+    `heap`) or "cpython" (this interpreter, the same `paths` on PYTHONPATH),
+    so the very same device code is exercised on both."""
+    paths = paths or [REPO_ROOT]
+    if runtime == "micropython":
+        return run_script(script, *args, paths=paths, heap=heap, timeout=timeout)
+    if runtime != "cpython":
+        raise ValueError(f"unknown runtime {runtime!r} (use one of {', '.join(RUNTIMES)})")
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={"PYTHONPATH": os.pathsep.join(str(p) for p in paths), "PATH": "/usr/bin:/bin"},
+    )

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -130,11 +128,7 @@ def test_device_sealed_records_open_with_pycose_and_the_collector(tmp_path, runt
     script = tmp_path / "seal.py"
     script.write_text(DEVICE_SCRIPT)
     args = [tk.kid.hex(), tk.key.hex(), tk.base_iv.hex(), topic]
-    if runtime == "micropython":
-        proc = mpvm.run_script(script, *args, paths=[REPO], timeout=60)
-    else:
-        proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
-                              timeout=60, env={"PYTHONPATH": str(REPO)})
+    proc = mpvm.run_on(runtime, script, *args, paths=[REPO], timeout=60)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     msgs = [bytes.fromhex(line) for line in proc.stdout.split()]
     assert len(msgs) == 5

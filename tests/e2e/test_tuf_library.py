@@ -3,8 +3,6 @@ CLI): resumable target download (HTTP Range), the root-rotation cap and the
 visited-roles cap of the delegation walk."""
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import pytest
 
@@ -48,11 +46,7 @@ elif case == "delegations":
 def _run(runtime, args, tmp):
     script = tmp / "lib_case.py"
     script.write_text(SCRIPT)
-    if runtime == "micropython":
-        proc = mpvm.run_script(script, *args, paths=[mpvm.REPO_ROOT], timeout=120)
-    else:
-        proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=120,
-                              env={"PYTHONPATH": str(mpvm.REPO_ROOT), "PATH": "/usr/bin:/bin"})
+    proc = mpvm.run_on(runtime, script, *args, paths=[mpvm.REPO_ROOT], timeout=120)
     return [l for l in proc.stdout.splitlines() if l.startswith("RESULT")], proc.stdout + proc.stderr
 
 
@@ -114,11 +108,7 @@ def test_list_targets(tmp_path, runtime):
         script.write_text(LIST_SCRIPT)
         args = [str(env.client.metadata_dir), env.server.url, "pump-x/", "monitor/", "none/"]
         env.server.requests.clear()
-        if runtime == "micropython":
-            proc = mpvm.run_script(script, *args, paths=[mpvm.REPO_ROOT], timeout=120)
-        else:
-            proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=120,
-                                  env={"PYTHONPATH": str(mpvm.REPO_ROOT), "PATH": "/usr/bin:/bin"})
+        proc = mpvm.run_on(runtime, script, *args, paths=[mpvm.REPO_ROOT], timeout=120)
         lines = [l for l in proc.stdout.splitlines() if l.startswith("LIST")]
         assert lines == [
             "LIST pump-x/ pump-x/1.0.mspk,pump-x/2.0.mspk",

@@ -4,8 +4,6 @@ file, the next attempts end with the verified target. Library API on both
 runtimes against the loopback repository server."""
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import pytest
 
@@ -69,11 +67,7 @@ def test_resume_never_wedges(tmp_path, runtime):
         script.write_text(SCRIPT)
         args = [str(env.client.metadata_dir), env.server.url, str(env.client.target_dir), str(src)]
         env.server.requests.clear()
-        if runtime == "micropython":
-            proc = mpvm.run_script(script, *args, paths=[mpvm.REPO_ROOT], timeout=120)
-        else:
-            proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=120,
-                                  env={"PYTHONPATH": str(mpvm.REPO_ROOT), "PATH": "/usr/bin:/bin"})
+        proc = mpvm.run_on(runtime, script, *args, paths=[mpvm.REPO_ROOT], timeout=120)
         res = [l for l in proc.stdout.splitlines() if l.startswith("RESULT")]
         out = proc.stdout + proc.stderr
         assert res == [

@@ -4,14 +4,11 @@ the MicroPython VM and on CPython and must report the same outcomes."""
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from host_tools import mpvm
-from tuf_repo import serve
+from tuf_repo import run_cases, serve
 
 SCRIPT = r'''
 import sys, hashlib, binascii
@@ -59,19 +56,9 @@ EXPECTED = {
 
 
 def _run(runtime: str, args: list[str], tmp: Path) -> dict[str, str]:
-    script = tmp / "fetch_cases.py"
-    script.write_text(SCRIPT)
-    if runtime == "micropython":
-        proc = mpvm.run_script(script, *args, paths=[mpvm.REPO_ROOT], timeout=120)
-    else:
-        proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=120,
-                              env={"PYTHONPATH": str(mpvm.REPO_ROOT), "PATH": "/usr/bin:/bin"})
-    out = {}
-    for line in proc.stdout.splitlines():
-        if line.startswith("CASE "):
-            _c, name, rest = line.split(" ", 2)
-            out[name] = rest
-    assert len(out) == 14, proc.stdout + proc.stderr
+    out = run_cases(runtime, SCRIPT, args, tmp, timeout=120)
+    output = out.pop("_output")
+    assert len(out) == 14, output
     return out
 
 

@@ -7,14 +7,12 @@ drips a genuine TLS server's handshake: the handshake has a deadline."""
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-from host_tools import mpvm
+from tuf_repo import run_cases, run_device_script
 
 SCRIPT = r'''
 import sys
@@ -101,19 +99,9 @@ class RawServer:
 
 
 def _run(runtime: str, args: list[str], tmp: Path) -> dict[str, str]:
-    script = tmp / "raw_cases.py"
-    script.write_text(SCRIPT)
-    if runtime == "micropython":
-        proc = mpvm.run_script(script, *args, paths=[mpvm.REPO_ROOT], timeout=60)
-    else:
-        proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=60,
-                              env={"PYTHONPATH": str(mpvm.REPO_ROOT), "PATH": "/usr/bin:/bin"})
-    out = {}
-    for line in proc.stdout.splitlines():
-        if line.startswith("CASE "):
-            _c, name, rest = line.split(" ", 2)
-            out[name] = rest
-    assert len(out) == 10, proc.stdout + proc.stderr
+    out = run_cases(runtime, SCRIPT, args, tmp, timeout=60)
+    output = out.pop("_output")
+    assert len(out) == 10, output
     return out
 
 
@@ -254,15 +242,9 @@ def test_tls_handshake_dripped_by_a_relay_times_out(tmp_path, runtime):
     root = tmp_path / "www"
     root.mkdir()
     (root / "file.bin").write_bytes(b"x" * 5000)
-    script = tmp_path / "drip.py"
-    script.write_text(DRIP_SCRIPT)
     with serve(root, https=True, workdir=tmp_path / "pki") as srv, DripRelay(srv.port, 0.05) as relay:
         args = [f"https://127.0.0.1:{relay.port}/file.bin", srv.ca_file]
-        if runtime == "micropython":
-            proc = mpvm.run_script(script, *args, paths=[mpvm.REPO_ROOT], timeout=60)
-        else:
-            proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=60,
-                                  env={"PYTHONPATH": str(mpvm.REPO_ROOT), "PATH": "/usr/bin:/bin"})
+        proc = run_device_script(runtime, DRIP_SCRIPT, args, tmp_path, timeout=60)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("DRIP")]
     assert lines, proc.stdout + proc.stderr
     _d, result, ms = lines[0].split()

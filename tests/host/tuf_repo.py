@@ -674,3 +674,30 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------- device case scripts
+
+
+def run_device_script(runtime: str, script_text: str, args: list[str], tmp: Path,
+                      timeout: float = 120) -> "subprocess.CompletedProcess":
+    """Write `script_text` to `tmp` and run it on `runtime` (mpvm.run_on)."""
+    from host_tools import mpvm
+
+    script = tmp / "device_script.py"
+    script.write_text(script_text)
+    return mpvm.run_on(runtime, script, *args, timeout=timeout)
+
+
+def run_cases(runtime: str, script_text: str, args: list[str], tmp: Path, timeout: float = 120) -> dict[str, str]:
+    """run_device_script, then its ``CASE <name> <result>`` lines as
+    {name: result}; "_output" holds everything it printed."""
+    proc = run_device_script(runtime, script_text, args, tmp, timeout)
+    out = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("CASE "):
+            _c, name, rest = line.split(" ", 2)
+            out[name] = rest
+    out["_output"] = proc.stdout + proc.stderr
+    return out
+

@@ -15,9 +15,8 @@ import gc
 from agent import selftest
 from updater import loader
 from updater.install import gate
-from updater.install.errors import InstallError
+from updater.install.errors import InstallError, PackageError
 from updater.install.installer import Installer
-from updater.install.errors import PackageError
 from updater.install.manifest import parse_version
 from updater.install.source import HttpSource
 from board.compat import ticks_ms, ticks_diff
@@ -62,16 +61,17 @@ class UpdateAgent:
         self.busy_hooks = []
         self._installing = False
         self._gate_ms = None
-        self._urgent = False
         self.last_check = None
         self.deferrals = 0
-        self.state = {"step": "trial" if trial else "idle", "version": self.version}
-        self.recalled = False
         self.rejected = set()  # manifest hashes refused this boot: not fetched again
+
+    @property
+    def recalled(self):
+        # The running version is on the model's signed recall list.
+        return self.version in self.recalled_versions
 
     # -- reporting -------------------------------------------------------------
     def _set(self, **kw):
-        self.state = kw
         self.report(kw)
 
     def _busy(self):
@@ -126,8 +126,9 @@ class UpdateAgent:
     def _tick(self, now):
         if self.trial:
             return self._trial_tick(now)
-        if self.installer.installed():
-            return self._activation_tick(now)
+        j = self.installer.installed()
+        if j is not None:
+            return self._activation_tick(now, j)
         every = self.cfg.get("check_every_s") or 300
         if self.cfg.get("metadata_url") and (self.last_check is None or now - self.last_check >= every):
             self.last_check = now
@@ -178,8 +179,8 @@ class UpdateAgent:
             return "update server unreachable: %s" % e
         return None
 
-    def _activation_tick(self, now):
-        j = self.installer.installed()
+    def _activation_tick(self, now, j):
+        # j: the journal of a finished install waiting for activation.
         if j.get("version") in self.recalled_versions:
             # Recalled while it waited for the gate: never activate it.
             self.installer._drop_journal()
@@ -216,7 +217,6 @@ class UpdateAgent:
             check.finish()
             for r in json.loads(bytes(sink.buf)).get("recalled", []):
                 recalled.add(r.get("version"))
-        self.recalled = self.version in recalled
         self.recalled_versions = recalled
         st = loader.read_state(self.mounts["state"])
         failed = st.get("failed", [])
@@ -302,22 +302,22 @@ class UpdateAgent:
         try:
             self.installer.install(src, target, c["manifest_sha256"], urgent)
         except InstallDeferred as e:
-            self._installing = False
             self._defer("install", e.args[0], c["version"])
             return
         except InstallError as e:
-            self._installing = False
             self.rejected.add(c["manifest_sha256"])
             self._set(step="rejected", version=c["version"], reason=str(e))
             return
         except (DownloadError, OSError) as e:
-            self._installing = False
             self._set(step="download_interrupted", version=c["version"], reason=str(e),
                       downloaded=src.downloaded)
             return
-        self._installing = False
+        finally:
+            self._installing = False
         self._set(step="installed", version=c["version"], downloaded=src.downloaded)
-        self._activation_tick(self.board.time())
+        j = self.installer.installed()
+        if j is not None:
+            self._activation_tick(self.board.time(), j)
 
 
 def release_modules(prefixes):

@@ -57,12 +57,10 @@ def read_state(state_dir):
 
 
 def write_state(state_dir, st):
-    path = state_dir + "/" + BOOT_STATE
-    import os
+    # board.compat is firmware (frozen with the HAL), so the loader may use it.
+    from board.compat import write_atomic
 
-    with open(path + ".tmp", "w") as f:
-        f.write(json.dumps(st))
-    os.rename(path + ".tmp", path)
+    write_atomic(state_dir + "/" + BOOT_STATE, json.dumps(st))
 
 
 def add_event(st, ev):

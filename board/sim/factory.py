@@ -7,6 +7,7 @@ import os
 import sys
 import json
 
+from board.compat import write_atomic
 from board.sim import flash as simflash
 
 
@@ -64,13 +65,10 @@ def main(spec_path):
     installed = {}
     for name, src in spec.get("install", {}).items():
         installed[name] = copy_tree(src, mounts[name])
-    for name, path in spec.get("files", {}).items():
+    for name, content in spec.get("files", {}).items():
         # {"state/boot.json": "<content>"} small files written atomically
         part, rel = name.split("/", 1)
-        dst = mounts[part] + "/" + rel
-        with open(dst + ".tmp", "w") as f:
-            f.write(path)
-        os.rename(dst + ".tmp", dst)
+        write_atomic(mounts[part] + "/" + rel, content)
     print("FACTORY OK", json.dumps(installed), "writes", image.counter.count)
 
 

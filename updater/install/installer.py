@@ -15,6 +15,7 @@ import gc
 import os
 import json
 
+from board.compat import write_atomic
 from updater import loader
 from updater.install import manifest as pkgman
 from updater.install import slot as slotops
@@ -139,9 +140,7 @@ class Installer:
             return None
 
     def _save_journal(self):
-        with open(self.journal_path + ".tmp", "w") as f:
-            f.write(json.dumps(self.j))
-        os.rename(self.journal_path + ".tmp", self.journal_path)
+        write_atomic(self.journal_path, json.dumps(self.j))
 
     def _drop_journal(self):
         slotops.remove(self.journal_path)
@@ -229,7 +228,7 @@ class Installer:
                     # The signed manifest goes into the slot now, so its bytes
                     # need not stay in RAM during the install (slot.json,
                     # written last, is what makes a slot bootable).
-                    slotops.write_atomic(self.slot_path + "/" + slotops.SLOT_MANIFEST, mbytes)
+                    write_atomic(self.slot_path + "/" + slotops.SLOT_MANIFEST, mbytes)
                     # Persisted with the next journal write (before any byte
                     # of a file lands): a cut before it just clears again, and
                     # a resume inside the first file keeps what it has.
@@ -240,15 +239,13 @@ class Installer:
                 self._verify_slot(m, manifest_sha256, mlen)
                 info = {"version": m["version"], "security_counter": m["security_counter"],
                         "model": m["model"], "manifest_sha256": manifest_sha256, "target": target}
-                with open(self.slot_path + "/" + slotops.SLOT_INFO + ".tmp", "w") as f:
-                    f.write(json.dumps(info))
+                write_atomic(self.slot_path + "/" + slotops.SLOT_INFO, json.dumps(info))
             except OSError as e:
                 # A full slot is a refusal (the same package fails the same
                 # way), not a broken link to retry.
                 if slotops.is_full(e):
                     raise SlotError("the slot is full: %s %s does not fit" % (m["model"], m["version"]))
                 raise
-            os.rename(self.slot_path + "/" + slotops.SLOT_INFO + ".tmp", self.slot_path + "/" + slotops.SLOT_INFO)
             self.j["phase"] = "installed"
             self._save_journal()
         self._report("installed", version=m["version"], slot=inactive)

@@ -73,12 +73,6 @@ def check_capacity(slot_path, manifest):
         raise SlotError("the package needs %d bytes, the slot holds %d" % (need, cap))
 
 
-def write_atomic(path, data):
-    with open(path + ".tmp", "wb") as f:
-        f.write(data)
-    os.rename(path + ".tmp", path)
-
-
 def makedirs_for(slot_path, rel):
     parts = rel.split("/")[:-1]
     cur = slot_path

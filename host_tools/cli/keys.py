@@ -7,19 +7,16 @@ import os
 import click
 
 from host_tools.release.config import DEFAULT_EXPIRY, EXPIRY_ROLES, KEY_TYPES, ReleaseConfig
+from host_tools.cli.errors import LibraryErrorGroup
 from host_tools.release.errors import MissingPassphrase, ReleaseError
 from host_tools.release.keys import EnvPassphrases, env_name
 from host_tools.release.layout import Layout
 
 
-class ReleaseGroup(click.Group):
-    """Click group that reports library errors as clean CLI errors."""
+class ReleaseGroup(LibraryErrorGroup):
+    """Click group that reports release-tooling errors as clean CLI errors."""
 
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except ReleaseError as exc:
-            raise click.ClickException(str(exc)) from None
+    errors = (ReleaseError,)
 
 
 class CliPassphrases:

@@ -5,6 +5,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from host_tools.cli.errors import LibraryErrorGroup
 from host_tools.mpvm import VMNotFound
 from host_tools.release.errors import ReleaseError
 from host_tools.sim.boards import BoardError, Boards
@@ -19,7 +20,11 @@ def _boards(ctx: click.Context) -> Boards:
     return Boards(ctx.obj["workdir"])
 
 
-@click.group("sim")
+class SimGroup(LibraryErrorGroup):
+    errors = ERRORS
+
+
+@click.group("sim", cls=SimGroup)
 def cli() -> None:
     """Simulated boards: a real MicroPython VM with a capped heap, littlefs flash and a pty UART."""
 
@@ -32,10 +37,7 @@ def cli() -> None:
 @click.pass_context
 def start(ctx: click.Context, name: str, heap: str | None, flash_size: str | None, model: str | None) -> None:
     """Start board NAME (created on first use) and print its serial port."""
-    try:
-        st = _boards(ctx).start(name, heap=heap, flash_size=flash_size, model=model)
-    except ERRORS as e:
-        raise click.ClickException(str(e)) from None
+    st = _boards(ctx).start(name, heap=heap, flash_size=flash_size, model=model)
     click.echo(st["port"])
 
 
@@ -58,10 +60,7 @@ def list_(ctx: click.Context) -> None:
 @click.pass_context
 def stop(ctx: click.Context, name: str) -> None:
     """Stop board NAME (power off; its flash is kept)."""
-    try:
-        _boards(ctx).stop(name)
-    except ERRORS as e:
-        raise click.ClickException(str(e)) from None
+    _boards(ctx).stop(name)
     click.echo(f"{name}: stopped")
 
 
@@ -70,10 +69,7 @@ def stop(ctx: click.Context, name: str) -> None:
 @click.pass_context
 def reset(ctx: click.Context, name: str) -> None:
     """Press the reset button of board NAME."""
-    try:
-        _boards(ctx).reset(name)
-    except ERRORS as e:
-        raise click.ClickException(str(e)) from None
+    _boards(ctx).reset(name)
     click.echo(f"{name}: reset")
 
 
@@ -85,10 +81,7 @@ def reset(ctx: click.Context, name: str) -> None:
 @click.pass_context
 def power_cut(ctx: click.Context, name: str, at_write: int | None, seed: int | None, max_writes: int) -> None:
     """Cut the power of board NAME now, or at a chosen flash write; it then powers up again."""
-    try:
-        n = _boards(ctx).power_cut(name, at_write=at_write, seed=seed, max_writes=max_writes)
-    except ERRORS as e:
-        raise click.ClickException(str(e)) from None
+    n = _boards(ctx).power_cut(name, at_write=at_write, seed=seed, max_writes=max_writes)
     click.echo(f"{name}: power cut armed at flash write {n} from now" if n else f"{name}: power cut")
 
 
@@ -104,17 +97,14 @@ def pump(ctx: click.Context, name: str, rate: float | None, vtbi: float, stop_: 
          alarm: tuple[str, ...], clear_alarms: bool) -> None:
     """Script the pump of board NAME (start/stop an infusion, raise alarms)."""
     b = _boards(ctx)
-    try:
-        if rate is not None:
-            b.start_infusion(name, rate, vtbi)
-        if stop_:
-            b.stop_infusion(name)
-        if alarm:
-            b.set_alarm(name, list(alarm))
-        if clear_alarms:
-            b.set_alarm(name, [])
-    except ERRORS as e:
-        raise click.ClickException(str(e)) from None
+    if rate is not None:
+        b.start_infusion(name, rate, vtbi)
+    if stop_:
+        b.stop_infusion(name)
+    if alarm:
+        b.set_alarm(name, list(alarm))
+    if clear_alarms:
+        b.set_alarm(name, [])
 
 
 @cli.command("exec")
@@ -132,5 +122,3 @@ def exec_(ctx: click.Context, name: str, code: str) -> None:
             click.echo(u.exec(code), nl=False)
     except RemoteError as e:
         raise click.ClickException(f"on the board:\n{e.traceback}") from None
-    except ERRORS as e:
-        raise click.ClickException(str(e)) from None

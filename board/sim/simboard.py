@@ -46,7 +46,6 @@ class SimBoard(Board):
         self._mounts = {}
         self.patient = sensors.Patient(int(self._uid[-6:], 16) if self._uid else 0)
         self.pump = sensors.Pump(self.io_dir + "/pump.json")
-        self._t0 = time.ticks_ms() if hasattr(time, "ticks_ms") else int(time.time() * 1000)
 
     # -- flash -------------------------------------------------------------
     def mount_flash(self):
@@ -56,9 +55,6 @@ class SimBoard(Board):
 
     def mounts(self):
         return self._mounts
-
-    def flash_writes(self):
-        return self.counter.count
 
     # -- reset, watchdog ---------------------------------------------------
     def _send(self, msg):

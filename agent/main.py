@@ -289,19 +289,24 @@ class Agent:
             asyncio.run(self._run_async(asyncio, max_loops))
             return
         every = self.cfg.get("status_every_ms", 1000)
-        while True:
-            b.watchdog_feed()
-            self.updates.tick(b.time())
-            self.report()
-            self.loops += 1
-            if max_loops and self.loops >= max_loops:
-                return
+        while not self._housekeep(max_loops):
             sleep_ms(every)
+
+    def _housekeep(self, max_loops):
+        # One turn of the 1 Hz loop: watchdog, update agent, (sampling that a
+        # blocking update step delayed), local status. True when done.
+        b = self.board
+        b.watchdog_feed()
+        self.updates.tick(b.time())
+        if self.tel is not None:
+            self.tel.keep_sampling()
+        self.report()
+        self.loops += 1
+        return bool(max_loops) and self.loops >= max_loops
 
     async def _run_async(self, asyncio, max_loops):
         from agent.telemetry.mqtt import Supervisor
 
-        b = self.board
         tel = self.tel
         s = tel.sender
         ident = self.ident
@@ -313,14 +318,7 @@ class Agent:
                  asyncio.create_task(tel.sampler(asyncio))]
         every = self.cfg.get("status_every_ms", 1000)
         try:
-            while True:
-                b.watchdog_feed()
-                self.updates.tick(b.time())
-                tel.keep_sampling()
-                self.report()
-                self.loops += 1
-                if max_loops and self.loops >= max_loops:
-                    return
+            while not self._housekeep(max_loops):
                 await asyncio.sleep(every / 1000)
         finally:
             s.stop()

@@ -2,14 +2,22 @@
 # (`medsentry device provision`, host_tools/provision):
 #
 #   /state/identity.json
-#     {"version": 1,
+#     {"version": 2,
 #      "device_id": "pump-1", "model": "pump-v2",
 #      "broker": {"host": "127.0.0.1", "port": 8883, "server_hostname": "127.0.0.1"},
-#      "telemetry": {"kid": hex (8 bytes), "key": hex (16), "base_iv": hex (13)},
-#      "files": {"cert": "identity/cert.der", "key": "identity/key.der",
+#      "telemetry": {"kid": hex (8 bytes), "base_iv": hex (13),
+#                    "sealed_key": hex (the 16-byte AES key, sealed as "telemetry-key")},
+#      "files": {"cert": "identity/cert.der", "key": "identity/key.sealed",
 #                "ca": "identity/ca.der"},          (relative to /state)
 #      "pump": true}                                (sample the pump too)
-#   /state/identity/*.der   device certificate, private key (SEC1 DER), fleet CA
+#   /state/identity/cert.der, ca.der   device certificate, fleet CA (public)
+#   /state/identity/key.sealed         private key (SEC1 DER) sealed as "tls-key"
+# Secrets are sealed under the board's device key (agent/keystore.py); the
+# unsealed format 1 (keys in the clear) is refused.
+#
+# Provisioning commits by programming the board's console lock fuse: an
+# identity on a board whose lock state is "open" is an unfinished
+# provisioning and is never used (the ROM removes it at boot).
 #
 # load() returns None when the device was never provisioned (the agent then
 # runs without telemetry, as an unprovisioned factory board does) and raises
@@ -18,8 +26,12 @@
 import json
 import binascii
 
+from agent import keystore
+
 IDENTITY = "identity.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+SEALED_TLS_KEY = "tls-key"
+SEALED_TELEMETRY_KEY = "telemetry-key"
 MAX_DER = 4096  # a P-256 certificate is ~600 bytes; anything bigger is wrong
 
 
@@ -38,7 +50,7 @@ def _hex(d, name, size):
     return b
 
 
-def _read_der(state_dir, rel, name):
+def _read(state_dir, rel, name):
     if not isinstance(rel, str) or not rel or rel.startswith("/") or ".." in rel:
         raise IdentityError("bad file name for %s" % name)
     try:
@@ -46,21 +58,40 @@ def _read_der(state_dir, rel, name):
             data = f.read(MAX_DER + 1)
     except OSError:
         raise IdentityError("%s file %s missing" % (name, rel))
-    if not data or len(data) > MAX_DER or data[0] != 0x30:
+    if not data or len(data) > MAX_DER:
+        raise IdentityError("%s file %s is empty or too large" % (name, rel))
+    return data
+
+
+def _read_der(state_dir, rel, name):
+    data = _read(state_dir, rel, name)
+    if data[0] != 0x30:
         raise IdentityError("%s file %s is not DER" % (name, rel))
     return data
 
 
-def load(state_dir):
+def _unseal(device_key, name, blob):
+    try:
+        return keystore.unseal(device_key, name, blob)
+    except keystore.SealError as e:
+        raise IdentityError(str(e))
+
+
+def load(state_dir, board):
     try:
         with open(state_dir + "/" + IDENTITY) as f:
             text = f.read(8192)
     except OSError:
         return None
+    if board.lock_state() == "open":
+        # Not committed (the lock fuse is the commit): not an identity.
+        return None
     try:
         d = json.loads(text)
     except ValueError:
         raise IdentityError("identity.json is not valid JSON")
+    if isinstance(d, dict) and d.get("version") == 1:
+        raise IdentityError("identity.json holds unsealed keys (format 1): refused, provision the board again")
     if not isinstance(d, dict) or d.get("version") != FORMAT_VERSION:
         raise IdentityError("identity.json has an unknown format")
     dev = d.get("device_id")
@@ -79,6 +110,17 @@ def load(state_dir):
     files = d.get("files")
     if not isinstance(files, dict):
         raise IdentityError("identity.json: no files")
+    try:
+        dk = board.device_key()
+    except OSError as e:
+        raise IdentityError("no device key to unseal the identity: %s" % e)
+    key_der = _unseal(dk, SEALED_TLS_KEY, _read(state_dir, files.get("key"), "key"))
+    if key_der[:1] != b"\x30":
+        raise IdentityError("unsealed key is not DER")
+    tel_key = _unseal(dk, SEALED_TELEMETRY_KEY, _hex(tel, "sealed_key", len(keystore.MAGIC) + keystore.NONCE_LEN
+                                                    + 16 + keystore.TAG_LEN))
+    if len(tel_key) != 16:
+        raise IdentityError("telemetry key must be 16 bytes")
     return {
         "device_id": dev,
         "model": d.get("model"),
@@ -86,10 +128,10 @@ def load(state_dir):
         "port": port,
         "server_hostname": broker.get("server_hostname") or host,
         "kid": _hex(tel, "kid", 8),
-        "key": _hex(tel, "key", 16),
+        "key": tel_key,
         "base_iv": _hex(tel, "base_iv", 13),
         "cert_der": _read_der(state_dir, files.get("cert"), "cert"),
-        "key_der": _read_der(state_dir, files.get("key"), "key"),
+        "key_der": key_der,
         "ca_der": _read_der(state_dir, files.get("ca"), "ca"),
         "pump": bool(d.get("pump", True)),
     }

@@ -206,7 +206,7 @@ class Agent:
         self.ident = None
         self.updates = None
         try:
-            self.ident = agent_identity.load(state)
+            self.ident = agent_identity.load(state, board)
         except agent_identity.IdentityError as e:
             self.telemetry_error = "identity: %s" % e
         if self.ident is not None:

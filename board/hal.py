@@ -57,6 +57,31 @@ class Board:
         # (input_stream, output_stream) of the UART console (binary).
         raise NotImplementedError
 
+    # -- one-time-programmable area: console lock, device-unique key ---------
+    # Real boards: eFuses / OTP words (ESP32 eFuse BLOCK_KEYx + JTAG/UART
+    # download disable, STM32 OTP + RDP level 2, nRF52/53 UICR APPROTECT +
+    # KMU); the sim board: board/sim/fuses.py, a file outside the flash image.
+
+    def lock_state(self):
+        # "locked", "open" (factory board, console usable) or "unknown".
+        # Callers treat anything but "open" as locked (fail closed).
+        raise NotImplementedError
+
+    def lock_console(self):
+        # Program the console lock fuse: irreversible, survives any reflash.
+        # It is the commit point of factory provisioning.
+        raise NotImplementedError
+
+    def device_key(self):
+        # The 16-byte device-unique key that seals secrets on flash
+        # (agent/keystore.py). Only code the board runs gets it: on a locked
+        # board that is the ROM, the loader and the agent - no console runs
+        # code. Hardware: a key the chip never lets software read (ESP32
+        # HMAC/eFuse key block, STM32 SAES with DHUK, nRF KMU, an ATECC608
+        # secure element) - the port then seals through the peripheral
+        # instead of returning bytes. HALError when it is not programmed.
+        raise NotImplementedError
+
     def read_vitals(self):
         # {"hr": bpm, "spo2": %, "bp_sys": mmHg, "bp_dia": mmHg, "temp": degC}
         raise NotImplementedError

@@ -51,10 +51,21 @@ def vm_command(script: str | os.PathLike, *args: str, heap: str = DEFAULT_HEAP) 
     return [micropython_path(), "-X", f"heapsize={heap}", str(script), *args]
 
 
+# What a VM inherits from the operator's environment: nothing but these
+# (the locale, the search path, the time zone, and libfaketime's variables,
+# which tests use to move the board's clock). Release passphrases
+# (MEDSENTRY_KEY_PASSPHRASE_*), tokens and the like never reach device code.
+INHERITED = ("PATH", "LANG", "LC_ALL", "TZ", "LD_PRELOAD")
+INHERITED_PREFIXES = ("FAKETIME",)
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
 def vm_env(paths: list[str | os.PathLike], extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for the VM: MICROPYPATH set to `paths` plus the frozen modules
-    (micropython-lib `requests`, `mip`, asyncio live in `.frozen`)."""
-    env = dict(os.environ)
+    """A minimal, explicit environment for the VM: MICROPYPATH set to `paths`
+    plus the frozen modules (micropython-lib `requests`, `mip`, asyncio live in
+    `.frozen`), the few INHERITED variables, and `extra`."""
+    env = {k: v for k, v in os.environ.items() if k in INHERITED or k.startswith(INHERITED_PREFIXES)}
+    env.setdefault("PATH", DEFAULT_PATH)
     env["MICROPYPATH"] = ":".join([str(p) for p in paths] + [".frozen"])
     if extra:
         env.update(extra)

@@ -8,7 +8,7 @@
 # heap, the app not started, the raw REPL waiting - what a real board does.
 import sys
 
-from board.compat import format_exception, path_exists
+from board.compat import format_exception
 from board.sim.simboard import EXIT_SOFT_RESET, EXIT_SOFT_RESET_RAW
 
 CTRL_A = 1
@@ -19,16 +19,17 @@ CTRL_E = 5
 BANNER = b"MicroPython (medsentry sim board); Type \"help()\" for more information.\r\n"
 MAX_CODE = 64 * 1024  # raw REPL code buffer cap
 
-# Factory lock: once provisioning wrote this file (on the state partition),
-# the raw REPL - the channel mpremote and the provisioning tool use to run
-# arbitrary code and write flash - refuses to run anything. It still speaks
-# the protocol so that clients fail at once with a clear error instead of
-# waiting forever (mpremote reads a pty without a timeout): entering shows
-# LOCKED_MSG before the usual prompt, every code block is answered with
-# LOCKED_MSG as its error, a soft reset only pretends. The friendly REPL
-# is closed too, and Ctrl-C no longer interrupts the application (a later
-# issue puts a password + TOTP maintenance login on this console).
-LOCK_FILE = "lock.json"
+# Factory lock: the console lock fuse (board HAL lock_state(), outside flash,
+# programmed once by provisioning). On a locked board the raw REPL - the
+# channel mpremote and the provisioning tool use to run arbitrary code and
+# write flash - refuses to run anything. It still speaks the protocol so
+# that clients fail at once with a clear error instead of waiting forever
+# (mpremote reads a pty without a timeout): entering shows LOCKED_MSG before
+# the usual prompt, every code block is answered with LOCKED_MSG as its
+# error, a soft reset only pretends. The friendly REPL is closed too, and
+# Ctrl-C never interrupts the application (the tty never signals).
+# Fail closed: a console whose lock state is unknown (no lock_state given,
+# an unreadable fuse area, any answer but "open") is locked.
 LOCKED_MSG = b"console locked: raw REPL disabled after factory provisioning\r\n"
 
 # Linux termios local-mode flag: signal on Ctrl-C.
@@ -49,24 +50,32 @@ def _set_isig(on):
         else:
             attr[3] &= ~_ISIG
         termios.tcsetattr(0, termios.TCSANOW, attr)
-    except (OSError, TypeError):
+    except (OSError, TypeError, MemoryError):
+        # MemoryError: an interrupt can land while the VM's heap is locked;
+        # the REPL turns ISIG off again before it reads.
         pass
 
 
 class Console:
-    def __init__(self, inp, out, tty=False):
+    def __init__(self, inp, out, tty=False, lock_state=None):
         # tty: inp is the board's terminal (fd 0), whose Ctrl-C handling we switch.
+        # lock_state: the HAL's lock_state (a callable returning "open" only
+        # on a factory board); None = unknown = locked.
         self.tty = tty
         self.inp = inp
         self.out = out
         self.globals = {"__name__": "__main__"}
-        # Path of the factory lock file; set by the ROM once flash is mounted.
-        self.lock_path = None
+        self._lock_state = lock_state
 
     def locked(self):
-        # Checked at every raw REPL entry, so a lock written by provisioning
-        # takes effect at once, without a reboot.
-        return self.lock_path is not None and path_exists(self.lock_path)
+        # Read from the fuse at every use, so the lock provisioning programs
+        # takes effect at once, without a reboot; unknown is locked.
+        if self._lock_state is None:
+            return True
+        try:
+            return self._lock_state() != "open"
+        except (OSError, ValueError):
+            return True
 
     def _isig(self, on):
         if self.tty:
@@ -97,6 +106,8 @@ class Console:
         try:
             fn()
         except KeyboardInterrupt:
+            if self.locked():
+                raise  # the ROM resets: a locked board never reaches a REPL
             self.write(b"\r\nKeyboardInterrupt\r\n")
         except SystemExit:
             raise
@@ -104,7 +115,7 @@ class Console:
             self.write_traceback(e)
 
     def _exec(self, code, single=False):
-        self._isig(True)
+        self._isig(not self.locked())
         try:
             if single:
                 try:
@@ -224,6 +235,8 @@ class Console:
                         raise
                     except BaseException as e:
                         self.write_traceback(e)
+                    if self.locked():
+                        return self.locked_console()
                 line = bytearray()
                 self.write(b">>> ")
             elif c >= 32 and len(line) < 1024:

@@ -11,6 +11,7 @@ import time
 
 from board.hal import Board, HALError
 from board.sim import flash as simflash
+from board.sim import fuses
 from board.sim import sensors
 
 # VM exit codes the supervisor understands.
@@ -28,6 +29,12 @@ class SimBoard(Board):
         self._reason = g("MEDSENTRY_RESET_REASON") or "power_on"
         self._mode = g("MEDSENTRY_BOOT_MODE") or "normal"
         self._uid = g("MEDSENTRY_UID") or "00000000"
+        # The OTP area lives outside the flash image (board/sim/fuses.py);
+        # without one the lock state is unknown, i.e. locked.
+        self.fuse_dir = g("MEDSENTRY_FUSES") or ""
+        # What the ROM did at this boot that the factory tool should hear
+        # about (e.g. an uncommitted provisioning rolled back).
+        self.boot_notes = []
         port = g("MEDSENTRY_CTL_PORT")
         self._ctl_addr = None
         self._sock = None
@@ -97,6 +104,24 @@ class SimBoard(Board):
 
     def console(self):
         return sys.stdin.buffer, sys.stdout.buffer
+
+    # -- fuses (OTP area outside the flash image) ----------------------------
+    def lock_state(self):
+        return fuses.lock_state(self.fuse_dir)
+
+    def lock_console(self):
+        fuses.blow_lock(self.fuse_dir)
+
+    def device_key(self):
+        return fuses.device_key(self.fuse_dir)
+
+    def boot_stage(self, name):
+        # Tell the supervisor which boot stage starts (ROM, mount, loader):
+        # the harness times UART attacks against it.
+        try:
+            self._send(b"stage " + name.encode())
+        except HALError:
+            pass
 
     # -- sensors -------------------------------------------------------------
     def read_vitals(self):

@@ -2,14 +2,18 @@
 
 Layout on the board (paths relative to the state partition, /state on the sim):
 
-  identity.json        device id, model, broker address, telemetry key (hex),
-                       names of the DER files (agent/identity.py reads it)
+  identity.json        device id, model, broker address, the telemetry key SEALED
+                       (hex), names of the files (agent/identity.py reads it)
   identity/cert.der    the device certificate (DER)
-  identity/key.der     its private key (SEC1 DER, what mbedTLS loads)
+  identity/key.sealed  its private key (SEC1 DER, what mbedTLS loads), SEALED
   identity/ca.der      the fleet CA the broker's certificate must chain to
   config.json          only with --config: merged into the board's existing config
   tuf/root.json        only with --tuf-root: the trusted TUF root for updates
-  lock.json            written last: the console refuses the raw REPL from then on
+
+The two secrets (``Bundle.secrets``) are sealed ON THE BOARD under its device key
+(agent/keystore.py) before they reach flash; the host never sees the device key.
+Then the board's console lock fuse is programmed: that is the commit (before it
+the ROM removes what was written; after it the board is provisioned and locked).
 """
 from __future__ import annotations
 
@@ -25,9 +29,12 @@ from host_tools.pki.certs import common_name, model_of
 
 from .errors import ProvisionError
 
-IDENTITY_FORMAT = 1
+IDENTITY_FORMAT = 2
 IDENTITY_DIR = "identity"
-FILES = {"cert": f"{IDENTITY_DIR}/cert.der", "key": f"{IDENTITY_DIR}/key.der", "ca": f"{IDENTITY_DIR}/ca.der"}
+FILES = {"cert": f"{IDENTITY_DIR}/cert.der", "key": f"{IDENTITY_DIR}/key.sealed", "ca": f"{IDENTITY_DIR}/ca.der"}
+# Names the secrets are sealed under (agent/identity.py SEALED_*).
+TLS_KEY = "tls-key"
+TELEMETRY_KEY = "telemetry-key"
 
 
 @dataclass(frozen=True)
@@ -47,8 +54,9 @@ class BrokerAddress:
 class Bundle:
     device_id: str
     model: str
-    files: dict[str, bytes] = field(default_factory=dict)  # path relative to /state -> bytes
-    identity: dict = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)  # public files: path relative to /state -> bytes
+    identity: dict = field(default_factory=dict)  # identity.json without telemetry.sealed_key
+    secrets: dict[str, bytes] = field(default_factory=dict)  # seal name -> plaintext, sealed on the board
 
 
 def has_pump(model: str) -> bool:
@@ -89,9 +97,12 @@ def build_bundle(pki: FleetPKI, device_id: str, broker: BrokerAddress, *,
                              f"to {cert.not_valid_after_utc:%Y-%m-%d}); renew it with `medsentry pki issue --renew`")
     files = {
         FILES["cert"]: cert.public_bytes(serialization.Encoding.DER),
-        FILES["key"]: key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL,
-                                        serialization.NoEncryption()),
         FILES["ca"]: ca.public_bytes(serialization.Encoding.DER),
+    }
+    secrets = {
+        TLS_KEY: key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL,
+                                   serialization.NoEncryption()),
+        TELEMETRY_KEY: tk.key,
     }
     identity = {
         "version": IDENTITY_FORMAT,
@@ -99,12 +110,12 @@ def build_bundle(pki: FleetPKI, device_id: str, broker: BrokerAddress, *,
         "model": rec.model,
         "serial": rec.serial,
         "broker": {"host": broker.host, "port": broker.port, "server_hostname": broker.tls_name},
-        "telemetry": {"kid": tk.kid.hex(), "key": tk.key.hex(), "base_iv": tk.base_iv.hex()},
+        "telemetry": {"kid": tk.kid.hex(), "base_iv": tk.base_iv.hex()},
         "files": dict(FILES),
         "pump": has_pump(rec.model),
         "provisioned_at": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    return Bundle(device_id=device_id, model=rec.model, files=files, identity=identity)
+    return Bundle(device_id=device_id, model=rec.model, files=files, identity=identity, secrets=secrets)
 
 
 def merge_config(base: dict, over: dict) -> dict:

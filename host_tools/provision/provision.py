@@ -1,5 +1,10 @@
 """`medsentry device provision`: write a device identity into a board's flash
-over its UART, in factory mode only, then lock the raw REPL and reset the board."""
+over its UART, in factory mode only, then lock the console and reset the board.
+
+One commit: every file is written first (secrets sealed on the board), then the
+board's console lock fuse is programmed. A power cut before the fuse leaves an
+uncommitted identity that the board's ROM removes at the next boot (unprovisioned,
+console open); after it the board is provisioned and locked. Never both."""
 from __future__ import annotations
 
 import hashlib
@@ -15,7 +20,6 @@ from .bundle import BrokerAddress
 from .errors import BoardLocked, ModelMismatch, ProvisionError
 from .repl import ReplSession
 
-LOCK_FILE = "lock.json"  # board/sim/console.py LOCK_FILE, under the state partition
 CONFIG_FILE = "config.json"
 TUF_ROOT = "tuf/root.json"
 
@@ -29,8 +33,9 @@ def _ex(p):
         return True
     except OSError:
         return False
-_i["locked"] = _ex(_m["state"] + "/lock.json")
-_i["identity"] = _ex(_m["state"] + "/identity.json")
+_i["lock"] = board.lock_state()
+_i["notes"] = getattr(board, "boot_notes", [])
+_i["identity"] = _ex(_m["state"] + "/identity.json") or _ex(_m["state"] + "/identity")
 try:
     _i["active"] = json.loads(open(_m["state"] + "/boot.json").read()).get("active", "a")
 except (OSError, ValueError):
@@ -41,6 +46,35 @@ except (OSError, ValueError, KeyError):
     _i["slot"] = None
 print(json.dumps(_i))
 """
+
+
+# Runs on the board: seal a secret under the device key with the agent's own
+# keystore (from the active slot) and return the blob; the plaintext stays in RAM.
+_SEAL = """import sys
+if {slot!r} not in sys.path:
+    sys.path.insert(0, {slot!r})
+from agent import keystore as _ks
+_p = binascii.unhexlify({hex!r})
+_b = _ks.seal(board.device_key(), {name!r}, _p)
+if _ks.unseal(board.device_key(), {name!r}, _b) != _p:
+    raise ValueError("sealed secret does not open")
+_p = None
+print(binascii.hexlify(_b).decode())
+"""
+# Runs on the board: program the console lock fuse (the commit) and read it back.
+_COMMIT = """board.lock_console()
+print(json.dumps(board.lock_state()))
+"""
+
+
+def board_state(info: dict) -> str:
+    """One line saying which state a probed board is in."""
+    if info.get("lock") != "open":
+        return f"provisioned and locked (lock fuse: {info.get('lock')})"
+    if info.get("identity"):
+        return "unprovisioned: console open, identity files of an uncommitted provisioning present"
+    notes = "; ".join(info.get("notes") or [])
+    return "unprovisioned: console open, no identity" + (f" ({notes} at the last boot)" if notes else "")
 
 
 @dataclass
@@ -72,8 +106,10 @@ def provision(pki: FleetPKI, device_id: str, port: str, broker: BrokerAddress, *
     Refuses a locked (already provisioned) board, a board whose active slot runs
     another model than the certificate names, and revoked/expired identities.
     Writes every file through a temp name with its SHA-256 checked on the board,
-    identity.json after the files it names, lock.json last, then resets the board
-    so the agent starts with its identity (``reset=False`` leaves it in the REPL).
+    the private key and the telemetry key sealed on the board under its device
+    key, identity.json after the files it names; then programs the console lock
+    fuse (the commit) and resets the board so the agent starts with its identity
+    (``reset=False`` leaves it at its locked console).
     """
     say = log or (lambda msg: None)
     b = bundlemod.build_bundle(pki, device_id, broker)
@@ -88,8 +124,9 @@ def provision(pki: FleetPKI, device_id: str, port: str, broker: BrokerAddress, *
         state = mounts.get("state")
         if not state:
             raise ProvisionError(f"the board on {port} has no state partition mounted: {mounts}")
-        if info.get("locked"):
-            raise BoardLocked(f"the board on {port} is provisioned and locked already ({state}/{LOCK_FILE})")
+        say(f"board state: {board_state(info)}")
+        if info.get("lock") != "open":
+            raise BoardLocked(f"the board on {port} is {board_state(info)}: provisioned already")
         slot = info.get("slot") or {}
         board_model = slot.get("model")
         if board_model is None:
@@ -102,7 +139,8 @@ def provision(pki: FleetPKI, device_id: str, port: str, broker: BrokerAddress, *
         result = ProvisionResult(device_id=device_id, model=b.model, port=port, state_dir=state,
                                  reprovisioned=bool(info.get("identity")))
         if result.reprovisioned:
-            say("an unfinished earlier provisioning is overwritten (identity.json present, no lock)")
+            say("restarting: the uncommitted identity files are overwritten")
+        slot_dir = mounts.get("slot_" + str(info.get("active")))
 
         def put(rel: str, data: bytes) -> None:
             path = f"{state}/{rel}"
@@ -110,9 +148,19 @@ def provision(pki: FleetPKI, device_id: str, port: str, broker: BrokerAddress, *
             result.written[path] = hashlib.sha256(data).hexdigest()
             say(f"wrote {path} ({len(data)} bytes, sha256 verified)")
 
+        def sealed(name: str) -> bytes:
+            out = s.run(_SEAL.format(slot=slot_dir, hex=b.secrets[name].hex(), name=name)).strip()
+            try:
+                return bytes.fromhex(out.splitlines()[-1])
+            except (ValueError, IndexError):
+                raise ProvisionError(f"the board did not seal {name}: {out[-200:]!r}") from None
+
         s.mkdir(f"{state}/{bundlemod.IDENTITY_DIR}")
         for rel, data in b.files.items():
             put(rel, data)
+        put(bundlemod.FILES["key"], sealed(bundlemod.TLS_KEY))
+        identity = dict(b.identity, telemetry=dict(b.identity["telemetry"],
+                                                   sealed_key=sealed(bundlemod.TELEMETRY_KEY).hex()))
         if config is not None:
             old = s.read_file(f"{state}/{CONFIG_FILE}")
             base = bundlemod.load_config_file(old, f"{CONFIG_FILE} on the board") if old else {}
@@ -120,10 +168,12 @@ def provision(pki: FleetPKI, device_id: str, port: str, broker: BrokerAddress, *
         if tuf_root is not None:
             s.mkdir(f"{state}/tuf")
             put(TUF_ROOT, tuf_root)
-        put("identity.json", json.dumps(b.identity, indent=1).encode())
-        lock = {"locked": True, "device_id": device_id, "at": b.identity["provisioned_at"],
-                "reason": "factory provisioning done"}
-        put(LOCK_FILE, json.dumps(lock).encode())
+        put("identity.json", json.dumps(identity, indent=1).encode())
+        lock = s.run_json(_COMMIT)
+        if lock != "locked":
+            raise ProvisionError(f"the board's lock fuse did not program (lock state {lock!r}); "
+                                 "the identity is not committed: the board removes it at its next boot")
+        say("console lock fuse programmed: provisioning committed")
         if reset:
             s.reset()
             result.reset = True

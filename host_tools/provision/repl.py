@@ -14,7 +14,7 @@ import hashlib
 import json
 import time
 
-from host_tools.sim.uart import RemoteError, Uart, UartError
+from host_tools.sim.uart import BoardRebooted, RemoteError, Uart, UartError
 
 from .errors import BoardLocked, ProvisionError, TransferError
 
@@ -106,6 +106,12 @@ class ReplSession:
     def _exec(self, code: str, timeout: float | None = None) -> str:
         try:
             out, err = self.uart.exec_raw(code, timeout or self.timeout)
+        except BoardRebooted:
+            self.entered = False
+            raise ProvisionError(
+                f"the board on {self.port} rebooted during provisioning (power cut or reset); nothing is "
+                "committed before its lock fuse is programmed, and its ROM removes an uncommitted identity: "
+                "run provisioning again - it says which state the board is in and starts over") from None
         except UartError as exc:
             raise ProvisionError(f"UART: {exc}") from None
         if err:
@@ -148,7 +154,8 @@ class ReplSession:
             for i in range(0, len(data), CHUNK):
                 self.run(f"_f.write(binascii.unhexlify({data[i:i + CHUNK].hex()!r}))\n")
         finally:
-            self.run("_f.close()\n")
+            if self.entered:  # not after the board rebooted under us
+                self.run("_f.close()\n")
         got = self.run(
             f"_h = hashlib.sha256()\n_g = open({tmp!r}, 'rb')\n"
             "while True:\n    _b = _g.read(1024)\n    if not _b:\n        break\n    _h.update(_b)\n"

@@ -6,7 +6,13 @@ power-cut, and script their pump. Each board lives in <workdir>/boards/NAME/:
   status.json   written by the supervisor: state, port, resets, device status
   console.log   everything the board printed on its UART
   io/           the board's "hardware" seen from the host (pump script, power-cut arm)
+  fuses/otp.bin the one-time-programmable area OUTSIDE the flash image: console
+                lock word and the device-unique key (board/sim/fuses.py); no
+                reflash touches it
   ctl.sock      the supervisor's control socket while it runs
+
+Everything under a board directory is its owner's only (files 0600, dirs 0700):
+the fuse area holds the key that seals the device's secrets on flash.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+from board.sim import fuses as simfuses
 from host_tools import mpvm
 from host_tools.sim import build as simbuild
 from host_tools.sim import image as simimage
@@ -42,6 +49,29 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _write_private(path: Path, text: str | bytes) -> None:
+    """Write a board file readable by its owner only (0600), via temp + rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(text.encode() if isinstance(text, str) else text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def program_fuses(fuse_dir: Path) -> None:
+    """The chip factory: an open lock word and a fresh random device-unique key.
+    Done once per board; an existing fuse area is never rewritten."""
+    otp = fuse_dir / simfuses.OTP_FILE
+    if otp.exists():
+        return
+    fuse_dir.mkdir(mode=0o700, exist_ok=True)
+    fuse_dir.chmod(0o700)
+    data = bytearray(simfuses.OTP_SIZE)
+    data[simfuses.KEY_OFFSET:simfuses.KEY_OFFSET + simfuses.KEY_SIZE] = secrets.token_bytes(simfuses.KEY_SIZE)
+    _write_private(otp, bytes(data))
 
 
 class Boards:
@@ -101,9 +131,12 @@ class Boards:
         size = mpvm.parse_size(flash_size)
         mpvm.parse_size(heap)
         build = simbuild.build(self.workdir)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "io").mkdir(exist_ok=True)
+        for sub in (self.root, d, d / "io"):
+            sub.mkdir(mode=0o700, parents=True, exist_ok=True)
+            sub.chmod(0o700)
         simimage.new_board_image(d / "flash.img", size, build, model)
+        (d / "flash.img").chmod(0o600)
+        program_fuses(d / "fuses")
         cfg = {
             "name": name,
             "model": model,
@@ -114,7 +147,7 @@ class Boards:
             "build": build.digest,
             "created": time.time(),
         }
-        (d / "board.json").write_text(json.dumps(cfg, indent=1))
+        _write_private(d / "board.json", json.dumps(cfg, indent=1))
         return d
 
     def start(self, name: str, heap: str | None = None, flash_size: str | None = None,
@@ -141,7 +174,7 @@ class Boards:
             # Firmware (the `board` package) follows the sources; flash keeps its contents.
             build = simbuild.build(self.workdir)
             cfg["firmware"] = str(build.firmware)
-            (d / "board.json").write_text(json.dumps(cfg, indent=1))
+            _write_private(d / "board.json", json.dumps(cfg, indent=1))
         else:
             self.create(name, heap or mpvm.DEFAULT_HEAP, flash_size or DEFAULT_FLASH,
                         model or simbuild.DEFAULT_MODEL)
@@ -150,7 +183,7 @@ class Boards:
                 (d / stale).unlink()
             except FileNotFoundError:
                 pass
-        log = open(d / "supervisor.log", "ab")
+        log = os.fdopen(os.open(d / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         subprocess.Popen(
             [sys.executable, "-m", "host_tools.sim.supervisor", str(d)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from board.sim.simboard import EXIT_FLASH_ERROR, EXIT_RESET, EXIT_SOFT_RESET, EXIT_SOFT_RESET_RAW
 from host_tools import mpvm
+from host_tools.sim.inject import PlanError, UartInjector
 
 CONSOLE_LOG_MAX = 1024 * 1024
 RESTART_DELAY = 0.2
@@ -67,6 +68,8 @@ class Supervisor:
         self.error: str | None = None
         self.running = True
         self.kill_reason: str | None = None
+        self.stage: str | None = None
+        self.inject = UartInjector()
         self._open_ptys()
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.udp.bind(("127.0.0.1", 0))
@@ -83,11 +86,10 @@ class Supervisor:
         self.board_master, self.board_slave = pty.openpty()
         self.user_master, self.user_slave = pty.openpty()
         tty.setraw(self.user_slave)
-        # Board side: raw, but Ctrl-C signals (ISIG) so it can interrupt the app.
+        # Board side: raw, and Ctrl-C does NOT signal. Only the board's own
+        # console turns ISIG on, while the application of an open (factory)
+        # board runs; every power-up starts with it off again (_power_up_uart).
         tty.setraw(self.board_slave)
-        attr = termios.tcgetattr(self.board_slave)
-        attr[3] |= termios.ISIG
-        termios.tcsetattr(self.board_slave, termios.TCSANOW, attr)
         self.port = os.ttyname(self.user_slave)
         _set_nonblock(self.board_master)
         _set_nonblock(self.user_master)
@@ -114,8 +116,17 @@ class Supervisor:
                 raise
 
     # -- the VM ----------------------------------------------------------------
+    def _power_up_uart(self) -> None:
+        # A reset clears the UART: no Ctrl-C signalling (the previous VM may
+        # have left ISIG on), and bytes received before power-up are gone.
+        attr = termios.tcgetattr(self.board_slave)
+        attr[3] &= ~termios.ISIG
+        termios.tcsetattr(self.board_slave, termios.TCSANOW, attr)
+        termios.tcflush(self.board_slave, termios.TCIFLUSH)
+
     def _spawn(self) -> None:
         fw = self.cfg["firmware"]
+        self._power_up_uart()
         env = mpvm.vm_env(
             [fw],
             {
@@ -127,6 +138,7 @@ class Supervisor:
                 "MEDSENTRY_UID": self.cfg["uid"],
                 "MEDSENTRY_POWERCUT_AT": str(self.next_cut_at),
                 "MEDSENTRY_BOARD_NAME": self.cfg["name"],
+                "MEDSENTRY_FUSES": str(self.dir / "fuses"),
             },
         )
         slave = self.board_slave
@@ -140,6 +152,8 @@ class Supervisor:
             cmd, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=str(self.dir),
             preexec_fn=preexec, close_fds=True,
         )
+        self.inject.on_event("spawn", time.monotonic())
+        self.stage = "spawn"
         self.boots += 1
         self.resets[self.next_reason] = self.resets.get(self.next_reason, 0) + 1
         self.last_reason = self.next_reason
@@ -178,7 +192,7 @@ class Supervisor:
             }.get(code, "crash")
             if code == EXIT_SOFT_RESET_RAW:
                 self.next_mode = "raw_repl"
-        if reason in ("watchdog", "power_cut", "reset", "crash"):
+        if reason in ("watchdog", "power_cut", "power_on", "reset", "crash"):
             # Hard resets clear the watchdog; soft resets do not.
             self.wdt_ms = 0
         self.next_reason = reason
@@ -187,6 +201,14 @@ class Supervisor:
         self._save_status()
         time.sleep(RESTART_DELAY)
         self._spawn()
+
+    def _line_in(self, data: bytes) -> None:
+        # Bytes arriving on the board's UART line (harness injection).
+        try:
+            os.write(self.board_master, data)
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EIO):
+                raise
 
     # -- control -----------------------------------------------------------------
     def _on_udp(self) -> None:
@@ -208,6 +230,9 @@ class Supervisor:
                 self.update_history.append(upd)
                 del self.update_history[:-100]
             self._save_status()
+        elif data.startswith(b"stage "):
+            self.stage = data[6:40].decode(errors="replace")
+            self.inject.on_event(self.stage, time.monotonic())
         elif data.startswith(b"reset"):
             pass  # the VM exits with EXIT_RESET right after
 
@@ -247,6 +272,19 @@ class Supervisor:
                 return {"ok": True, "armed": int(at)}
             self._kill_vm("power_cut")
             return {"ok": True}
+        if cmd == "power_cycle":
+            # Cold power-on (reason "power_on"), optionally with bytes put on
+            # the UART line at times relative to the power-up / boot stages.
+            try:
+                n = self.inject.arm(req.get("inject") or [])
+            except PlanError as e:
+                return {"ok": False, "error": str(e)}
+            if self.proc is None:
+                self.next_reason = "power_on"
+                self._spawn()
+            else:
+                self._kill_vm("power_on")
+            return {"ok": True, "steps": n}
         if cmd == "stop":
             self.running = False
             return {"ok": True}
@@ -266,6 +304,8 @@ class Supervisor:
             "last_reset_reason": getattr(self, "last_reason", None),
             "resets": self.resets,
             "watchdog_ms": self.wdt_ms,
+            "stage": self.stage,
+            "injected": self.inject.sent,
             "device": self.device,
             "update_history": self.update_history,
             "updated": time.time(),
@@ -282,7 +322,10 @@ class Supervisor:
         try:
             while self.running:
                 fds = [self.board_master, self.user_master, self.udp, self.ctl]
-                r, _, _ = select.select(fds, [], [], 0.05)
+                r, _, _ = select.select(fds, [], [], self.inject.timeout(time.monotonic(), 0.05))
+                due = self.inject.pop_due(time.monotonic())
+                if due:
+                    self._line_in(due)
                 if self.board_master in r:
                     self._pump_bytes(self.board_master, self.user_master, log=True)
                 if self.user_master in r:
@@ -316,6 +359,8 @@ class Supervisor:
 
 
 def main() -> None:
+    # Board files (status, console log, the VM's io/ files) are the owner's only.
+    os.umask(0o077)
     Supervisor(Path(sys.argv[1]).resolve()).run()
 
 

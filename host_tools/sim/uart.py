@@ -11,6 +11,14 @@ class UartError(RuntimeError):
     """The port cannot be opened or the board does not answer as a REPL."""
 
 
+class BoardRebooted(UartError):
+    """The board printed its ROM boot line while we waited: it reset or lost power."""
+
+
+# board/sim/rom_main.py BOOT_BANNER: the first line of every power-up.
+BOOT_BANNER = b"[ROM] boot: "
+
+
 class RemoteError(RuntimeError):
     """Code run on the board raised; .traceback holds the board's traceback."""
 
@@ -40,10 +48,14 @@ class Uart:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def read_until(self, ending: bytes, timeout: float | None = None) -> bytes:
+    def read_until(self, ending: bytes, timeout: float | None = None, reboot: bool = False) -> bytes:
+        """Read up to `ending`; with `reboot`, BoardRebooted when the board
+        prints its boot line instead (its reply will never come)."""
         deadline = time.monotonic() + (timeout or self.timeout)
         data = b""
         while not data.endswith(ending):
+            if reboot and data.endswith(BOOT_BANNER):
+                raise BoardRebooted(f"board on {self.port} rebooted while we waited for {ending!r}")
             if time.monotonic() > deadline:
                 raise UartError(f"board on {self.port} did not answer (waited for {ending!r}); got {data[-200:]!r}")
             chunk = self.ser.read(1)
@@ -67,12 +79,12 @@ class Uart:
 
     def exec_raw(self, code: str, timeout: float | None = None) -> tuple[str, str]:
         self.ser.write(code.encode() + b"\x04")
-        ok = self.read_until(b"OK", timeout)
+        ok = self.read_until(b"OK", timeout, reboot=True)
         if not ok.endswith(b"OK"):
             raise UartError("board did not accept the code")
-        out = self.read_until(b"\x04", timeout)[:-1]
-        err = self.read_until(b"\x04", timeout)[:-1]
-        self.read_until(b">", timeout)
+        out = self.read_until(b"\x04", timeout, reboot=True)[:-1]
+        err = self.read_until(b"\x04", timeout, reboot=True)[:-1]
+        self.read_until(b">", timeout, reboot=True)
         return out.decode(errors="replace"), err.decode(errors="replace")
 
     def exec(self, code: str, timeout: float | None = None) -> str:

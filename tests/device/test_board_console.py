@@ -5,10 +5,10 @@ from board.sim.console import Console
 from board.sim.simboard import EXIT_SOFT_RESET, EXIT_SOFT_RESET_RAW
 
 
-def _console(data):
+def _console(data, lock="open"):
     # Code run on the console writes through `w` (print goes to the real stdout).
     out = io.BytesIO()
-    con = Console(io.BytesIO(data), out)
+    con = Console(io.BytesIO(data), out, lock_state=lambda: lock)
     con.globals["w"] = out.write
     return con, out
 
@@ -73,3 +73,46 @@ def test_app_crash_falls_to_repl_with_traceback():
 
     con.run(app)
     assert b"KeyError" in out.getvalue()
+
+
+def _unreadable_fuse():
+    raise OSError("fuse area unreadable")
+
+
+def test_unknown_lock_state_is_locked():
+    # No lock state given, an unreadable fuse, or any answer but "open": locked.
+    code = b"\x01w(b'RAN')\x04"
+    for con in (Console(io.BytesIO(code), io.BytesIO()),
+                Console(io.BytesIO(code), io.BytesIO(), lock_state=_unreadable_fuse),
+                _console(code, lock="unknown")[0], _console(code, lock="locked")[0]):
+        assert con.locked()
+        _run(con)
+        out = con.out.getvalue()
+        assert b"console locked" in out and b"RAN" not in out and b">>>" not in out
+
+
+def test_lock_programmed_from_the_repl_closes_it_at_once():
+    state = ["open"]
+    out = io.BytesIO()
+    con = Console(io.BytesIO(b"lock()\rw(b'AFTER')\r"), out, lock_state=lambda: state[0])
+
+    def lock():
+        state[0] = "locked"
+
+    con.globals["lock"] = lock
+    con.globals["w"] = out.write
+    _run(con)
+    assert b"console locked" in out.getvalue() and b"AFTER" not in out.getvalue()
+
+
+def test_interrupt_of_the_app_on_a_locked_board_propagates():
+    # Console.run must not turn a KeyboardInterrupt into a REPL on a locked board.
+    con, out = _console(b"", lock="locked")
+
+    def app():
+        raise KeyboardInterrupt
+
+    devtest.raises(KeyboardInterrupt, con.run, app)
+    con, out = _console(b"")  # open (factory) board: the REPL follows, as on any MicroPython board
+    con.run(app)
+    assert b"KeyboardInterrupt" in out.getvalue()

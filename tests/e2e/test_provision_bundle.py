@@ -39,14 +39,18 @@ def test_bundle_holds_the_device_identity(pki):
     tk = pki.device("pump-1").active_key()
     assert ident["device_id"] == "pump-1" and ident["model"] == "pump-v2" and ident["pump"] is True
     assert ident["broker"] == {"host": "127.0.0.1", "port": 8883, "server_hostname": "127.0.0.1"}
-    assert ident["telemetry"] == {"kid": tk.kid.hex(), "key": tk.key.hex(), "base_iv": tk.base_iv.hex()}
-    files = {ident["files"][k]: b.files[ident["files"][k]] for k in ("cert", "key", "ca")}
+    # the telemetry key travels as a secret, sealed on the board into identity.json
+    assert ident["telemetry"] == {"kid": tk.kid.hex(), "base_iv": tk.base_iv.hex()}
+    assert b.secrets["telemetry-key"] == tk.key
+    assert ident["files"] == {"cert": "identity/cert.der", "key": "identity/key.sealed", "ca": "identity/ca.der"}
+    files = {ident["files"][k]: b.files[ident["files"][k]] for k in ("cert", "ca")}
+    assert "identity/key.sealed" not in b.files  # written sealed by the board, never in the clear
     cert = x509.load_der_x509_certificate(files["identity/cert.der"])
-    key = serialization.load_der_private_key(files["identity/key.der"], None)
+    key = serialization.load_der_private_key(b.secrets["tls-key"], None)
     assert cert.public_key().public_numbers() == key.public_key().public_numbers()
     ca = x509.load_der_x509_certificate(files["identity/ca.der"])
     cert.verify_directly_issued_by(ca)
-    assert files["identity/key.der"][:1] == b"\x30"  # SEC1 DER, what mbedTLS loads
+    assert b.secrets["tls-key"][:1] == b"\x30"  # SEC1 DER, what mbedTLS loads
     assert build_bundle(pki, "mon-1", BrokerAddress("h", 1, "broker.example")).identity["pump"] is False
 
 

@@ -64,11 +64,22 @@ class Uart:
         return data
 
     def enter_raw_repl(self, soft_reset: bool = False) -> None:
-        self.ser.write(b"\r\x03\x03")
-        time.sleep(0.1)
-        self.ser.reset_input_buffer()
-        self.ser.write(b"\r\x01")
-        self.read_until(b"raw REPL; CTRL-B to exit\r\n>")
+        # Retried every second until the timeout: a board that is still
+        # booting does not take Ctrl-C yet (its tty signals only once its
+        # console runs the app). Ctrl-B first leaves a raw REPL that an earlier
+        # attempt reached late; Ctrl-A then prints the raw REPL banner again.
+        deadline = time.monotonic() + self.timeout
+        while True:
+            self.ser.write(b"\r\x03\x03\x02")
+            time.sleep(0.1)
+            self.ser.reset_input_buffer()
+            self.ser.write(b"\r\x01")
+            try:
+                self.read_until(b"raw REPL; CTRL-B to exit\r\n>", max(0.05, min(1.0, deadline - time.monotonic())))
+                break
+            except UartError:
+                if time.monotonic() >= deadline:
+                    raise
         if soft_reset:
             self.ser.write(b"\x04")
             self.read_until(b"soft reboot\r\n")

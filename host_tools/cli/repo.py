@@ -82,3 +82,27 @@ def expiry_cmd(ctx, role, duration) -> None:
     config.expiry[role] = duration
     config.save(layout.config)
     click.echo(f"{role} metadata will expire {duration} after signing")
+
+
+@cli.command("slot-size")
+@click.argument("model")
+@click.argument("size", required=False)
+@click.pass_context
+def slot_size_cmd(ctx, model, size) -> None:
+    """Show or set the application slot size of MODEL (e.g. 512k, 1M).
+
+    It must match the board's partition table: `package build`, `package
+    inspect` and `release publish` refuse a package whose files cannot fit it."""
+    from host_tools.mpvm import parse_size
+    from host_tools.release.package import check_model
+
+    layout = Layout.of(workdir(ctx))
+    config = ReleaseConfig.load(layout.config)
+    check_model(model)
+    if size is not None:
+        try:
+            config.slot_size[model] = parse_size(size)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="SIZE") from None
+        config.save(layout.config)
+    click.echo(f"{model}: application slot of {config.slot_bytes(model)} bytes")

@@ -40,6 +40,8 @@ def serve_cmd(ctx, host, port, tls, cert, key, head_timeout, idle_timeout, max_c
     layout = Layout.of(workdir(ctx))
     if (cert or key) and not tls:
         raise click.UsageError("--cert/--key need --tls")
+    if key and not cert:
+        raise click.UsageError("--key needs --cert")
     if tls and not cert:
         cert, key = ensure_self_signed(layout.workdir / "tls", host)
         click.echo(f"TLS certificate (give it to clients as their CA): {cert}")

@@ -215,6 +215,9 @@ class RepositoryServer:
         self.tls = certfile is not None
         ctx = None
         if self.tls:
+            for pem in (certfile, keyfile):
+                if pem is not None and not Path(pem).is_file():  # a FIFO would block the TLS library
+                    raise ConfigError(f"TLS certificate/key {pem} is not a regular file")
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.minimum_version = ssl.TLSVersion.TLSv1_2
             try:

@@ -10,16 +10,12 @@ import time
 
 import pytest
 
-from tests.e2e.broker_fixtures import running_fleet
+from tests.e2e.broker_fixtures import fleet  # noqa: F401 - the pytest fixture
 
 DEVICE_TOPICS = ("telemetry", "status", "events", "update")
 SETTLE = 0.3  # after the control message arrived, give a denied one time to show up
 
 
-@pytest.fixture
-def fleet(tmp_path):
-    with running_fleet(tmp_path, devices=[("pump-1", "pump-v2"), ("pump-2", "pump-v2")]) as f:
-        yield f
 
 
 def test_device_cannot_publish_on_another_devices_topics(fleet):

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
 from host_tools import mpvm
 from host_tools.collector import tls_client
-from tests.e2e.broker_fixtures import running_fleet
+from tests.e2e.broker_fixtures import fleet  # noqa: F401 - the pytest fixture
 
 REPO = Path(__file__).resolve().parents[2]
 VM_AGENT = REPO / "tests/device/data/telemetry/vm_agent.py"
@@ -167,10 +167,8 @@ def analyse(messages, key, base_iv, kid):
 
 
 # ----------------------------------------------------------------- test
-@pytest.fixture
-def fleet(tmp_path):
-    with running_fleet(tmp_path, devices=[(DEVICE, "pump-v2")], persistence=True) as f:
-        yield f
+FLEET_DEVICES = [(DEVICE, "pump-v2")]
+FLEET_PERSISTENCE = True
 
 
 @pytest.mark.timeout(150)

@@ -4,11 +4,9 @@ the release keys, to /dev/zero), a FIFO, and floods of half-sent requests
 (400 at once, a slow drip, more than --max-clients)."""
 from __future__ import annotations
 
+import contextlib
 import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -16,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-MEDSENTRY = str(Path(sys.executable).parent / "medsentry")
+from tests.e2e.test_release_serve import start_server as start
+from tests.e2e.test_release_serve import stop_server as stop
+
 ROOT = b'{"signed": "a root"}'
 
 
@@ -32,25 +32,14 @@ def workdir(tmp_path):
     return wd
 
 
-def start(workdir: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [MEDSENTRY, "--workdir", str(workdir), "repo", "serve", "--port", "0", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    line = proc.stdout.readline()
-    if not line.startswith("serving"):
-        proc.kill()
-        raise AssertionError("server did not start: " + line + proc.stderr.read())
-    return proc, line.split(" at ")[1].split("/ ")[0].strip()
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGINT)
+@contextlib.contextmanager
+def serving(workdir: Path, *extra: str):
+    """`medsentry repo serve` in its own process: (process, base URL, port)."""
+    proc, url = start(workdir, *extra)
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise AssertionError("the server did not stop on SIGINT") from None
+        yield proc, url, int(url.rsplit(":", 1)[1])
+    finally:
+        stop(proc)
 
 
 def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
@@ -68,13 +57,18 @@ def threads(pid: int) -> int:
     raise AssertionError("no thread count")
 
 
-def half_open(port: int, n: int) -> list[socket.socket]:
-    socks = []
-    for _ in range(n):
-        s = socket.create_connection(("127.0.0.1", port), timeout=5)
-        s.sendall(b"GET /metadata/1.root.json HTTP/1.1\r\nHost: x\r\n")  # the head never ends
-        socks.append(s)
-    return socks
+@contextlib.contextmanager
+def half_open(port: int, n: int):
+    """`n` connections that each send the start of a request head, never its end."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(n):
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            socks[-1].sendall(b"GET /metadata/1.root.json HTTP/1.1\r\nHost: x\r\n")
+        yield socks
+    finally:
+        for s in socks:
+            s.close()
 
 
 def closed_by_server(s: socket.socket, timeout: float) -> bool:
@@ -94,8 +88,7 @@ def test_links_out_of_the_repository_and_special_files_are_never_served(workdir)
     (repo / "targets" / "zero.bin").symlink_to("/dev/zero")
     (repo / "targets" / "root-link.json").symlink_to(repo / "metadata" / "1.root.json")
     os.mkfifo(repo / "targets" / "fifo.bin")
-    proc, url = start(workdir)
-    try:
+    with serving(workdir) as (proc, url, port):
         assert get(f"{url}/metadata/1.root.json") == (200, ROOT)
         for path in ("/metadata/passwd.json", "/keys/timestamp-ab12.key", "/keys/", "/targets/zero.bin",
                      "/targets/root-link.json", "/targets/fifo.bin", "/metadata/../../keys/timestamp-ab12.key",
@@ -104,18 +97,13 @@ def test_links_out_of_the_repository_and_special_files_are_never_served(workdir)
             status, body = get(url + path)
             assert status == 404, (path, status, body[:80])
             assert time.monotonic() - t0 < 2, f"{path} took {time.monotonic() - t0:.1f} s"
-    finally:
-        stop(proc)
 
 
 def test_400_half_sent_requests_neither_block_clients_nor_grow_threads(workdir):
-    proc, url = start(workdir, "--head-timeout", "2")
-    port = int(url.rsplit(":", 1)[1])
-    try:
+    with serving(workdir, "--head-timeout", "2") as (proc, url, port):
         assert get(f"{url}/metadata/1.root.json")[0] == 200
         before = threads(proc.pid)
-        socks = half_open(port, 400)
-        try:
+        with half_open(port, 400) as socks:
             t0 = time.monotonic()
             assert get(f"{url}/metadata/1.root.json", timeout=5) == (200, ROOT)
             assert time.monotonic() - t0 < 1.0, "a normal client waited behind the half-open ones"
@@ -124,18 +112,11 @@ def test_400_half_sent_requests_neither_block_clients_nor_grow_threads(workdir):
             deadline = time.monotonic() + 6
             still_open = [s for s in socks if not closed_by_server(s, max(0.01, deadline - time.monotonic()))]
             assert still_open == [], f"{len(still_open)} of 400 idle connections still open"
-        finally:
-            for s in socks:
-                s.close()
         assert get(f"{url}/metadata/1.root.json") == (200, ROOT)
-    finally:
-        stop(proc)
 
 
 def test_a_slow_drip_is_closed_at_the_head_deadline(workdir):
-    proc, url = start(workdir, "--head-timeout", "1.5")
-    port = int(url.rsplit(":", 1)[1])
-    try:
+    with serving(workdir, "--head-timeout", "1.5") as (proc, url, port):
         s = socket.create_connection(("127.0.0.1", port), timeout=5)
         t0 = time.monotonic()
         closed_after = None
@@ -151,21 +132,11 @@ def test_a_slow_drip_is_closed_at_the_head_deadline(workdir):
                     break
         assert closed_after is not None, "a client sending one byte every 0.25 s was never cut off"
         assert 1.0 < closed_after < 4.0, closed_after
-    finally:
-        stop(proc)
 
 
 def test_more_half_open_clients_than_max_clients_still_leave_room(workdir):
-    proc, url = start(workdir, "--max-clients", "20", "--head-timeout", "30")
-    port = int(url.rsplit(":", 1)[1])
-    try:
-        socks = half_open(port, 60)
-        try:
+    with serving(workdir, "--max-clients", "20", "--head-timeout", "30") as (proc, url, port):
+        with half_open(port, 60) as socks:
             for _ in range(3):  # each newcomer evicts the oldest half-open connection
                 assert get(f"{url}/metadata/1.root.json", timeout=3) == (200, ROOT)
             assert sum(closed_by_server(s, 0.05) for s in socks[:30]) >= 30 - 20
-        finally:
-            for s in socks:
-                s.close()
-    finally:
-        stop(proc)

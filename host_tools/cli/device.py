@@ -16,6 +16,9 @@ from host_tools.provision import (
     load_config_file,
     provision,
 )
+from host_tools.release.inputs import InputError, read_regular
+
+SMALL_FILE = 1024 * 1024  # a provisioning config or a TUF root is a few KiB
 
 
 @click.group("device")
@@ -55,12 +58,13 @@ def provision_cmd(ctx: click.Context, name: str, port: str, broker_host: str | N
     else:
         broker = BrokerAddress(broker_host or "127.0.0.1", broker_port, server_hostname)
     try:
-        config = load_config_file(Path(config_file).read_bytes(), config_file) if config_file else None
-        root = check_tuf_root(Path(tuf_root).read_bytes(), tuf_root) if tuf_root else None
+        config = load_config_file(read_regular(Path(config_file), SMALL_FILE, "config"), config_file) \
+            if config_file else None
+        root = check_tuf_root(read_regular(Path(tuf_root), SMALL_FILE, "TUF root"), tuf_root) if tuf_root else None
         console = Console(stderr=True)
         res = provision(FleetPKI(workdir), name, port, broker, config=config, tuf_root=root,
                         reset=not no_reset, timeout=timeout, log=lambda m: console.print(f"  {m}"))
-    except ProvisionError as exc:
+    except (ProvisionError, InputError) as exc:
         raise click.ClickException(str(exc)) from None
     t = Table(title=f"{res.device_id} ({res.model}) provisioned on {res.port}")
     t.add_column("file on the board")

@@ -15,3 +15,23 @@ class LibraryErrorGroup(click.Group):
             return super().invoke(ctx)
         except self.errors as exc:
             raise click.ClickException(str(exc)) from None
+
+
+def os_error_message(exc: OSError) -> str:
+    """`cannot use PATH: reason` for a file-system error (no errno numbers)."""
+    where = f" {exc.filename}" if exc.filename is not None else ""
+    if exc.filename2 is not None:
+        where += f" -> {exc.filename2}"
+    return f"cannot use{where}: {exc.strerror or exc}"
+
+
+class TopGroup(click.Group):
+    """The `medsentry` group: a file-system error no command turned into a
+    clear error of its own (a missing directory, a path under a file, a
+    read-only place) ends as a one-line message and exit 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:
+            raise click.ClickException(os_error_message(exc)) from None

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import click
+
+from host_tools.cli.errors import TopGroup
 
 # One entry per command-group module under host_tools/cli/. Each module defines
 # a click group or command named `cli`. Add a line here to register a new one.
@@ -23,13 +26,22 @@ GROUP_MODULES = [
 ]
 
 
-@click.group()
+def _check_workdir(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """The work directory is a directory, or does not exist yet."""
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise click.BadParameter(f"{value} exists and is not a directory", ctx=ctx, param=param)
+    return value
+
+
+@click.group(cls=TopGroup)
 @click.option(
     "--workdir",
     envvar="MEDSENTRY_WORKDIR",
     default=".medsentry",
     show_default=True,
     type=click.Path(file_okay=False),
+    callback=_check_workdir,
     help="Where boards, keys, the repository and the fleet database live.",
 )
 @click.pass_context

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from host_tools.cli.keys import ReleaseGroup, workdir
+from host_tools.release.config import ReleaseConfig
 from host_tools.release.errors import BuildError
 from host_tools.release.layout import Layout
 
@@ -90,6 +91,7 @@ def build_cmd(ctx, model, version, security_counter, also_compatible, min_base_v
         base_package=base_path,
         keep_py=tuple(keep_py),
         source_date_epoch=source_date_epoch,
+        slot_bytes=ReleaseConfig.load(layout.config).slot_bytes(model),
     )
     m = result.manifest
     carried = sum(1 for f in m["files"] if f["stored"])
@@ -103,11 +105,12 @@ def build_cmd(ctx, model, version, security_counter, also_compatible, min_base_v
 @cli.command("inspect")
 @click.argument("package", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
-def inspect_cmd(package, as_json) -> None:
-    """Verify PACKAGE completely and show its manifest."""
+@click.pass_context
+def inspect_cmd(ctx, package, as_json) -> None:
+    """Verify PACKAGE completely (its files must fit the model's slot) and show its manifest."""
     from host_tools.release.package import read_package
 
-    info = read_package(Path(package))
+    info = read_package(Path(package), ReleaseConfig.load(Layout.of(workdir(ctx)).config).slot_bytes)
     if as_json:
         click.echo(json.dumps(info.manifest, indent=2, sort_keys=True))
         return

@@ -21,28 +21,39 @@ def cli() -> None:
 @click.option("--tls", is_flag=True, help="HTTPS; without --cert a self-signed certificate is made in <workdir>/tls/.")
 @click.option("--cert", type=click.Path(dir_okay=False, exists=True), default=None)
 @click.option("--key", type=click.Path(dir_okay=False, exists=True), default=None)
+@click.option("--head-timeout", type=float, default=10.0, show_default=True,
+              help="Seconds a client has to send its whole request head.")
+@click.option("--idle-timeout", type=float, default=30.0, show_default=True,
+              help="Seconds a stalled client may keep a response waiting.")
+@click.option("--max-clients", type=int, default=256, show_default=True, help="Open connections at most.")
 @click.option("--verbose", is_flag=True, help="Log every request.")
 @click.pass_context
-def serve_cmd(ctx, host, port, tls, cert, key, verbose) -> None:
-    """Serve metadata/ and targets/ as static files until interrupted."""
-    from host_tools.release.serve import RepositoryServer, ensure_self_signed
+def serve_cmd(ctx, host, port, tls, cert, key, head_timeout, idle_timeout, max_clients, verbose) -> None:
+    """Serve metadata/ and targets/ as static files until interrupted.
+
+    Regular files inside the repository only (no symbolic links, no listings),
+    one thread, every client under a deadline. For a production setup behind a
+    static web server see README "Serving the repository"."""
+    from host_tools.release.selfsigned import ensure_self_signed
+    from host_tools.release.serve import RepositoryServer, ServeLimits
 
     layout = Layout.of(workdir(ctx))
     if (cert or key) and not tls:
         raise click.UsageError("--cert/--key need --tls")
+    if key and not cert:
+        raise click.UsageError("--key needs --cert")
     if tls and not cert:
         cert, key = ensure_self_signed(layout.workdir / "tls", host)
         click.echo(f"TLS certificate (give it to clients as their CA): {cert}")
+    limits = ServeLimits(head_timeout=head_timeout, idle_timeout=idle_timeout, max_clients=max_clients)
     server = RepositoryServer(layout.repository, host, port, Path(cert) if cert else None,
-                              Path(key) if key else None, quiet=not verbose)
+                              Path(key) if key else None, quiet=not verbose, limits=limits)
     click.echo(f"serving {layout.repository} at {server.url}/  (metadata: {server.url}/metadata/, "
                f"targets: {server.url}/targets/); Ctrl-C to stop", )
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
-    finally:
-        server.httpd.server_close()
 
 
 @cli.command("status")
@@ -73,3 +84,27 @@ def expiry_cmd(ctx, role, duration) -> None:
     config.expiry[role] = duration
     config.save(layout.config)
     click.echo(f"{role} metadata will expire {duration} after signing")
+
+
+@cli.command("slot-size")
+@click.argument("model")
+@click.argument("size", required=False)
+@click.pass_context
+def slot_size_cmd(ctx, model, size) -> None:
+    """Show or set the application slot size of MODEL (e.g. 512k, 1M).
+
+    It must match the board's partition table: `package build`, `package
+    inspect` and `release publish` refuse a package whose files cannot fit it."""
+    from host_tools.mpvm import parse_size
+    from host_tools.release.package import check_model
+
+    layout = Layout.of(workdir(ctx))
+    config = ReleaseConfig.load(layout.config)
+    check_model(model)
+    if size is not None:
+        try:
+            config.slot_size[model] = parse_size(size)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="SIZE") from None
+        config.save(layout.config)
+    click.echo(f"{model}: application slot of {config.slot_bytes(model)} bytes")

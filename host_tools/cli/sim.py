@@ -96,6 +96,8 @@ def power_cut(ctx: click.Context, name: str, at_write: int | None, seed: int | N
 def pump(ctx: click.Context, name: str, rate: float | None, vtbi: float, stop_: bool,
          alarm: tuple[str, ...], clear_alarms: bool) -> None:
     """Script the pump of board NAME (start/stop an infusion, raise alarms)."""
+    if rate is None and not (stop_ or alarm or clear_alarms):
+        raise click.UsageError("nothing to do: give --infuse, --stop, --alarm or --clear-alarms")
     b = _boards(ctx)
     if rate is not None:
         b.start_infusion(name, rate, vtbi)

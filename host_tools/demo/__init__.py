@@ -1,6 +1,6 @@
 """The demo (`make demo`): simulated boards end to end.
 
-core.py runs the stages in order; each stage module adds its section to
+core.py runs the stages in order over a context.DemoContext; each stage module adds its section to
 demo-out/summary.json: boards.py (boot and watch), telemetry.py (sealed vitals
 into the collector), updates.py (signed releases, A/B updates, deferral, rollback).
 """

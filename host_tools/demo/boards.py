@@ -6,7 +6,7 @@ import time
 from rich.live import Live
 from rich.table import Table
 
-from host_tools.demo.core import DEMO_BOARDS, DemoContext
+from host_tools.demo.context import DEMO_BOARDS, DemoContext
 
 # Provisioned boards run the telemetry pipeline beside the update agent and its
 # TUF client: ~190 KB of .mpy code on the heap, a TUF refresh beside a live TLS

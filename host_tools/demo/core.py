@@ -4,36 +4,17 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from rich.console import Console
 
+from host_tools.demo import boards, telemetry, updates
+from host_tools.demo.context import DEMO_BOARDS, DemoContext
 from host_tools.sim.boards import Boards
 
-# board name -> device model
-DEMO_BOARDS = {"pump-1": "pump-v2", "pump-2": "pump-v2", "monitor-1": "monitor-v1"}
 
-
-@dataclass
-class DemoContext:
-    out: Path
-    workdir: Path
-    boards: Boards
-    names: list[str]
-    console: Console
-    summary: dict = field(default_factory=dict)
-    # What one stage hands to a later one (e.g. the update server URL and the
-    # TUF root that provisioning writes into each board).
-    shared: dict = field(default_factory=dict)
-    # Stop actions registered by stages (servers, brokers), run at the end.
-    cleanup: list[Callable[[], None]] = field(default_factory=list)
-
-
-def stages() -> list[Callable[["DemoContext"], None]]:
-    from host_tools.demo import boards, telemetry, updates
-
+def stages() -> list[Callable[[DemoContext], None]]:
     return [updates.stage_release_server, telemetry.stage_fleet, boards.stage_boot, telemetry.stage_telemetry,
             updates.stage_updates]
 

@@ -21,7 +21,7 @@ from rich.table import Table
 
 from host_tools.broker import Broker
 from host_tools.collector import Collector, CollectorConfig, FleetDB
-from host_tools.demo.core import DEMO_BOARDS, DemoContext
+from host_tools.demo.context import DEMO_BOARDS, DemoContext
 from host_tools.pki import FleetPKI
 from host_tools.provision import BrokerAddress, merge_config, provision
 

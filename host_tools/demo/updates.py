@@ -19,7 +19,7 @@ from pathlib import Path
 from rich.live import Live
 from rich.table import Table
 
-from host_tools.demo.core import DemoContext
+from host_tools.demo.context import DemoContext
 from host_tools.release.quickstart import DemoPassphrases, device_tree, ensure_models, publish_tree
 from host_tools.release.serve import RepositoryServer
 from host_tools.sim.uart import Uart

@@ -28,9 +28,13 @@ from pathlib import Path
 
 from .errors import BuildError, ConfigError, PackageError
 from .fsutil import write_atomic
+from .inputs import check_output, check_source, read_regular, write_error
 from .package import (
     FORMAT_NAME,
+    MAX_FILE_SIZE,
     WBITS,
+    canonical_json,
+    check_fits_slot,
     check_model,
     check_path,
     read_package,
@@ -86,13 +90,14 @@ def collect_sources(sources: list[Path], base: Path) -> list[tuple[str, Path]]:
             p.relative_to(base)
         except ValueError:
             raise BuildError(f"source {src} is not under the base directory {base}") from None
-        files = [p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file())
+        files = [p] if not p.is_dir() else sorted(x for x in p.rglob("*") if x.is_symlink() or not x.is_dir())
         for f in files:
             rel = f.relative_to(base).as_posix()
             parts = rel.split("/")
             if any(part.startswith(".") or part == "__pycache__" for part in parts) or rel.endswith(".pyc"):
                 continue
-            found[rel] = f
+            if check_source(f, base, MAX_FILE_SIZE):
+                found[rel] = f
     if not found:
         raise BuildError("no source files given")
     return sorted(found.items())
@@ -124,7 +129,7 @@ def compile_sources(
             else:
                 jobs.append((rel, None, src))
         for target, fut, src in jobs:
-            content = fut.result() if fut is not None else src.read_bytes()
+            content = fut.result() if fut is not None else read_regular(src, MAX_FILE_SIZE, "source")
             check_path(target)
             if target in out:
                 raise BuildError(f"two sources produce {target}")
@@ -159,10 +164,12 @@ def build_package(
     base_package: Path | None = None,
     keep_py: tuple[str, ...] = DEFAULT_KEEP_PY,
     source_date_epoch: int | None = None,
+    slot_bytes: int | None = None,
 ) -> BuildResult:
     """Build a full package, or a patch package when `base_package` is given
     (only files whose content differs from the base are carried; the manifest
-    still lists every file of the full slot)."""
+    still lists every file of the full slot). With `slot_bytes`, a package
+    whose files cannot fit the model's slot is refused (SlotTooSmall)."""
     check_model(model)
     check_version(version)
     check_version(min_base_version)
@@ -172,7 +179,12 @@ def build_package(
     if source_date_epoch is None:
         source_date_epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "0") or 0)
 
+    if output is not None:
+        check_output(Path(output))
     files = collect_sources([Path(s) for s in sources], Path(base_dir or Path.cwd()))
+    if slot_bytes is not None:  # files carried as they are: refused before anything is read
+        as_is = [{"path": r, "size": f.stat().st_size} for r, f in files if not r.endswith(".py") or r in keep_py]
+        check_fits_slot({"model": model, "version": version, "files": as_is}, 0, slot_bytes)
     contents = compile_sources(files, keep_py)
     entries = [
         {"path": p, "size": len(c), "sha256": hashlib.sha256(c).hexdigest(), "stored": True}
@@ -212,6 +224,8 @@ def build_package(
         "build": {"mpy_cross": runtime, "zlib": zlib.ZLIB_VERSION},
         "files": entries,
     }
+    if slot_bytes is not None:
+        check_fits_slot(manifest, len(canonical_json(manifest)), slot_bytes)
     sbom = make_sbom(
         model=model,
         version=version,
@@ -226,7 +240,10 @@ def build_package(
     # a build never writes a package that would fail its own verification
     checked = verify_package_bytes(blob).manifest
     path = Path(output) if output else Path(out_dir) / default_package_name(model, version, kind)
-    write_atomic(path, blob)
     sbom_path = path.with_name(path.name.removesuffix(".mspk") + ".cdx.json")
-    write_atomic(sbom_path, sbom)
+    for dest, content in ((path, blob), (sbom_path, sbom)):
+        try:
+            write_atomic(dest, content)
+        except OSError as exc:
+            raise write_error(dest, exc) from None
     return BuildResult(path, sbom_path, checked, hashlib.sha256(blob).hexdigest(), len(blob))

@@ -9,6 +9,7 @@ from pathlib import Path
 from .durations import parse_duration
 from .errors import ConfigError
 from .fsutil import write_atomic
+from .inputs import read_regular
 
 KEY_TYPES = ("ed25519", "ecdsa")
 #: roles with a configurable expiry; "models" covers every delegated model role
@@ -20,6 +21,10 @@ DEFAULT_EXPIRY = {
     "snapshot": "7d",
     "timestamp": "1d",
 }
+#: Application slot of a model whose size is not configured: the slot of the
+#: simulated board's default 2 MiB flash (board/sim/flash.py default_layout,
+#: a quarter of the flash; tests/host/test_release_inputs.py checks they agree).
+DEFAULT_SLOT_SIZE = 512 * 1024
 
 
 @dataclass
@@ -28,6 +33,8 @@ class ReleaseConfig:
     root_keys: int = 3
     root_threshold: int = 2
     expiry: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_EXPIRY))
+    #: model -> bytes of its application slot (the board's partition table)
+    slot_size: dict[str, int] = field(default_factory=dict)
 
     def validate(self) -> "ReleaseConfig":
         if self.key_type not in KEY_TYPES:
@@ -41,7 +48,14 @@ class ReleaseConfig:
             if role not in EXPIRY_ROLES:
                 raise ConfigError(f"unknown role for an expiry: {role!r} (one of {', '.join(EXPIRY_ROLES)})")
             parse_duration(text)
+        for model, size in self.slot_size.items():
+            if not isinstance(size, int) or isinstance(size, bool) or not 4096 <= size <= 1 << 32:
+                raise ConfigError(f"slot size of {model} must be a number of bytes from 4096 to 4 GiB: {size!r}")
         return self
+
+    def slot_bytes(self, model: str) -> int:
+        """Bytes of `model`'s application slot (every package must fit it)."""
+        return self.slot_size.get(model, DEFAULT_SLOT_SIZE)
 
     def expiry_for(self, role: str) -> timedelta:
         """Expiry period for a TUF role name (delegated model roles use 'models')."""
@@ -55,6 +69,8 @@ class ReleaseConfig:
             "root_threshold": self.root_threshold,
             "expiry": dict(sorted(self.expiry.items())),
         }
+        if self.slot_size:
+            doc["slot_size"] = dict(sorted(self.slot_size.items()))
         return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
     def save(self, path: Path) -> None:
@@ -65,7 +81,7 @@ class ReleaseConfig:
         if not path.exists():
             return cls()
         try:
-            doc = json.loads(path.read_text())
+            doc = json.loads(read_regular(path, 1024 * 1024, "release configuration"))
             expiry = dict(DEFAULT_EXPIRY)
             expiry.update(doc.get("expiry", {}))
             return cls(
@@ -73,6 +89,7 @@ class ReleaseConfig:
                 root_keys=int(doc.get("root_keys", 3)),
                 root_threshold=int(doc.get("root_threshold", 2)),
                 expiry=expiry,
+                slot_size=dict(doc.get("slot_size", {})),
             ).validate()
         except (ValueError, TypeError, AttributeError) as exc:
             raise ConfigError(f"{path}: not a valid release configuration: {exc}") from None

@@ -93,3 +93,7 @@ class PackageIntegrityError(PackageError):
 
 class BuildError(PackageError):
     """Building a package failed (bad source, mpy-cross error, missing base)."""
+
+
+class SlotTooSmall(PackageError):
+    """The package's files cannot fit its model's application slot."""

@@ -9,10 +9,12 @@ import json
 import re
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError, PackageFormatError, PackageIntegrityError
+from .errors import ConfigError, PackageFormatError, PackageIntegrityError, SlotTooSmall
+from .inputs import InputError, read_regular
 from .versions import parse_version
 
 MAGIC = b"MSPK"
@@ -24,6 +26,8 @@ HEADER_SIZE = HEADER.size  # 44
 MAX_MANIFEST = 16 * 1024
 MAX_FILES = 64
 MAX_FILE_SIZE = 16 * 1024 * 1024  # per file (and SBOM), uncompressed
+MAX_PACKAGE_BYTES = 64 * 1024 * 1024  # a package file larger than this is refused unread
+SLOT_BLOCK = 4096  # erase block of the board's flash (board/sim/flash.py)
 WBITS = 10  # 1 KiB deflate window: what the device must allocate to inflate
 LEVEL = 9
 FORMAT_NAME = "medsentry-package/1"
@@ -247,25 +251,57 @@ def validate_manifest(m: dict) -> None:
     _need(sb, "sha256", str, "sbom")
 
 
-def read_package(path: Path) -> PackageInfo:
-    """Read and fully verify a package file (see :func:`verify_package_bytes`)."""
+def read_package(path: Path, slot_bytes: Callable[[str], int] | None = None) -> PackageInfo:
+    """Read and fully verify a package file (see :func:`verify_package_bytes`).
+    Only a regular file of at most MAX_PACKAGE_BYTES is read; with `slot_bytes`
+    (model -> slot size) a package whose files cannot fit its model's slot is
+    refused before anything is inflated."""
     try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise PackageFormatError(f"no such package file: {path}") from None
-    except IsADirectoryError:
-        raise PackageFormatError(f"{path} is a directory, not a package file") from None
-    info = verify_package_bytes(data)
+        data = read_regular(Path(path), MAX_PACKAGE_BYTES, "package")
+    except InputError as exc:
+        raise PackageFormatError(str(exc)) from None
+    info = verify_package_bytes(data, slot_bytes)
     info.path = Path(path)
     return info
 
 
-def verify_package_bytes(data: bytes) -> PackageInfo:
-    """Check header, manifest, and that every carried file inflates to exactly
+def slot_need(manifest: dict, manifest_len: int, block: int = SLOT_BLOCK) -> int:
+    """Bytes of littlefs slot an install of `manifest` needs at its peak: every
+    file of the slot, the largest download blob beside them, the manifest and
+    slot.json, a metadata pair per directory and the superblock (each file
+    rounded up to whole blocks, 16 bytes per block kept for littlefs' pointers)."""
+    per = block - 16
+
+    def blocks(n: int) -> int:
+        return max(1, -(-n // per))
+
+    files = manifest["files"]
+    dirs = {"/".join(f["path"].split("/")[:i]) for f in files for i in range(1, f["path"].count("/") + 1)}
+    n = sum(blocks(f["size"]) for f in files)
+    n += max((blocks(f.get("csize", f["size"])) for f in files if f.get("stored")), default=0)
+    n += blocks(manifest_len) + 2 + 2 * (len(dirs) + 1) + 2
+    return n * block
+
+
+def check_fits_slot(manifest: dict, manifest_len: int, slot_bytes: int) -> None:
+    need = slot_need(manifest, manifest_len)
+    if need > slot_bytes:
+        total = sum(f["size"] for f in manifest["files"])
+        raise SlotTooSmall(
+            f"{manifest['model']} {manifest['version']}: {len(manifest['files'])} files of {total} bytes need "
+            f"{need} bytes of slot; the {manifest['model']} slot holds {slot_bytes} "
+            "(release config slot_size, `medsentry repo slot-size`)")
+
+
+def verify_package_bytes(data: bytes, slot_bytes: Callable[[str], int] | None = None) -> PackageInfo:
+    """Check header, manifest, that the files fit the model's slot (when
+    `slot_bytes` is given), and that every carried file inflates to exactly
     its recorded size and sha256, that the blobs tile the data section with no
     gap, overlap or trailing bytes, and the same for the SBOM."""
     manifest, mbytes = parse_header(data)
     validate_manifest(manifest)
+    if slot_bytes is not None:
+        check_fits_slot(manifest, len(mbytes), slot_bytes(manifest["model"]))
     info = PackageInfo(None, data, manifest, mbytes)
     data_len = len(data) - info.data_offset
     pos = 0

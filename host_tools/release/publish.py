@@ -169,7 +169,7 @@ def publish_package(session: Session, package_path: Path, channel: str = "stable
     window (never during an infusion); signed as the custom field ``urgent``."""
     if channel not in CHANNELS:
         raise ConfigError(f"unknown channel {channel!r}: use one of {', '.join(CHANNELS)}")
-    pkg = read_package(Path(package_path))
+    pkg = read_package(Path(package_path), session.config.slot_bytes)
     repo = session.repo
     repo.check_root_not_expired()
     check_publishable(session, pkg)

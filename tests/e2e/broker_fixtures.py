@@ -2,13 +2,13 @@
 
 Import explicitly (there is no conftest for this)::
 
-    import pytest
-    from tests.e2e.broker_fixtures import running_fleet, Subscriber, try_connect
+    from tests.e2e.broker_fixtures import fleet  # noqa: F401 - the pytest fixture
 
-    @pytest.fixture
-    def fleet(tmp_path):
-        with running_fleet(tmp_path, devices=[("pump-1", "pump-v2")]) as f:
-            yield f
+    FLEET_DEVICES = [("pump-1", "pump-v2")]  # optional, per test module
+    FLEET_PERSISTENCE = True                 # optional, per test module
+
+The ``fleet`` fixture is ``running_fleet`` with the module's ``FLEET_DEVICES``
+(default ``DEFAULT_DEVICES``) and ``FLEET_PERSISTENCE`` (default False).
 
 API
 ---
@@ -54,6 +54,7 @@ from typing import Iterator
 
 import cbor2
 import paho.mqtt.client as mqtt
+import pytest
 from pycose.algorithms import AESCCM1664128
 from pycose.headers import KID, Algorithm, PartialIV
 from pycose.keys import SymmetricKey
@@ -271,3 +272,12 @@ def record(seq: int, t: float = 1764489600.0, **over: object) -> dict:
     }
     rec.update(over)
     return rec
+
+
+@pytest.fixture
+def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Fleet]:
+    """The one `fleet` fixture of the broker/collector tests (see the module doc)."""
+    devices = getattr(request.module, "FLEET_DEVICES", DEFAULT_DEVICES)
+    persistence = getattr(request.module, "FLEET_PERSISTENCE", False)
+    with running_fleet(tmp_path, devices=devices, persistence=persistence) as f:
+        yield f

@@ -9,14 +9,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.e2e.broker_fixtures import running_fleet, try_connect
+from tests.e2e.broker_fixtures import fleet, try_connect  # noqa: F401 - fleet is the pytest fixture
 from host_tools.pki import FleetPKI
 
 
-@pytest.fixture
-def fleet(tmp_path):
-    with running_fleet(tmp_path, devices=[("pump-1", "pump-v2"), ("pump-2", "monitor-v1")]) as f:
-        yield f
+FLEET_DEVICES = [("pump-1", "pump-v2"), ("pump-2", "monitor-v1")]
 
 
 def _connect(fleet, name):

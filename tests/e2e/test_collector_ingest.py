@@ -20,6 +20,7 @@ from host_tools.cli.main import cli
 from host_tools.collector import tls_client
 from tests.e2e.broker_fixtures import (
     pycose_seal,
+    fleet,  # noqa: F401 - the pytest fixture
     pycose_usable_key,
     random_key_like,
     record,
@@ -33,10 +34,7 @@ T2 = "medsentry/pump-2/telemetry"
 MARK = 666  # heart rate carried by every record that must be rejected
 
 
-@pytest.fixture
-def fleet(tmp_path):
-    with running_fleet(tmp_path, devices=[("pump-1", "pump-v2"), ("pump-2", "monitor-v1")]) as f:
-        yield f
+FLEET_DEVICES = [("pump-1", "pump-v2"), ("pump-2", "monitor-v1")]
 
 
 def _total(col) -> int:

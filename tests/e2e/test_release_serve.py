@@ -36,9 +36,9 @@ def env(tmp_path):
     return env
 
 
-def start_server(env, *extra):
+def start_server(workdir, *extra):
     proc = subprocess.Popen(
-        [MEDSENTRY, "--workdir", str(env.workdir), "repo", "serve", "--port", "0", *extra],
+        [MEDSENTRY, "--workdir", str(workdir), "repo", "serve", "--port", "0", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
@@ -66,7 +66,7 @@ def stop_server(proc):
 
 
 def test_repo_serve_http_followed_by_ngclient(env, tmp_path):
-    proc, url = start_server(env)
+    proc, url = start_server(env.workdir)
     try:
         assert url.startswith("http://127.0.0.1:")
         data = NgClient(tmp_path / "c", env.root1()).fetch(url, "pump-v2/pump-v2-1.0.0.mspk")
@@ -77,7 +77,7 @@ def test_repo_serve_http_followed_by_ngclient(env, tmp_path):
 
 
 def test_repo_serve_tls_followed_by_ngclient(env, tmp_path):
-    proc, url = start_server(env, "--tls")
+    proc, url = start_server(env.workdir, "--tls")
     try:
         assert url.startswith("https://127.0.0.1:")
         ca = env.workdir / "tls" / "server.crt"
@@ -117,7 +117,7 @@ def test_concurrent_refreshes_and_publish_are_serialised(env, tmp_path):
         assert p.returncode == 0, out + err
     with env.session() as s:  # loads and verifies the whole chain
         assert s.repo.md("timestamp").signed.version == v0 + 5
-    proc, url = start_server(env)
+    proc, url = start_server(env.workdir)
     try:
         assert NgClient(tmp_path / "c", env.root1()).fetch(url, "pump-v2/pump-v2-1.1.0.mspk") == pkg.read_bytes()
     finally:

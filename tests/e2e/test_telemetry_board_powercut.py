@@ -92,11 +92,16 @@ def test_power_cut_with_queued_records_loses_nothing_reuses_no_nonce_and_reports
             assert queued_after >= 15  # the backlog survived the cut
 
             f.broker.start()
-            f.wait_telemetry(DEVICE, lambda t: t.get("connected") and t.get("queued", 99) <= 2, 40, "backlog sent")
-            time.sleep(1.0)
-            f.collector.flush()
-
-            rep = sequence_report(f.db, DEVICE)
+            t = f.wait_telemetry(DEVICE, lambda t: t.get("connected") and t.get("queued", 99) <= 2, 40,
+                                 "backlog sent")
+            sent_upto = t["next_seq"] - 1 - t["queued"]  # every record the board no longer holds
+            deadline = time.monotonic() + 20
+            while True:  # wait until the collector stored them (not a fixed sleep)
+                f.collector.flush()
+                rep = sequence_report(f.db, DEVICE)
+                if rep["arrival"] and max(rep["arrival"]) >= sent_upto or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
             assert rep["missing"] == [] and f.db.lost(DEVICE) == 0, rep
             # Numbers reserved before the cut but never used are declared "skip" by the
             # first record after the reboot (none when the cut hit the reservation itself).

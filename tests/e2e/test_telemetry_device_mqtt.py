@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -35,7 +36,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
 from host_tools import mpvm
 from host_tools.collector import tls_client
-from tests.e2e.broker_fixtures import running_fleet
+from tests.e2e.broker_fixtures import fleet  # noqa: F401 - the pytest fixture
 
 REPO = Path(__file__).resolve().parents[2]
 VM_AGENT = REPO / "tests/device/data/telemetry/vm_agent.py"
@@ -74,6 +75,13 @@ def start_vm(cfg_path: Path, heap: str = "256k") -> subprocess.Popen:
     return subprocess.Popen(mpvm.vm_command(VM_AGENT, str(cfg_path), heap=heap),
                             env=mpvm.vm_env([REPO]), cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def wait_until(cond, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting: {what}"
+        time.sleep(0.05)
 
 
 def vm_result(proc: subprocess.Popen, timeout: float) -> dict:
@@ -167,10 +175,8 @@ def analyse(messages, key, base_iv, kid):
 
 
 # ----------------------------------------------------------------- test
-@pytest.fixture
-def fleet(tmp_path):
-    with running_fleet(tmp_path, devices=[(DEVICE, "pump-v2")], persistence=True) as f:
-        yield f
+FLEET_DEVICES = [(DEVICE, "pump-v2")]
+FLEET_PERSISTENCE = True
 
 
 @pytest.mark.timeout(150)
@@ -187,12 +193,14 @@ def test_device_streams_through_broker_kill_and_power_cut(fleet, tmp_path):
         a = start_vm(cfg)
         procs.append(a)
         operator = fleet.client("operator")
-        time.sleep(1.0)
+        wait_until(lambda: re.search(rf"\b{DEVICE} [01] medsentry/{DEVICE}/cmd\b", broker.log_text()), 20,
+                   "the device subscribed to its cmd topic")
         for i in range(3):  # commands reach the device's cmd subscription
             fleet.publish(operator, f"medsentry/{DEVICE}/cmd", b"cmd%d" % i)
-        time.sleep(1.0)
-        broker.kill()
-        time.sleep(1.5)
+        streamed = len(sink.snapshot())
+        wait_until(lambda: len(sink.snapshot()) >= streamed + 10, 20, "the stream goes on after the commands")
+        broker.kill()  # mid-stream
+        time.sleep(1.5)  # the outage itself: the broker stays away this long
         broker.start()
         res_a = vm_result(a, 60)
         assert res_a["queued"] == 0, res_a

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest_tuf import RUNTIMES, fails, ok, tuf_env, tuf_repo
+from tests.e2e.tuf_client_fixtures import RUNTIMES, fails, ok, tuf_env, tuf_repo
 
 FW = b"medsentry firmware image\n" * 40  # 1000 bytes
 FW2 = b"MEDSENTRY FIRMWARE IMAGE\n" * 40  # same length, other content

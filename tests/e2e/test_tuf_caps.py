@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest_tuf import RUNTIMES, fails, ok, tuf_env
+from tests.e2e.tuf_client_fixtures import RUNTIMES, fails, ok, tuf_env
 
 DEFAULT_TARGETS_CAP = 32768  # UpdaterConfig.targets_max_length
 

@@ -8,7 +8,7 @@ import datetime as dt
 
 import pytest
 
-from tests.e2e.conftest_tuf import run_differential, tuf_env, tuf_repo
+from tests.e2e.tuf_client_fixtures import run_differential, tuf_env, tuf_repo
 
 FW = b"firmware one\n" * 50
 FW2 = b"firmware two\n" * 50

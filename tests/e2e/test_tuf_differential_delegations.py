@@ -11,7 +11,7 @@ import datetime as dt
 import pytest
 from tuf.api.metadata import MetaFile
 
-from tests.e2e.conftest_tuf import run_differential, tuf_env
+from tests.e2e.tuf_client_fixtures import run_differential, tuf_env
 
 A = b"pump firmware A\n" * 20
 B = b"pump firmware B\n" * 20

@@ -13,7 +13,7 @@ from tuf.api.serialization.json import JSONSerializer
 from tuf.ngclient import UpdaterConfig
 from tuf.ngclient.config import EnvelopeType
 
-from tests.e2e.conftest_tuf import RUNTIMES, Client, Result, fails, ok, run_differential, tuf_env, tuf_repo
+from tests.e2e.tuf_client_fixtures import RUNTIMES, Client, Result, fails, ok, run_differential, tuf_env, tuf_repo
 
 FW = b"dsse firmware image\n" * 40
 FW2 = b"dsse firmware two\n" * 40

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest_tuf import Client, RUNTIMES, fails, ok, tuf_env
+from tests.e2e.tuf_client_fixtures import Client, RUNTIMES, fails, ok, tuf_env
 
 FW = b"medsentry firmware image\n" * 40
 
@@ -212,7 +212,7 @@ def delegated_role_reverified(env):
     env.repo.add_target("a/x.bin", FW, role="C")
     env.repo.publish()
     # B also delegates "C" (same name) but with a different key.
-    from tests.e2e.conftest_tuf import tuf_repo
+    from tests.e2e.tuf_client_fixtures import tuf_repo
 
     other = tuf_repo.new_signer("ed25519")
     b = env.repo.md["B"].signed
@@ -232,7 +232,7 @@ def https_download(env):
     env.repo.publish()
     ok(env.client.download("fw/app.bin"))
     # A device that trusts another CA refuses the server.
-    from tests.e2e.conftest_tuf import tuf_repo
+    from tests.e2e.tuf_client_fixtures import tuf_repo
 
     other_ca, _c, _k = tuf_repo.make_test_pki(env.tmp / "otherpki")
     c2 = Client(env.tmp / "device2", env.server, env.client.runtime, ca_file=str(other_ca))

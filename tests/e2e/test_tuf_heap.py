@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from tuf.api.metadata import MetaFile
 
-from tests.e2e.conftest_tuf import fails, ok, tuf_env
+from tests.e2e.tuf_client_fixtures import fails, ok, tuf_env
 
 
 def _fill(repo, targets_bytes: int, snapshot_bytes: int) -> None:

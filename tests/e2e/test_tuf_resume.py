@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from host_tools import mpvm
-from tests.e2e.conftest_tuf import RUNTIMES, tuf_env
+from tests.e2e.tuf_client_fixtures import RUNTIMES, tuf_env
 
 SCRIPT = r'''
 import sys

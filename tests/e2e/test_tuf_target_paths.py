@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from tuf.ngclient import Updater
 
-from tests.e2e.conftest_tuf import RUNTIMES, ok, tuf_env
+from tests.e2e.tuf_client_fixtures import RUNTIMES, ok, tuf_env
 
 # ngclient (urllib3 encodes what is invalid in a URL) downloads these too
 COMMON = ["fw/my app.bin", "fw/100%.bin", "fw/x\r\nX-Injected: 1", "fw/\u00e9t\u00e9.bin"]

@@ -1,4 +1,5 @@
-"""Shared helpers for the TUF end-to-end tests (import explicitly).
+"""Fixtures of the TUF client end-to-end tests: a served TufRepo and the real
+`medsentry-tuf-client` on MicroPython or CPython (import explicitly).
 
 ``tuf_env(tmp_path, runtime, **repo_kw)`` (context manager) yields a ``TufEnv``:
 a ``TufRepo`` (tests/host/tuf_repo.py) served over loopback HTTP (or HTTPS)

@@ -15,7 +15,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 
 from host_tools.pki import FleetPKI
-from host_tools.pki.records import RESERVED_IDS
+from host_tools.pki.records import is_reserved_id
 
 from . import cose
 from .db import FleetDB
@@ -153,7 +153,7 @@ class Ingestor:
             return self._count_only(Outcome("ignored", UNKNOWN_DEVICE, detail="unexpected topic"),
                                     topic, len(payload), now)
         device_id, kind = m.group(1), m.group(2)
-        if device_id.lower() in RESERVED_IDS:  # service names (see broker ACL notes)
+        if is_reserved_id(device_id):  # service names (see broker ACL notes)
             return self._count_only(Outcome("ignored", UNKNOWN_DEVICE, detail="reserved name in topic"),
                                     topic, len(payload), now)
 

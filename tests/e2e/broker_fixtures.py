@@ -57,6 +57,7 @@ from typing import Iterator
 
 import cbor2
 import paho.mqtt.client as mqtt
+import pytest
 from pycose.algorithms import AESCCM1664128
 from pycose.headers import KID, Algorithm, PartialIV
 from pycose.keys import SymmetricKey
@@ -222,6 +223,13 @@ def running_fleet(tmp_path: Path, devices=DEFAULT_DEVICES, *, persistence: bool 
         broker.start()
         stack.callback(broker.stop)
         yield Fleet(workdir, pki, broker, stack)
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    """``running_fleet`` with the default devices, as a fixture (import it by name)."""
+    with running_fleet(tmp_path) as f:
+        yield f
 
 
 # -- independent sealing (pycose) ----------------------------------------------------

@@ -19,16 +19,10 @@ import pytest
 
 from host_tools.broker.config import MAX_PACKET, RECORD_MAX
 from host_tools.collector import tls_client
-from tests.e2e.broker_fixtures import running_fleet, try_connect
+from tests.e2e.broker_fixtures import fleet, running_fleet, try_connect  # noqa: F401 (fixture)
 
 T1 = "medsentry/pump-1/telemetry"
 SETTLE = 0.5
-
-
-@pytest.fixture
-def fleet(tmp_path):
-    with running_fleet(tmp_path) as f:
-        yield f
 
 
 def rss_kib(pid: int) -> int:

@@ -15,16 +15,10 @@ import pytest
 
 from host_tools.collector import Collector, CollectorConfig, FleetDB, tls_client
 from host_tools.collector.cose import seal
-from tests.e2e.broker_fixtures import record, running_fleet
+from tests.e2e.broker_fixtures import fleet, record  # noqa: F401 (fixture)
 
 T2 = "medsentry/pump-2/telemetry"
 ROUNDS = 8
-
-
-@pytest.fixture
-def fleet(tmp_path):
-    with running_fleet(tmp_path) as f:
-        yield f
 
 
 def sealed(fleet, seq: int) -> bytes:

@@ -1,7 +1,8 @@
 """Collector ingest rate against a plain `mosquitto_sub` draining the same stream.
 
-Both subscribers hold persistent QoS 1 sessions on the same Mosquitto (mutual TLS,
-the `collector` identity). N sealed records are published with paho while both
+Both subscribers hold persistent QoS 1 sessions on the same Mosquitto (mutual TLS;
+the collector as `collector`, the anchor as `collector-bench`: the broker makes the
+certificate CN the client id, so each needs its own certificate). N sealed records are published with paho while both
 are away, so the broker queues the identical stream for each; then each drains
 it alone (one after the other, so they do not share the two cores):
 
@@ -42,7 +43,7 @@ def sample(seq: int) -> bytes:
 
 
 def mosquitto_sub_cmd(pki: FleetPKI, broker: Broker, count: int | None) -> list[str]:
-    ident = pki.client_identity("collector")
+    ident = pki.client_identity("collector-bench")
     cmd = ["mosquitto_sub", "-h", broker.host, "-p", str(broker.port), "--cafile", str(ident.ca),
            "--cert", str(ident.cert), "--key", str(ident.key), "-t", "medsentry/+/telemetry",
            "-q", "1", "-c", "-i", "bench-anchor"]
@@ -58,6 +59,7 @@ def main() -> None:
         pki = FleetPKI(work)
         pki.init()
         tk = pki.issue("bench-1", "pump-v2").active_key()
+        pki.issue_client("collector-bench")
         t0 = time.perf_counter()
         payloads = [seal(sample(s), key=tk.key, base_iv=tk.base_iv, kid=tk.kid, seq=s, topic=TOPIC)
                     for s in range(1, n + 1)]

@@ -13,10 +13,10 @@
 # A record is removed from the queue only when its PUBACK arrives, in order.
 # Status records ("online" on every connect, then periodic) go through the
 # same queue so that sequence numbers reach the collector in order and a
-# status is never silently lost. The last will (unsealed, retained) is set in
-# CONNECT and cleared (empty retained PUBLISH) after every connect. Sealed
-# status messages are NOT retained: a retained sealed message would be
-# redelivered to every new collector subscription as a replay.
+# status is never silently lost. The last will (unsealed) is set in CONNECT,
+# NOT retained: the broker refuses retained messages (retain_available false,
+# host_tools/broker/NOTES.md) and the collector's persistent session receives
+# the will anyway. Nothing the device publishes is retained.
 #
 # Queue entries are one kind byte + the sealed message: b"T" telemetry,
 # b"S" status.
@@ -157,7 +157,7 @@ class TelemetrySender:
     # -- MQTT side
 
     def will(self):
-        return (self.topic_status, records.LAST_WILL, 1, True)
+        return (self.topic_status, records.LAST_WILL, 1, False)
 
     def make_client(self, host, port, tls=None, keepalive=30, **kw):
         return MQTTClient(self.device_id, host, port, tls=tls, keepalive=keepalive, clean_session=False,
@@ -171,10 +171,6 @@ class TelemetrySender:
 
     async def on_connected(self, client):
         await client.subscribe(self.topic_cmd, 1)
-        # Clear a retained last will left by an earlier ungraceful disconnect
-        # (an empty retained PUBLISH deletes the retained message; the
-        # collector ignores it as "retain clear"), then report online.
-        await client.publish(self.topic_status, b"", 1, True)
         self.enqueue_status("online")
 
     def _on_puback(self, pid):

@@ -33,9 +33,12 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 @click.option("--port", type=int, default=None)
 @click.option("--duration", type=float, default=None, help="Stop after N seconds.")
 @click.option("--max-records", type=int, default=None, help="Stop after N accepted records.")
+@click.option("--identity", default="collector", show_default=True,
+              help="Client identity under pki/clients (one per collector instance: "
+                   "`medsentry pki issue-service collector-b`).")
 @click.pass_context
 def cli(ctx: click.Context, host: str | None, port: int | None, duration: float | None,
-        max_records: int | None) -> None:
+        max_records: int | None, identity: str) -> None:
     """Subscribe over mutual TLS; verify, decrypt, de-duplicate and store records in fleet.db."""
     workdir = ctx.obj["workdir"]
     h, p = broker_address(workdir, host, port)
@@ -43,7 +46,7 @@ def cli(ctx: click.Context, host: str | None, port: int | None, duration: float 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        col = open_collector(workdir, h, p)
+        col = open_collector(workdir, h, p, identity=identity)
         click.echo(f"collector: {h}:{p} -> {col.db.path} (Ctrl-C stops)")
         stats = col.run(duration=duration, max_records=max_records)
     except (PkiError, ConnectionError) as exc:

@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from host_tools.pki import DEFAULT_DEVICE_DAYS, DEFAULT_SERVER_HOSTS, FleetPKI, PkiError
+from host_tools.pki.records import service_role
 
 
 def _pki(ctx: click.Context) -> FleetPKI:
@@ -63,6 +64,20 @@ def issue(ctx: click.Context, device_id: str, model: str, days: float | None, no
     click.echo(f"device {rec.device_id} ({rec.model}) serial {rec.serial}, valid until {rec.not_after}")
     click.echo(f"  certificate {ident.cert}\n  key {ident.key}\n  record {pki.record_path(device_id)}")
     click.echo(f"  telemetry key id {rec.active_key().kid.hex()}")
+
+
+@cli.command("issue-service")
+@click.argument("name")
+@click.option("--days", type=float, default=None, help="Validity in days [default: 825].")
+@click.pass_context
+def issue_service(ctx: click.Context, name: str, days: float | None) -> None:
+    """Issue a service identity: one more collector instance (collector-NAME) or re-issue
+    collector/operator. Restart the broker afterwards so its ACL includes it."""
+    pki = _pki(ctx)
+    if service_role(name) is None:
+        raise click.ClickException(f"{name!r} is not a service name (collector, operator, collector-<x>)")
+    ident = _run(pki.issue_client, name, days=days)
+    click.echo(f"{name}: {ident.cert}")
 
 
 @cli.command("revoke")

@@ -1,6 +1,7 @@
 """The telemetry collector: verify + decrypt sealed records (SEALING.md), store in SQLite."""
 from .db import FleetDB
-from .ingest import OUTCOMES, REJECTIONS, Ingestor, Outcome
+from .ingest import Ingestor
+from .outcomes import OUTCOMES, REJECTIONS, Outcome
 from .service import SUBSCRIPTIONS, Collector, CollectorConfig, open_collector, tls_client
 
 __all__ = [

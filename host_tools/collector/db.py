@@ -13,10 +13,13 @@ Tables (created if missing; ``meta.schema_version`` = 1):
                  ...): one row each, the whole map kept as JSON in ``detail``.
 ``missing``      open holes in a device's sequence (inclusive ranges).
 ``gaps``         log of gap events: kind ``gap`` (detected hole), ``skipped``
-                 (device declared the numbers never used), ``filled`` (late arrival).
+                 (device declared the numbers never used), ``filled`` (late arrival),
+                 ``skip_refused`` (an implausible skip, not believed), ``expired``
+                 (oldest hole closed at the per-device cap: still lost, not fillable).
 ``counters``     per device (``?`` when the topic names no valid device) and outcome:
                  accepted, duplicate, replayed, forged, malformed, unknown_kid,
-                 wrong_device, retired_key, status_unsealed, ignored.
+                 wrong_device, retired_key, implausible_seq, status_unsealed, ignored;
+                 ``lost_expired`` counts the numbers of expired holes.
 ``rejections``   one row per rejected message: time, topic, reason, detail, size
                  (the newest 100,000). Rejected payloads are never stored.
 """
@@ -28,6 +31,7 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable
 
+from .outcomes import REJECTIONS
 from .records import jsonable
 
 SCHEMA_VERSION = 1
@@ -190,14 +194,14 @@ class FleetDB:
                 self.conn.execute("COMMIT")
 
     # -- state loading (collector start) -------------------------------------------
-    def load_sequence_state(self) -> dict[str, tuple[int | None, list[list[int]]]]:
-        """{device: (highest_seq, [[first, last], ...] open holes)}."""
+    def load_sequence_state(self) -> dict[str, tuple[int | None, list[list[int]], float | None]]:
+        """{device: (highest_seq, [[first, last], ...] open holes, last_seen)}."""
         with self.lock:
-            out: dict[str, tuple[int | None, list[list[int]]]] = {}
-            for r in self.conn.execute("SELECT device_id, highest_seq FROM devices"):
-                out[r["device_id"]] = (r["highest_seq"], [])
+            out: dict[str, tuple[int | None, list[list[int]], float | None]] = {}
+            for r in self.conn.execute("SELECT device_id, highest_seq, last_seen FROM devices"):
+                out[r["device_id"]] = (r["highest_seq"], [], r["last_seen"])
             for r in self.conn.execute("SELECT device_id, first_seq, last_seq FROM missing ORDER BY device_id, first_seq"):
-                out.setdefault(r["device_id"], (None, []))[1].append([r["first_seq"], r["last_seq"]])
+                out.setdefault(r["device_id"], (None, [], None))[1].append([r["first_seq"], r["last_seq"]])
             return out
 
     def load_counters(self) -> dict[str, dict[str, int]]:
@@ -300,8 +304,6 @@ class FleetDB:
         ``sent`` (given by the caller), ``stored`` (telemetry rows), ``lost`` (missing
         sequence numbers), ``rejected`` (all rejection reasons), ``duplicates_dropped``,
         plus ``rejected_by_reason``."""
-        from .ingest import REJECTIONS  # local: ingest imports db
-
         counters = self.counters()
         with self.lock:
             stored = int(self.conn.execute("SELECT COUNT(*) FROM vitals").fetchone()[0])
@@ -316,14 +318,16 @@ class FleetDB:
         }
 
     def lost(self, device_id: str | None = None) -> int:
-        """Sequence numbers still missing (gaps not filled and not declared skipped)."""
+        """Sequence numbers still missing (gaps not filled and not declared skipped),
+        plus those of holes closed as expired (counter ``lost_expired``)."""
+        where, args = ("", ()) if device_id is None else (" WHERE device_id=?", (device_id,))
         with self.lock:
-            if device_id is None:
-                r = self.conn.execute("SELECT COALESCE(SUM(last_seq - first_seq + 1), 0) FROM missing")
-            else:
-                r = self.conn.execute("SELECT COALESCE(SUM(last_seq - first_seq + 1), 0) FROM missing "
-                                      "WHERE device_id=?", (device_id,))
-            return int(r.fetchone()[0])
+            open_ = self.conn.execute(
+                "SELECT COALESCE(SUM(last_seq - first_seq + 1), 0) FROM missing" + where, args).fetchone()[0]
+            expired = self.conn.execute(
+                "SELECT COALESCE(SUM(count), 0) FROM counters WHERE name='lost_expired'"
+                + ("" if device_id is None else " AND device_id=?"), args).fetchone()[0]
+            return int(open_) + int(expired)
 
 
 class _Txn:
@@ -415,10 +419,13 @@ class _Txn:
             "WHERE device_id = ?",
             (st.state, int(st.sealed), now, st.fw, st.queued, st.dropped, device_id))
 
-    def set_missing(self, device_id: str, ranges: Iterable[list[int]]) -> None:
-        self.c.execute("DELETE FROM missing WHERE device_id = ?", (device_id,))
-        self.c.executemany("INSERT INTO missing VALUES (?, ?, ?)",
-                           [(device_id, a, b) for a, b in ranges])
+    def change_missing(self, device_id: str, deleted: Iterable[tuple[int, int]],
+                       added: Iterable[tuple[int, int]]) -> None:
+        """Close and open holes one row each (never rewrite all of a device's holes)."""
+        for a, _ in deleted:
+            self.c.execute("DELETE FROM missing WHERE device_id = ? AND first_seq = ?", (device_id, a))
+        for a, b in added:
+            self.c.execute("INSERT INTO missing VALUES (?, ?, ?)", (device_id, a, b))
 
     def gap_event(self, device_id: str, kind: str, first: int, last: int, now: float) -> None:
         self.c.execute("INSERT INTO gaps (device_id, kind, first_seq, last_seq, detected_at) "

@@ -11,44 +11,37 @@ import json
 import re
 import threading
 import time
-from bisect import bisect_right
 from dataclasses import dataclass
+from datetime import datetime
 
 from host_tools.pki import FleetPKI
-from host_tools.pki.records import RESERVED_IDS
+from host_tools.pki.records import is_reserved_id
 
 from . import cose
 from .db import FleetDB
+from .outcomes import OUTCOMES, Outcome
 from .records import UNSEALED_OFFLINE, RecordError, Status, jsonable, parse_status, parse_telemetry
+from .sequence import SeqState, apply
 
 TOPIC_RE = re.compile(r"^medsentry/([A-Za-z0-9._-]{1,64})/(telemetry|status)$")
 DUPLICATE_WINDOW = 1024
-MAX_MISSING_RANGES = 10000
 UNKNOWN_DEVICE = "?"
 QUIET_NS = 200_000_000  # see KeyRing.reload
-
-OUTCOMES = ("accepted", "duplicate", "replayed", "forged", "malformed", "unknown_kid",
-            "wrong_device", "retired_key", "status_unsealed", "ignored")
-REJECTIONS = ("replayed", "forged", "malformed", "unknown_kid", "wrong_device", "retired_key")
-
-
-@dataclass(frozen=True)
-class Outcome:
-    kind: str
-    device_id: str
-    seq: int | None = None
-    detail: str = ""
-
-    @property
-    def rejected(self) -> bool:
-        return self.kind in REJECTIONS
-
 
 @dataclass
 class _KeyEntry:
     device_id: str
     opener: cose.Opener
     retired: bool
+    #: When the device's first telemetry key was issued (Unix s): it sealed nothing before.
+    since: float
+
+
+def _when(iso_time: str) -> float:
+    try:
+        return datetime.fromisoformat(iso_time).timestamp()
+    except ValueError:
+        return 0.0  # unknown: the most permissive (oldest) bound
 
 
 class KeyRing:
@@ -75,8 +68,10 @@ class KeyRing:
         stamp = self._dir_stamp()
         entries = {}
         for rec in self.pki.devices():
+            since = min((_when(tk.created) for tk in rec.telemetry_keys), default=0.0)
             for tk in rec.telemetry_keys:
-                entries[tk.kid] = _KeyEntry(rec.device_id, cose.Opener(tk.key, tk.base_iv), not tk.active)
+                entries[tk.kid] = _KeyEntry(rec.device_id, cose.Opener(tk.key, tk.base_iv), not tk.active,
+                                            since)
         self._entries = entries
         # Directory mtimes have coarse (ms) granularity: a second change within the
         # same tick would keep the stamp. While the last change is that recent,
@@ -90,33 +85,6 @@ class KeyRing:
         return self._entries.get(kid)
 
 
-class SeqState:
-    """Highest accepted sequence number and the open holes below it."""
-
-    def __init__(self, highest: int | None = None, missing: list[list[int]] | None = None) -> None:
-        self.highest = highest
-        self.missing = missing or []  # sorted, disjoint, inclusive [first, last]
-
-    def in_missing(self, seq: int) -> bool:
-        i = bisect_right(self.missing, [seq, float("inf")]) - 1
-        return i >= 0 and self.missing[i][0] <= seq <= self.missing[i][1]
-
-    @staticmethod
-    def remove(ranges: list[list[int]], lo: int, hi: int) -> tuple[list[list[int]], list[tuple[int, int]]]:
-        """(ranges minus [lo, hi], the removed sub-ranges)."""
-        out, removed = [], []
-        for a, b in ranges:
-            if b < lo or a > hi:
-                out.append([a, b])
-                continue
-            if a < lo:
-                out.append([a, lo - 1])
-            if b > hi:
-                out.append([hi + 1, b])
-            removed.append((max(a, lo), min(b, hi)))
-        return out, removed
-
-
 class Ingestor:
     """Applies SEALING.md §6 to each message and stores the result."""
 
@@ -126,7 +94,7 @@ class Ingestor:
         self.keys = KeyRing(pki)
         self.lock = threading.Lock()
         self.seq: dict[str, SeqState] = {
-            dev: SeqState(h, m) for dev, (h, m) in db.load_sequence_state().items()
+            dev: SeqState(h, m, at) for dev, (h, m, at) in db.load_sequence_state().items()
         }
         self.stats: dict[str, int] = {k: 0 for k in OUTCOMES}
 
@@ -153,7 +121,7 @@ class Ingestor:
             return self._count_only(Outcome("ignored", UNKNOWN_DEVICE, detail="unexpected topic"),
                                     topic, len(payload), now)
         device_id, kind = m.group(1), m.group(2)
-        if device_id.lower() in RESERVED_IDS:  # service names (see broker ACL notes)
+        if is_reserved_id(device_id):  # service names (see broker ACL notes)
             return self._count_only(Outcome("ignored", UNKNOWN_DEVICE, detail="reserved name in topic"),
                                     topic, len(payload), now)
 
@@ -189,46 +157,52 @@ class Ingestor:
             return self._count_only(Outcome("malformed", device_id, seq, f"authentic but {exc}"),
                                     topic, len(payload), now)
 
-        return self._sequence_and_store(device_id, topic, payload, sealed, rec, now)
+        return self._sequence_and_store(device_id, topic, payload, sealed, rec, now, entry.since)
 
     # -- sealed, authentic records ------------------------------------------------------
     def _sequence_and_store(self, device_id: str, topic: str, payload: bytes, sealed: cose.Sealed,
-                            rec: object, now: float) -> Outcome:
+                            rec: object, now: float, since: float) -> Outcome:
+        """Steps 6-8 of SEALING.md section 6. Touches O(1) hole rows per record."""
         seq = sealed.seq
         st = self.seq.get(device_id) or SeqState()
         digest = hashlib.sha256(payload).digest()
-        new_missing: list[list[int]] | None = None
+        added: list[tuple[int, int]] = []
+        deleted: list[tuple[int, int]] = []
         events: list[tuple[str, int, int]] = []
         highest = st.highest
+        hole = None if st.highest is None or seq > st.highest else st.hole_of(seq)
         if st.highest is None or seq > st.highest:
-            start = 1 if st.highest is None else st.highest + 1
-            if seq > start:
-                new_missing = st.missing + [[start, seq - 1]]
-                events.append(("gap", start, seq - 1))
+            allowed = st.allowed_jump(now, since)
+            if seq - (st.highest or 0) > allowed:
+                return self._count_only(Outcome(
+                    "implausible_seq", device_id, seq,
+                    f"jump {seq - (st.highest or 0)} above highest {st.highest or 0}, at most {allowed}"),
+                    topic, len(payload), now)
+            added, skipped, note = st.plan_jump(seq, getattr(rec, "skip", None))
+            events += [("gap", (st.highest or 0) + 1, seq - 1)] if seq > (st.highest or 0) + 1 else []
+            events += [("skipped", a, b) for a, b in skipped]
+            if note:
+                skip = getattr(rec, "skip")
+                events.append((note, skip[0], skip[1]))
             highest = seq
-        elif st.in_missing(seq):
-            new_missing, _ = SeqState.remove(st.missing, seq, seq)
+        elif hole is not None:
+            old, added = st.fill(hole, seq)
+            deleted.append(old)
             events.append(("filled", seq, seq))
         else:
-            old = self.db.accepted_digest(device_id, seq)
-            if old == digest and st.highest - seq < DUPLICATE_WINDOW:
+            old_digest = self.db.accepted_digest(device_id, seq)
+            if old_digest == digest and st.highest - seq < DUPLICATE_WINDOW:
                 return self._count_only(Outcome("duplicate", device_id, seq, "QoS 1 redelivery"),
                                         topic, len(payload), now)
             return self._count_only(
                 Outcome("replayed", device_id, seq, f"seq {seq} <= highest {st.highest}, not missing"),
                 topic, len(payload), now)
-
-        skip = getattr(rec, "skip", None)
-        if skip is not None:
-            base = new_missing if new_missing is not None else st.missing
-            after, removed = SeqState.remove(base, skip[0], skip[1])
-            if removed:
-                new_missing = after
-                events += [("skipped", a, b) for a, b in removed]
-        if new_missing is not None and len(new_missing) > MAX_MISSING_RANGES:
-            new_missing = new_missing[-MAX_MISSING_RANGES:]
+        expired = st.plan_expiry(len(added) - len(deleted))
+        events += [("expired", a, b) for a, b in expired]
 
         assert highest is not None
+        # Planned above without touching ``st``: if the transaction fails, the
+        # in-memory state still matches the database.
         with self.db.transaction() as tx:
             tx.touch_device(device_id, now)
             tx.accept(device_id, seq, sealed.kid, topic, digest, now, highest)
@@ -237,14 +211,15 @@ class Ingestor:
             else:
                 extra = json.dumps(jsonable(rec.extra)) if rec.extra else ""  # type: ignore[attr-defined]
                 tx.vitals(device_id, rec, now, extra)
-            if new_missing is not None:
-                tx.set_missing(device_id, new_missing)
+            tx.change_missing(device_id, deleted + expired, added)
+            if expired:
+                tx.bump(device_id, "lost_expired", sum(b - a + 1 for a, b in expired))
             for kind, a, b in events:
                 tx.gap_event(device_id, kind, a, b, now)
             tx.bump(device_id, "accepted")
+        apply(st, deleted + expired, added)
         st.highest = highest
-        if new_missing is not None:
-            st.missing = new_missing
+        st.last_at = now
         self.seq[device_id] = st
         return Outcome("accepted", device_id, seq)
 

@@ -5,8 +5,10 @@ Each message is verified and stored (``Ingestor.handle``) inside paho's
 acknowledged (manual PUBACK) only after its batch committed, so a record is in
 SQLite before the broker forgets it; if storing fails nothing more is
 acknowledged and the collector stops. A redelivery after a crash is
-then recognised as a duplicate. The session is persistent (clean_session=False,
-fixed client id) so the broker queues records while the collector is away.
+then recognised as a duplicate. The session is persistent (clean_session=False)
+so the broker queues records while the collector is away. The broker makes the
+certificate CN the client id (host_tools/broker/NOTES.md), so each collector
+instance needs its own identity (``collector``, ``collector-b``, ...).
 """
 from __future__ import annotations
 
@@ -36,7 +38,8 @@ BATCH_DELAY = 0.01
 class CollectorConfig:
     host: str
     port: int
-    client_id: str = "medsentry-collector"
+    #: Sent in CONNECT; the broker replaces it with the certificate CN anyway.
+    client_id: str | None = None
     identity: str = "collector"
     keepalive: int = 30
     clean_session: bool = False
@@ -73,7 +76,7 @@ class Collector:
         self._pending_since = 0.0
         self._stop_flusher = threading.Event()
         self._flusher_thread: threading.Thread | None = None
-        self.client = tls_client(pki.client_identity(config.identity), config.client_id,
+        self.client = tls_client(pki.client_identity(config.identity), config.client_id or config.identity,
                                  clean_session=config.clean_session, manual_ack=True)
         self.client.reconnect_delay_set(min_delay=1, max_delay=5)
         self.client.on_connect = self._on_connect

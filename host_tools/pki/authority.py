@@ -6,6 +6,7 @@ On-disk layout under ``<workdir>/pki/`` (private keys and device records 0600)::
     broker/server.key  broker/server.crt
     clients/collector.key  clients/collector.crt      (identity "collector": read-only)
     clients/operator.key   clients/operator.crt       (identity "operator": sends commands)
+    clients/collector-<x>.key/.crt                    (one more collector instance each)
     devices/<id>.key  devices/<id>.crt  devices/<id>.json   (see records.py)
 
 Certificates: ECDSA P-256 / SHA-256. The certificate CN is the identity the broker
@@ -30,6 +31,7 @@ from .records import (
     TelemetryKey,
     check_device_id,
     check_model,
+    service_role,
     iso,
     load_record,
     now_utc,
@@ -87,6 +89,10 @@ def validity(days: float | None, not_after: str | datetime | None,
     return start, end
 
 
+def record_serial(cert: x509.Certificate) -> str:
+    return format(cert.serial_number, "x")
+
+
 class FleetPKI:
     """Operations on the fleet PKI kept under ``<workdir>/pki``."""
 
@@ -126,6 +132,14 @@ class FleetPKI:
     @property
     def devices_dir(self) -> Path:
         return self.root / "devices"
+
+    def collector_identities(self) -> list[str]:
+        """Names of the issued collector identities (``collector``, ``collector-b``, ...):
+        the broker ACL gives each the collector's read rights."""
+        d = self.root / "clients"
+        if not d.is_dir():
+            return []
+        return sorted(p.stem for p in d.glob("*.crt") if service_role(p.stem) == "collector")
 
     def client_identity(self, name: str) -> Identity:
         """Identity of a fleet role (``collector``, ``operator``) or extra client."""
@@ -217,9 +231,11 @@ class FleetPKI:
 
     def issue_client(self, name: str, *, days: float | None = None,
                      not_after: str | datetime | None = None) -> Identity:
-        """Issue a non-device client identity with CN ``name`` (collector, operator,
-        or an extra one for tests)."""
-        if name not in CLIENT_ROLES:
+        """Issue a non-device client identity with CN ``name``: a fleet role
+        (``collector``, ``operator``), one more collector instance (``collector-b``:
+        each instance needs its own certificate, its CN is its MQTT client id),
+        or an extra one for tests."""
+        if service_role(name) is None:
             check_device_id(name)
         ca_key, ca_cert = self._ca()
         key = certs.new_key()
@@ -268,6 +284,9 @@ class FleetPKI:
         ident = self.device_identity(device_id)
         write_private(ident.key, certs.key_pem(key))
         write_public(ident.cert, certs.cert_pem(cert))
+        if old is not None and old.serial != record_serial(cert):
+            # The superseded certificate must stop working: onto the CRL.
+            self._add_revoked(old.serial, device_id)
         if old is not None:
             tkeys = old.telemetry_keys
         else:
@@ -275,7 +294,7 @@ class FleetPKI:
         record = DeviceRecord(
             device_id=device_id,
             model=model,
-            serial=format(cert.serial_number, "x"),
+            serial=record_serial(cert),
             not_before=iso(start) or "",
             not_after=iso(end) or "",
             cert=ident.cert.name,
@@ -284,7 +303,15 @@ class FleetPKI:
             telemetry_keys=tkeys,
         )
         save_record(path, record)
+        if old is not None:
+            self.refresh_crl()
         return record
+
+    def _add_revoked(self, serial: str, identity: str) -> None:
+        state = self._state()
+        if not any(r["serial"] == serial for r in state["revoked"]):
+            state["revoked"].append({"serial": serial, "identity": identity, "at": iso(now_utc())})
+            self._save_state(state)
 
     def _all_kids(self) -> set[bytes]:
         return {tk.kid for rec in self.devices() for tk in rec.telemetry_keys}

@@ -41,8 +41,23 @@ BASE_IV_LEN = 13
 
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 MODEL_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-# Names the broker ACL gives other roles; a device may not take them.
+# Names the broker ACL gives other roles; a device may not take them, nor
+# "<role>-<instance>" (one certificate per collector instance: collector-b, ...).
 RESERVED_IDS = frozenset({"collector", "operator", "broker", "ca", "fleet"})
+SERVICE_ROLES = ("collector", "operator")
+SERVICE_NAME_RE = re.compile(r"^(collector|operator)(-[a-z0-9_]{1,32})?$")
+
+
+def is_reserved_id(name: str) -> bool:
+    """A fleet role name or a role instance name (``collector-b``), any case."""
+    low = name.lower()
+    return low in RESERVED_IDS or any(low.startswith(r + "-") for r in SERVICE_ROLES)
+
+
+def service_role(name: str) -> str | None:
+    """``collector``/``operator`` for a service identity name (``collector-b`` too), else None."""
+    m = SERVICE_NAME_RE.match(name)
+    return m.group(1) if m else None
 
 
 def check_device_id(device_id: str) -> str:
@@ -51,7 +66,7 @@ def check_device_id(device_id: str) -> str:
         raise PkiError(
             f"invalid device id {device_id!r}: use 1-64 characters from A-Z a-z 0-9 . _ -"
         )
-    if device_id.lower() in RESERVED_IDS:
+    if is_reserved_id(device_id):
         raise PkiError(f"device id {device_id!r} is reserved for a fleet role")
     return device_id
 

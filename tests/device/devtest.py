@@ -52,3 +52,10 @@ def data_path(name):
     """Path of a fixture under tests/device/data/."""
     here = os.getenv("MEDSENTRY_DEVICE_TESTS") or "tests/device"
     return here + "/data/" + name
+
+
+def repo_path(name):
+    """Path of a file elsewhere in the repository (e.g. the one sealing vector,
+    host_tools/collector/sealing_vector.json): read-only data, never imported."""
+    here = os.getenv("MEDSENTRY_DEVICE_TESTS") or "tests/device"
+    return here + "/../../" + name

@@ -12,7 +12,7 @@ TOPIC = "medsentry/pump-0001/telemetry"
 
 
 def _vector():
-    with open(devtest.data_path("telemetry/sealing_vector.json")) as f:
+    with open(devtest.repo_path("host_tools/collector/sealing_vector.json")) as f:
         return json.load(f)
 
 

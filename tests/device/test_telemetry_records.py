@@ -11,7 +11,7 @@ SAMPLE = {"hr": 72, "spo2": 98, "bp_sys": 118, "bp_dia": 76, "temp": 36.75,
 
 
 def test_record_matches_worked_example():
-    with open(devtest.data_path("telemetry/sealing_vector.json")) as f:
+    with open(devtest.repo_path("host_tools/collector/sealing_vector.json")) as f:
         v = json.load(f)
     rec = records.telemetry_record(SAMPLE, 258, 1764489600)
     # Same content as the documented plaintext (encoding may be shorter:

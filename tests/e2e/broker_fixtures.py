@@ -14,7 +14,10 @@ API
 ---
 ``running_fleet(tmp_path, devices=..., persistence=False)`` (context manager) ->
 ``Fleet``: runs ``pki init`` + ``pki issue`` for each ``(device_id, model)`` under
-``tmp_path / "work"``, starts Mosquitto on a free loopback port, stops it on exit.
+``tmp_path / "work"``, issues a second collector identity ``collector-b`` (each
+collector instance has its own certificate: the broker makes the certificate CN the
+client id, so two connections with one certificate take each other's place),
+starts Mosquitto on a free loopback port, stops it on exit.
 
 ``Fleet`` attributes / methods:
   ``workdir``, ``pki`` (FleetPKI), ``broker`` (host_tools.broker.Broker: ``host``,
@@ -214,11 +217,19 @@ def running_fleet(tmp_path: Path, devices=DEFAULT_DEVICES, *, persistence: bool 
     pki.init()
     for device_id, model in devices:
         pki.issue(device_id, model)
+    pki.issue_client("collector-b")
     broker = Broker(pki, workdir / "broker", persistence=persistence)
     with ExitStack() as stack:
         broker.start()
         stack.callback(broker.stop)
         yield Fleet(workdir, pki, broker, stack)
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    """``running_fleet`` with the default devices, as a fixture (import it by name)."""
+    with running_fleet(tmp_path) as f:
+        yield f
 
 
 # -- independent sealing (pycose) ----------------------------------------------------

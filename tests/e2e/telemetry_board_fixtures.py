@@ -82,6 +82,9 @@ def board_fleet(tmp_path: Path, devices: list[tuple[str, str]]) -> Iterator[Boar
     pki.init()
     for device_id, model in devices:
         pki.issue(device_id, model)
+    # a second collector identity for independent subscribers (the broker makes
+    # the certificate CN the client id: one connection per certificate)
+    pki.issue_client("collector-b")
     broker = Broker(pki, workdir / "broker", persistence=True, autosave_on_changes=True)
     boards = Boards(workdir)
     with contextlib.ExitStack() as stack:

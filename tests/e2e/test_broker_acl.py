@@ -47,7 +47,9 @@ def test_device_cannot_read_another_devices_topics(fleet):
     ])
     own_cmd = fleet.subscriber("pump-1", ["medsentry/pump-1/cmd"])
     collector = fleet.subscriber("collector", ["medsentry/+/telemetry"])
-    fleet.publish(fleet.client("pump-1"), "medsentry/pump-1/telemetry", b"vitals")
+    # one connection per certificate (its CN is its client id): pump-1 publishes
+    # through the connection that holds its cmd subscription
+    fleet.publish(own_cmd.client, "medsentry/pump-1/telemetry", b"vitals")
     fleet.publish(fleet.client("operator"), "medsentry/pump-1/cmd", b"stop-infusion")
     assert collector.wait_count(1) and own_cmd.wait_count(1)
     assert collector.messages == [("medsentry/pump-1/telemetry", b"vitals")]
@@ -60,14 +62,14 @@ def test_device_cannot_read_another_devices_topics(fleet):
 
 def test_collector_is_read_only(fleet):
     device_cmd = fleet.subscriber("pump-1", ["medsentry/pump-1/cmd"])
-    other_collector = fleet.subscriber("collector", ["medsentry/+/telemetry", "medsentry/+/status"])
+    other_collector = fleet.subscriber("collector-b", ["medsentry/+/telemetry", "medsentry/+/status"])
     col = fleet.client("collector")
     fleet.publish(col, "medsentry/pump-1/cmd", b"collector-command")
     fleet.publish(col, "medsentry/pump-1/telemetry", b"collector-forgery")
     fleet.publish(col, "medsentry/pump-1/status", b"collector-forgery")
     # controls: the operator may command, the device may publish
     fleet.publish(fleet.client("operator"), "medsentry/pump-1/cmd", b"operator-command")
-    fleet.publish(fleet.client("pump-1"), "medsentry/pump-1/telemetry", b"device")
+    fleet.publish(device_cmd.client, "medsentry/pump-1/telemetry", b"device")
     assert device_cmd.wait_count(1) and other_collector.wait_count(1)
     assert device_cmd.messages == [("medsentry/pump-1/cmd", b"operator-command")]
     assert other_collector.messages == [("medsentry/pump-1/telemetry", b"device")]
@@ -78,7 +80,7 @@ def test_service_identities_only_reach_their_reserved_names(fleet):
     identity may write medsentry/<its own name>/telemetry. No device can carry that
     name (reserved in the PKI) and the collector ignores those topics; this test
     pins the behaviour so a change is noticed."""
-    watch = fleet.subscriber("collector", ["medsentry/+/telemetry"])
+    watch = fleet.subscriber("collector-b", ["medsentry/+/telemetry"])
     fleet.publish(fleet.client("collector"), "medsentry/collector/telemetry", b"own-name")
     assert watch.wait_count(1)
     assert watch.messages == [("medsentry/collector/telemetry", b"own-name")]

@@ -28,7 +28,7 @@ HEAP = "384k"
 
 
 class RawSink:
-    """Independent subscriber (collector identity, own persistent session)."""
+    """Independent subscriber (second collector identity, own persistent session)."""
 
     def __init__(self, identity, host, port):
         self.msgs: list[tuple[str, bytes]] = []
@@ -66,7 +66,7 @@ def test_power_cut_with_queued_records_loses_nothing_reuses_no_nonce_and_reports
     release = tmp_path / "release"
     root = ensure_models(release, DemoPassphrases("tel-board"), (MODEL,))
     with board_fleet(tmp_path, [(DEVICE, MODEL)]) as f, RepositoryServer(release / "repository") as repo:
-        sink = RawSink(f.pki.client_identity("collector"), f.broker.host, f.broker.port)
+        sink = RawSink(f.pki.client_identity("collector-b"), f.broker.host, f.broker.port)
         try:
             # Telemetry + the update agent's TUF client: ~190 KB of .mpy code on
             # the heap; a TUF refresh beside a live TLS session needs ~300 KiB.

@@ -112,14 +112,14 @@ def open_sealed(payload: bytes, topic: str, key: bytes, base_iv: bytes, kid: byt
 
 
 class Sink:
-    """paho subscriber (collector identity), persistent session, resubscribes on
+    """paho subscriber (identity collector-b), persistent session, resubscribes on
     every (re)connect; keeps arrival order."""
 
     def __init__(self, fleet, device_id: str) -> None:
         self.messages: list[tuple[str, bytes]] = []
         self._lock = threading.Lock()
         self.subscribed = threading.Event()
-        self.client = tls_client(fleet.pki.client_identity("collector"), "tele-e2e-sink", clean_session=False)
+        self.client = tls_client(fleet.pki.client_identity("collector-b"), "tele-e2e-sink", clean_session=False)
         self.client.reconnect_delay_set(0.1, 0.5)
         topics = [(f"medsentry/{device_id}/telemetry", 1), (f"medsentry/{device_id}/status", 1)]
 
@@ -352,7 +352,7 @@ def test_vm_device_feeds_the_host_collector(fleet, tmp_path):
     """Contract check with the real collector (host_tools.collector, SEALING.md §6):
     everything the VM seals -- telemetry, sealed status, the reboot "skip" -- is
     accepted; nothing is counted as forged/malformed/replayed."""
-    from host_tools.collector.ingest import REJECTIONS
+    from host_tools.collector.outcomes import REJECTIONS
 
     col = fleet.collector()
     b = fleet.broker

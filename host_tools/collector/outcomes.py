@@ -1,0 +1,25 @@
+"""What the collector decided about one message (SEALING.md section 6).
+
+Its own module so that ``db`` (summaries) and ``ingest`` (classification) both
+use it without importing each other.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+OUTCOMES = ("accepted", "duplicate", "replayed", "forged", "malformed", "unknown_kid",
+            "wrong_device", "retired_key", "implausible_seq", "status_unsealed", "ignored")
+REJECTIONS = ("replayed", "forged", "malformed", "unknown_kid", "wrong_device", "retired_key",
+              "implausible_seq")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str
+    device_id: str
+    seq: int | None = None
+    detail: str = ""
+
+    @property
+    def rejected(self) -> bool:
+        return self.kind in REJECTIONS

@@ -225,13 +225,6 @@ def running_fleet(tmp_path: Path, devices=DEFAULT_DEVICES, *, persistence: bool 
         yield Fleet(workdir, pki, broker, stack)
 
 
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    """``running_fleet`` with the default devices, as a fixture (import it by name)."""
-    with running_fleet(tmp_path) as f:
-        yield f
-
-
 # -- independent sealing (pycose) ----------------------------------------------------
 def piv(seq: int) -> bytes:
     return seq.to_bytes(max(1, (seq.bit_length() + 7) // 8), "big")

@@ -112,11 +112,14 @@ class _Client:
                  writer: asyncio.StreamWriter) -> None:
         self.server, self.reader, self.writer = server, reader, writer
         self.peer = (writer.get_extra_info("peername") or ("?",))[0]
+        self.method = ""
 
     async def send(self, status: int, headers: dict[str, str], body: bytes = b"") -> None:
         lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
                  f"Date: {email.utils.formatdate(usegmt=True)}", "Server: medsentry-repo",
                  "Connection: close", *(f"{k}: {v}" for k, v in headers.items())]
+        if self.method == "HEAD":
+            body = b""
         self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
         await self.drain()
 
@@ -154,6 +157,7 @@ class _Client:
         if head is None:
             return
         method, target, headers = head
+        self.method = method
         if method not in ("GET", "HEAD"):
             await self.error(405, {"Allow": "GET, HEAD"})
             return self.server.log(self.peer, method, target, 405)

@@ -14,9 +14,29 @@ from host_tools.release.layout import Layout
 
 
 class ReleaseGroup(LibraryErrorGroup):
-    """Click group that reports release-tooling errors as clean CLI errors."""
+    """Click group that reports release-tooling errors as clean CLI errors.
+
+    Ctrl-C while a change is being written is held until the change is complete
+    (host_tools.release.journal); Ctrl-C after it was committed exits 130 with
+    a note saying so, never click's "Aborted!" (which would claim nothing happened)."""
 
     errors = (ReleaseError,)
+
+    def invoke(self, ctx: click.Context):
+        from host_tools.release import journal
+
+        try:
+            result = super().invoke(ctx)
+        except KeyboardInterrupt:
+            if not journal.committed_in_process():
+                raise
+            click.echo("interrupted after the change was committed: the repository holds it, complete",
+                       err=True)
+            ctx.exit(130)
+        if journal.interrupted_commit():
+            click.echo("note: Ctrl-C arrived while the change was being written; it was completed first",
+                       err=True)
+        return result
 
 
 class CliPassphrases:

@@ -60,6 +60,27 @@ def status_cmd(ctx) -> None:
             click.echo(f"{role:<12} v{signed.version:<5} expires {signed.expires:%Y-%m-%d %H:%M} UTC  {state}")
 
 
+@cli.command("recover")
+@click.pass_context
+def recover_cmd(ctx) -> None:
+    """Finish a change an interrupted command left, tidy and verify the repository.
+
+    Any command does the first part on its own; this also removes stale temp
+    files and moves key files no role trusts to keys/retired/."""
+    from host_tools.release.recover import recover_workdir
+
+    result = recover_workdir(workdir(ctx))
+    if result.finished:
+        click.echo(f"finished the interrupted {result.finished}")
+    else:
+        click.echo("no interrupted change")
+    for p in result.temps:
+        click.echo(f"removed stale temp file {p}")
+    for name in result.orphans:
+        click.echo(f"moved untrusted key file {name} to keys/retired/")
+    click.echo("repository verifies: " + ", ".join(f"{r} v{v}" for r, v in result.versions.items()))
+
+
 @cli.command("expiry")
 @click.argument("role", type=click.Choice(EXPIRY_ROLES))
 @click.argument("duration")

@@ -34,7 +34,7 @@ from .errors import (
     WeakPassphrase,
     WrongPassphrase,
 )
-from .fsutil import write_atomic
+from .fsutil import Write, move
 from .layout import Layout
 
 ONLINE_ROLES = ("targets", "snapshot", "timestamp")
@@ -145,22 +145,20 @@ class KeyStore:
     def _stem(self, name: str, keyid: str) -> str:
         return f"{name}-{keyid[:12]}"
 
-    def write(self, key: NewKey) -> Path:
-        """Write the encrypted private key and its public key file."""
+    def key_files(self, key: NewKey) -> list[Write]:
+        """The encrypted private key file and its public key file, to be
+        landed by a journaled change (before the metadata that trusts them)."""
         stem = self._stem(key.name, key.keyid)
         pem = key.private_key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.BestAvailableEncryption(key.passphrase.encode()),
         )
-        pem_path = self.layout.keys / f"{stem}.pem"
-        write_atomic(pem_path, pem, mode=0o600)
         pub = {"name": key.name, "keyid": key.keyid, "key": key.public.to_dict()}
-        write_atomic(
-            self.layout.keys / f"{stem}.pub.json",
-            (json.dumps(pub, indent=2, sort_keys=True) + "\n").encode(),
-        )
-        return pem_path
+        return [
+            Write(self.layout.keys / f"{stem}.pem", pem, 0o600),
+            Write(self.layout.keys / f"{stem}.pub.json", (json.dumps(pub, indent=2, sort_keys=True) + "\n").encode()),
+        ]
 
     # -- lookup -------------------------------------------------------------
     def index(self) -> dict[str, tuple[str, Path]]:
@@ -238,11 +236,23 @@ class KeyStore:
 
     def retire(self, keyid: str) -> None:
         """Move a replaced key's files to ``keys/retired`` (after its rotation committed)."""
-        entry = self.index().get(keyid)
-        if entry is None:
-            return
-        _, pem = entry
-        self.layout.retired_keys.mkdir(parents=True, exist_ok=True)
-        for path in (pem, pem.with_name(pem.name[: -len(".pem")] + ".pub.json")):
+        retire_key_files(self.layout, keyid)
+
+
+def retire_key_files(layout: Layout, keyid: str) -> None:
+    """Move the files of key `keyid` to ``keys/retired`` (done already is fine):
+    the private key first, so an interrupted move never leaves an active
+    ``.pub.json`` whose key file is gone unnoticed (index() skips it)."""
+    if not layout.keys.is_dir():
+        return
+    for pub in sorted(layout.keys.glob("*.pub.json")):
+        try:
+            doc = json.loads(pub.read_text())
+        except ValueError:
+            continue
+        if doc.get("keyid") != keyid:
+            continue
+        pem = pub.with_name(pub.name[: -len(".pub.json")] + ".pem")
+        for path in (pem, pub):
             if path.exists():
-                os.replace(path, self.layout.retired_keys / path.name)
+                move(path, layout.retired_keys / path.name)

@@ -96,3 +96,34 @@ def test_ctrl_c_during_a_committed_change_completes_it(template, tmp_path, landi
     status = medsentry(wd, "repo", "status", env=cli_env(template))
     assert status.returncode == 0 and "root         v2" in status.stdout, status.stdout
 
+
+
+@pytest.mark.parametrize("role,landing", [("timestamp", "6:mid"), ("targets", "8:mid")])
+def test_recover_repairs_a_rotation_an_older_version_left_half_done(template, tmp_path, role, landing):
+    """The state the review left (before the journal existed): new key file and
+    2.root.json landed, the rotated role still signed with the old key, no
+    journal. Every command refuses it; `repo recover` re-signs and repairs it."""
+    from test_release_support import NgClient
+
+    from host_tools.release.serve import RepositoryServer
+
+    wd = tmp_path / "wd"
+    shutil.copytree(template.workdir, wd)
+    env = cli_env(template, **{env_name(role, new=True): f"pw-{role}-new-secret"})
+    r = medsentry(wd, "keys", "rotate", role, "--no-prompt", env={**env, KILL_AT_LANDING_ENV: landing})
+    assert r.returncode == -signal.SIGKILL
+    (wd / "repository.journal").unlink()  # what an older medsentry left: no journal
+    meta = wd / "repository" / "metadata"
+    assert (meta / "2.root.json").exists()
+    env[env_name(role)] = f"pw-{role}-new-secret"
+    status = medsentry(wd, "repo", "status", env=env)
+    assert status.returncode == 1 and f"{role} was signed by 0/1 keys" in status.stderr, status.stderr
+    fixed = medsentry(wd, "repo", "recover", "--no-prompt", env=env)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert f"repaired a half-done rotation: re-signed {role}" in fixed.stdout
+    assert "to keys/retired/" in fixed.stdout  # the replaced key, which no role trusts now
+    assert medsentry(wd, "repo", "status", env=env).returncode == 0
+    listing = medsentry(wd, "keys", "list", "--json", env=env)
+    assert "not trusted" not in listing.stdout
+    with RepositoryServer(wd / "repository") as srv:
+        NgClient(tmp_path / "ng", template.root1()).refresh(srv.url)

@@ -91,6 +91,8 @@ class ReleaseRepository(Repository):
         self.signer_override: dict[str, list[Signer]] = {}
         self._fresh: set[str] = set()
         self._unverified: set[str] = set()
+        self.repair_rotation = False
+        self.stale_roles: list[str] = []
         # staged writes
         self._staged_meta: dict[str, bytes] = {}  # file name under metadata/ -> bytes
         self._staged_targets: dict[str, bytes] = {}  # path under targets/ -> bytes
@@ -107,10 +109,25 @@ class ReleaseRepository(Repository):
         config: ReleaseConfig,
         keystore: KeyStore,
         now: datetime | None = None,
+        repair_rotation: bool = False,
     ) -> "ReleaseRepository":
+        """Load and verify. `repair_rotation` (``repo recover`` only) accepts
+        top-level roles still signed under the previous root - what a rotation
+        killed by an older medsentry, which had no journal, left - and lists
+        them in `stale_roles` for re-signing."""
         repo = cls(layout, config, keystore, now)
+        repo.repair_rotation = repair_rotation
         repo._load()
         return repo
+
+    def _verify_top(self, role: str, md: Metadata) -> None:
+        try:
+            self._md["root"].signed.verify_delegate(role, md.signed_bytes, md.signatures)
+        except UnsignedMetadataError:
+            if not self.repair_rotation or len(self.root_history) < 2:
+                raise
+            self.root_history[-2].signed.verify_delegate(role, md.signed_bytes, md.signatures)
+            self.stale_roles.append(role)
 
     def _read(self, name: str, kind: type = Signed) -> tuple[Metadata, bytes]:
         path = self.layout.metadata / name
@@ -156,16 +173,15 @@ class ReleaseRepository(Repository):
                 self.root_history.append(md)
                 prev = md
             self._md["root"], self._bytes["root"] = md, data
-            root: Root = md.signed
 
             ts, data = self._read("timestamp.json", Timestamp)
-            root.verify_delegate(Timestamp.type, ts.signed_bytes, ts.signatures)
+            self._verify_top(Timestamp.type, ts)
             self._md["timestamp"], self._bytes["timestamp"] = ts, data
 
             snap_meta = ts.signed.snapshot_meta
             snap, data = self._read(f"{snap_meta.version}.snapshot.json", Snapshot)
             snap_meta.verify_length_and_hashes(data)
-            root.verify_delegate(Snapshot.type, snap.signed_bytes, snap.signatures)
+            self._verify_top(Snapshot.type, snap)
             if snap.signed.version != snap_meta.version:
                 raise RepositoryError("snapshot version does not match timestamp")
             self._md["snapshot"], self._bytes["snapshot"] = snap, data
@@ -176,7 +192,7 @@ class ReleaseRepository(Repository):
                 raise RepositoryError("snapshot does not list targets.json")
             targets, data = self._read(f"{tmeta.version}.targets.json", Targets)
             tmeta.verify_length_and_hashes(data)
-            root.verify_delegate(Targets.type, targets.signed_bytes, targets.signatures)
+            self._verify_top(Targets.type, targets)
             self._md["targets"], self._bytes["targets"] = targets, data
             self._loaded_targets = targets
 

@@ -196,6 +196,8 @@ def rekey_cmd(ctx, names, new_passphrase, no_prompt) -> None:
 
     layout = Layout.of(workdir(ctx))
     store = KeyStore(layout, passphrases(no_prompt))
+    if not store.any_keys():
+        raise click.ClickException(f"no key files in {layout.keys}: run `medsentry keys init` first")
     with exclusive_lock(layout.lock):
         index = store.index()
         unknown = sorted(set(names) - {n for n, _ in index.values()})

@@ -177,6 +177,7 @@ class FleetPKI:
     def rekey_ca(self, new_passphrase: PassphraseArg = None) -> tuple[str, str]:
         """Re-encrypt the CA key with today's KDF (and `new_passphrase` if
         given); returns (old KDF, new KDF)."""
+        self.require_init()
         loaded = load_ca_key(self.ca_key_path.read_bytes(), self.ca_passphrase)
         passphrase = get_passphrase(new_passphrase if new_passphrase is not None else self.ca_passphrase)
         data = encrypt_ca_key(loaded.key, passphrase)

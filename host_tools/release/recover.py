@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import ReleaseConfig
+from .errors import NotInitialized
 from .fsutil import exclusive_lock, remove_stale_temps
 from .journal import recover_pending
 from .keys import EnvPassphrases, KeyStore, PassphraseSource, retire_key_files
@@ -36,6 +37,8 @@ def recover_workdir(
 ) -> RecoverResult:
     """`passphrases` unlock the online keys, needed only to repair an old rotation."""
     layout = Layout.of(workdir)
+    if not layout.metadata.is_dir():
+        raise NotInitialized(f"no repository in {layout.repository}: run `medsentry keys init` first")
     result = RecoverResult()
     with exclusive_lock(layout.lock, lock_timeout):
         result.finished = recover_pending(layout)

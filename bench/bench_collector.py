@@ -56,7 +56,7 @@ def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        pki = FleetPKI(work)
+        pki = FleetPKI(work, "bench-fleet-ca-passphrase")
         pki.init()
         tk = pki.issue("bench-1", "pump-v2").active_key()
         pki.issue_client("collector-bench")

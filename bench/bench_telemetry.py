@@ -170,7 +170,7 @@ def main() -> None:
               f"ratio={(msg_len - pt_len) / pt_len:.3f}")
 
         # 4: TLS connect, VM vs CPython, same broker
-        pki = FleetPKI(tmp / "work")
+        pki = FleetPKI(tmp / "work", "bench-fleet-ca-passphrase")
         pki.init()
         pki.issue("bench-dev", "pump-v2")
         ident = pki.device_identity("bench-dev")

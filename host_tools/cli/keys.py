@@ -14,9 +14,29 @@ from host_tools.release.layout import Layout
 
 
 class ReleaseGroup(LibraryErrorGroup):
-    """Click group that reports release-tooling errors as clean CLI errors."""
+    """Click group that reports release-tooling errors as clean CLI errors.
+
+    Ctrl-C while a change is being written is held until the change is complete
+    (host_tools.release.journal); Ctrl-C after it was committed exits 130 with
+    a note saying so, never click's "Aborted!" (which would claim nothing happened)."""
 
     errors = (ReleaseError,)
+
+    def invoke(self, ctx: click.Context):
+        from host_tools.release import journal
+
+        try:
+            result = super().invoke(ctx)
+        except KeyboardInterrupt:
+            if not journal.committed_in_process():
+                raise
+            click.echo("interrupted after the change was committed: the repository holds it, complete",
+                       err=True)
+            ctx.exit(130)
+        if journal.interrupted_commit():
+            click.echo("note: Ctrl-C arrived while the change was being written; it was completed first",
+                       err=True)
+        return result
 
 
 class CliPassphrases:
@@ -42,11 +62,21 @@ class CliPassphrases:
             if not self.prompt:
                 raise
             what = "new key" if rotation else "key"
-            return click.prompt(
-                f"Passphrase for the {what} {keyname} (its own, at least 8 characters)",
-                hide_input=True,
-                confirmation_prompt=True,
-            )
+            return ask_new_passphrase(f"Passphrase for the {what} {keyname} (its own)")
+
+
+def ask_new_passphrase(text: str) -> str:
+    """Prompt twice; a weak or mismatched entry is explained and asked again."""
+    from host_tools.passphrase import MIN_LENGTH, weakness
+
+    def policy(value: str) -> str:
+        why = weakness(value)
+        if why:
+            raise click.BadParameter(f"passphrase {why}")
+        return value
+
+    return click.prompt(f"{text}, at least {MIN_LENGTH} characters", hide_input=True,
+                        confirmation_prompt=True, value_proc=policy)
 
 
 def passphrases(no_prompt: bool = False) -> CliPassphrases:
@@ -148,6 +178,39 @@ def rotate_cmd(ctx, role, replace, key_type, no_prompt) -> None:
     with open_session(workdir(ctx), EnvPassphrases(), lock=False) as s:
         names = sorted({s.keystore.name_of(k) or "?" for k in result.new_keyids})
     click.echo("from now on unlock with: " + ", ".join(env_name(n) for n in names))
+
+
+@cli.command("rekey")
+@click.argument("names", nargs=-1)
+@click.option("--new-passphrase", is_flag=True,
+              help="Also change the passphrase (from MEDSENTRY_NEW_KEY_PASSPHRASE_<NAME> or a prompt).")
+@no_prompt_option
+@click.pass_context
+def rekey_cmd(ctx, names, new_passphrase, no_prompt) -> None:
+    """Re-encrypt key files with today's KDF (scrypt); all active keys or NAMES.
+
+    A passphrase that fails today's policy must be replaced: the new one comes
+    from MEDSENTRY_NEW_KEY_PASSPHRASE_<NAME> or a prompt."""
+    from host_tools.release.fsutil import exclusive_lock
+    from host_tools.release.keys import KeyStore
+
+    layout = Layout.of(workdir(ctx))
+    store = KeyStore(layout, passphrases(no_prompt))
+    if not store.any_keys():
+        raise click.ClickException(f"no key files in {layout.keys}: run `medsentry keys init` first")
+    with exclusive_lock(layout.lock):
+        index = store.index()
+        unknown = sorted(set(names) - {n for n, _ in index.values()})
+        if unknown:
+            raise click.BadParameter(f"no active key named {', '.join(unknown)}", param_hint="NAMES")
+        for keyid, (name, _) in sorted(index.items(), key=lambda kv: kv[1][0]):
+            if names and name not in names:
+                continue
+            done = store.rekey(keyid, new_passphrase)
+            if done is None:
+                click.echo(f"{name}: already current")
+            else:
+                click.echo(f"{name}: {done[1]} -> {done[2]}")
 
 
 @cli.command("list")

@@ -1,6 +1,8 @@
 """`medsentry pki`: fleet CA, broker/collector certificates, device identities, CRL."""
 from __future__ import annotations
 
+import os
+
 import click
 from cryptography import x509
 from rich.console import Console
@@ -10,8 +12,17 @@ from host_tools.pki import DEFAULT_DEVICE_DAYS, DEFAULT_SERVER_HOSTS, FleetPKI, 
 from host_tools.pki.records import service_role
 
 
-def _pki(ctx: click.Context) -> FleetPKI:
-    return FleetPKI(ctx.obj["workdir"])
+def _pki(ctx: click.Context, new: bool = False) -> FleetPKI:
+    """The PKI; the CA passphrase comes from MEDSENTRY_KEY_PASSPHRASE_FLEET_CA or
+    is asked for when the CA key is needed (a new one: policy-checked, twice)."""
+    from host_tools.cli.keys import ask_new_passphrase
+    from host_tools.pki.ca_key import CA_PASSPHRASE_ENV
+
+    if os.environ.get(CA_PASSPHRASE_ENV) is not None:
+        return FleetPKI(ctx.obj["workdir"])
+    if new:
+        return FleetPKI(ctx.obj["workdir"], lambda: ask_new_passphrase("Passphrase for the fleet CA key"))
+    return FleetPKI(ctx.obj["workdir"], lambda: click.prompt("Passphrase for the fleet CA key", hide_input=True))
 
 
 def _run(fn, *args, **kw):
@@ -37,8 +48,10 @@ def cli() -> None:
 @click.pass_context
 def init(ctx: click.Context, hosts: tuple[str, ...], ca_days: float, days: float, crl_days: float,
          force: bool) -> None:
-    """Create the fleet CA (ECDSA P-256), broker server cert, collector/operator certs, CRL."""
-    pki = _pki(ctx)
+    """Create the fleet CA (ECDSA P-256), broker server cert, collector/operator certs, CRL.
+
+    The CA key is encrypted with a passphrase (MEDSENTRY_KEY_PASSPHRASE_FLEET_CA or asked for)."""
+    pki = _pki(ctx, new=True)
     _run(pki.init, server_hosts=list(hosts), ca_days=ca_days, service_days=days,
          crl_days=crl_days, force=force)
     click.echo(f"fleet CA: {pki.ca_cert_path}")
@@ -78,6 +91,19 @@ def issue_service(ctx: click.Context, name: str, days: float | None) -> None:
         raise click.ClickException(f"{name!r} is not a service name (collector, operator, collector-<x>)")
     ident = _run(pki.issue_client, name, days=days)
     click.echo(f"{name}: {ident.cert}")
+
+
+@cli.command("rekey")
+@click.option("--new-passphrase", is_flag=True, help="Also change the CA passphrase (asked for).")
+@click.pass_context
+def rekey(ctx: click.Context, new_passphrase: bool) -> None:
+    """Re-encrypt the fleet CA key with today's KDF (encrypts an old unencrypted one)."""
+    from host_tools.cli.keys import ask_new_passphrase
+
+    pki = _pki(ctx)
+    fresh = (lambda: ask_new_passphrase("New passphrase for the fleet CA key")) if new_passphrase else None
+    old, new = _run(pki.rekey_ca, fresh)
+    click.echo(f"fleet CA key: {old} -> {new}")
 
 
 @cli.command("revoke")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from host_tools.cli.keys import ReleaseGroup, workdir
+from host_tools.cli.keys import ReleaseGroup, no_prompt_option, workdir
 from host_tools.release.config import EXPIRY_ROLES, ReleaseConfig
 from host_tools.release.layout import Layout
 
@@ -69,6 +69,33 @@ def status_cmd(ctx) -> None:
             signed = repo.md(role).signed
             state = "EXPIRED" if signed.is_expired(repo.now) else "ok"
             click.echo(f"{role:<12} v{signed.version:<5} expires {signed.expires:%Y-%m-%d %H:%M} UTC  {state}")
+
+
+@cli.command("recover")
+@no_prompt_option
+@click.pass_context
+def recover_cmd(ctx, no_prompt) -> None:
+    """Finish a change an interrupted command left, tidy and verify the repository.
+
+    Any command does the first part on its own; this also removes stale temp
+    files, repairs a rotation an older medsentry left half done (needs the
+    online keys' passphrases), and moves key files no role trusts to keys/retired/."""
+    from host_tools.cli.keys import passphrases
+    from host_tools.release.recover import recover_workdir
+
+    result = recover_workdir(workdir(ctx), passphrases(no_prompt))
+    if result.finished:
+        click.echo(f"finished the interrupted {result.finished}")
+    else:
+        click.echo("no interrupted change")
+    if result.resigned:
+        click.echo("repaired a half-done rotation: re-signed " + ", ".join(result.resigned)
+                   + " with the keys the newest root trusts")
+    for p in result.temps:
+        click.echo(f"removed stale temp file {p}")
+    for name in result.orphans:
+        click.echo(f"moved untrusted key file {name} to keys/retired/")
+    click.echo("repository verifies: " + ", ".join(f"{r} v{v}" for r, v in result.versions.items()))
 
 
 @cli.command("expiry")

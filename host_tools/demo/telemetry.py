@@ -23,6 +23,7 @@ from host_tools.broker import Broker
 from host_tools.collector import Collector, CollectorConfig, FleetDB
 from host_tools.demo.context import DEMO_BOARDS, DemoContext
 from host_tools.pki import FleetPKI
+from host_tools.release.quickstart import DemoPassphrases
 from host_tools.provision import BrokerAddress, merge_config, provision
 
 STREAM_SECONDS = 20.0
@@ -31,7 +32,7 @@ TELEMETRY_CONFIG = {"telemetry": {"period_ms": 1000, "status_every_s": 10}}
 
 
 def stage_fleet(ctx: DemoContext) -> None:
-    pki = FleetPKI(ctx.workdir)
+    pki = FleetPKI(ctx.workdir, DemoPassphrases("medsentry-demo").existing("fleet-ca"))  # demo only
     pki.init()
     for name in ctx.names:
         pki.issue(name, DEMO_BOARDS[name])

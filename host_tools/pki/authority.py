@@ -2,7 +2,7 @@
 
 On-disk layout under ``<workdir>/pki/`` (private keys and device records 0600)::
 
-    ca/ca.key  ca/ca.crt  ca/crl.pem  ca/crl.der  ca/state.json
+    ca/ca.key  ca/ca.crt  ca/crl.pem  ca/crl.der  ca/state.json   (ca.key: passphrase, ca_key.py)
     broker/server.key  broker/server.crt
     clients/collector.key  clients/collector.crt      (identity "collector": read-only)
     clients/operator.key   clients/operator.crt       (identity "operator": sends commands)
@@ -24,7 +24,10 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from host_tools import keyfile
+
 from . import certs
+from .ca_key import PassphraseArg, encrypt_ca_key, get_passphrase, load_ca_key
 from .errors import NotInitialized, PkiError, UnknownDevice
 from .records import (
     DeviceRecord,
@@ -96,9 +99,13 @@ def record_serial(cert: x509.Certificate) -> str:
 class FleetPKI:
     """Operations on the fleet PKI kept under ``<workdir>/pki``."""
 
-    def __init__(self, workdir: str | Path) -> None:
+    def __init__(self, workdir: str | Path, ca_passphrase: PassphraseArg = None) -> None:
+        """`ca_passphrase` (string or callable) unlocks the CA key when a
+        certificate or CRL is signed; default: MEDSENTRY_KEY_PASSPHRASE_FLEET_CA."""
         self.workdir = Path(workdir).resolve()
         self.root = self.workdir / "pki"
+        self.ca_passphrase = ca_passphrase
+        self._ca_key = None
 
     # -- paths ---------------------------------------------------------------
     @property
@@ -165,9 +172,9 @@ class FleetPKI:
 
     def _ca(self) -> tuple[object, x509.Certificate]:
         self.require_init()
-        key = certs.load_key(self.ca_key_path.read_bytes())
-        cert = x509.load_pem_x509_certificate(self.ca_cert_path.read_bytes())
-        return key, cert
+        if self._ca_key is None:
+            self._ca_key = load_ca_key(self.ca_key_path.read_bytes(), self.ca_passphrase).key
+        return self._ca_key, self.ca_certificate()
 
     def _state(self) -> dict:
         if self.state_path.exists():
@@ -178,7 +185,19 @@ class FleetPKI:
         write_private(self.state_path, (json.dumps(state, indent=2) + "\n").encode())
 
     def ca_certificate(self) -> x509.Certificate:
-        return self._ca()[1]
+        self.require_init()
+        return x509.load_pem_x509_certificate(self.ca_cert_path.read_bytes())
+
+    def rekey_ca(self, new_passphrase: PassphraseArg = None) -> tuple[str, str]:
+        """Re-encrypt the CA key with today's KDF (and `new_passphrase` if
+        given); returns (old KDF, new KDF)."""
+        self.require_init()
+        loaded = load_ca_key(self.ca_key_path.read_bytes(), self.ca_passphrase)
+        passphrase = get_passphrase(new_passphrase if new_passphrase is not None else self.ca_passphrase)
+        data = encrypt_ca_key(loaded.key, passphrase)
+        write_private(self.ca_key_path, data)
+        self._ca_key = loaded.key
+        return loaded.kdf, keyfile.load(data, passphrase).kdf
 
     # -- init ----------------------------------------------------------------
     def init(
@@ -198,9 +217,10 @@ class FleetPKI:
         if not server_hosts:
             raise PkiError("the broker certificate needs at least one host name or IP")
         start, end = validity(ca_days, None, DEFAULT_CA_DAYS)
-        ca_key = certs.new_key()
-        ca_cert = certs.make_ca(ca_key, "medsentry fleet CA", start, end)
-        write_private(self.ca_key_path, certs.key_pem(ca_key))
+        key = certs.new_key()
+        ca_cert = certs.make_ca(key, "medsentry fleet CA", start, end)
+        write_private(self.ca_key_path, encrypt_ca_key(key, get_passphrase(self.ca_passphrase)))
+        self._ca_key = key
         write_public(self.ca_cert_path, certs.cert_pem(ca_cert))
         self._save_state({"crl_number": 0, "revoked": []})
         self.issue_server(server_hosts, days=service_days)

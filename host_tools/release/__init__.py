@@ -5,7 +5,9 @@ securesystemslib ``CryptoSigner`` keys. Modules by responsibility:
 
 * :mod:`.keys` — encrypted key files, passphrase sources, signers
 * :mod:`.initialize` — ``keys init``: keys + first repository version
-* :mod:`.roles.repository` — verified load, staged signing, ordered atomic commit
+* :mod:`.roles.repository` — verified load, staged signing, ordered commit
+* :mod:`.journal` — intent journal: a killed change is finished by the next command
+* :mod:`.recover` — ``repo recover``: finish, tidy, repair, verify
 * :mod:`.roles.models` — per-device-model delegated roles
 * :mod:`.package`, :mod:`.build`, :mod:`.sbom` — package format, mpy-cross build, CycloneDX SBOM
 * :mod:`.publish`, :mod:`.recall`, :mod:`.rotate`, :mod:`.refresh` — repository operations

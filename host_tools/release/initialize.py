@@ -9,7 +9,8 @@ from tuf.api.metadata import Metadata, Role, Root
 
 from .config import ReleaseConfig
 from .errors import AlreadyInitialized, WeakPassphrase
-from .fsutil import exclusive_lock
+from .fsutil import Write, exclusive_lock
+from .journal import recover_pending
 from .keys import ONLINE_ROLES, KeyStore, NewKey, PassphraseSource, root_key_name
 from .layout import Layout
 from .roles.repository import ReleaseRepository, utcnow
@@ -36,6 +37,7 @@ def init_workdir(
     config = (config or ReleaseConfig()).validate()
     keystore = KeyStore(layout, passphrases)
     with exclusive_lock(layout.lock):
+        recover_pending(layout)
         if keystore.any_keys() or layout.metadata.exists():
             raise AlreadyInitialized(
                 f"{layout.workdir} already holds keys or a repository; "
@@ -78,16 +80,13 @@ def init_workdir(
             pass
         repo.publish_top()
 
-        def write_keys() -> list[Path]:
-            created = []
-            for k in [*root_keys, *online.values()]:
-                created.append(keystore.write(k))
-            config.save(layout.config)
-            return created
+        def key_files() -> list[Write]:
+            files = [w for k in [*root_keys, *online.values()] for w in keystore.key_files(k)]
+            return [*files, Write(layout.config, config.validate().to_json())]
 
-        repo.before_commit(write_keys)
+        repo.before_commit(key_files)
         layout.targets.mkdir(parents=True, exist_ok=True)
-        repo.commit()
+        repo.commit("keys init")
         return InitResult(
             [k.keyid for k in root_keys],
             {r: k.keyid for r, k in online.items()},

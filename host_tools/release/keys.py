@@ -1,8 +1,9 @@
 """Signing keys: generation, encrypted storage, loading as securesystemslib signers.
 
 Each key lives in its own file ``<workdir>/keys/<name>-<keyid[:12]>.pem``: a
-PKCS#8 private key encrypted with that key's own passphrase
-(``cryptography``'s BestAvailableEncryption), next to ``<...>.pub.json`` holding
+private key encrypted with that key's own passphrase (scrypt + AES-256-GCM, see
+:mod:`host_tools.keyfile`; older PBKDF2 files still load and ``keys rekey``
+upgrades them), next to ``<...>.pub.json`` holding
 the public key exactly as TUF metadata writes it. Files are found by key id,
 so a rotation can write the new key before the metadata that trusts it and a
 crash in between never loses the key that is trusted.
@@ -22,23 +23,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
+from host_tools import keyfile
+from host_tools.passphrase import weakness
+
 from .errors import (
     ConfigError,
+    KeyFileError,
     KeyMismatch,
     MissingKey,
     MissingPassphrase,
     WeakPassphrase,
     WrongPassphrase,
 )
-from .fsutil import write_atomic
+from .fsutil import Write, move, write_atomic
 from .layout import Layout
 
 ONLINE_ROLES = ("targets", "snapshot", "timestamp")
-MIN_PASSPHRASE = 8
 ENV_PREFIX = "MEDSENTRY_KEY_PASSPHRASE_"
 ENV_NEW_PREFIX = "MEDSENTRY_NEW_KEY_PASSPHRASE_"
 
@@ -89,10 +92,10 @@ class EnvPassphrases:
 
 
 def check_new_passphrase(keyname: str, passphrase: str) -> None:
-    if len(passphrase) < MIN_PASSPHRASE:
-        raise WeakPassphrase(
-            f"the passphrase for key {keyname!r} is too short (at least {MIN_PASSPHRASE} characters)"
-        )
+    """The policy of :mod:`host_tools.passphrase` (length and strength)."""
+    why = weakness(passphrase)
+    if why:
+        raise WeakPassphrase(f"the passphrase for key {keyname!r} is {why}")
 
 
 def generate_private_key(key_type: str):
@@ -145,22 +148,16 @@ class KeyStore:
     def _stem(self, name: str, keyid: str) -> str:
         return f"{name}-{keyid[:12]}"
 
-    def write(self, key: NewKey) -> Path:
-        """Write the encrypted private key and its public key file."""
+    def key_files(self, key: NewKey) -> list[Write]:
+        """The encrypted private key file and its public key file, to be
+        landed by a journaled change (before the metadata that trusts them)."""
         stem = self._stem(key.name, key.keyid)
-        pem = key.private_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(key.passphrase.encode()),
-        )
-        pem_path = self.layout.keys / f"{stem}.pem"
-        write_atomic(pem_path, pem, mode=0o600)
+        pem = keyfile.encrypt(key.private_key, key.passphrase)
         pub = {"name": key.name, "keyid": key.keyid, "key": key.public.to_dict()}
-        write_atomic(
-            self.layout.keys / f"{stem}.pub.json",
-            (json.dumps(pub, indent=2, sort_keys=True) + "\n").encode(),
-        )
-        return pem_path
+        return [
+            Write(self.layout.keys / f"{stem}.pem", pem, 0o600),
+            Write(self.layout.keys / f"{stem}.pub.json", (json.dumps(pub, indent=2, sort_keys=True) + "\n").encode()),
+        ]
 
     # -- lookup -------------------------------------------------------------
     def index(self) -> dict[str, tuple[str, Path]]:
@@ -197,14 +194,7 @@ class KeyStore:
                 f"the key for role {role!r} (keyid {keyid[:12]}…) is not in {self.layout.keys}"
             )
         name, pem_path = entry
-        passphrase = self.passphrases.existing(name)
-        try:
-            priv = serialization.load_pem_private_key(pem_path.read_bytes(), passphrase.encode())
-        except (ValueError, TypeError):
-            raise WrongPassphrase(
-                f"wrong passphrase for key {name!r} ({pem_path.name}); "
-                f"check {env_name(name)} or the passphrase typed"
-            ) from None
+        priv = self.open(name, pem_path).key
         public = public_sslib_key(priv)
         if public.keyid != keyid:
             raise KeyMismatch(
@@ -212,6 +202,40 @@ class KeyStore:
                 f"but role {role!r} trusts {keyid[:12]}…"
             )
         return CryptoSigner(priv, public)
+
+    def open(self, name: str, pem_path: Path, passphrase: str | None = None) -> keyfile.Loaded:
+        """Decrypt key file `pem_path` of key `name`."""
+        if passphrase is None:
+            passphrase = self.passphrases.existing(name)
+        try:
+            return keyfile.load(pem_path.read_bytes(), passphrase)
+        except keyfile.BadPassphrase:
+            raise WrongPassphrase(
+                f"wrong passphrase for key {name!r} ({pem_path.name}); "
+                f"check {env_name(name)} or the passphrase typed"
+            ) from None
+        except keyfile.KeyFileFormatError as exc:
+            raise KeyFileError(f"{pem_path}: {exc}") from None
+
+    def rekey(self, keyid: str, new_passphrase: bool = False) -> tuple[str, str, str] | None:
+        """Re-encrypt key `keyid` with today's KDF; a new passphrase is asked for
+        (MEDSENTRY_NEW_KEY_PASSPHRASE_<NAME> or the prompt) when `new_passphrase`
+        or when the current one fails the policy. Returns (name, old KDF, new
+        KDF), or None when the file was current already."""
+        name, pem_path = self.index()[keyid]
+        current = self.passphrases.existing(name)
+        loaded = self.open(name, pem_path, current)
+        if public_sslib_key(loaded.key).keyid != keyid:
+            raise KeyMismatch(f"key file {pem_path.name} does not hold key {keyid[:12]}…")
+        passphrase = current
+        if new_passphrase or weakness(current):
+            passphrase = self.passphrases.new(name, rotation=True)
+            check_new_passphrase(name, passphrase)
+        elif not loaded.needs_upgrade:
+            return None
+        fresh = keyfile.encrypt(loaded.key, passphrase)
+        write_atomic(pem_path, fresh, mode=0o600)
+        return name, loaded.kdf, keyfile.load(fresh, passphrase).kdf
 
     def threshold_signers(
         self, keyids: list[str], threshold: int, role: str
@@ -238,11 +262,23 @@ class KeyStore:
 
     def retire(self, keyid: str) -> None:
         """Move a replaced key's files to ``keys/retired`` (after its rotation committed)."""
-        entry = self.index().get(keyid)
-        if entry is None:
-            return
-        _, pem = entry
-        self.layout.retired_keys.mkdir(parents=True, exist_ok=True)
-        for path in (pem, pem.with_name(pem.name[: -len(".pem")] + ".pub.json")):
+        retire_key_files(self.layout, keyid)
+
+
+def retire_key_files(layout: Layout, keyid: str) -> None:
+    """Move the files of key `keyid` to ``keys/retired`` (done already is fine):
+    the private key first, so an interrupted move never leaves an active
+    ``.pub.json`` whose key file is gone unnoticed (index() skips it)."""
+    if not layout.keys.is_dir():
+        return
+    for pub in sorted(layout.keys.glob("*.pub.json")):
+        try:
+            doc = json.loads(pub.read_text())
+        except ValueError:
+            continue
+        if doc.get("keyid") != keyid:
+            continue
+        pem = pub.with_name(pub.name[: -len(".pub.json")] + ".pem")
+        for path in (pem, pub):
             if path.exists():
-                os.replace(path, self.layout.retired_keys / path.name)
+                move(path, layout.retired_keys / path.name)

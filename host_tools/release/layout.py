@@ -9,6 +9,7 @@
     <workdir>/repository/metadata/    TUF metadata (consistent snapshots)
     <workdir>/repository/targets/     target files, ``<model>/<sha256>.<name>``
     <workdir>/repository.lock         flock taken by every repository change
+    <workdir>/repository.journal      intent journal of a change being written (journal.py)
     <workdir>/packages/               built packages and their SBOMs
     <workdir>/release/recalls.json    local record of recalls (for the assessment)
 """
@@ -53,6 +54,10 @@ class Layout:
     @property
     def lock(self) -> Path:
         return self.workdir / "repository.lock"
+
+    @property
+    def journal(self) -> Path:
+        return self.workdir / "repository.journal"
 
     @property
     def packages(self) -> Path:

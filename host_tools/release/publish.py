@@ -202,7 +202,7 @@ def publish_package(session: Session, package_path: Path, channel: str = "stable
         role.targets[tf.path] = tf
         role.targets[sf.path] = sf
     repo.publish_top()
-    repo.commit()
+    repo.commit(f"publish of {model} {pkg.version}")
     return Release(
         model=model,
         version=pkg.version,

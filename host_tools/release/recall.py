@@ -9,16 +9,15 @@ signed recall list, the target ``<model>/recalls.json``::
                    "package_kind": "full", "reason": "...", "recalled_at": "2026-...Z",
                    "target": "pump-v2/pump-v2-1.2.0.mspk", "sha256": "...", "length": 1234}]}
 
-Devices download it like any target (it is signed by the model's key). After the
-commit, the local record ``<workdir>/release/recalls.json`` (all models) is
-rewritten for the fleet assessment.
+Devices download it like any target (it is signed by the model's key). The
+local record ``<workdir>/release/recalls.json`` (all models, for the fleet
+assessment) lands with the same journaled commit.
 """
 from __future__ import annotations
 
 import json
 
 from .errors import ConfigError, UnknownRelease
-from .fsutil import write_atomic
 from .package import canonical_json
 from .publish import (
     Release,
@@ -81,18 +80,19 @@ def recall_release(session: Session, version: str, reason: str, model: str | Non
         role.targets.pop(sbom_target_path(rel.model, version), None)
         role.targets[tf.path] = tf
     repo.publish_top()
-    repo.after_commit(lambda: write_local_record(session))
-    repo.commit()
+    repo.also_write(session.layout.recall_record, local_record(session, {rel.model: doc}))
+    repo.commit(f"recall of {rel.model} {version}")
     return rel
 
 
-def write_local_record(session: Session) -> None:
-    """``<workdir>/release/recalls.json``: every model's recall list."""
+def local_record(session: Session, changed: dict[str, dict]) -> bytes:
+    """``<workdir>/release/recalls.json``: every model's recall list (`changed`
+    holds the lists this change is about to publish)."""
     record = {
         "recalls": [
             dict(entry, model=m)
             for m in session.repo.models()
-            for entry in recall_document(session, m)["recalled"]
+            for entry in (changed.get(m) or recall_document(session, m))["recalled"]
         ]
     }
-    write_atomic(session.layout.recall_record, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+    return (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()

@@ -40,5 +40,5 @@ def refresh(session: Session, margin: timedelta | None = None) -> RefreshResult:
             f"root version {root.version} expires on {root.expires:%Y-%m-%d}: "
             "run `medsentry keys rotate root` (with the root key holders) before then"
         )
-    repo.commit()
+    repo.commit("timestamp refresh")
     return result

@@ -11,13 +11,13 @@
   key and the model's role is re-signed with it (no root keys needed).
 
 New key files are written before the metadata that trusts them; replaced key
-files move to ``keys/retired/`` after the commit.
+files move to ``keys/retired/`` at the end of the same journaled commit, so a
+killed rotation is finished by the next command and leaves no orphan key.
 """
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from pathlib import Path
 
 from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import Metadata, Root
@@ -155,15 +155,8 @@ def rotate_key(
             pass
         repo.publish_top()
 
-    def write_keys() -> list[Path]:
-        return [keystore.write(k) for k in new_keys]
-
-    def retire_old() -> None:
-        for keyid in old_ids:
-            keystore.retire(keyid)
-
-    repo.before_commit(write_keys)
-    repo.after_commit(retire_old)
-    repo.commit()
+    repo.before_commit(lambda: [w for k in new_keys for w in keystore.key_files(k)])
+    repo.retire_after_commit(old_ids)
+    repo.commit(f"rotation of {role}")
     root_version = repo.md("root").signed.version
     return RotationResult(role, root_version, old_ids, [k.keyid for k in new_keys])

@@ -207,8 +207,8 @@ def test_init_twice_and_weak_or_shared_root_passphrases(tmp_path, monkeypatch):
 
 def test_failure_while_writing_rolls_back(env, monkeypatch):
     """A crash in the middle of the commit (here: the snapshot write fails)
-    removes what that commit wrote; timestamp.json was never touched."""
-    import host_tools.release.roles.repository as repo_mod
+    removes what that commit wrote (and its journal); timestamp.json was never touched."""
+    import host_tools.release.journal as repo_mod
 
     pkg = env.build("1.2.0", 6, variant="e")
     real = repo_mod.write_atomic
@@ -220,6 +220,7 @@ def test_failure_while_writing_rolls_back(env, monkeypatch):
 
     monkeypatch.setattr(repo_mod, "write_atomic", flaky)
     unchanged(env, publish_fn(env, pkg), OSError)
+    assert not (env.workdir / "repository.journal").exists()
     monkeypatch.setattr(repo_mod, "write_atomic", real)
     publish_fn(env, pkg)()
 

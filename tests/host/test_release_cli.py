@@ -19,7 +19,7 @@ NAMES = ["ROOT_1", "ROOT_2", "ROOT_3", "TARGETS", "SNAPSHOT", "TIMESTAMP", "MODE
 
 def test_full_cli_workflow(tmp_path):
     wd = tmp_path / "wd"
-    env = {f"MEDSENTRY_KEY_PASSPHRASE_{n}": f"secret-{n.lower()}" for n in NAMES}
+    env = {f"MEDSENTRY_KEY_PASSPHRASE_{n}": f"secret-for-{n.lower()}" for n in NAMES}
     runner = CliRunner()
 
     def run(*args, input=None, extra=None, code=0):
@@ -50,7 +50,7 @@ def test_full_cli_workflow(tmp_path):
     # the model key's passphrase typed at the prompt instead of the environment
     no_model_env = {k: v for k, v in env.items() if "MODEL" not in k}
     r = runner.invoke(cli, ["--workdir", str(wd), "release", "publish", str(patch), "--channel", "canary"],
-                      env=no_model_env, input="secret-model_pump_v2\n")
+                      env=no_model_env, input="secret-for-model_pump_v2\n")
     assert r.exit_code == 0, r.output
     assert "Passphrase for key model-pump-v2" in r.output
 
@@ -87,7 +87,7 @@ def test_full_cli_workflow(tmp_path):
 
 def test_init_prompts_for_each_root_passphrase(tmp_path):
     runner = CliRunner()
-    answers = "".join(f"pass-for-{n}\npass-for-{n}\n" for n in ["r1", "r2", "r3", "t", "s", "ts"])
+    answers = "".join(f"pass-for-key-{n}\npass-for-key-{n}\n" for n in ["r1", "r2", "r3", "t", "s", "ts"])
     r = runner.invoke(cli, ["--workdir", str(tmp_path / "wd"), "keys", "init"], input=answers, env={})
     assert r.exit_code == 0, r.output
     assert r.output.count("Repeat for confirmation") == 6

@@ -229,13 +229,14 @@ def test_loader_rejects_tampered_metadata(env):
 
 
 def test_publish_writes_targets_first_and_timestamp_last(env, monkeypatch):
-    import host_tools.release.roles.repository as repo_mod
+    import host_tools.release.journal as repo_mod
 
     order: list[str] = []
     real = repo_mod.write_atomic
 
     def record(path, data, mode=0o644):
-        order.append(str(path.relative_to(env.repository)))
+        if env.repository in path.parents:  # the journal itself lands first, outside
+            order.append(str(path.relative_to(env.repository)))
         return real(path, data, mode)
 
     monkeypatch.setattr(repo_mod, "write_atomic", record)

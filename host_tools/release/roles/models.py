@@ -9,8 +9,6 @@ for a model that has no role is an error (:class:`UnknownModel`).
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from tuf.api.metadata import DelegatedRole, Delegations
 
 from ..errors import ModelExists, UnknownModel
@@ -54,9 +52,6 @@ def add_model(session: Session, model: str, key_type: str | None = None) -> str:
         pass
     repo.publish_top()
 
-    def write_key() -> list[Path]:
-        return [session.keystore.write(key)]
-
-    repo.before_commit(write_key)
-    repo.commit()
+    repo.before_commit(lambda: session.keystore.key_files(key))
+    repo.commit(f"add-model {model}")
     return key.keyid

@@ -8,12 +8,12 @@ tool never builds on a tampered or half-written state.
 Changes are *staged in memory*: python-tuf's ``edit()``/``do_snapshot()``/
 ``do_timestamp()`` call :meth:`close`, which bumps the version, sets the expiry,
 signs and keeps the bytes. Nothing touches the disk until :meth:`commit`, which
-writes in this order: new key files, target files, delegated and top-level
-targets metadata, snapshot, root, and ``timestamp.json`` last (each file via a
-temp file + fsync + rename). A client only sees a new state once the new
-timestamp is in place, and every file it can then reach is already there. If a
-write fails, the files written by that commit are removed and replaced files
-restored, so the repository is exactly as before.
+journals the whole change and then writes in this order: new key files, target
+files, delegated and top-level targets metadata, snapshot, root, and
+``timestamp.json`` last (each file via a temp file + fsync + rename). A client
+only sees a new state once the new timestamp is in place, and every file it can
+then reach is already there. A process killed on the way leaves the journal,
+and the next command finishes the change (see :mod:`..journal`).
 """
 from __future__ import annotations
 
@@ -45,7 +45,8 @@ from tuf.repository import Repository
 
 from ..config import ReleaseConfig
 from ..errors import NotInitialized, RepositoryError, RootExpired
-from ..fsutil import write_atomic
+from ..fsutil import Write
+from ..journal import Change, commit_change
 from ..keys import KeyStore
 from ..layout import Layout
 
@@ -90,12 +91,15 @@ class ReleaseRepository(Repository):
         self.signer_override: dict[str, list[Signer]] = {}
         self._fresh: set[str] = set()
         self._unverified: set[str] = set()
+        self.repair_rotation = False
+        self.stale_roles: list[str] = []
         # staged writes
         self._staged_meta: dict[str, bytes] = {}  # file name under metadata/ -> bytes
         self._staged_targets: dict[str, bytes] = {}  # path under targets/ -> bytes
         self._staged_roots: list[tuple[int, bytes]] = []
-        self._pre_commit: list[Callable[[], list[Path]]] = []
-        self._post_commit: list[Callable[[], None]] = []
+        self._pre_commit: list[Callable[[], list[Write]]] = []
+        self._extra_writes: list[Write] = []
+        self._retire: list[str] = []
 
     # ------------------------------------------------------------------ load
     @classmethod
@@ -105,10 +109,25 @@ class ReleaseRepository(Repository):
         config: ReleaseConfig,
         keystore: KeyStore,
         now: datetime | None = None,
+        repair_rotation: bool = False,
     ) -> "ReleaseRepository":
+        """Load and verify. `repair_rotation` (``repo recover`` only) accepts
+        top-level roles still signed under the previous root - what a rotation
+        killed by an older medsentry, which had no journal, left - and lists
+        them in `stale_roles` for re-signing."""
         repo = cls(layout, config, keystore, now)
+        repo.repair_rotation = repair_rotation
         repo._load()
         return repo
+
+    def _verify_top(self, role: str, md: Metadata) -> None:
+        try:
+            self._md["root"].signed.verify_delegate(role, md.signed_bytes, md.signatures)
+        except UnsignedMetadataError:
+            if not self.repair_rotation or len(self.root_history) < 2:
+                raise
+            self.root_history[-2].signed.verify_delegate(role, md.signed_bytes, md.signatures)
+            self.stale_roles.append(role)
 
     def _read(self, name: str, kind: type = Signed) -> tuple[Metadata, bytes]:
         path = self.layout.metadata / name
@@ -154,16 +173,15 @@ class ReleaseRepository(Repository):
                 self.root_history.append(md)
                 prev = md
             self._md["root"], self._bytes["root"] = md, data
-            root: Root = md.signed
 
             ts, data = self._read("timestamp.json", Timestamp)
-            root.verify_delegate(Timestamp.type, ts.signed_bytes, ts.signatures)
+            self._verify_top(Timestamp.type, ts)
             self._md["timestamp"], self._bytes["timestamp"] = ts, data
 
             snap_meta = ts.signed.snapshot_meta
             snap, data = self._read(f"{snap_meta.version}.snapshot.json", Snapshot)
             snap_meta.verify_length_and_hashes(data)
-            root.verify_delegate(Snapshot.type, snap.signed_bytes, snap.signatures)
+            self._verify_top(Snapshot.type, snap)
             if snap.signed.version != snap_meta.version:
                 raise RepositoryError("snapshot version does not match timestamp")
             self._md["snapshot"], self._bytes["snapshot"] = snap, data
@@ -174,7 +192,7 @@ class ReleaseRepository(Repository):
                 raise RepositoryError("snapshot does not list targets.json")
             targets, data = self._read(f"{tmeta.version}.targets.json", Targets)
             tmeta.verify_length_and_hashes(data)
-            root.verify_delegate(Targets.type, targets.signed_bytes, targets.signatures)
+            self._verify_top(Targets.type, targets)
             self._md["targets"], self._bytes["targets"] = targets, data
             self._loaded_targets = targets
 
@@ -342,74 +360,54 @@ class ReleaseRepository(Repository):
         self._staged_roots.append((md.signed.version, data))
         self._signers.clear()
 
-    def before_commit(self, fn: Callable[[], list[Path]]) -> None:
-        """Run `fn` first during commit (e.g. write new key files); it returns
-        the paths it created, removed again if the commit fails."""
+    def before_commit(self, fn: Callable[[], list[Write]]) -> None:
+        """Add the files `fn` returns (e.g. new key files) at the head of the
+        commit, before any metadata that trusts them."""
         self._pre_commit.append(fn)
 
-    def after_commit(self, fn: Callable[[], None]) -> None:
-        self._post_commit.append(fn)
+    def also_write(self, path: Path, data: bytes) -> None:
+        """Land `path` with the commit, after ``timestamp.json`` (local records)."""
+        self._extra_writes.append(Write(path, data))
+
+    def retire_after_commit(self, keyids: list[str]) -> None:
+        """Move these replaced keys to ``keys/retired`` as part of the commit."""
+        self._retire.extend(keyids)
 
     def has_changes(self) -> bool:
         return bool(self._staged_meta or self._staged_roots or self._staged_targets)
 
     # -------------------------------------------------------------- commit
-    def commit(self) -> list[str]:
-        """Write everything staged; ``timestamp.json`` goes last. Returns the
-        metadata file names written."""
-        created: list[Path] = []
-        replaced: dict[Path, bytes] = {}
-
-        def put(path: Path, data: bytes) -> None:
-            if path.exists():
-                old = path.read_bytes()
-                if old == data:
-                    return
-                replaced.setdefault(path, old)
-            else:
-                created.append(path)
-            write_atomic(path, data)
-
+    def commit(self, what: str = "repository change") -> list[str]:
+        """Land everything staged as one journaled change (:mod:`..journal`):
+        new key files, target files, delegated then top-level targets metadata,
+        snapshot, root, and ``timestamp.json`` last. Returns the metadata file
+        names written."""
+        writes: list[Write] = []
+        for fn in self._pre_commit:
+            writes.extend(fn())
+        for stored, data in sorted(self._staged_targets.items()):
+            writes.append(Write(self.layout.targets / stored, data))
         names = [n for n in self._staged_meta if n != "timestamp.json"]
         # delegated model roles first, then top-level targets, then snapshot
-        meta_order = sorted(
-            names,
-            key=lambda n: (n.endswith(".snapshot.json"), n.endswith(".targets.json"), n),
-        )
-        written: list[str] = []
-        try:
-            for fn in self._pre_commit:
-                created.extend(fn())
-            for stored, data in sorted(self._staged_targets.items()):
-                put(self.layout.targets / stored, data)
-            for name in meta_order:
-                put(self.layout.metadata / name, self._staged_meta[name])
-                written.append(name)
-            for version, data in sorted(self._staged_roots):
-                put(self.layout.metadata / f"{version}.root.json", data)
-                written.append(f"{version}.root.json")
-            if self._staged_roots:
-                put(self.layout.metadata / "root.json", sorted(self._staged_roots)[-1][1])
-            if "timestamp.json" in self._staged_meta:
-                put(self.layout.metadata / "timestamp.json", self._staged_meta["timestamp.json"])
-                written.append("timestamp.json")
-        except BaseException:
-            for path in reversed(created):
-                try:
-                    path.unlink()
-                except FileNotFoundError:
-                    pass
-            for path, old in replaced.items():
-                write_atomic(path, old)
-            raise
+        names.sort(key=lambda n: (n.endswith(".snapshot.json"), n.endswith(".targets.json"), n))
+        for version, data in sorted(self._staged_roots):
+            names.append(f"{version}.root.json")
+            self._staged_meta[f"{version}.root.json"] = data
+        if self._staged_roots:
+            self._staged_meta["root.json"] = sorted(self._staged_roots)[-1][1]
+            names.append("root.json")
+        if "timestamp.json" in self._staged_meta:
+            names.append("timestamp.json")
+        writes.extend(Write(self.layout.metadata / n, self._staged_meta[n]) for n in names)
+        writes.extend(self._extra_writes)
+        commit_change(self.layout, Change(what, writes, list(self._retire)))
         self._staged_meta.clear()
         self._staged_targets.clear()
         self._staged_roots.clear()
         self._pre_commit.clear()
-        for fn in self._post_commit:
-            fn()
-        self._post_commit.clear()
-        return written
+        self._extra_writes.clear()
+        self._retire.clear()
+        return [n for n in names if n != "root.json"]
 
     # -------------------------------------------------------------- helpers
     def refresh_margin(self) -> timedelta:

@@ -69,10 +69,14 @@ def test_power_cuts_lose_nothing_and_never_reuse_a_number(tmp_path):
         proc = subprocess.Popen(mpvm.vm_command(script, d), env=mpvm.vm_env([REPO]), cwd=REPO,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True)
-        time.sleep(rnd.uniform(0.25, 0.6))
+        # The cut lands a random time after the writer has booted (its BOOT
+        # line), not after the process was spawned: a loaded machine may take
+        # longer than the whole window just to start the VM.
+        first = proc.stdout.readline() if proc.stdout else ""
+        time.sleep(rnd.uniform(0.05, 0.35))
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate(timeout=10)
-        lines = out.splitlines()
+        lines = (first + out).splitlines()
         assert lines and lines[0].startswith("BOOT"), out[-2000:]
         boot_seq = int(lines[0].split()[1])
         # Never below anything handed out before (no nonce reuse across boots).

@@ -6,7 +6,9 @@ base. ``.py`` files are compiled to ``.mpy`` (``-s`` is set to the relative
 path, so no absolute path leaks into the bytecode) except the package paths in
 `keep_py` (top-level ``boot.py`` and ``main.py`` by default: MicroPython runs
 them as source). Other files are carried as they are; ``__pycache__``, ``*.pyc`` and
-dot-files are skipped.
+dot-files are skipped. A directory holding a micropython-lib style ``manifest.py``
+(``agent/``, ``updater/``) contributes exactly the files its manifest lists
+(:mod:`.manifests`), so host-only modules and READMEs never ship.
 
 Reproducible: files are sorted, compression is deterministic, the SBOM takes its
 time from ``SOURCE_DATE_EPOCH`` (0 by default) and no host path, user or clock
@@ -28,6 +30,7 @@ from pathlib import Path
 
 from .errors import BuildError, ConfigError, PackageError
 from .fsutil import write_atomic
+from .manifests import manifest_of
 from .package import (
     FORMAT_NAME,
     WBITS,
@@ -86,8 +89,15 @@ def collect_sources(sources: list[Path], base: Path) -> list[tuple[str, Path]]:
             p.relative_to(base)
         except ValueError:
             raise BuildError(f"source {src} is not under the base directory {base}") from None
-        files = [p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file())
+        if p.is_file():
+            files = [p]
+        elif (declared := manifest_of(p)) is not None:
+            files = declared.files  # a device package ships what its manifest.py lists
+        else:
+            files = sorted(x for x in p.rglob("*") if x.is_file())
         for f in files:
+            if not f.is_relative_to(base):
+                raise BuildError(f"{f} (listed by {src}) is not under the base directory {base}")
             rel = f.relative_to(base).as_posix()
             parts = rel.split("/")
             if any(part.startswith(".") or part == "__pycache__" for part in parts) or rel.endswith(".pyc"):

@@ -1,0 +1,6 @@
+# micropython-lib style manifest of the security agent (read on the host by
+# host_tools/release/manifests.py; never shipped): builds ship what it lists.
+metadata(description="medsentry security agent: telemetry, posture, update agent", version="1.0.0")
+require("updater")
+require("board")
+package("agent", base_path="..")

@@ -20,6 +20,7 @@ from updater.install.installer import Installer
 from updater.install.manifest import parse_version
 from updater.install.source import HttpSource
 from board.compat import ticks_ms, ticks_diff
+from updater import tuf
 from updater.tuf.errors import DownloadError, RepositoryError
 
 TUF_DIR = "tuf"  # under /state: trusted metadata (root.json provisioned)
@@ -294,8 +295,7 @@ class UpdateAgent:
         c = {"version": c["version"], "manifest_sha256": c["manifest_sha256"]}
         fetcher = up.fetcher
         up = ti = found = None
-        release_modules(("updater.tuf.updater", "updater.tuf.trusted_set", "updater.tuf.metadata",
-                         "updater.crypto"))
+        release_modules(tuf.UNLOADABLE)
         src = HttpSource(fetcher, url, length)
         self._gate_ms = None
         self._installing = True

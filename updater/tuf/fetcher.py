@@ -154,17 +154,16 @@ class _Transport:
 
 
 def _ca_der(path):
-    # mbedTLS (MicroPython) takes DER via cadata; accept a PEM file too.
-    import binascii
+    # mbedTLS (MicroPython) takes DER via cadata; accept a PEM file (one
+    # certificate) too. Imported here: the agent unloads updater.crypto
+    # between checks, the fetcher stays.
+    from updater.crypto.der import pem_decode
 
     with open(path, "rb") as f:
         data = f.read()
     if b"-----BEGIN" not in data:
         return data
-    start = data.index(b"-----BEGIN")
-    start = data.index(b"\n", start) + 1
-    end = data.index(b"-----END", start)
-    return binascii.a2b_base64(data[start:end].replace(b"\r", b"").replace(b"\n", b""))
+    return pem_decode(data, "CERTIFICATE")
 
 
 def _is_timeout(e):

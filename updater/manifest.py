@@ -20,8 +20,10 @@ package(
         "metadata.py",
         "patterns.py",
         "signatures.py",
+        "transport.py",
         "trusted_set.py",
         "updater.py",
+        "urls.py",
     ),
     base_path="..",
 )

@@ -1,5 +1,5 @@
 # The TUF package's declared unloadable modules (issue 9 item 2) and the
-# fetcher's CA file reading (PEM through updater.crypto.der).
+# transport's CA file reading (PEM through updater.crypto.der).
 import binascii
 import sys
 
@@ -39,7 +39,8 @@ def _bad_metadata_error_class():
 def test_errors_and_fetcher_are_not_unloadable():
     for name in tuf.UNLOADABLE:
         assert name.startswith("updater.")
-        for kept in ("updater.tuf.errors", "updater.tuf.fetcher", "updater.tuf"):
+        for kept in ("updater.tuf.errors", "updater.tuf.fetcher", "updater.tuf.transport", "updater.tuf.urls",
+                     "updater.tuf"):
             assert not (kept == name or kept.startswith(name + "."))
 
 
@@ -86,19 +87,19 @@ def _write(path, data):
 
 def test_ca_file_pem_or_der():
     from updater.crypto.der import DERError
-    from updater.tuf import fetcher
+    from updater.tuf import transport
 
     d = devtest.tmpdir()
     der = bytes(range(256)) * 3
     b64 = binascii.b2a_base64(der).replace(b"\n", b"")
     lines = b"\n".join(b64[i:i + 64] for i in range(0, len(b64), 64))
     _write(d + "/ca.pem", b"-----BEGIN CERTIFICATE-----\n" + lines + b"\n-----END CERTIFICATE-----\n")
-    assert fetcher._ca_der(d + "/ca.pem") == der
+    assert transport.ca_der(d + "/ca.pem") == der
     _write(d + "/ca.der", der)
-    assert fetcher._ca_der(d + "/ca.der") == der
+    assert transport.ca_der(d + "/ca.der") == der
     # Not a certificate, or junk in the base64: refused, not half-read.
     _write(d + "/key.pem", b"-----BEGIN PUBLIC KEY-----\n" + lines + b"\n-----END PUBLIC KEY-----\n")
-    devtest.raises(DERError, fetcher._ca_der, d + "/key.pem")
+    devtest.raises(DERError, transport.ca_der, d + "/key.pem")
     _write(d + "/bad.pem", b"-----BEGIN CERTIFICATE-----\n" + lines[:40] + b"!" + lines[40:]
            + b"\n-----END CERTIFICATE-----\n")
-    devtest.raises(DERError, fetcher._ca_der, d + "/bad.pem")
+    devtest.raises(DERError, transport.ca_der, d + "/bad.pem")

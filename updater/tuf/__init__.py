@@ -3,16 +3,18 @@
 # metadata: the metadata model; envelope + dsse: opening metadata files;
 # signatures: threshold checks; hashes: length/hash checks; patterns:
 # delegation path patterns; trusted_set: pure verification state; fetcher:
-# HTTP(S) streaming; updater: the orchestrator; client_main: the host-only
+# HTTP(S) streaming (transport: socket/TLS differences, urls: URL parsing);
+# updater: the orchestrator; client_main: the host-only
 # command-line entry run on the VM (not shipped, see updater/manifest.py).
 
 # Modules that may be dropped from sys.modules to give their code's heap
-# back once a check is over (the next check imports them again). Not listed,
-# so never unloaded: `errors` (callers catch its classes: a re-import would
-# make new classes their `except` clauses do not match) and `fetcher` (the
-# download of the chosen target keeps using it). updater.crypto (the
-# signature verifiers, SHA-512) is only needed for metadata and goes too.
-# They go together (one module's isinstance checks refer to another's classes).
+# back once a check is over (the next check imports them again); they go
+# together (one module's isinstance checks refer to another's classes).
+# updater.crypto (signature verifiers, SHA-512) is needed for metadata only.
+# Never unloaded: `errors` (callers catch its classes: a re-import would make
+# new classes their `except` clauses do not match, see
+# tests/device/test_tuf_layout.py) and `fetcher`, `transport`, `urls` (the
+# download of the chosen target keeps using them).
 UNLOADABLE = (
     "updater.tuf.updater",
     "updater.tuf.trusted_set",

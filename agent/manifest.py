@@ -4,3 +4,5 @@ metadata(description="medsentry security agent: telemetry, posture, update agent
 require("updater")
 require("board")
 package("agent", base_path="..")
+# medsentry extension: the module the loader starts (recorded in slot.json)
+entry("agent.main")

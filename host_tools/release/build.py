@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .errors import BuildError, ConfigError, PackageError
 from .fsutil import write_atomic
-from .manifests import manifest_of
+from .manifests import declared_entry, manifest_of
 from .package import (
     FORMAT_NAME,
     WBITS,
@@ -208,6 +208,9 @@ def build_package(
         if parse_version(min_base_version) < parse_version(base_version):
             min_base_version = base_version
 
+    entry = declared_entry([Path(s) for s in sources])
+    if entry is not None and not {entry.replace(".", "/") + ext for ext in (".mpy", ".py")} & set(contents):
+        raise BuildError(f"the declared entry {entry} is not in the package")
     runtime = mpy_cross_version()
     manifest = {
         "format": FORMAT_NAME,
@@ -222,6 +225,8 @@ def build_package(
         "build": {"mpy_cross": runtime, "zlib": zlib.ZLIB_VERSION},
         "files": entries,
     }
+    if entry is not None:
+        manifest["entry"] = entry  # the module the device's loader starts
     sbom = make_sbom(
         model=model,
         version=version,

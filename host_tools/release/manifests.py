@@ -9,6 +9,7 @@ files ship, with the manifest functions of micropython-lib
     package("agent", base_path="..")         # every .py of the package
     package("updater", files=("__init__.py", "loader.py"), base_path="..")
     module("extra.py")                       # one module file
+    entry("agent.main")                      # medsentry: the module the loader starts
 
 Paths are relative to the manifest's directory joined with ``base_path``, as
 in micropython-lib. Builds (``package build``, the simulated board's
@@ -34,6 +35,7 @@ class DeviceManifest:
     description: str = ""
     requires: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)  # absolute, sorted, no duplicates
+    entry: str | None = None  # the application's entry module, if this package has it
 
 
 class _Reader:
@@ -68,6 +70,9 @@ class _Reader:
         for p in found:
             self._add(p)
 
+    def entry(self, name: str) -> None:
+        self.m.entry = name
+
     def module(self, module_path: str, base_path: str = ".", opt: int | None = None) -> None:
         self._add(self.dir / base_path / module_path)
 
@@ -78,7 +83,7 @@ def load_manifest(path: Path) -> DeviceManifest:
     path = Path(path).resolve()
     m = DeviceManifest(path)
     r = _Reader(m)
-    scope = {name: getattr(r, name) for name in ("metadata", "require", "package", "module")}
+    scope = {name: getattr(r, name) for name in ("metadata", "require", "package", "module", "entry")}
     try:
         code = compile(path.read_text(), str(path), "exec")
         exec(code, scope)  # noqa: S102 - the manifest format is Python
@@ -119,3 +124,11 @@ def declare(directory: Path, files: list[str]) -> None:
     if lines:
         with open(m.path, "a") as f:
             f.writelines(lines)
+
+
+def declared_entry(sources: list[Path]) -> str | None:
+    """The entry module the manifests among `sources` declare (at most one)."""
+    found = {m.entry for s in sources if Path(s).is_dir() and (m := manifest_of(s)) is not None and m.entry}
+    if len(found) > 1:
+        raise BuildError(f"the sources declare more than one entry: {', '.join(sorted(found))}")
+    return found.pop() if found else None

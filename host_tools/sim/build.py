@@ -144,6 +144,8 @@ def _factory_app_into(app: Path, base: Path, model: str, root: Path) -> None:
         "manifest_sha256": info.manifest_sha256,
         "target": f"{model}/{pkg_path.name}",
     }
+    if info.manifest.get("entry"):
+        slot["entry"] = info.manifest["entry"]  # as the installer writes it
     (tmp / "slot.json").write_text(json.dumps(slot))
     if app.exists():
         shutil.rmtree(app)

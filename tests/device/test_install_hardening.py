@@ -304,3 +304,15 @@ def test_gate_fails_closed_on_a_pump_reading_it_cannot_read():
             assert why is None  # no alarms reported as null is still no alarm
         else:
             assert why is not None, reading
+
+
+def test_manifest_entry_must_be_a_module_name():
+    # The entry goes into slot.json and from there to the loader's __import__.
+    from updater.install import manifest as pkgman
+
+    m = _manifest_of("pump-1.0.0")
+    for bad in ("../../state/x", "os;x", "", 5, "agent..main", "a" * 65):
+        m["entry"] = bad
+        devtest.raises(PackageError, pkgman.validate, m)
+    m["entry"] = "agent.main"
+    pkgman.validate(m)

@@ -87,3 +87,16 @@ def test_a_release_tree_declares_the_files_it_adds(tmp_path):
     rels = [r for r, _ in collect_sources([tree / "agent", tree / "updater"], tree)]
     assert "agent/release.txt" in rels and "updater/tuf/client_main.py" not in rels
     assert (tree / "agent/manifest.py").read_text().count("module(") == 1  # main.py was listed already
+
+
+def test_the_agent_manifest_declares_the_entry_the_loader_starts(tmp_path):
+    import json
+
+    from host_tools.release.manifests import declared_entry
+    from host_tools.sim import build as simbuild
+
+    assert load_manifest(REPO / "agent" / "manifest.py").entry == "agent.main"
+    assert declared_entry([REPO / "agent", REPO / "updater"]) == "agent.main"
+    b = simbuild.build(tmp_path)
+    assert json.loads((b.app / "manifest.json").read_text())["entry"] == "agent.main"
+    assert json.loads((b.app / "slot.json").read_text())["entry"] == "agent.main"

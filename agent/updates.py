@@ -13,13 +13,14 @@
 import gc
 
 from agent import selftest
-from updater import loader
+from updater import bootstate
 from updater.install import gate
 from updater.install.errors import InstallError, PackageError
 from updater.install.installer import Installer
 from updater.install.manifest import parse_version
 from updater.install.source import HttpSource
 from board.compat import ticks_ms, ticks_diff
+from updater import tuf
 from updater.tuf.errors import DownloadError, RepositoryError
 
 TUF_DIR = "tuf"  # under /state: trusted metadata (root.json provisioned)
@@ -41,7 +42,7 @@ class UpdateAgent:
         self.cfg = cfg["update"]
         self.report = report
         self.mounts = board.mounts()
-        info = loader.slot_info(self.mounts["slot_" + slot]) or {}
+        info = bootstate.slot_info(self.mounts["slot_" + slot]) or {}
         self.version = info.get("version", "0.0.0")
         self.model = info.get("model", "unknown")
         self.counter = info.get("security_counter", 0)
@@ -138,7 +139,7 @@ class UpdateAgent:
         # Health check every tick; confirm after enough consecutive healthy
         # loops; past the deadline (this boot's uptime) without that, record
         # the last failure and reboot so the loader rolls back.
-        st = loader.read_state(self.mounts["state"])
+        st = bootstate.read_state(self.mounts["state"])
         trial = st.get("trial")
         if not trial:
             self.trial = False
@@ -168,7 +169,7 @@ class UpdateAgent:
                 self._defer("rollback reboot", why, self.version)
                 return
             trial["health"] = reason
-            loader.write_state(self.mounts["state"], st)
+            bootstate.write_state(self.mounts["state"], st)
             self._set(step="rolling_back", version=self.version, reason=reason)
             self.board.reset("trial failed: " + reason)
 
@@ -218,7 +219,7 @@ class UpdateAgent:
             for r in json.loads(bytes(sink.buf)).get("recalled", []):
                 recalled.add(r.get("version"))
         self.recalled_versions = recalled
-        st = loader.read_state(self.mounts["state"])
+        st = bootstate.read_state(self.mounts["state"])
         failed = st.get("failed", [])
         floor = st.get("floor", 0)
         best = None
@@ -294,8 +295,7 @@ class UpdateAgent:
         c = {"version": c["version"], "manifest_sha256": c["manifest_sha256"]}
         fetcher = up.fetcher
         up = ti = found = None
-        release_modules(("updater.tuf.updater", "updater.tuf.trusted_set", "updater.tuf.metadata",
-                         "updater.crypto"))
+        release_modules(tuf.UNLOADABLE)
         src = HttpSource(fetcher, url, length)
         self._gate_ms = None
         self._installing = True

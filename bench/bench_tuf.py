@@ -61,12 +61,12 @@ def _ngclient(tmp: Path, url: str, root: Path) -> float:
 
 VERIFY_SCRIPT = r"""
 import sys, json, time, binascii
-from updater.tuf import metadata as md
+from updater.tuf import envelope
 from updater.crypto import canonjson, verify
 def bench(name, typ, keyname):
     data = open(sys.argv[1] + "/" + name, "rb").read()
-    root = md.load(open(sys.argv[1] + "/root1.json", "rb").read(), "root")[0]
-    obj, sd, sigs = md.load(data, typ)
+    root = envelope.load(open(sys.argv[1] + "/root1.json", "rb").read(), "root")[0]
+    obj, sd, sigs = envelope.load(data, typ)
     msg = canonjson.encode_canonical(sd)
     kid = root.roles[keyname].keyids[0]
     key = root.keys[kid]; sig = binascii.unhexlify(sigs[kid])

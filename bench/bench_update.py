@@ -47,10 +47,10 @@ for label, pkg, sha, confirm in jobs:
     out[label] = {"us": us, "read": src.downloaded, "bytes": size, "writes": img.counter.count - w0}
     if confirm:
         inst.activate(0)
-        from updater import loader
-        st = loader.read_state(m["state"])
+        from updater import bootstate, loader
+        st = bootstate.read_state(m["state"])
         loader.decide(st, "soft", 1, m)
-        loader.write_state(m["state"], st)
+        bootstate.write_state(m["state"], st)
         inst.confirm(2)
 # Anchor: the same number of bytes written to the same flash + native sha256.
 n = out["full"]["bytes"]

@@ -1,99 +1,41 @@
 # The boot loader that lives in the flash "loader" partition (deployed there
-# as loader.mpy; the same module ships in the app so the installer shares its
-# boot-state code). It decides which slot boots, counts trial boots, and rolls
-# back a trial that crashes, hangs or is not confirmed in time.
+# as loader.mpy, with bootstate.mpy beside it). It decides which slot boots,
+# counts trial boots, rolls back a trial that crashes, hangs or is not
+# confirmed in time, and starts the slot's application by the entry name its
+# slot.json declares (bootstate.DEFAULT_ENTRY when it declares none): the
+# updater package never imports the application.
 #
-# Boot state, /state/boot.json, always replaced atomically (temp + rename):
-#   {"active": "a",             confirmed slot
-#    "floor": 3,                security counter floor: no slot below it boots
-#    "trial": null | {"slot": "b", "attempts": 0, "max_attempts": 3,
-#                     "deadline": unix time, "version": "1.2.0", "counter": 4},
-#                   (the deadline is informative: the agent enforces it in trial
-#                   uptime, so a device left unpowered past it does not roll back
-#                   a good release; the loader only counts boots)
-#    "events": [ {"type": "rolled_back"|"confirmed"|..., ...} ],  last few, for reporting
-#    "failed": [manifest_sha256, ...]}  packages rolled back: never installed again
-# Each slot carries /slot_X/slot.json: {"version", "security_counter", "model",
-# "manifest_sha256"}, written last by the installer.
+# The boot state file and slot.json are described in bootstate.py. A boot
+# state in a format newer than this loader knows (the factory loader is never
+# updated) boots the confirmed slot, with no trial, and is not written back.
 import sys
-import json
 
-BOOT_STATE = "boot.json"
-SLOTS = ("a", "b")
-MAX_EVENTS = 8
+try:
+    import bootstate  # the loader partition: bootstate.mpy beside loader.mpy
+except ImportError:
+    from updater import bootstate  # the source tree (tests, host tools)
 
-
-class BootError(OSError):
-    pass
+BootError = bootstate.BootError
 
 
-def other(slot):
-    return SLOTS[1 - SLOTS.index(slot)]
-
-
-def default_state():
-    return {"active": "a", "floor": 0, "trial": None, "events": []}
-
-
-def read_state(state_dir):
-    try:
-        with open(state_dir + "/" + BOOT_STATE) as f:
-            st = json.loads(f.read())
-    except OSError:
-        return default_state()
-    except ValueError:
-        # Cannot happen with temp+rename on littlefs; if it does anyway,
-        # boot slot A rather than brick, and say so.
-        st = default_state()
-        st["corrupt"] = True
-        return st
-    if not isinstance(st, dict) or st.get("active") not in SLOTS:
-        st = default_state()
-        st["corrupt"] = True
-    st.setdefault("floor", 0)
-    st.setdefault("trial", None)
-    st.setdefault("events", [])
-    return st
-
-
-def write_state(state_dir, st):
-    # board.compat is firmware (frozen with the HAL), so the loader may use it.
-    from board.compat import write_atomic
-
-    write_atomic(state_dir + "/" + BOOT_STATE, json.dumps(st))
-
-
-def add_event(st, ev):
-    evs = st.get("events") or []
-    evs.append(ev)
-    st["events"] = evs[-MAX_EVENTS:]
-
-
-def slot_info(path):
-    # slot.json of a slot, or None when the slot holds no complete install.
-    try:
-        with open(path + "/slot.json") as f:
-            info = json.loads(f.read())
-    except (OSError, ValueError):
-        return None
-    return info if isinstance(info, dict) else None
-
-
-def slot_has_app(path):
+def slot_has_app(path, entry=bootstate.DEFAULT_ENTRY):
+    # The slot holds the entry module ("agent.main": agent/main.mpy or .py).
     import os
 
+    parent, _, name = entry.rpartition(".")
     try:
-        names = os.listdir(path + "/agent")
+        names = os.listdir(path + ("/" + parent.replace(".", "/") if parent else ""))
     except OSError:
         return False
-    return "main.mpy" in names or "main.py" in names
+    return name + ".mpy" in names or name + ".py" in names
 
 
 def slot_bootable(path, floor):
     # A complete install (slot.json is written last, removed first) with an
     # app, whose security counter is not below the floor.
-    info = slot_info(path)
-    if info is None or not slot_has_app(path):
+    info = bootstate.slot_info(path)
+    entry = bootstate.entry_of(info)
+    if info is None or entry is None or not slot_has_app(path, entry):
         return False
     return info.get("security_counter", 0) >= floor
 
@@ -101,6 +43,12 @@ def slot_bootable(path, floor):
 def decide(st, reset_reason, now, mounts):
     # Pure decision: returns (slot, trial, changed). May rewrite st in place
     # (attempt counting, rollback). `trial` is True when booting a trial.
+    if st.get("unknown_format"):
+        # Only "active" and "floor" are understood: boot the confirmed slot
+        # (the other one only when it is not bootable, as always), and never
+        # write (a rewrite would lose what the newer format holds).
+        slot, _, _ = _plain(st, mounts, now)
+        return slot, False, False
     trial = st.get("trial")
     floor = st.get("floor", 0)
     if trial:
@@ -119,8 +67,8 @@ def decide(st, reset_reason, now, mounts):
             failed = st.get("failed") or []
             if trial.get("manifest_sha256"):
                 failed.append(trial["manifest_sha256"])
-            st["failed"] = failed[-MAX_EVENTS:]
-            add_event(st, {"type": "rolled_back", "slot": trial["slot"], "version": trial.get("version"),
+            st["failed"] = failed[-bootstate.MAX_EVENTS:]
+            bootstate.add_event(st, {"type": "rolled_back", "slot": trial["slot"], "version": trial.get("version"),
                            "reason": reason, "time": int(now)})
         else:
             trial["attempts"] = trial.get("attempts", 0) + 1
@@ -136,9 +84,9 @@ def _plain(st, mounts, now):
     slot = st["active"]
     if slot_bootable(mounts["slot_" + slot], floor):
         return slot, False, False
-    alt = other(slot)
+    alt = bootstate.other(slot)
     if slot_bootable(mounts["slot_" + alt], floor):
-        add_event(st, {"type": "fallback", "slot": alt, "reason": "slot %s not bootable" % slot, "time": int(now)})
+        bootstate.add_event(st, {"type": "fallback", "slot": alt, "reason": "slot %s not bootable" % slot, "time": int(now)})
         st["active"] = alt
         return alt, False, True
     raise BootError("no bootable application in either slot")
@@ -146,16 +94,27 @@ def _plain(st, mounts, now):
 
 def boot(board):
     mounts = board.mounts()
-    st = read_state(mounts["state"])
+    st = bootstate.read_state(mounts["state"])
+    if st.get("unknown_format"):
+        print("loader: boot state format %d is newer than this loader (format %d): booting confirmed slot %s"
+              % (st["unknown_format"], bootstate.FORMAT, st["active"]))
     slot, trial, changed = decide(st, board.reset_reason(), board.time(), mounts)
     if changed:
         # Persist the attempt count BEFORE running the trial slot, so a
         # crash in it still counts.
-        write_state(mounts["state"], st)
+        bootstate.write_state(mounts["state"], st)
     if trial:
         print("loader: trial boot of slot %s (attempt %d)" % (slot, st["trial"]["attempts"]))
     path = mounts["slot_" + slot]
+    entry = bootstate.entry_of(bootstate.slot_info(path))  # valid: the slot is bootable
     sys.path.insert(0, path)
-    import agent.main
+    app = start(entry)
+    app.run(board, slot, trial=trial)
 
-    agent.main.run(board, slot, trial=trial)
+
+def start(entry):
+    # Import the module named `entry` ("pkg.mod") and return it.
+    mod = __import__(entry)
+    for part in entry.split(".")[1:]:
+        mod = getattr(mod, part)
+    return mod

@@ -6,7 +6,9 @@ base. ``.py`` files are compiled to ``.mpy`` (``-s`` is set to the relative
 path, so no absolute path leaks into the bytecode) except the package paths in
 `keep_py` (top-level ``boot.py`` and ``main.py`` by default: MicroPython runs
 them as source). Other files are carried as they are; ``__pycache__``, ``*.pyc`` and
-dot-files are skipped.
+dot-files are skipped. A directory holding a micropython-lib style ``manifest.py``
+(``agent/``, ``updater/``) contributes exactly the files its manifest lists
+(:mod:`.manifests`), so host-only modules and READMEs never ship.
 
 Reproducible: files are sorted, compression is deterministic, the SBOM takes its
 time from ``SOURCE_DATE_EPOCH`` (0 by default) and no host path, user or clock
@@ -29,6 +31,7 @@ from pathlib import Path
 from .errors import BuildError, ConfigError, PackageError
 from .fsutil import write_atomic
 from .inputs import check_output, check_source, read_regular, write_error
+from .manifests import declared_entry, manifest_of
 from .package import (
     FORMAT_NAME,
     MAX_FILE_SIZE,
@@ -90,8 +93,15 @@ def collect_sources(sources: list[Path], base: Path) -> list[tuple[str, Path]]:
             p.relative_to(base)
         except ValueError:
             raise BuildError(f"source {src} is not under the base directory {base}") from None
-        files = [p] if not p.is_dir() else sorted(x for x in p.rglob("*") if x.is_symlink() or not x.is_dir())
+        if not p.is_dir():
+            files = [p]
+        elif (declared := manifest_of(p)) is not None:
+            files = declared.files  # a device package ships what its manifest.py lists
+        else:
+            files = sorted(x for x in p.rglob("*") if x.is_symlink() or not x.is_dir())
         for f in files:
+            if not f.is_relative_to(base):
+                raise BuildError(f"{f} (listed by {src}) is not under the base directory {base}")
             rel = f.relative_to(base).as_posix()
             parts = rel.split("/")
             if any(part.startswith(".") or part == "__pycache__" for part in parts) or rel.endswith(".pyc"):
@@ -210,6 +220,9 @@ def build_package(
         if parse_version(min_base_version) < parse_version(base_version):
             min_base_version = base_version
 
+    entry = declared_entry([Path(s) for s in sources])
+    if entry is not None and not {entry.replace(".", "/") + ext for ext in (".mpy", ".py")} & set(contents):
+        raise BuildError(f"the declared entry {entry} is not in the package")
     runtime = mpy_cross_version()
     manifest = {
         "format": FORMAT_NAME,
@@ -224,6 +237,8 @@ def build_package(
         "build": {"mpy_cross": runtime, "zlib": zlib.ZLIB_VERSION},
         "files": entries,
     }
+    if entry is not None:
+        manifest["entry"] = entry  # the module the device's loader starts
     if slot_bytes is not None:
         check_fits_slot(manifest, len(canonical_json(manifest)), slot_bytes)
     sbom = make_sbom(

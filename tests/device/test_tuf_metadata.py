@@ -1,13 +1,13 @@
-# Device tests (both runtimes) of updater/tuf/metadata.py: strict parsing,
+# Device tests (both runtimes) of updater/tuf/ (metadata, envelope, signatures, hashes, patterns): strict parsing,
 # canonical signed bytes, signature thresholds, glob/hash-bin matching and
 # expiry parsing, against golden vectors computed by python-tuf
 # (tests/device/data/tuf/make_fixtures.py).
 import json
 
 import devtest
-from updater.tuf import metadata as md
+from updater.tuf import envelope, hashes, metadata as md, patterns, signatures
 from updater.tuf.errors import FormatError, LengthOrHashMismatchError, RepositoryError, UnsignedMetadataError
-from updater.tuf.fetcher import parse_url, resolve_location
+from updater.tuf.urls import parse_url, resolve_location
 from updater.tuf.updater import quote
 
 
@@ -30,7 +30,7 @@ def test_expires_parsing_matches_python():
 
 def test_path_patterns_match_python_tuf():
     for path, pattern, want in _vectors()["path_vectors"]:
-        assert md.path_matches(path, pattern) == want, (path, pattern, want)
+        assert patterns.path_matches(path, pattern) == want, (path, pattern, want)
 
 
 def test_hash_bins_match_python_tuf():
@@ -47,30 +47,30 @@ def test_hash_bins_match_python_tuf():
 
 
 def test_load_golden_metadata():
-    root, sb, sigs = md.load(_read("root1.json"), md.ROOT)
+    root, sb, sigs = envelope.load(_read("root1.json"), md.ROOT)
     assert root.version == 1 and root.consistent_snapshot is True
     assert sorted(root.roles) == ["root", "snapshot", "targets", "timestamp"]
     assert len(sigs) == 1
     # canonical bytes: what python-tuf signed, so the root verifies itself
-    assert md.verify_delegate(root, md.ROOT, sb, sigs) == 1
-    t, sb, sigs = md.load(_read("targets3.json"), md.TARGETS)
+    assert signatures.verify_delegate(root, md.ROOT, sb, sigs) == 1
+    t, sb, sigs = envelope.load(_read("targets3.json"), md.TARGETS)
     info = t.get_target("fw/app.bin")
     assert info.length == 1200 and info.custom == {"model": "pump-x", "version": "2.0.0"}
     assert info.hashes["sha256"] == _vectors()["target_fw_sha256"]
     assert t.get_target("nope") is None
     assert [r.name for r in t.delegations.roles] == ["pump", "bins"]
     assert t.delegations.roles_for_target("pump/fw.bin")[0] == ("pump", True)
-    ts, sb, sigs = md.load(_read("timestamp2.json"), md.TIMESTAMP)
+    ts, sb, sigs = envelope.load(_read("timestamp2.json"), md.TIMESTAMP)
     assert ts.snapshot_meta.version == 2 and ts.snapshot_meta.hashes
     ts.snapshot_meta.verify_length_and_hashes(_read("snapshot2.json"))
     devtest.raises(LengthOrHashMismatchError, ts.snapshot_meta.verify_length_and_hashes, _read("snapshot3.json"))
 
 
 def test_threshold_counts_distinct_valid_keys():
-    root, sb, sigs = md.load(_read("root2.json"), md.ROOT)
-    old, _sb, _s = md.load(_read("root1.json"), md.ROOT)
-    md.verify_delegate(old, md.ROOT, sb, sigs)  # old key signed v2
-    md.verify_delegate(root, md.ROOT, sb, sigs)  # new key signed v2
+    root, sb, sigs = envelope.load(_read("root2.json"), md.ROOT)
+    old, _sb, _s = envelope.load(_read("root1.json"), md.ROOT)
+    signatures.verify_delegate(old, md.ROOT, sb, sigs)  # old key signed v2
+    signatures.verify_delegate(root, md.ROOT, sb, sigs)  # new key signed v2
     # threshold 2 with one valid signature fails; a signature by a key the
     # role does not list does not count
     role = md.Role({"keyids": root.roles["root"].keyids + old.roles["root"].keyids, "threshold": 2}, "r")
@@ -79,17 +79,17 @@ def test_threshold_counts_distinct_valid_keys():
         keys[k] = root.keys[k]
     for k in old.keys:
         keys[k] = old.keys[k]
-    assert md.verify_role(role, keys, sb, sigs, "root") == 2
+    assert signatures.verify_role(role, keys, sb, sigs, "root") == 2
     only = {}
     for k in sigs:
         if k in old.roles["root"].keyids:
             only[k] = sigs[k]
-    devtest.raises(UnsignedMetadataError, md.verify_role, role, keys, sb, only, "root")
+    devtest.raises(UnsignedMetadataError, signatures.verify_role, role, keys, sb, only, "root")
     # duplicate signatures by one key are refused at parse time
-    devtest.raises(FormatError, md.load, _read("timestamp2_dupsig.json"), md.TIMESTAMP)
+    devtest.raises(FormatError, envelope.load, _read("timestamp2_dupsig.json"), md.TIMESTAMP)
     # a signed field changed after signing
-    ts, sb, sigs = md.load(_read("timestamp2_tampered.json"), md.TIMESTAMP)
-    devtest.raises(UnsignedMetadataError, md.verify_delegate, old, md.TIMESTAMP, sb, sigs)
+    ts, sb, sigs = envelope.load(_read("timestamp2_tampered.json"), md.TIMESTAMP)
+    devtest.raises(UnsignedMetadataError, signatures.verify_delegate, old, md.TIMESTAMP, sb, sigs)
 
 
 def _root_doc():
@@ -98,13 +98,13 @@ def _root_doc():
 
 def _expect_format_error(doc, typ):
     data = json.dumps(doc).encode()
-    e = devtest.raises(RepositoryError, md.load, data, typ)
+    e = devtest.raises(RepositoryError, envelope.load, data, typ)
     assert isinstance(e, FormatError), repr(e)
 
 
 def test_malformed_metadata_is_refused():
     for data in (b"", b"{", b"[]", b"null", b'{"signed": {}, "signatures": {}}', b"\xff\xfe", b'{"signed": 1, "signatures": []}'):
-        devtest.raises(FormatError, md.load, data, md.ROOT)
+        devtest.raises(FormatError, envelope.load, data, md.ROOT)
     cases = []
     d = _root_doc(); d["signed"]["_type"] = "targets"; cases.append(d)
     d = _root_doc(); d["signed"]["version"] = 0; cases.append(d)
@@ -124,8 +124,8 @@ def test_malformed_metadata_is_refused():
         _expect_format_error(d, md.ROOT)
     # a float parses but has no canonical form: refused when verifying
     d = _root_doc(); d["signed"]["extra"] = 1.5
-    root, sd, sigs = md.load(json.dumps(d).encode(), md.ROOT)
-    devtest.raises(FormatError, md.verify_delegate, root, md.ROOT, sd, sigs)
+    root, sd, sigs = envelope.load(json.dumps(d).encode(), md.ROOT)
+    devtest.raises(FormatError, signatures.verify_delegate, root, md.ROOT, sd, sigs)
     t = json.loads(_read("targets3.json"))
     bad = []
     x = json.loads(json.dumps(t)); x["signed"]["targets"]["fw/app.bin"]["length"] = -1; bad.append(x)
@@ -150,17 +150,17 @@ def test_unknown_fields_are_kept_in_signed_bytes():
     # so adding one after signing breaks the signature.
     d = _root_doc()
     d["signed"]["x-vendor"] = {"a": [1, 2]}
-    root, sb, sigs = md.load(json.dumps(d).encode(), md.ROOT)
-    assert b'"x-vendor":{"a":[1,2]}' in md.signed_bytes(sb)
-    devtest.raises(UnsignedMetadataError, md.verify_delegate, root, md.ROOT, sb, sigs)
+    root, sb, sigs = envelope.load(json.dumps(d).encode(), md.ROOT)
+    assert b'"x-vendor":{"a":[1,2]}' in signatures.signed_bytes(sb)
+    devtest.raises(UnsignedMetadataError, signatures.verify_delegate, root, md.ROOT, sb, sigs)
 
 
 def test_load_from_stream():
     # the orchestrator hands open files: hashed in pieces, rewound, parsed
-    ts, sd, sigs = md.load(_read("timestamp2.json"), md.TIMESTAMP)
+    ts, sd, sigs = envelope.load(_read("timestamp2.json"), md.TIMESTAMP)
     with open(devtest.data_path("tuf/snapshot2.json"), "rb") as f:
         ts.snapshot_meta.verify_length_and_hashes(f)
-        snap, sd, sigs = md.load(f, md.SNAPSHOT)
+        snap, sd, sigs = envelope.load(f, md.SNAPSHOT)
     assert snap.version == 2 and "targets.json" in snap.meta
     with open(devtest.data_path("tuf/snapshot3.json"), "rb") as f:
         devtest.raises(LengthOrHashMismatchError, ts.snapshot_meta.verify_length_and_hashes, f)
@@ -168,7 +168,7 @@ def test_load_from_stream():
 
 def test_hash_check_streaming():
     data = _read("target_fw_app.bin")
-    t, _sb, _s = md.load(_read("targets2.json"), md.TARGETS)
+    t, _sb, _s = envelope.load(_read("targets2.json"), md.TARGETS)
     info = t.get_target("fw/app.bin")
     hc = info.hash_check()
     for i in range(0, len(data), 100):
@@ -183,7 +183,7 @@ def test_hash_check_streaming():
     hc.update(data[:10])
     devtest.raises(LengthOrHashMismatchError, hc.finish)
     # only unsupported algorithms listed: refused, never "verified by nothing"
-    devtest.raises(LengthOrHashMismatchError, md.HashCheck, 3, {"md5": "00"}, True)
+    devtest.raises(LengthOrHashMismatchError, hashes.HashCheck, 3, {"md5": "00"}, True)
 
 
 def test_url_helpers():
@@ -200,11 +200,11 @@ def test_url_helpers():
 def test_one_key_under_two_keyids_counts_once():
     # A role listing the same public key under two key ids, threshold 2:
     # two "signatures" by that one key must not reach the threshold.
-    root, sd, sigs = md.load(_read("root1.json"), md.ROOT)
+    root, sd, sigs = envelope.load(_read("root1.json"), md.ROOT)
     kid = root.roles["root"].keyids[0]
     keys = {kid: root.keys[kid], "alias": root.keys[kid]}
     sigs2 = {kid: sigs[kid], "alias": sigs[kid]}
     role = md.Role({"keyids": [kid, "alias"], "threshold": 2}, "r")
-    devtest.raises(UnsignedMetadataError, md.verify_role, role, keys, sd, sigs2, "root")
+    devtest.raises(UnsignedMetadataError, signatures.verify_role, role, keys, sd, sigs2, "root")
     role1 = md.Role({"keyids": [kid, "alias"], "threshold": 1}, "r")
-    assert md.verify_role(role1, keys, sd, sigs2, "root") == 1
+    assert signatures.verify_role(role1, keys, sd, sigs2, "root") == 1

@@ -239,3 +239,25 @@ def test_loader_boots_the_active_slot_deployed_as_mpy(boards, tmp_path):
     boards.start("ab-1")
     st = boards.wait_for("ab-1", lambda s: (s.get("device") or {}).get("slot"), what="boot")
     assert st["device"]["slot"] == "b"
+
+
+def test_factory_loader_boots_the_confirmed_slot_of_a_newer_boot_state(boards):
+    # The loader in the flash loader partition (loader.mpy + bootstate.mpy,
+    # never updated) meets a boot.json a newer app wrote in a format it does
+    # not know: it boots the confirmed slot (not the trial), says so on the
+    # UART, and leaves the file as it is.
+    from host_tools.sim import build as simbuild
+    from host_tools.sim import image as simimage
+
+    boards.create("fmt-1")
+    newer = '{"format": 99, "active": "a", "floor": 0, "trial": {"slot": "b", "attempts": 0}, "events": []}'
+    build = simbuild.build(boards.workdir)
+    simimage.factory_program(boards.board_dir("fmt-1") / "flash.img", build, format_all=False,
+                             install={"slot_b": build.app}, files={"state/boot.json": newer})
+    boards.start("fmt-1")
+    st = _running(boards, "fmt-1")
+    assert st["device"]["slot"] == "a" and not st["device"].get("trial")
+    log = (boards.board_dir("fmt-1") / "console.log").read_text(errors="replace")
+    assert "boot state format 99 is newer than this loader" in log and "trial boot" not in log
+    with Uart(st["port"]) as u:
+        assert u.exec("print(open('/state/boot.json').read())").strip() == newer

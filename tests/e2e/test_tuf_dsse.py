@@ -239,7 +239,7 @@ def test_same_decisions_as_ngclient_simple_envelope(tmp_path, runtime):
 
 # ------------------------------------------------------------ envelope parser fuzz
 # The device locates and decodes the DSSE payload in place (its own small
-# JSON scanner, see updater/tuf/metadata.py); hypothesis checks on CPython
+# JSON scanner, see updater/tuf/dsse.py); hypothesis checks on CPython
 # that it takes exactly the envelopes python-tuf takes, with the same
 # payload and signatures, under random edits of a real envelope.
 from hypothesis import HealthCheck, given, settings  # noqa: E402
@@ -268,11 +268,11 @@ def _theirs(data: bytes):
 
 
 def _ours(data: bytes):
-    from updater.tuf import metadata as md
+    from updater.tuf import dsse
     from updater.tuf.errors import FormatError
 
     try:
-        signed, part, sigs = md._open_envelope(data)
+        signed, part, sigs = dsse.open_envelope(data)
     except FormatError:
         return None
     if not isinstance(signed, dict):

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tuf.api.metadata import DelegatedRole
 
-from updater.tuf import metadata as md
+from updater.tuf import envelope, metadata as md, patterns
 from updater.tuf.errors import RepositoryError
 from updater.tuf.trusted_set import TrustedSet
 
@@ -85,14 +85,14 @@ def _clean(fn, *args):
 @SETTINGS
 @given(st.binary(max_size=400), st.sampled_from(md.TOP_LEVEL_ROLES))
 def test_random_bytes_parse_cleanly(data, role):
-    _clean(md.load, data, role)
+    _clean(envelope.load, data, role)
 
 
 @SETTINGS
 @given(json_value, st.sampled_from(md.TOP_LEVEL_ROLES))
 def test_random_json_parses_cleanly(value, role):
-    _clean(md.load, json.dumps(value).encode(), role)
-    _clean(md.load, json.dumps({"signed": value, "signatures": []}).encode(), role)
+    _clean(envelope.load, json.dumps(value).encode(), role)
+    _clean(envelope.load, json.dumps({"signed": value, "signatures": []}).encode(), role)
 
 
 @SETTINGS
@@ -100,7 +100,7 @@ def test_random_json_parses_cleanly(value, role):
 def test_mutated_golden_metadata(role, data):
     doc = _mutate(GOLDEN[role], data)
     raw = json.dumps(doc).encode()
-    _clean(md.load, raw, role)
+    _clean(envelope.load, raw, role)
     # and through the trusted set at the step where it would be used
     root1 = (DATA / "root1.json").read_bytes()
     ts = TrustedSet(root1, NOW)
@@ -136,7 +136,7 @@ _glob_chars = st.sampled_from(list("ab*?[]!-/.c"))
 @given(st.text(_glob_chars, max_size=10), st.text(st.sampled_from(list("ab/-.c]![")), max_size=10))
 def test_path_patterns_agree_with_python_tuf(pattern, path):
     role = DelegatedRole("r", [], 1, False, [pattern])
-    assert md.path_matches(path, pattern) == role.is_delegated_path(path), (path, pattern)
+    assert patterns.path_matches(path, pattern) == role.is_delegated_path(path), (path, pattern)
 
 
 @settings(max_examples=20, deadline=3000)
@@ -145,4 +145,4 @@ def test_long_glob_does_not_blow_up(n):
     # '*a*a*a...' against 'aaaa...b' is exponential for naive backtracking
     pattern = "*a" * 50 + "*c"
     path = "a" * n + "b"
-    assert md.fnmatchcase(path, pattern) is False
+    assert patterns.fnmatchcase(path, pattern) is False

@@ -16,7 +16,7 @@ import os
 import json
 
 from board.compat import write_atomic
-from updater import loader
+from updater import bootstate
 from updater.install import manifest as pkgman
 from updater.install import slot as slotops
 from updater.install.errors import PackageError, PolicyError, SlotError
@@ -119,13 +119,13 @@ class Installer:
 
     # -- state -------------------------------------------------------------------
     def boot_state(self):
-        return loader.read_state(self.state_dir)
+        return bootstate.read_state(self.state_dir)
 
     def running(self):
         # (slot, slot.json info) of the confirmed slot.
         st = self.boot_state()
         slot = st["active"]
-        info = loader.slot_info(self.mounts["slot_" + slot]) or {}
+        info = bootstate.slot_info(self.mounts["slot_" + slot]) or {}
         return slot, info
 
     def running_version(self):
@@ -184,7 +184,7 @@ class Installer:
         if manifest_sha256 in (st.get("failed") or []):
             raise PolicyError("this package rolled back on this device before")
         active = st["active"]
-        inactive = loader.other(active)
+        inactive = bootstate.other(active)
         self.slot_path = self.mounts["slot_" + inactive]
         self.blob_path = self.slot_path + "/" + slotops.BLOB
         j = self.reconcile()
@@ -239,6 +239,8 @@ class Installer:
                 self._verify_slot(m, manifest_sha256, mlen)
                 info = {"version": m["version"], "security_counter": m["security_counter"],
                         "model": m["model"], "manifest_sha256": manifest_sha256, "target": target}
+                if m.get("entry"):
+                    info["entry"] = m["entry"]  # what the loader starts
                 write_atomic(self.slot_path + "/" + slotops.SLOT_INFO, json.dumps(info))
             except OSError as e:
                 # A full slot is a refusal (the same package fails the same
@@ -362,7 +364,7 @@ class Installer:
         return None
 
     def _record_matches(self, j):
-        info = loader.slot_info(self.mounts["slot_" + j["slot"]])
+        info = bootstate.slot_info(self.mounts["slot_" + j["slot"]])
         return bool(info) and info.get("manifest_sha256") == j.get("manifest_sha256") and \
             info.get("security_counter") == j.get("counter") and info.get("version") == j.get("version")
 
@@ -389,9 +391,9 @@ class Installer:
         st["trial"] = {"slot": j["slot"], "attempts": 0, "max_attempts": max_attempts,
                        "deadline": int(now + deadline_s), "version": j["version"],
                        "counter": j["counter"], "manifest_sha256": j["manifest_sha256"]}
-        loader.add_event(st, {"type": "activated", "slot": j["slot"], "version": j["version"],
+        bootstate.add_event(st, {"type": "activated", "slot": j["slot"], "version": j["version"],
                               "manifest_sha256": j["manifest_sha256"], "time": int(now)})
-        loader.write_state(self.state_dir, st)
+        bootstate.write_state(self.state_dir, st)
         self._drop_journal()
         return st["trial"]
 
@@ -405,9 +407,9 @@ class Installer:
         if trial.get("counter", 0) > st.get("floor", 0):
             st["floor"] = trial["counter"]
         st["trial"] = None
-        loader.add_event(st, {"type": "confirmed", "slot": trial["slot"], "version": trial.get("version"),
+        bootstate.add_event(st, {"type": "confirmed", "slot": trial["slot"], "version": trial.get("version"),
                               "time": int(now)})
-        loader.write_state(self.state_dir, st)
+        bootstate.write_state(self.state_dir, st)
         self.reconcile()
         return trial.get("version")
 

@@ -16,6 +16,7 @@ import json
 import hashlib
 import binascii
 
+from updater import bootstate
 from updater.install.errors import PackageError, PolicyError
 
 MAGIC = b"MSPK"
@@ -126,6 +127,8 @@ def validate(m):
     kind = _need(m, "kind", str, "manifest")
     if kind not in ("full", "patch"):
         raise PackageError("unknown package kind %r" % kind)
+    if "entry" in m and not bootstate.valid_entry(m["entry"]):
+        raise PackageError("manifest entry %r is not a module name" % (m["entry"],))
     comp = _need(m, "compression", dict, "manifest")
     if comp.get("method") != "zlib" or comp.get("wbits") != WBITS:
         raise PackageError("unsupported compression %r" % comp)

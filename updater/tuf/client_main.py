@@ -110,11 +110,11 @@ def _number(opts, name, default):
 
 
 def _envelope(opts):
-    from updater.tuf import metadata as md
+    from updater.tuf import envelope
 
-    v = opts.get("--envelope-type") or md.ENVELOPE_METADATA
-    if v not in md.ENVELOPE_TYPES:
-        raise UsageError("--envelope-type must be one of %s" % ", ".join(md.ENVELOPE_TYPES))
+    v = opts.get("--envelope-type") or envelope.ENVELOPE_METADATA
+    if v not in envelope.ENVELOPE_TYPES:
+        raise UsageError("--envelope-type must be one of %s" % ", ".join(envelope.ENVELOPE_TYPES))
     return v
 
 

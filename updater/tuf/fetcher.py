@@ -29,10 +29,10 @@
 #     ("//host/p"), absolute-path or relative;
 #   - HTTP errors raise DownloadHTTPError carrying the status.
 # The same file runs on CPython (socket + ssl): the few calls that differ
-# are in the `_Transport` shim below.
+# are in transport.py; URL parsing is urls.py.
 import socket
 
-from board.compat import IS_MICROPYTHON, ticks_diff, ticks_ms, const
+from board.compat import ticks_diff, ticks_ms, const
 from updater.tuf.errors import (
     DownloadError,
     DownloadHTTPError,
@@ -40,220 +40,12 @@ from updater.tuf.errors import (
     SlowRetrievalError,
     TooManyRedirectsError,
 )
+from updater.tuf.transport import Transport as _Transport, is_timeout as _is_timeout
+from updater.tuf.urls import parse_url, resolve_location
 
 _MAX_LINE = const(2048)  # one status/header line
-TICK_MS = const(500)  # longest wait between two calls of Fetcher.tick
 _MAX_HEADER_BYTES = const(16384)  # all header lines together
 _MAX_HEADERS = const(64)
-
-# errno values that mean "timed out" on either runtime (110/11 Linux,
-# -0x6800/-0x6900 mbedTLS timeout / want-read, 116 lwIP ETIMEDOUT on boards)
-_TIMEOUT_ERRNOS = (110, 11, 116, -26624, -26880)
-
-
-class _Transport:
-    """Differences between MicroPython and CPython sockets/TLS."""
-
-    @staticmethod
-    def wrap_tls(sock, host, cafile):
-        import ssl
-
-        if IS_MICROPYTHON:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            ctx.verify_mode = ssl.CERT_REQUIRED
-            if cafile:
-                ctx.load_verify_locations(cadata=_ca_der(cafile))
-            # The handshake is not done here: a blocking mbedTLS handshake
-            # bounds each read by the socket timeout but not the whole, so
-            # a relay dripping the genuine server's bytes could hold it for
-            # hours (slow retrieval). It runs inside send_all() instead, on
-            # the non-blocking socket, under a deadline.
-            sock.setblocking(False)
-            return ctx.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
-        # CPython's do_handshake() treats the socket timeout as a deadline
-        # for the whole handshake, so the blocking handshake is bounded.
-        ctx = ssl.create_default_context(cafile=cafile)
-        return ctx.wrap_socket(sock, server_hostname=host)
-
-    @staticmethod
-    def start_reading(sock):
-        # MicroPython's stream readinto() keeps reading until the buffer is
-        # full, so a server dripping bytes would never trip the speed check
-        # (and a partial read would be lost in a timeout). There the socket
-        # goes non-blocking before the request is sent, and the socket is
-        # waited for with poll(); readinto() then returns what is there.
-        if not IS_MICROPYTHON:
-            return None
-        import select
-
-        sock.setblocking(False)
-        p = select.poll()
-        p.register(sock, select.POLLIN)
-        return p
-
-    @staticmethod
-    def recv_into(sock, poller, mv, timeout_s, tick=None):
-        # Waits in slices of TICK_MS, calling tick() between them, so a
-        # caller with a watchdog stays alive through a long read timeout.
-        t0 = ticks_ms()
-        limit = int(timeout_s * 1000)
-        if poller is None:
-            if tick is None:
-                return sock.recv_into(mv)
-            sock.settimeout(min(timeout_s, TICK_MS / 1000))
-            try:
-                while True:
-                    try:
-                        return sock.recv_into(mv)
-                    except socket.timeout:
-                        if ticks_diff(ticks_ms(), t0) >= limit:
-                            raise
-                        tick()
-            finally:
-                sock.settimeout(timeout_s)
-        while True:
-            n = sock.readinto(mv)
-            if n is not None:
-                return n
-            # No data buffered (socket or TLS layer): wait for more.
-            left = limit - ticks_diff(ticks_ms(), t0)
-            if left <= 0:
-                raise OSError(110)  # ETIMEDOUT
-            if not poller.poll(min(left, TICK_MS)) and tick is not None:
-                tick()
-
-    @staticmethod
-    def send_all(sock, poller, data, limit_ms, tick=None):
-        # Send the request; on MicroPython this also completes the TLS
-        # handshake (see wrap_tls). Both must be over within limit_ms in
-        # total, however slowly the peer answers.
-        if poller is None:
-            sock.sendall(data)
-            return
-        import select
-
-        t0 = ticks_ms()
-        mv = memoryview(data)
-        poller.modify(sock, select.POLLIN | select.POLLOUT)
-        try:
-            while mv:
-                n = sock.write(mv)
-                if n:
-                    mv = mv[n:]
-                    continue
-                # None: would block (socket buffer, or the TLS layer waits
-                # for handshake bytes)
-                left = limit_ms - ticks_diff(ticks_ms(), t0)
-                if left <= 0:
-                    raise OSError(110)  # ETIMEDOUT
-                poller.poll(min(left, TICK_MS))
-                if tick is not None:
-                    tick()
-        finally:
-            poller.modify(sock, select.POLLIN)
-
-
-def _ca_der(path):
-    # mbedTLS (MicroPython) takes DER via cadata; accept a PEM file too.
-    import binascii
-
-    with open(path, "rb") as f:
-        data = f.read()
-    if b"-----BEGIN" not in data:
-        return data
-    start = data.index(b"-----BEGIN")
-    start = data.index(b"\n", start) + 1
-    end = data.index(b"-----END", start)
-    return binascii.a2b_base64(data[start:end].replace(b"\r", b"").replace(b"\n", b""))
-
-
-def _is_timeout(e):
-    if not IS_MICROPYTHON:
-        if isinstance(e, socket.timeout):
-            return True
-    args = getattr(e, "args", ())
-    return bool(args) and args[0] in _TIMEOUT_ERRNOS
-
-
-def parse_url(url):
-    """'http(s)://host[:port]/path?q#f' -> (scheme, host, port, path?q).
-
-    The URL goes into the request line and the Host header verbatim, so a
-    control character, space or non-ASCII character in it (a redirect
-    Location, a badly built URL) is refused rather than sent: it could
-    split the request line or inject headers. The fragment is dropped."""
-    for c in url:
-        o = ord(c)
-        if o <= 32 or o >= 127:
-            raise DownloadError("URL holds a control, space or non-ASCII character: %r" % url)
-    i = url.find("://")
-    if i < 0:
-        raise DownloadError("not an absolute URL: %s" % url)
-    scheme = url[:i].lower()
-    if scheme not in ("http", "https"):
-        raise DownloadError("unsupported URL scheme: %s" % scheme)
-    rest = url[i + 3:]
-    k = rest.find("#")
-    if k >= 0:
-        rest = rest[:k]
-    j = rest.find("/")
-    q = rest.find("?")
-    if q >= 0 and (j < 0 or q < j):  # "http://h?x": query without a path
-        hostport, path = rest[:q], "/" + rest[q:]
-    elif j < 0:
-        hostport, path = rest, "/"
-    else:
-        hostport, path = rest[:j], rest[j:]
-    if "@" in hostport:
-        raise DownloadError("credentials in URL are not supported")
-    port = 443 if scheme == "https" else 80
-    if hostport.startswith("["):  # IPv6 literal
-        k = hostport.find("]")
-        if k < 0:
-            raise DownloadError("bad host in URL: %s" % url)
-        host = hostport[1:k]
-        tail = hostport[k + 1:]
-        if tail.startswith(":"):
-            port = _port(tail[1:], url)
-    else:
-        k = hostport.rfind(":")
-        if k >= 0:
-            host = hostport[:k]
-            port = _port(hostport[k + 1:], url)
-        else:
-            host = hostport
-    if not host:
-        raise DownloadError("no host in URL: %s" % url)
-    return scheme, host, port, path
-
-
-def _port(s, url):
-    if not s.isdigit() or not 0 < int(s) < 65536:
-        raise DownloadError("bad port in URL: %s" % url)
-    return int(s)
-
-
-def resolve_location(base, loc):
-    """Absolute URL of a redirect target: absolute ("scheme://..."),
-    network-path ("//host/path": same scheme, another host), absolute-path
-    ("/path") or relative to the directory of the base path (its query
-    left out). Dot segments are left to the server."""
-    i = loc.find("://")
-    if i > 0 and "/" not in loc[:i] and "?" not in loc[:i]:
-        return loc
-    scheme, host, port, path = parse_url(base)
-    if loc.startswith("//"):
-        return scheme + ":" + loc
-    if ":" in host:
-        host = "[" + host + "]"
-    if loc.startswith("/"):
-        return "%s://%s:%d%s" % (scheme, host, port, loc)
-    q = path.find("?")
-    if q >= 0:
-        path = path[:q]
-    d = path[: path.rfind("/") + 1]
-    return "%s://%s:%d%s%s" % (scheme, host, port, d, loc)
-
 
 def _content_range(v):
     # "bytes A-B/T" or "bytes A-B/*" -> (A, B, T or None); None if malformed.

@@ -16,7 +16,7 @@
 # caller so that tests can pin it; the device passes time.time().
 import gc
 
-from updater.tuf import metadata as md
+from updater.tuf import envelope as env, metadata as md, signatures
 from updater.tuf.errors import (
     BadVersionNumberError,
     EqualVersionNumberError,
@@ -28,11 +28,11 @@ from updater.tuf.errors import (
 
 
 class TrustedSet:
-    def __init__(self, root_data, now, envelope=md.ENVELOPE_METADATA):
-        # envelope: md.ENVELOPE_METADATA (traditional TUF JSON) or
-        # md.ENVELOPE_SIMPLE (DSSE); every file of the repository, the
+    def __init__(self, root_data, now, envelope=env.ENVELOPE_METADATA):
+        # envelope: envelope.ENVELOPE_METADATA (traditional TUF JSON) or
+        # envelope.ENVELOPE_SIMPLE (DSSE); every file of the repository, the
         # initial root included, must use it (as in python-tuf's ngclient).
-        if envelope not in md.ENVELOPE_TYPES:
+        if envelope not in env.ENVELOPE_TYPES:
             raise ValueError("unknown envelope type %r" % envelope)
         self.envelope = envelope
         self.now = now
@@ -41,9 +41,9 @@ class TrustedSet:
         # 5.2: the initial root is trusted by fiat but must be self-consistent:
         # signed by a threshold of its own root keys. Expiry is not checked
         # here (an expired root can still be updated).
-        root, sd, sigs = md.load(root_data, md.ROOT, envelope)
+        root, sd, sigs = env.load(root_data, md.ROOT, envelope)
         root_data = None
-        md.verify_delegate(root, md.ROOT, sd, sigs)
+        signatures.verify_delegate(root, md.ROOT, sd, sigs)
         self._add(md.ROOT, root, md.ROOT)
 
     # ------------------------------------------------------------ access
@@ -95,12 +95,12 @@ class TrustedSet:
         root in update_timestamp)."""
         if md.TIMESTAMP in self._set:
             raise RuntimeError("cannot update root after timestamp")
-        new_root, sd, sigs = md.load(data, md.ROOT, self.envelope)
+        new_root, sd, sigs = env.load(data, md.ROOT, self.envelope)
         data = None
-        old_role = md.delegation_of(self.root, md.ROOT)
-        new_role = md.delegation_of(new_root, md.ROOT)
+        old_role = signatures.delegation_of(self.root, md.ROOT)
+        new_role = signatures.delegation_of(new_root, md.ROOT)
         # one canonical-encoding pass verifies for both key sets
-        n_old, n_new = md.check_signatures(
+        n_old, n_new = signatures.check_signatures(
             sd, sigs, [(old_role, self.root.keys), (new_role, new_root.keys)]
         )
         sd = sigs = None
@@ -132,9 +132,9 @@ class TrustedSet:
         # 5.3.10: the final root must not be expired.
         if self.root.is_expired(self.now):
             raise ExpiredMetadataError("final root.json is expired")
-        new_ts, sd, sigs = md.load(data, md.TIMESTAMP, self.envelope)
+        new_ts, sd, sigs = env.load(data, md.TIMESTAMP, self.envelope)
         data = None
-        md.verify_delegate(self.root, md.TIMESTAMP, sd, sigs)
+        signatures.verify_delegate(self.root, md.TIMESTAMP, sd, sigs)
         sd = sigs = None
         old = self.timestamp
         if old is not None:
@@ -176,9 +176,9 @@ class TrustedSet:
         if not trusted:
             # 5.5.2: hashes and length listed in timestamp (mix-and-match)
             meta.verify_length_and_hashes(data)
-        new_snap, sd, sigs = md.load(data, md.SNAPSHOT, self.envelope)
+        new_snap, sd, sigs = env.load(data, md.SNAPSHOT, self.envelope)
         data = None
-        md.verify_delegate(self.root, md.SNAPSHOT, sd, sigs)
+        signatures.verify_delegate(self.root, md.SNAPSHOT, sd, sigs)
         sd = sigs = None
         old = self.snapshot
         if old is not None:
@@ -225,9 +225,9 @@ class TrustedSet:
         if meta is None:
             raise RoleNotFoundError("snapshot does not list %s.json" % role_name)
         meta.verify_length_and_hashes(data)
-        new_t, sd, sigs = md.load(data, md.TARGETS, self.envelope)
+        new_t, sd, sigs = env.load(data, md.TARGETS, self.envelope)
         data = None
-        md.verify_delegate(delegator, role_name, sd, sigs)
+        signatures.verify_delegate(delegator, role_name, sd, sigs)
         sd = sigs = None
         if new_t.version != meta.version:
             raise BadVersionNumberError(

@@ -20,7 +20,7 @@ import gc
 import os
 
 from board.compat import IS_MICROPYTHON, path_exists
-from updater.tuf import metadata as md
+from updater.tuf import envelope, metadata as md
 from updater.tuf.errors import (
     DownloadHTTPError,
     EqualVersionNumberError,
@@ -34,8 +34,8 @@ from updater.tuf.trusted_set import TrustedSet
 class EnvelopeType:
     """Values of UpdaterConfig.envelope_type (as ngclient's EnvelopeType)."""
 
-    METADATA = md.ENVELOPE_METADATA
-    SIMPLE = md.ENVELOPE_SIMPLE
+    METADATA = envelope.ENVELOPE_METADATA
+    SIMPLE = envelope.ENVELOPE_SIMPLE
 
 
 class UpdaterConfig:
@@ -53,7 +53,7 @@ class UpdaterConfig:
     On a board with the client frozen into flash, ~90 KiB more is free.
     DSSE envelopes (envelope_type SIMPLE) are read into one buffer of the
     file's size and the payload is decoded from base64 in place
-    (metadata.py); measured at 256 KiB, a 34.5 KB DSSE targets file (26 KB
+    (dsse.py); measured at 256 KiB, a 34.5 KB DSSE targets file (26 KB
     payload) refreshes, a 43 KB one needs a larger heap."""
 
     def __init__(
@@ -65,7 +65,7 @@ class UpdaterConfig:
         snapshot_max_length=16384,
         targets_max_length=32768,
         prefix_targets_with_hash=True,
-        envelope_type=md.ENVELOPE_METADATA,
+        envelope_type=envelope.ENVELOPE_METADATA,
     ):
         self.max_root_rotations = max_root_rotations
         self.max_delegations = max_delegations
@@ -74,11 +74,11 @@ class UpdaterConfig:
         self.snapshot_max_length = snapshot_max_length
         self.targets_max_length = targets_max_length
         self.prefix_targets_with_hash = prefix_targets_with_hash
-        # md.ENVELOPE_METADATA (traditional TUF JSON, default) or
-        # md.ENVELOPE_SIMPLE (DSSE), like ngclient's envelope_type. The caps
+        # envelope.ENVELOPE_METADATA (traditional TUF JSON, default) or
+        # envelope.ENVELOPE_SIMPLE (DSSE), like ngclient's envelope_type. The caps
         # above apply to the raw file, so a DSSE file (base64 payload, ~4/3
         # of the JSON) carries a smaller document under the same cap.
-        if envelope_type not in md.ENVELOPE_TYPES:
+        if envelope_type not in envelope.ENVELOPE_TYPES:
             raise ValueError("unknown envelope type %r" % envelope_type)
         self.envelope_type = envelope_type
 

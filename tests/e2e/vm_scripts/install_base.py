@@ -2,7 +2,7 @@
 #   install_base.py IMAGE PACKAGE MANIFEST_SHA256
 import sys
 from board.sim import flash
-from updater import loader
+from updater import bootstate, loader
 from updater.install.installer import Installer
 from updater.install.source import FileSource
 
@@ -11,7 +11,7 @@ m = flash.mount_all(img)
 inst = Installer(m, "pump-v2")
 inst.install(FileSource(sys.argv[2]), "pump-v2/base.mspk", sys.argv[3])
 inst.activate(0)
-st = loader.read_state(m["state"])
+st = bootstate.read_state(m["state"])
 loader.decide(st, "soft", 1, m)
-loader.write_state(m["state"], st)
+bootstate.write_state(m["state"], st)
 print("CONFIRMED", inst.confirm(2))

@@ -13,7 +13,7 @@ import json
 import os
 import vfs
 from board.sim import flash
-from updater import loader
+from updater import bootstate, loader
 from updater.install.installer import Installer
 from updater.install.source import FileSource
 from updater.install import slot as slotops
@@ -42,16 +42,16 @@ class Flash:
 
 
 def decide(m):
-    st = loader.read_state(m["state"])
+    st = bootstate.read_state(m["state"])
     slot, trial, changed = loader.decide(st, "soft", NOW + 10, m)
     if changed:
-        loader.write_state(m["state"], st)
+        bootstate.write_state(m["state"], st)
     return trial
 
 
 def install(m, pkg, sha):
     inst = Installer(m, "pump-v2")
-    if loader.read_state(m["state"]).get("trial") is None and not inst.installed():
+    if bootstate.read_state(m["state"]).get("trial") is None and not inst.installed():
         inst.install(FileSource(pkg), "pump-v2/x.mspk", sha)
     if inst.installed():
         inst.activate(NOW)
@@ -63,17 +63,17 @@ def trial_boot(fl, ok):
         if ok:
             Installer(m, "pump-v2").confirm(NOW + 20)
         else:
-            st = loader.read_state(m["state"])
+            st = bootstate.read_state(m["state"])
             st["trial"]["health"] = "self-test failed"
-            loader.write_state(m["state"], st)
+            bootstate.write_state(m["state"], st)
             decide(fl.boot())  # the reboot that rolls back
 
 
 def state(m):
-    st = loader.read_state(m["state"])
+    st = bootstate.read_state(m["state"])
     probe = json.loads(json.dumps(st))
     slot, trial, changed = loader.decide(probe, "soft", NOW + 10, m)
-    info = loader.slot_info(m["slot_" + slot])
+    info = bootstate.slot_info(m["slot_" + slot])
     with open(m["slot_" + slot] + "/manifest.json") as f:
         man = json.loads(f.read())
     slotops.verify(m["slot_" + slot], man, bytearray(512))  # raises if mixed

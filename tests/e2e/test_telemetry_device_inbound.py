@@ -23,7 +23,7 @@ import pytest
 
 from host_tools import mpvm
 from tests.e2e.broker_fixtures import running_fleet
-from tests.e2e.test_telemetry_device_mqtt import device_config
+from tests.e2e.test_telemetry_device_mqtt import VM_AGENT, device_config
 
 REPO = Path(__file__).resolve().parents[2]
 DEVICE = "pump-cmd"
@@ -33,12 +33,10 @@ VM_INBOUND = r"""
 import sys, json
 from board.compat import asyncio
 from agent.telemetry.mqtt import MQTTClient, MQTTRefused, TLSConfig
-with open(sys.argv[1]) as f:
-    cfg = json.load(f)
-def rd(p):
-    with open(p, "rb") as f:
-        return f.read()
-tls = TLSConfig(rd(cfg["cert"]), rd(cfg["key_der"]), rd(cfg["ca"]), cfg["server_hostname"])
+from vm_agent import identity
+cfg = json.load(open(sys.argv[1]))
+ident = identity(cfg)
+tls = TLSConfig(ident["cert_der"], ident["key_der"], ident["ca_der"], ident["server_hostname"])
 dev = cfg["device_id"]
 def client():
     return MQTTClient(dev, cfg["host"], cfg["port"], tls=tls, keepalive=10, clean_session=False)
@@ -87,7 +85,7 @@ def test_device_subscribes_and_receives_qos0_qos1_over_mutual_tls(fleet, tmp_pat
     cfg = device_config(fleet.pki, DEVICE, b.host, b.port, tmp_path / "dev", other=OTHER, expect=3)
     script = tmp_path / "vm_inbound.py"
     script.write_text(VM_INBOUND)
-    proc = subprocess.Popen(mpvm.vm_command(script, str(cfg), heap="256k"), env=mpvm.vm_env([REPO]), cwd=REPO,
+    proc = subprocess.Popen(mpvm.vm_command(script, str(cfg), heap="256k"), env=mpvm.vm_env([REPO, VM_AGENT.parent]), cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         lines = []

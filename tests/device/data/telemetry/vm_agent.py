@@ -6,6 +6,9 @@
 #
 #   micropython vm_agent.py config.json
 #
+# Other VM scripts import identity() from it (the config's DER files as the
+# identity map provisioning writes).
+#
 # Config: device identity (device_id, kid/key/base_iv hex, cert/key_der/ca DER
 # paths, server_hostname, host, port), data_dir, duration_ms (sampling time),
 # drain_ms (delivery time after it), and any key of the agent's config.json
@@ -89,4 +92,5 @@ def main():
     print("@@RESULT " + json.dumps(out))
 
 
-main()
+if __name__ == "__main__":
+    main()

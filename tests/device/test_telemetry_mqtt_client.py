@@ -8,7 +8,7 @@ import os
 
 import devtest
 from board.compat import asyncio
-from agent.telemetry.mqtt import MQTTClient, MQTTProtocolError, MQTTRefused, codec
+from agent.telemetry.mqtt import MQTTClient, MQTTProtocolError, MQTTRefused, Supervisor, codec
 
 TOPIC = "medsentry/pump-1/cmd"
 
@@ -259,3 +259,31 @@ def test_refused_connection_raises_refused_with_code():
     e, connected = run_client(script, body)
     assert isinstance(e, OSError) and e.rc == 5 and "not authorized" in str(e)
     assert not connected
+
+
+def test_supervisor_survives_a_refused_connection():
+    # The broker refuses the first CONNECT ("not authorized", as for a
+    # certificate the broker does not accept yet) and accepts the second. The
+    # supervisor must back off and reconnect; before the fix, building
+    # MQTTRefused raised AttributeError on MicroPython, which escaped the
+    # supervisor and ended telemetry until the next reboot.
+    conns = [0]
+
+    async def script(b, r, w):
+        conns[0] += 1
+        await b.expect(r, codec.CONNECT)
+        w.write(b"\x20\x02\x00\x05" if conns[0] == 1 else b"\x20\x02\x00\x00")
+        await w.drain()
+        await asyncio.sleep(2)
+
+    async def body(b, c):
+        sup = Supervisor(c, None, 20, 50)
+        task = asyncio.create_task(sup.run())
+        await until(lambda: sup.connects == 1 or task.done())
+        sup.stop()
+        await asyncio.sleep(0)
+        return sup.failures, sup.connects, sup.last_error
+
+    failures, connects, last = run_client(script, body)
+    assert connects == 1 and failures == 1
+    assert isinstance(last, MQTTRefused) and last.rc == 5

@@ -10,15 +10,17 @@
 # Points in extended twisted-Edwards coordinates (X:Y:Z:T), x = X/Z,
 # y = Y/Z, xy = T/Z (Hisil-Wong-Carter-Dawson 2008, a = -1). [S]B + [k](-A)
 # is one doubling chain over width-w NAF digits of both scalars:
-#   * each scalar is split as lo + 2^127 hi, so four half-length scalars
-#     share one chain of 127 doublings (instead of 253);
+#   * from a key's second verification on, each scalar is split as
+#     lo + 2^127 hi, so four half-length scalars share one chain of 127
+#     doublings (instead of 253); the first uses S and k whole;
 #   * B and [2^127]B: their odd multiples 1..31 in affine "niels" form
 #     (y+x, y-x, 2dxy), built once per process on first use (2 x 16
 #     entries, packed into 2 x 1.5 KB of bytes), so each of their additions
 #     is a mixed one;
-#   * -A and [2^127](-A): odd multiples 1..7 in "cached" form (Y+X, Y-X,
-#     2dT, 2Z), built when the key is loaded (2 x 4 entries, 2 x 512 bytes
-#     packed, kept with the key; verify.py caches at most 16 keys);
+#   * -A: odd multiples 1..7 in "cached" form (Y+X, Y-X, 2dT, 2Z), built
+#     when the key is loaded (512 bytes packed, kept with the key);
+#     [2^127](-A) likewise, built (127 doublings) at the key's second
+#     verification: a key costs 1 KB from then on (verify.py caches <= 16);
 #   * negative digits use the same entries with Y+X / Y-X swapped and the T
 #     term negated; a doubling computes T only when an addition follows;
 #   * the final encoding inverts Z with Euclid's algorithm, not pow().
@@ -165,26 +167,33 @@ def _base_tables():
     return _B_TABLES
 
 
-def point_tables(pt):
-    """Per-key tables: cached forms of the odd multiples (< 2^(_W_A-1)) of
-    pt and of [2^127] pt."""
-    return [pack([_cached(q) for q in _odd_multiples(base, 1 << (_W_A - 2))]) for base in (pt, _shifted(pt))]
+def point_table(pt, shift=False):
+    """Per-key table: cached forms of the odd multiples (< 2^(_W_A-1)) of pt,
+    or of [2^127] pt with shift (127 doublings: built only for a key that is
+    used again, see Ed25519Key)."""
+    return pack([_cached(q) for q in _odd_multiples(_shifted(pt) if shift else pt, 1 << (_W_A - 2))])
 
 
 def _mul(s, k, ktables):
-    # [s]B + [k]Q with ktables = point_tables(Q); s, k < 2^254. Four
-    # half-length scalars share one chain of 127 doublings.
+    # [s]B + [k]Q, s, k < 2^253, ktables = [point_table(Q)] or, faster,
+    # [point_table(Q), point_table(Q, True)]: then both scalars are split in
+    # 127-bit halves and four scalars share one chain of 127 doublings.
     bt = _base_tables()
-    m = (1 << _HALF) - 1
-    terms = (  # digits, packed table, elements per entry
-        (wnaf(s & m, _W_B, _HALF), bt[0], 3),
-        (wnaf(s >> _HALF, _W_B, _HALF), bt[1], 3),
-        (wnaf(k & m, _W_A, _HALF), ktables[0], 4),
-        (wnaf(k >> _HALF, _W_A, _HALF), ktables[1], 4),
-    )
+    if len(ktables) == 2:
+        m = (1 << _HALF) - 1
+        bits = _HALF
+        terms = (  # digits, packed table, elements per entry
+            (wnaf(s & m, _W_B, bits), bt[0], 3),
+            (wnaf(s >> _HALF, _W_B, bits), bt[1], 3),
+            (wnaf(k & m, _W_A, bits), ktables[0], 4),
+            (wnaf(k >> _HALF, _W_A, bits), ktables[1], 4),
+        )
+    else:
+        bits = 253
+        terms = ((wnaf(s, _W_B, bits), bt[0], 3), (wnaf(k, _W_A, bits), ktables[0], 4))
     r = _IDENTITY
     started = False
-    for i in range(_HALF + 7, -1, -1):
+    for i in range(bits + 7, -1, -1):
         add = False
         for digits, _, _ in terms:
             if digits[i] != 128:
@@ -204,8 +213,8 @@ def _mul(s, k, ktables):
 
 
 def double_scalarmult(s, k, P2):
-    """[s]B + [k]P2 for scalars s, k < 2^254. Returns an extended point."""
-    return _mul(s, k, point_tables(P2))
+    """[s]B + [k]P2 for scalars s, k < 2^253. Returns an extended point."""
+    return _mul(s, k, [point_table(P2)])
 
 
 class Ed25519Key:
@@ -222,7 +231,9 @@ class Ed25519Key:
         x8 = _double(_double(_double(a)))
         if x8[0] % P == 0 and (x8[1] - x8[2]) % P == 0:
             raise Ed25519PointError("public key of small order")
-        self._tables = point_tables(_neg(a))
+        self._neg_a = _neg(a)
+        self._tables = [point_table(self._neg_a)]
+        self._used = False
 
     def begin(self, signature):
         """Streaming verification: feed the message with update(), then
@@ -261,5 +272,11 @@ class _Ed25519Verify:
             return False
         k = int.from_bytes(self._h.digest(), "little") % L
         self._h = None
-        rp = _mul(self._s, k, self._key._tables)
+        key = self._key
+        if key._used and len(key._tables) == 1:
+            # A key used again (a long-lived client re-verifying with it):
+            # the [2^127](-A) table halves the doubling chain from now on.
+            key._tables.append(point_table(key._neg_a, True))
+        key._used = True
+        rp = _mul(self._s, k, key._tables)
         return encode_point(rp) == self._r

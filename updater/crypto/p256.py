@@ -4,10 +4,11 @@
 # Jacobian coordinates (x = X/Z^2, y = Y/Z^3), Z = 0 is the point at
 # infinity; doubling uses a = -3 (dbl-2001-b). u1*G + u2*Q is one chain of
 # 128 doublings over width-w NAF digits of four half-length scalars
-# (u = lo + 2^128 hi): affine odd multiples of G and [2^128]G (1..15, built
-# once per process on first use) and of Q and [2^128]Q (1..7, built when the
-# key is loaded), packed as bytes (scalar.pack: 1 KB for G, 512 bytes per
-# key), normalised with one shared
+# (u = lo + 2^128 hi; a key's first verification uses u1, u2 whole over 256
+# doublings): affine odd multiples of G and [2^128]G (1..15, built once per
+# process on first use) and of Q (1..7, at key load) and [2^128]Q (at the
+# key's second verification), packed as bytes (scalar.pack: 1 KB for G,
+# 256 + 256 bytes per key), each normalised with one shared
 # inversion (Montgomery's trick), so every addition is a mixed Jacobian +
 # affine one; a negative digit adds (x, p - y). Inverses use Euclid's
 # algorithm. The final x-coordinate check avoids an inversion:
@@ -127,16 +128,17 @@ _W_Q = 4  # wNAF width for u2 (the key)
 _G_TABLES = []  # affine odd multiples of G and of [2^128]G
 
 
-def _odd_multiples(x, y, n):
-    # affine [Q, 3Q, 5Q, ...] (n entries) and the same for [2^128]Q.
+def _odd_multiples(bases, n):
+    # For each Jacobian base point Q: affine [Q, 3Q, 5Q, ...] (n entries),
+    # packed; one inversion for all.
     pts = []
-    for base in ((x, y, 1), _shifted(x, y)):
+    for base in bases:
         pts.append(base)
         q2 = _to_affine_many([_double(base)])[0]
         for i in range(1, n):
             pts.append(_add_affine(pts[-1], q2[0], q2[1]))
     aff = _to_affine_many(pts)
-    return [pack(aff[:n]), pack(aff[n:])]
+    return [pack(aff[i:i + n]) for i in range(0, len(aff), n)]
 
 
 def _shifted(x, y):
@@ -146,26 +148,34 @@ def _shifted(x, y):
     return pt
 
 
-def point_tables(x, y):
-    """Per-key tables: affine odd multiples (< 2^(_W_Q-1)) of Q = (x, y)
-    and of [2^128]Q."""
-    return _odd_multiples(x, y, 1 << (_W_Q - 2))
+def point_table(x, y, shift=False):
+    """Per-key table: affine odd multiples (< 2^(_W_Q-1)) of Q = (x, y), or
+    of [2^128]Q with shift (128 doublings: built only for a key that is used
+    again, see P256Key)."""
+    return _odd_multiples([_shifted(x, y) if shift else (x, y, 1)], 1 << (_W_Q - 2))[0]
 
 
 def _mul(u1, u2, qtables):
-    # u1*G + u2*Q as a Jacobian point, with qtables = point_tables(Q).
+    # u1*G + u2*Q as a Jacobian point, qtables = [point_table(Q)] or, faster,
+    # [point_table(Q), point_table(Q, True)]: then both scalars are split in
+    # 128-bit halves and four scalars share one chain of 128 doublings.
     if not _G_TABLES:
-        _G_TABLES.extend(_odd_multiples(GX, GY, 1 << (_W_G - 2)))
-    m = (1 << _HALF) - 1
-    terms = (
-        (wnaf(u1 & m, _W_G, _HALF), _G_TABLES[0]),
-        (wnaf(u1 >> _HALF, _W_G, _HALF), _G_TABLES[1]),
-        (wnaf(u2 & m, _W_Q, _HALF), qtables[0]),
-        (wnaf(u2 >> _HALF, _W_Q, _HALF), qtables[1]),
-    )
+        _G_TABLES.extend(_odd_multiples([(GX, GY, 1), _shifted(GX, GY)], 1 << (_W_G - 2)))
+    if len(qtables) == 2:
+        m = (1 << _HALF) - 1
+        bits = _HALF
+        terms = (
+            (wnaf(u1 & m, _W_G, bits), _G_TABLES[0]),
+            (wnaf(u1 >> _HALF, _W_G, bits), _G_TABLES[1]),
+            (wnaf(u2 & m, _W_Q, bits), qtables[0]),
+            (wnaf(u2 >> _HALF, _W_Q, bits), qtables[1]),
+        )
+    else:
+        bits = 256
+        terms = ((wnaf(u1, _W_G, bits), _G_TABLES[0]), (wnaf(u2, _W_Q, bits), qtables[0]))
     p = P
     r = _INF
-    for i in range(_HALF + 7, -1, -1):
+    for i in range(bits + 7, -1, -1):
         r = _double(r)
         for digits, table in terms:
             d = digits[i] - 128
@@ -180,7 +190,7 @@ def _mul(u1, u2, qtables):
 
 def double_scalarmult(u1, u2, qx, qy):
     """u1*G + u2*Q (u1, u2 < 2^256) as a Jacobian point."""
-    return _mul(u1, u2, point_tables(qx, qy))
+    return _mul(u1, u2, [point_table(qx, qy)])
 
 
 class P256Key:
@@ -189,7 +199,8 @@ class P256Key:
 
     def __init__(self, sec1_point):
         self.x, self.y = decode_point(sec1_point)
-        self._tables = point_tables(self.x, self.y)
+        self._tables = [point_table(self.x, self.y)]
+        self._used = False
 
     def begin(self, signature):
         return Sha256Verify(self, signature)
@@ -217,6 +228,10 @@ class P256Key:
         w = inverse(s, n)
         u1 = e * w % n
         u2 = r * w % n
+        if self._used and len(self._tables) == 1:
+            # A key used again: the [2^128]Q table halves the doubling chain.
+            self._tables.append(point_table(self.x, self.y, True))
+        self._used = True
         X, Y, Z = _mul(u1, u2, self._tables)
         if Z == 0:
             return False

@@ -98,23 +98,25 @@ def compress(st: ptr32, w: ptr32, b: ptr8, off: int):
         t2l = (x + y) & M
         if t2l < y:
             t2h += 1
+        # e = d + t1, a = t1 + t2; the others shift down one place
+        x = (dl + t1l) & M
+        y = dh + t1h
+        if x < t1l:
+            y += 1
         hh = gh
-        hl = gl
-        gh = fh
-        gl = fl
-        fh = eh
-        fl = el
-        el = (dl + t1l) & M
-        eh = dh + t1h
-        if el < t1l:
-            eh += 1
-        eh &= M
         dh = ch
+        hl = gl
         dl = cl
+        gh = fh
         ch = bh
+        gl = fl
         cl = bl
+        fh = eh
         bh = ah
+        fl = el
         bl = al
+        eh = y & M
+        el = x
         al = (t1l + t2l) & M
         ah = t1h + t2h
         if al < t2l:

@@ -231,6 +231,9 @@ class Agent:
         # feed the watchdog: keep sampling on schedule there too.
         if self.tel is not None:
             self.updates.busy_hooks.append(self.tel.keep_sampling)
+            # A trial's network health: the broker acknowledged a record
+            # this boot (or the update server answers, agent/updates.py).
+            self.updates.network_checks.append(lambda: self.tel.stats()["acked"] > 0)
         st = self.updates.installer.boot_state()
         # Events the loader recorded (rollbacks, fallbacks) are reported once.
         self.boot_events = st.get("events", [])[-4:]

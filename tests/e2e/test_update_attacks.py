@@ -37,7 +37,7 @@ GAP_BOUND_S = 4.0  # longest pause of telemetry publishing the update work may c
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     work = tmp_path_factory.mktemp("release")
-    root = ensure_models(work, PASS, ("pump-v2", "monitor-v1", "pump-v3"))
+    root = ensure_models(work, PASS, ("pump-v2", "monitor-v1", "pump-v3", "pump-v4"))
     with serve(work / "repository") as srv:
         yield {"work": work, "root": root.read_bytes(), "srv": srv, "tmp": tmp_path_factory.mktemp("trees")}
 
@@ -85,6 +85,31 @@ def test_update_server_answering_503_during_the_trial_does_not_roll_back_a_good_
             fail = [u for u in st["update_history"] if u.get("step") == "check_failed"][-1]
             assert "503" in fail["reason"] and fail["retry_in_s"] >= 2, fail
             assert st["device"]["version"] == "1.1.0" and not rolled_back(st)
+    finally:
+        srv.reset()
+
+
+def test_update_server_silent_during_the_trial_is_covered_by_the_broker(repo, tmp_path):
+    # The update server accepts and then says nothing (no HTTP answer at
+    # all) for the whole trial; the broker acknowledging the new firmware's
+    # records shows its networking works.
+    srv = repo["srv"]
+    dev = "pump-bk"
+    try:
+        with board_fleet(tmp_path, [(dev, "pump-v4")]) as f:
+            port = f.start_board(dev, "pump-v4", heap=HEAP)
+            cfg = {"update": {"metadata_url": srv.url + "/metadata", "targets_url": srv.url + "/targets",
+                              "check_every_s": 2, "trial_deadline_s": 10, "health_loops": 3}}
+            f.provision(dev, port, config=cfg, tuf_root=repo["root"], reset=False)
+            f.boards.reset(dev)
+            f.wait_telemetry(dev, lambda t: t.get("connected"), 30, "connected to the broker")
+            publish(repo, "pump-v4", "1.1.0", 2, {"agent/release.txt": b"1.1.0\n"})
+            f.boards.wait_for(dev, lambda s: "available" in steps(s), 60, "release found")
+            srv.misbehave("/metadata/timestamp.json", "stall", limit_s=60)
+            st = f.boards.wait_for(dev, lambda s: confirmed("1.1.0")(s) or rolled_back(s), 120,
+                                   "1.1.0 confirmed or rolled back")
+            assert not rolled_back(st), st["device"]["boot_events"]
+            assert st["device"]["security_counter"] == 2
     finally:
         srv.reset()
 

@@ -22,10 +22,11 @@
 # "up_to_date".
 #
 # The tick runs on the agent's event loop, so while it works nothing is
-# published. It works in slices: past SLICE_MS the next busy call (at least
-# every half second of a network wait, every chunk of an install) stops the
-# step; what it did is kept on flash (accepted metadata, the install journal
-# and blob) and the next tick, a second later, continues.
+# published. With telemetry on (slice_ms set by the agent) it works in
+# slices: past slice_ms the next busy call (at least every half second of a
+# network wait, every chunk of an install) stops the step; what it did is
+# kept on flash (accepted metadata, the install journal and blob) and the
+# next tick, a second later, continues.
 import gc
 
 from agent import selftest
@@ -41,7 +42,7 @@ from updater.tuf.errors import DownloadError, RepositoryError
 
 TUF_DIR = "tuf"  # under /state: trusted metadata (root.json provisioned)
 GATE_EVERY_MS = 1000  # how often a running download re-checks the pump
-SLICE_MS = 2000  # longest an update step holds the event loop (publishing)
+SLICE_MS = 2000  # longest an update step holds a publishing event loop
 MAX_CHECK_SLICES = 5  # a refresh not done in this many slices: server too slow
 MAX_INSTALL_SLICES = 600  # an install not done in this many slices: retried later
 RETRY_MAX_S = 3600  # longest wait between two retries of a failed check/download
@@ -93,6 +94,9 @@ class UpdateAgent:
         self._installing = False
         self._gate_ms = None
         self._slice_end = None
+        # Longest a tick may hold the event loop (ms), None: no limit. The
+        # agent sets SLICE_MS when the loop also publishes telemetry.
+        self.slice_ms = None
         self.next_check = None
         self.failures = 0  # consecutive failed checks/downloads (backoff)
         self.check_slices = 0
@@ -166,7 +170,7 @@ class UpdateAgent:
         # Never let an update problem stop the agent: out of memory (a
         # fragmented heap), a refused install or bad repository data found
         # outside the install itself are reported; the next check retries.
-        self._slice_end = ticks_add(ticks_ms(), SLICE_MS)
+        self._slice_end = None if self.slice_ms is None else ticks_add(ticks_ms(), self.slice_ms)
         try:
             self._tick(now)
         except UpdatePaused:

@@ -523,16 +523,8 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         owner.cut_left[path] = left - 1
         f = self._file(path)
         data = f.read_bytes() if f else b""
-        start = 0
-        rng = self.headers.get("Range")
-        if rng and rng.startswith("bytes=") and rng.endswith("-"):
-            start = int(rng[6:-1])
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(data) - start))
-        self.end_headers()
+        start = self._range_start()
+        self._part_head(start, len(data))
         self.wfile.write(data[start:start + after])
         self.wfile.flush()
         self.close_connection = True
@@ -545,21 +537,28 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         left = owner.cut_left.get(path, times)
         f = self._file(path)
         data = bytearray(f.read_bytes() if f else b"")
-        start = 0
-        rng = self.headers.get("Range")
-        if rng and rng.startswith("bytes=") and rng.endswith("-"):
-            start = int(rng[6:-1])
+        start = self._range_start()
         if left > 0 and start <= at < len(data):
             owner.cut_left[path] = left - 1
             data[at] ^= 0x01
+        self._part_head(start, len(data))
+        self.wfile.write(bytes(data[start:]))
+
+    def _range_start(self) -> int:
+        rng = self.headers.get("Range")
+        if rng and rng.startswith("bytes=") and rng.endswith("-"):
+            return int(rng[6:-1])
+        return 0
+
+    def _part_head(self, start: int, total: int) -> None:
+        # 206 with Content-Range from `start` (a Range request), else 200.
         if start:
             self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            self.send_header("Content-Range", f"bytes {start}-{total - 1}/{total}")
         else:
             self.send_response(200)
-        self.send_header("Content-Length", str(len(data) - start))
+        self.send_header("Content-Length", str(total - start))
         self.end_headers()
-        self.wfile.write(bytes(data[start:]))
 
     def _mb_status(self, path: str, status: int = 500) -> None:
         self.send_error(status)

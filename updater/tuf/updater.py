@@ -117,7 +117,7 @@ def _remove(path):
 
 
 class _FileSink:
-    # Writes a download to an open file and feeds an optional HashCheck.
+    # Writes a download to an open file (or any sink) and feeds an optional HashCheck.
     def __init__(self, f, check=None):
         self.f = f
         self.check = check

@@ -54,7 +54,7 @@ class Agent:
                 # Never let telemetry keep the agent (watchdog, updates) from running.
                 self.telemetry_error = "out of memory starting telemetry"
             gc.collect()
-        from agent.updates import UpdateAgent
+        from agent.updates import UpdateAgent, SLICE_MS
 
         self.updates = UpdateAgent(board, slot, trial, self.cfg, self._on_update)
         if self.tel is not None:
@@ -64,6 +64,11 @@ class Agent:
         # feed the watchdog: keep sampling on schedule there too.
         if self.tel is not None:
             self.updates.busy_hooks.append(self.tel.keep_sampling)
+            # A trial's network health: the broker acknowledged a record
+            # this boot (or the update server answers, agent/updates.py).
+            self.updates.network_checks.append(lambda: self.tel.stats()["acked"] > 0)
+            # Update work gives the event loop back (publishing) every slice.
+            self.updates.slice_ms = SLICE_MS
         st = self.updates.installer.boot_state()
         # Events the loader recorded (rollbacks, fallbacks) are reported once.
         self.boot_events = st.get("events", [])[-4:]

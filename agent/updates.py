@@ -2,35 +2,63 @@
 #
 # Every loop tick (never blocking for long; long steps feed the watchdog):
 #  - on a trial boot: run the health check (self-test, a few healthy loops,
-#    the update server reachable); healthy -> confirm (floor rises); failing
-#    past the deadline -> note why and reboot when the clinical gate allows,
-#    so the loader rolls back;
+#    the network: the update server answers OR the broker acknowledged a
+#    record this boot); healthy -> confirm (floor rises); failing past the
+#    deadline -> note why and reboot when the clinical gate allows, so the
+#    loader rolls back;
 #  - a finished install waiting for activation: activate and reboot when the
 #    gate allows;
 #  - every check_every_s: TUF refresh, pick the newest release for this model
 #    and channel that is not recalled, and install it when the gate allows.
 # Every step and every deferral is reported through `report(dict)`.
+#
+# Never condemn a good release (README, "Device update path"): a failure of
+# the network or of a transfer (DownloadError, TransferError: bytes that are
+# not the signed ones) is retried from a clean download with backoff
+# (check_every_s, doubling per failure, at most RETRY_MAX_S) and reported as
+# "download_interrupted"/"retry"/"check_failed"; only the release's own fault
+# (a refused or invalid signed manifest, a failed trial) refuses it, and a
+# newer release this device will not take is reported as "refused", never as
+# "up_to_date".
+#
+# The tick runs on the agent's event loop, so while it works nothing is
+# published. With telemetry on (slice_ms set by the agent) it works in
+# slices: past slice_ms the next busy call (at least every half second of a
+# network wait, every chunk of an install) stops the step; what it did is
+# kept on flash (accepted metadata, the install journal and blob) and the
+# next tick, a second later, continues.
 import gc
 
 from agent import selftest
 from updater import bootstate
 from updater.install import gate
-from updater.install.errors import InstallError, PackageError
+from updater.install import policy
+from updater.install.errors import InstallError, PackageError, TransferError
 from updater.install.installer import Installer
 from updater.install.manifest import parse_version
 from updater.install.source import HttpSource
-from board.compat import ticks_ms, ticks_diff
+from board.compat import ticks_ms, ticks_diff, ticks_add
 from updater import tuf
 from updater.tuf.errors import DownloadError, RepositoryError
 
 TUF_DIR = "tuf"  # under /state: trusted metadata (root.json provisioned)
 GATE_EVERY_MS = 1000  # how often a running download re-checks the pump
+SLICE_MS = 2000  # longest an update step holds a publishing event loop
+MAX_CHECK_SLICES = 5  # a refresh not done in this many slices: server too slow
+MAX_INSTALL_SLICES = 600  # an install not done in this many slices: retried later
+RETRY_MAX_S = 3600  # longest wait between two retries of a failed check/download
 
 
 class InstallDeferred(RuntimeError):
     # Raised from the busy hook when the pump starts infusing (or alarms)
     # during a download: the install stops at once and resumes from its
     # journal when the gate allows. args[0]: the gate's reason.
+    pass
+
+
+class UpdatePaused(RuntimeError):
+    # Raised from the busy hook when the tick's slice (SLICE_MS) is used up:
+    # the step stops and the next tick continues it.
     pass
 
 
@@ -60,11 +88,22 @@ class UpdateAgent:
         # Called while an update step keeps the main loop busy (downloads,
         # installs): the agent adds what must go on meanwhile (sampling).
         self.busy_hooks = []
+        # Callables, true when the device's network reached a peer other
+        # than the update server this boot (the agent adds "the broker
+        # acknowledged a record"): a trial is healthy on either.
+        self.network_checks = []
         self._installing = False
         self._gate_ms = None
-        self.last_check = None
+        self._slice_end = None
+        # Longest a tick may hold the event loop (ms), None: no limit. The
+        # agent sets SLICE_MS when the loop also publishes telemetry.
+        self.slice_ms = None
+        self.next_check = None
+        self.failures = 0  # consecutive failed checks/downloads (backoff)
+        self.check_slices = 0
+        self.pending = None  # an install continued over several ticks
         self.deferrals = 0
-        self.rejected = set()  # manifest hashes refused this boot: not fetched again
+        self.rejected = {}  # manifest hash -> reason: refused this boot for its own fault
 
     @property
     def recalled(self):
@@ -79,17 +118,20 @@ class UpdateAgent:
         # At least every half second during network waits and for every
         # chunk of an install: feed the watchdog, let sampling go on, and
         # while installing keep the clinical gate watching (an infusion may
-        # start mid-download: the install stops and resumes later).
+        # start mid-download: the install stops and resumes later). Past
+        # the slice, stop the step (the next tick continues it).
         self.board.watchdog_feed()
         for hook in self.busy_hooks:
             hook()
+        now_ms = ticks_ms()
         if self._installing:
-            now_ms = ticks_ms()
             if self._gate_ms is None or ticks_diff(now_ms, self._gate_ms) >= GATE_EVERY_MS:
                 self._gate_ms = now_ms
                 why = gate.check(self.board.read_pump(), self.board.time(), None, True)
                 if why:
                     raise InstallDeferred(why)
+        if self._slice_end is not None and ticks_diff(now_ms, self._slice_end) >= 0:
+            raise UpdatePaused()
 
     def _fetcher(self):
         from updater.tuf.fetcher import Fetcher
@@ -111,28 +153,48 @@ class UpdateAgent:
         self.deferrals += 1
         self._set(step="deferred", action=what, reason=reason, version=version, deferrals=self.deferrals)
 
+    def _every(self):
+        return self.cfg.get("check_every_s") or 300
+
+    def _failed(self, now, step, reason, version, **kw):
+        # A failure of the network or of a transfer: say so, and retry with
+        # backoff (check_every_s, doubling, at most RETRY_MAX_S).
+        self.failures += 1
+        wait = self._every() << min(self.failures - 1, 12)
+        if wait > RETRY_MAX_S:
+            wait = RETRY_MAX_S
+        self.next_check = now + wait
+        self._set(step=step, reason=reason, version=version, attempt=self.failures, retry_in_s=wait, **kw)
+
     # -- the tick ----------------------------------------------------------------
     def tick(self, now):
         # Never let an update problem stop the agent: out of memory (a
         # fragmented heap), a refused install or bad repository data found
         # outside the install itself are reported; the next check retries.
+        self._slice_end = None if self.slice_ms is None else ticks_add(ticks_ms(), self.slice_ms)
         try:
             self._tick(now)
+        except UpdatePaused:
+            pass  # a step outside a download or install: the next tick redoes it
         except MemoryError:
             gc.collect()
             self._set(step="error", reason="out of memory", version=self.version)
         except (InstallError, RepositoryError) as e:
             self._set(step="error", reason=str(e), version=self.version)
+        finally:
+            self._slice_end = None
 
     def _tick(self, now):
         if self.trial:
             return self._trial_tick(now)
         j = self.installer.installed()
         if j is not None:
+            self.pending = None
             return self._activation_tick(now, j)
-        every = self.cfg.get("check_every_s") or 300
-        if self.cfg.get("metadata_url") and (self.last_check is None or now - self.last_check >= every):
-            self.last_check = now
+        if self.pending is not None:
+            return self._install(now)
+        if self.cfg.get("metadata_url") and (self.next_check is None or now >= self.next_check):
+            self.next_check = now + self._every()
             self.check_and_install(now)
 
     def _trial_tick(self, now):
@@ -145,8 +207,8 @@ class UpdateAgent:
             self.trial = False
             return
         r = selftest.run(self.board)
-        if r is None and self.cfg.get("metadata_url"):
-            r = self._server_reachable()
+        if r is None:
+            r = self._network_reason()
         if r is None:
             self.healthy_loops += 1
         else:
@@ -173,18 +235,34 @@ class UpdateAgent:
             self._set(step="rolling_back", version=self.version, reason=reason)
             self.board.reset("trial failed: " + reason)
 
-    def _server_reachable(self):
+    def _network_reason(self):
+        # None when the new firmware's networking works: a peer acknowledged
+        # it this boot (the broker), or the update server answered - any
+        # HTTP answer, an error status included (503 from a server that is
+        # blocked or overloaded still proves the device's own stack: DNS,
+        # TCP, TLS, HTTP). Else why not. Without a configured update server
+        # and peer there is nothing to check.
+        for ok in self.network_checks:
+            if ok():
+                return None
+        url = self.cfg.get("metadata_url")
+        if not url:
+            return "no peer reached" if self.network_checks else None
         try:
-            self._fetcher().fetch_bytes(self.cfg["metadata_url"].rstrip("/") + "/timestamp.json", 16384)
+            self._fetcher().fetch_bytes(url.rstrip("/") + "/timestamp.json", 16384)
         except DownloadError as e:
-            return "update server unreachable: %s" % e
+            if e.status is not None:
+                return None
+            return "network: neither the update server nor the broker reached (%s)" % e
+        except UpdatePaused:
+            return "network: the update server is too slow and the broker not reached"
         return None
 
     def _activation_tick(self, now, j):
         # j: the journal of a finished install waiting for activation.
         if j.get("version") in self.recalled_versions:
             # Recalled while it waited for the gate: never activate it.
-            self.installer._drop_journal()
+            self.installer.abandon(j)
             self._set(step="rejected", version=j.get("version"), reason="recalled before activation")
             return
         why = gate.check(self.board.read_pump(), now, self.window, j.get("urgent", False))
@@ -213,9 +291,7 @@ class UpdateAgent:
             import json
 
             sink = BytesSink()
-            check = info.hash_check()
-            up.fetcher.fetch(up.target_url(info), _Checked(sink, check), info.length)
-            check.finish()
+            up.stream_target(info, sink)
             for r in json.loads(bytes(sink.buf)).get("recalled", []):
                 recalled.add(r.get("version"))
         self.recalled_versions = recalled
@@ -233,7 +309,7 @@ class UpdateAgent:
                 continue
             try:
                 version = parse_version(c.get("version"))
-                why = self._installable(c, version, recalled, failed, floor)
+                why = self._installable(c, recalled, failed, floor)
             except (PackageError, TypeError):
                 continue  # a malformed signed field: not a release for us
             if why:
@@ -243,43 +319,61 @@ class UpdateAgent:
                 best = (ti, c, version)
         return best[:2] if best else None
 
-    def _installable(self, c, version, recalled, failed, floor):
-        # Filter on the signed custom fields, so that an installable release
-        # is not passed over for a newer one the installer would refuse.
+    def _installable(self, c, recalled, failed, floor):
+        # Filter on the signed custom fields with the installer's own policy
+        # (updater/install/policy.py), so that an installable release is not
+        # passed over for a newer one the installer would refuse.
         # None: installable; "": not for us (silently); else why it is refused.
         if c.get("channel", "stable") != self.cfg.get("channel", "stable") or c.get("version") in recalled:
             return ""
-        if c.get("manifest_sha256") in failed or c.get("manifest_sha256") in self.rejected:
-            return ""  # rolled back on this device before, or refused already
-        running = parse_version(self.version)
-        if version <= running:
+        rel = policy.from_custom(c)
+        if not policy.is_newer(rel, self.version):
             return ""
-        if c.get("security_counter", 0) < floor:
-            return "security counter %s is below this device's floor %d" % (c.get("security_counter"), floor)
-        if parse_version(c.get("min_base_version", "0.0.0")) > running:
-            return "package needs at least version %s, this device runs %s" % (c.get("min_base_version"), self.version)
-        if c.get("package_kind") == "patch" and c.get("base_version") != self.version:
-            return "patch is against %s, this device runs %s" % (c.get("base_version"), self.version)
-        return None
+        digest = c.get("manifest_sha256")
+        if digest in failed:
+            return "rolled back on this device before"
+        if digest in self.rejected:
+            return self.rejected[digest]
+        return policy.refusal(rel, self.model, self.version, floor)
 
     def check_and_install(self, now):
-        self._set(step="checking", version=self.version)
+        if not self.check_slices:
+            self._set(step="checking", version=self.version)
         try:
             up = self._tuf(now)
             up.refresh()
             found = self.find_release(up)
+        except UpdatePaused:
+            # What was accepted is on flash: the next tick goes on from there.
+            self.check_slices += 1
+            if self.check_slices < MAX_CHECK_SLICES:
+                self.next_check = now
+                return
+            self.check_slices = 0
+            self._failed(now, "check_failed", "transport: the update server is too slow (refresh not done in %d slices)"
+                         % MAX_CHECK_SLICES, self.version)
+            return
         except (DownloadError, OSError) as e:
-            self._set(step="check_failed", reason="transport: %s" % e, version=self.version)
+            self.check_slices = 0
+            self._failed(now, "check_failed", "transport: %s" % e, self.version)
             return
         except RepositoryError as e:
+            self.check_slices = 0
             self._set(step="rejected", reason="repository: %s" % e, version=self.version)
             return
+        self.check_slices = 0
         if found is None:
+            self.failures = 0
             for version, digest, why in self.refused:
                 # Say once why a newer release cannot be taken here.
-                self.rejected.add(digest)
-                self._set(step="rejected", version=version, reason=why)
-            self._set(step="up_to_date", version=self.version, recalled=self.recalled)
+                if digest not in self.rejected:
+                    self.rejected[digest] = why
+                    self._set(step="rejected", version=version, reason=why)
+            if self.refused:
+                version, digest, why = self.refused[0]
+                self._set(step="refused", version=self.version, newest=version, reason=why, recalled=self.recalled)
+            else:
+                self._set(step="up_to_date", version=self.version, recalled=self.recalled)
             return
         ti, c = found
         urgent = bool(c.get("urgent"))
@@ -291,30 +385,51 @@ class UpdateAgent:
         # Keep only what the install needs, then give the TUF client's RAM
         # back before streaming the package (a 256 KiB heap holds one or the
         # other comfortably, not both).
-        url, length, target = up.target_url(ti), ti.length, ti.path
-        c = {"version": c["version"], "manifest_sha256": c["manifest_sha256"]}
-        fetcher = up.fetcher
-        up = ti = found = None
+        self.pending = {"src": HttpSource(up.target_stream(ti)), "target": ti.path, "version": c["version"],
+                        "manifest_sha256": c["manifest_sha256"], "urgent": urgent, "slices": 0}
+        up = ti = found = c = None
         release_modules(tuf.UNLOADABLE)
-        src = HttpSource(fetcher, url, length)
+        self._install(now)
+
+    def _install(self, now):
+        # One slice of the pending install (resumed from its journal).
+        p = self.pending
+        src = p["src"]
         self._gate_ms = None
         self._installing = True
         try:
-            self.installer.install(src, target, c["manifest_sha256"], urgent)
+            self.installer.install(src, p["target"], p["manifest_sha256"], p["urgent"])
+        except UpdatePaused:
+            p["slices"] += 1
+            if p["slices"] < MAX_INSTALL_SLICES:
+                return
+            self.pending = None
+            self._failed(now, "download_interrupted", "too slow: not installed in %d slices" % MAX_INSTALL_SLICES,
+                         p["version"], downloaded=src.downloaded)
+            return
         except InstallDeferred as e:
-            self._defer("install", e.args[0], c["version"])
+            self.pending = None
+            self._defer("install", e.args[0], p["version"])
+            return
+        except TransferError as e:
+            # Bytes that are not the signed ones: dropped, fetched again.
+            self.pending = None
+            self._failed(now, "retry", "bad transfer: %s" % e, p["version"], downloaded=src.downloaded)
             return
         except InstallError as e:
-            self.rejected.add(c["manifest_sha256"])
-            self._set(step="rejected", version=c["version"], reason=str(e))
+            self.pending = None
+            self.rejected[p["manifest_sha256"]] = str(e)
+            self._set(step="rejected", version=p["version"], reason=str(e))
             return
         except (DownloadError, OSError) as e:
-            self._set(step="download_interrupted", version=c["version"], reason=str(e),
-                      downloaded=src.downloaded)
+            self.pending = None
+            self._failed(now, "download_interrupted", str(e), p["version"], downloaded=src.downloaded)
             return
         finally:
             self._installing = False
-        self._set(step="installed", version=c["version"], downloaded=src.downloaded)
+        self.pending = None
+        self.failures = 0
+        self._set(step="installed", version=p["version"], downloaded=src.downloaded)
         j = self.installer.installed()
         if j is not None:
             self._activation_tick(self.board.time(), j)
@@ -340,13 +455,3 @@ def release_modules(prefixes):
                         pass
                 break
     gc.collect()
-
-
-class _Checked:
-    def __init__(self, sink, check):
-        self.sink = sink
-        self.check = check
-
-    def write(self, mv):
-        self.check.update(mv)
-        self.sink.write(mv)

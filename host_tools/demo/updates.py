@@ -122,7 +122,10 @@ def _done(ctx: DemoContext, rejected_published: bool) -> bool:
     ok = all(
         any(u.get("step") == "confirmed" for u in _history(ctx, n)) for n in ("pump-1", "pump-2")
     )
-    return ok and rejected_published and any(u.get("step") == "rejected" for u in _history(ctx, "monitor-1"))
+    # 1.2.0 refused for its base (1.1.0, which rolled back, is reported as
+    # refused too, with its own reason).
+    return ok and rejected_published and any(u.get("step") == "rejected" and u.get("version") == "1.2.0"
+                                             for u in _history(ctx, "monitor-1"))
 
 
 def _counts(ctx: DemoContext, cuts: int) -> dict:

@@ -8,7 +8,7 @@ from install_helpers import package, index, mounts, read
 from updater import bootstate, loader
 from updater.install.installer import Installer
 from updater.install.source import FileSource
-from updater.install.errors import PackageError, PolicyError, SlotError
+from updater.install.errors import PackageError, PolicyError, SlotError, TransferError
 
 NOW = 1790000000
 
@@ -182,8 +182,9 @@ def test_package_larger_than_the_slot_is_refused_not_retried():
 
 def test_slot_that_fails_the_last_check_is_redone_on_retry():
     # A file already written and checked goes bad on flash before the final
-    # pass: that attempt fails (SlotError), the next one starts the slot over
-    # instead of failing at the same point for ever.
+    # pass: that attempt fails (TransferError: retried, the release is not at
+    # fault), the next one starts the slot over instead of failing at the
+    # same point for ever.
     m = mounts()
     ix = index()["pump-1.1.0"]
     target = "pump-v2/pump-1.1.0.mspk"
@@ -194,7 +195,7 @@ def test_slot_that_fails_the_last_check_is_redone_on_retry():
     with open(m["slot_b"] + "/agent/notes.txt", "wb") as f:
         f.write(b"bit rot")
     inst = Installer(m, "pump-v2")
-    devtest.raises(SlotError, inst.install, FileSource(package("pump-1.1.0")), target, ix["manifest_sha256"])
+    devtest.raises(TransferError, inst.install, FileSource(package("pump-1.1.0")), target, ix["manifest_sha256"])
     assert bootstate.slot_info(m["slot_b"]) is None
     man = Installer(m, "pump-v2").install(FileSource(package("pump-1.1.0")), target, ix["manifest_sha256"])
     assert man["version"] == "1.1.0"

@@ -22,7 +22,7 @@ INDEX = json.loads((DATA / "index.json").read_text())
 
 SCRIPT = r'''
 import sys, os
-from updater.tuf.fetcher import Fetcher
+from updater.tuf.fetcher import Fetcher, TargetStream
 from updater.install.installer import Installer
 from updater.install.source import HttpSource
 root, url, length, sha = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
@@ -33,7 +33,7 @@ for name in ("state", "slot_a", "slot_b", "data"):
         os.mkdir(m[name])
     except OSError:
         pass
-src = HttpSource(Fetcher(read_timeout=5, connect_timeout=5), url, length)
+src = HttpSource(TargetStream(Fetcher(read_timeout=5, connect_timeout=5), url, length))
 try:
     man = Installer(m, "pump-v2").install(src, "pump-v2/pump-1.1.0.mspk", sha)
     print("RESULT ok", man["version"], src.downloaded)
@@ -92,7 +92,7 @@ def test_wrong_bytes_for_a_range_are_rejected_and_not_resumed_from(tmp_path):
             bad[k] ^= 0x55
         (served / "p.mspk").write_bytes(bytes(bad))
         out = _run(tmp_path, url)
-        assert out[:2] == ["err", "PackageError"], out
+        assert out[:2] == ["err", "TransferError"], out
         # The good server again: the install completes.
         shutil.copy(DATA / "pump-1.1.0.mspk", served / "p.mspk")
         out = _run(tmp_path, url)

@@ -36,9 +36,10 @@ traditional envelope; ``sign_bytes`` then returns envelope bytes, and
     certificate (PEM) of the throwaway CA when ``https=True``.
     ``server.misbehave(url_path, mode, **kw)`` makes one path misbehave:
     ``"endless"`` (200 without length, data forever; bounded to 30 s),
-    ``"slow"`` (``rate`` bytes/s drip of the real file), ``"stall"``
+    ``"slow"`` (``rate`` bytes/s drip of the real file or of ``data``), ``"stall"``
     (headers, then silence), ``"replace"`` (serve ``data`` instead),
-    ``"status"`` (answer ``status``), ``"redirect"`` (to ``location``),
+    ``"status"`` (answer ``status``), ``"flip"`` (byte ``at`` flipped in the
+    first ``times`` transfers), ``"redirect"`` (to ``location``),
     ``"cut"`` (the real file, Range honoured, but the connection drops after
     ``after`` body bytes, ``times`` times; then served normally),
     ``"chunked"`` (the real file, chunked transfer coding), ``"ignore_range"``
@@ -457,19 +458,27 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         while time.monotonic() < end and not self.server.owner.stopping.is_set():
             self.wfile.write(block)
 
-    def _mb_slow(self, path: str, rate: float = 20, limit_s: float = 30) -> None:
+    def _mb_slow(self, path: str, rate: float = 20, limit_s: float = 30, data: bytes | None = None) -> None:
         f = self._file(path)
-        data = f.read_bytes() if f else b"x" * 100000
+        if data is None:
+            data = f.read_bytes() if f else b"x" * 100000
         self.send_response(200)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        end = time.monotonic() + limit_s
-        for i in range(len(data)):
-            if time.monotonic() > end or self.server.owner.stopping.is_set():
+        # Paced by the clock (what is due by now goes out every 10 ms), so the
+        # rate holds however slow one write is.
+        start = time.monotonic()
+        sent = 0
+        while sent < len(data) and not self.server.owner.stopping.is_set():
+            el = time.monotonic() - start
+            if el > limit_s:
                 break
-            self.wfile.write(data[i : i + 1])
-            self.wfile.flush()
-            time.sleep(1 / rate)
+            due = min(len(data), int(rate * el) + 1)
+            if due > sent:
+                self.wfile.write(data[sent:due])
+                self.wfile.flush()
+                sent = due
+            time.sleep(0.01)
 
     def _mb_stall(self, path: str, limit_s: float = 30) -> None:
         self.send_response(200)
@@ -514,19 +523,42 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         owner.cut_left[path] = left - 1
         f = self._file(path)
         data = f.read_bytes() if f else b""
-        start = 0
-        rng = self.headers.get("Range")
-        if rng and rng.startswith("bytes=") and rng.endswith("-"):
-            start = int(rng[6:-1])
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(data) - start))
-        self.end_headers()
+        start = self._range_start()
+        self._part_head(start, len(data))
         self.wfile.write(data[start:start + after])
         self.wfile.flush()
         self.close_connection = True
+
+    def _mb_flip(self, path: str, at: int = 0, times: int = 1) -> None:
+        # A bad transfer: the real file (Range honoured) with byte `at` of
+        # the file XORed, for the first `times` requests that carry it; then
+        # the file as it is.
+        owner = self.server.owner
+        left = owner.cut_left.get(path, times)
+        f = self._file(path)
+        data = bytearray(f.read_bytes() if f else b"")
+        start = self._range_start()
+        if left > 0 and start <= at < len(data):
+            owner.cut_left[path] = left - 1
+            data[at] ^= 0x01
+        self._part_head(start, len(data))
+        self.wfile.write(bytes(data[start:]))
+
+    def _range_start(self) -> int:
+        rng = self.headers.get("Range")
+        if rng and rng.startswith("bytes=") and rng.endswith("-"):
+            return int(rng[6:-1])
+        return 0
+
+    def _part_head(self, start: int, total: int) -> None:
+        # 206 with Content-Range from `start` (a Range request), else 200.
+        if start:
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{total - 1}/{total}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(total - start))
+        self.end_headers()
 
     def _mb_status(self, path: str, status: int = 500) -> None:
         self.send_error(status)

@@ -1,6 +1,7 @@
 # Installer errors. Two roots, as everywhere on the device:
 #   InstallError (ValueError): bad data or a refusal - retrying the same
 #     package will fail the same way (bad package, wrong model, counter too low);
+#     except TransferError: bytes that are not the signed ones (retry);
 #   transport failures are updater.tuf.errors.DownloadError (retry later).
 
 
@@ -11,6 +12,14 @@ class InstallError(ValueError):
 class PackageError(InstallError):
     # The package bytes are not what the TUF-verified manifest hash promises,
     # or the package is malformed.
+    pass
+
+
+class TransferError(PackageError):
+    # The bytes received are not the ones the signed metadata promises (a
+    # flipped bit on the way, a broken or hostile mirror, a slot that no
+    # longer verifies after writing): the release is not at fault. Nothing
+    # of them is kept; the install is retried from a clean download.
     pass
 
 

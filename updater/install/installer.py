@@ -19,7 +19,8 @@ from board.compat import write_atomic
 from updater import bootstate
 from updater.install import manifest as pkgman
 from updater.install import slot as slotops
-from updater.install.errors import PackageError, PolicyError, SlotError
+from updater.install import policy
+from updater.install.errors import PolicyError, SlotError, TransferError
 from updater.install.source import Enough
 
 JOURNAL = "install.json"
@@ -201,12 +202,14 @@ class Installer:
         hs = _HeaderSink()
         source.stream(0, hs)
         if not hs.complete():
-            raise PackageError("package ends inside its header or manifest")
+            raise TransferError("package ends inside its header or manifest")
         mbytes = hs.manifest
         header_hash = hs.mhash
         hs = None
         m = pkgman.load_manifest(mbytes, header_hash, manifest_sha256)
-        pkgman.check_policy(m, self.model, self.running_version(), st.get("floor", 0))
+        why = policy.refusal(policy.from_manifest(m), self.model, self.running_version(), st.get("floor", 0))
+        if why:
+            raise PolicyError(why)
         slotops.check_capacity(self.slot_path, m)
 
         if not resume:
@@ -257,18 +260,18 @@ class Installer:
         # The last pass over the whole slot, its manifest.json included. A file
         # that no longer verifies (flash trouble after it was written) must
         # not fail every retry at this same point: the next attempt starts the
-        # slot over.
+        # slot over (TransferError: retried, the release is not at fault).
         try:
             slotops.verify(self.slot_path, m, self.buf)
             got = slotops.hash_file(self.slot_path + "/" + slotops.SLOT_MANIFEST, self.buf)
             if got != (manifest_sha256, mlen):
                 raise SlotError("manifest.json in the new slot does not verify")
-        except SlotError:
+        except SlotError as e:
             self.j["done"] = 0
             self.j["cleared"] = False
             self.j["blob_for"] = None
             self._save_journal()
-            raise
+            raise TransferError(str(e))
 
     def _fill_slot(self, source, data_off, active):
         m = self.manifest
@@ -311,7 +314,7 @@ class Installer:
             finally:
                 sink.close()
             if sink.k < len(run):
-                raise PackageError("package ends before %s is complete" % run[sink.k][1]["path"])
+                raise TransferError("package ends before %s is complete" % run[sink.k][1]["path"])
             i = k
 
     def _unchanged(self, active_path, idx, e):
@@ -336,7 +339,7 @@ class Installer:
         slotops.makedirs_for(self.slot_path, e["path"])
         try:
             slotops.inflate_verified(self.blob_path, self.slot_path + "/" + e["path"], e, self.buf, pkgman.WBITS)
-        except PackageError:
+        except TransferError:
             # Wrong bytes (a broken mirror, a server answering a Range request
             # from the wrong offset) must not be resumed from: without the
             # blob, the next attempt fetches this file again.
@@ -360,7 +363,7 @@ class Installer:
                 return j
             # The slot changed after the install (flash trouble, tampering):
             # nothing to activate; the next check installs again.
-            self._abandon(j)
+            self.abandon(j)
         return None
 
     def _record_matches(self, j):
@@ -368,9 +371,10 @@ class Installer:
         return bool(info) and info.get("manifest_sha256") == j.get("manifest_sha256") and \
             info.get("security_counter") == j.get("counter") and info.get("version") == j.get("version")
 
-    def _abandon(self, j):
-        # Forget a completed install that can no longer be trusted: the slot
-        # stops looking complete and the journal goes.
+    def abandon(self, j):
+        # Forget a completed install (journal j) that must not be activated:
+        # it can no longer be trusted, or its release was recalled while it
+        # waited. The slot stops looking complete and the journal goes.
         slotops.remove(self.mounts["slot_" + j["slot"]] + "/" + slotops.SLOT_INFO)
         self._drop_journal()
 
@@ -386,7 +390,7 @@ class Installer:
         # from the verified manifest, never from a file that may have changed.
         path = self.mounts["slot_" + j["slot"]]
         if slotops.hash_file(path + "/" + slotops.SLOT_MANIFEST, self.buf)[0] != j["manifest_sha256"]:
-            self._abandon(j)
+            self.abandon(j)
             raise SlotError("the installed slot does not match the journal")
         st["trial"] = {"slot": j["slot"], "attempts": 0, "max_attempts": max_attempts,
                        "deadline": int(now + deadline_s), "version": j["version"],

@@ -17,7 +17,7 @@ import hashlib
 import binascii
 
 from updater import bootstate
-from updater.install.errors import PackageError, PolicyError
+from updater.install.errors import PackageError, TransferError
 
 MAGIC = b"MSPK"
 FORMAT_VERSION = 1
@@ -53,15 +53,18 @@ def parse_version(text):
 
 def parse_header(head):
     # head: the first HEADER_SIZE bytes -> (manifest_len, manifest_sha256 bytes)
+    # The header is not signed itself (the manifest hash it carries is
+    # checked against the signed one next): a bad header is bad bytes on the
+    # way, retried, never a reason to refuse the release.
     if len(head) < HEADER_SIZE:
-        raise PackageError("package too short for its header")
+        raise TransferError("package too short for its header")
     magic, fmt, flags, reserved, mlen, mhash = struct.unpack(HEADER_FMT, bytes(head[:HEADER_SIZE]))
     if magic != MAGIC:
-        raise PackageError("not a medsentry package (bad magic)")
+        raise TransferError("not a medsentry package (bad magic)")
     if fmt != FORMAT_VERSION or flags or reserved:
-        raise PackageError("unsupported package format %d" % fmt)
+        raise TransferError("unsupported package format %d" % fmt)
     if mlen == 0 or mlen > MAX_MANIFEST:
-        raise PackageError("manifest length %d out of range (max %d)" % (mlen, MAX_MANIFEST))
+        raise TransferError("manifest length %d out of range (max %d)" % (mlen, MAX_MANIFEST))
     return mlen, mhash
 
 
@@ -101,12 +104,14 @@ def _is_hex64(s):
 
 def load_manifest(mbytes, header_hash, expected_hex):
     # Verify the manifest bytes against the header and the TUF-signed hash,
-    # then parse and validate it. Returns the manifest dict.
+    # then parse and validate it. Returns the manifest dict. Bytes that are
+    # not the signed manifest are a bad transfer (TransferError, retried);
+    # a signed manifest that is invalid is the release's own fault.
     digest = hashlib.sha256(mbytes).digest()
     if digest != header_hash:
-        raise PackageError("manifest does not match the hash in the package header")
+        raise TransferError("manifest does not match the hash in the package header")
     if expected_hex is not None and binascii.hexlify(digest).decode() != expected_hex:
-        raise PackageError("manifest does not match the manifest_sha256 signed in TUF metadata")
+        raise TransferError("manifest does not match the manifest_sha256 signed in TUF metadata")
     try:
         m = json.loads(mbytes)
     except ValueError:
@@ -174,19 +179,3 @@ def validate(m):
         if not isinstance(name, str):
             raise PackageError("bad compatible model")
     return m
-
-
-def check_policy(m, model, running_version, counter_floor):
-    # Refusals for a valid package: wrong model, security counter below the
-    # floor, minimum base above what runs, or not newer than what runs.
-    if model not in m["compatible_models"]:
-        raise PolicyError("package is for %s, this device is %s" % (", ".join(m["compatible_models"]), model))
-    if m["security_counter"] < counter_floor:
-        raise PolicyError("security counter %d is below this device's floor %d" % (m["security_counter"], counter_floor))
-    running = parse_version(running_version)
-    if parse_version(m["min_base_version"]) > running:
-        raise PolicyError("package needs at least version %s, this device runs %s" % (m["min_base_version"], running_version))
-    if parse_version(m["version"]) <= running:
-        raise PolicyError("package version %s is not newer than the running %s" % (m["version"], running_version))
-    if m["kind"] == "patch" and m.get("base_version") != running_version:
-        raise PolicyError("patch is against %s, this device runs %s" % (m.get("base_version"), running_version))

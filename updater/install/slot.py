@@ -4,7 +4,7 @@ import os
 import hashlib
 import binascii
 
-from updater.install.errors import PackageError, SlotError
+from updater.install.errors import SlotError, TransferError
 from updater.install.inflate import open_inflate
 
 SLOT_INFO = "slot.json"
@@ -147,21 +147,23 @@ def copy_verified(src, dst, entry, buf):
 def inflate_verified(blob_path, dst, entry, buf, wbits):
     # Inflate blob_path into dst (via dst.tmp + rename), refusing more bytes
     # than the manifest says (a decompression bomb stops at entry["size"]).
+    # Bytes that do not inflate to what the signed manifest lists are a bad
+    # transfer (TransferError): the caller drops them and fetches again.
     tmp = dst + ".tmp"
     try:
         with open(blob_path, "rb") as fi:
             got = _stream_to(open_inflate(fi, wbits), tmp, entry, buf)
     except _TooLong:
         remove(tmp)
-        raise PackageError("%s inflates beyond its %d bytes" % (entry["path"], entry["size"]))
+        raise TransferError("%s inflates beyond its %d bytes" % (entry["path"], entry["size"]))
     except (OSError, ValueError) as e:
         remove(tmp)
         if is_full(e):
             raise SlotError("slot full while writing %s" % entry["path"])
-        raise PackageError("%s: corrupt compressed data (%r)" % (entry["path"], e))
+        raise TransferError("%s: corrupt compressed data (%r)" % (entry["path"], e))
     if not _matches(got, entry):
         remove(tmp)
-        raise PackageError("%s does not match its sha256/size in the manifest" % entry["path"])
+        raise TransferError("%s does not match its sha256/size in the manifest" % entry["path"])
     os.rename(tmp, dst)
 
 

@@ -1,6 +1,6 @@
 # Where package bytes come from. A source pushes bytes from an offset into
 # sink.write(memoryview) until the end, or until the sink raises Enough.
-#   HttpSource: the TUF target URL through updater.tuf.fetcher (Range requests
+#   HttpSource: a TUF target through Updater.target_stream() (Range requests
 #     resume and skip; a server ignoring Range is handled by skipping bytes);
 #   FileSource: a local file (tests, maintenance install from the console).
 
@@ -32,34 +32,18 @@ class FileSource:
 
 
 class HttpSource:
-    def __init__(self, fetcher, url, length):
-        self.fetcher = fetcher
-        self.url = url
-        self.length = length
-        self.downloaded = 0
+    # A TUF target from its mirror: `target` is what Updater.target_stream()
+    # returns (updater.tuf.fetcher.TargetStream: length cap, short-body
+    # check, Range resume).
+    def __init__(self, target):
+        self.target = target
+
+    @property
+    def downloaded(self):
+        return self.target.downloaded
 
     def stream(self, offset, sink):
-        counter = _Counting(sink, self)
         try:
-            self.fetcher.fetch(self.url, counter, self.length, offset)
+            self.target.stream(offset, sink)
         except Enough:
             return
-        # The body ended before the TUF-signed length: the server (or a proxy)
-        # sent a short file. That is a transport failure to retry, not a bad
-        # package - the installer would otherwise refuse a good release.
-        if offset + counter.n < self.length:
-            from updater.tuf.errors import DownloadLengthMismatchError
-
-            raise DownloadLengthMismatchError("%s ended at byte %d of %d" % (self.url, offset + counter.n, self.length))
-
-
-class _Counting:
-    def __init__(self, sink, src):
-        self.sink = sink
-        self.src = src
-        self.n = 0
-
-    def write(self, mv):
-        self.src.downloaded += len(mv)
-        self.n += len(mv)
-        self.sink.write(mv)

@@ -383,3 +383,38 @@ class Fetcher:
             sink.write(mv)
             written += n
         return written
+
+
+class TargetStream:
+    """One target's bytes from its mirror, from any offset: what an
+    installer streams a package from (Updater.target_stream hands it out).
+    Detached from the Updater, so the caller may free the metadata first.
+    stream(offset, sink): at most `length` bytes in total; a body that ends
+    before `length` raises DownloadLengthMismatchError (a short file is a
+    transport failure to retry). Exceptions the sink raises (e.g. "I have
+    enough") pass through. `downloaded` counts the bytes received."""
+
+    def __init__(self, fetcher, url, length):
+        self.fetcher = fetcher
+        self.url = url
+        self.length = length
+        self.downloaded = 0
+
+    def stream(self, offset, sink):
+        counter = _Counting(sink, self)
+        self.fetcher.fetch(self.url, counter, self.length, offset)
+        if offset + counter.n < self.length:
+            raise DownloadLengthMismatchError("%s ended at byte %d of %d" % (self.url, offset + counter.n, self.length))
+        return counter.n
+
+
+class _Counting:
+    def __init__(self, sink, owner):
+        self.sink = sink
+        self.owner = owner
+        self.n = 0
+
+    def write(self, mv):
+        self.owner.downloaded += len(mv)
+        self.n += len(mv)
+        self.sink.write(mv)

@@ -27,7 +27,7 @@ from updater.tuf.errors import (
     RepositoryError,
     RoleNotFoundError,
 )
-from updater.tuf.fetcher import Fetcher
+from updater.tuf.fetcher import Fetcher, TargetStream
 from updater.tuf.trusted_set import TrustedSet
 
 
@@ -117,7 +117,7 @@ def _remove(path):
 
 
 class _FileSink:
-    # Writes a download to an open file and feeds an optional HashCheck.
+    # Writes a download to an open file (or any sink) and feeds an optional HashCheck.
     def __init__(self, f, check=None):
         self.f = f
         self.check = check
@@ -451,6 +451,22 @@ class Updater:
         # but '/' and the unreserved characters, so the mirror serves
         # exactly the file the path names.
         return base + quote(path, b"/")
+
+    def target_stream(self, info, target_base_url=None):
+        """A TargetStream (updater/tuf/fetcher.py) for this target: its bytes
+        from any offset, at most info.length, through this Updater's fetcher.
+        It holds no metadata, so the caller may drop the Updater and stream
+        later (an installer checks the bytes against what they promise)."""
+        return TargetStream(self.fetcher, self.target_url(info, target_base_url), info.length)
+
+    def stream_target(self, info, sink, target_base_url=None):
+        """Stream the whole target into sink.write(memoryview), checking its
+        length (while streaming) and every supported hash. Raises
+        LengthOrHashMismatchError at the end when the bytes differ: the sink
+        must not trust what it got before this returns."""
+        check = info.hash_check()
+        self.target_stream(info, target_base_url).stream(0, _FileSink(sink, check))
+        check.finish()
 
     def download_target(self, info, filepath=None, target_base_url=None, resume=False):
         """Stream the target into `filepath` (default: target_dir/<quoted

@@ -104,15 +104,24 @@ class _Board:
 
 def _boot(m, reason, entry):
     # loader.boot() as rom_main runs it; returns what the started app saw.
+    # The entry's package may already be imported in this process (the
+    # repository's own agent, by another test): set it aside so the slot's
+    # copy is the one started, and put it back afterwards.
+    top = entry.split(".")[0]
     path_before = list(sys.path)
+    saved = {}
+    for name in list(sys.modules):
+        if name == top or name.startswith(top + "."):
+            saved[name] = sys.modules.pop(name)
     try:
         loader.boot(_Board(m, reason))
         return sys.modules[entry].STARTED
     finally:
         sys.path[:] = path_before
         for name in list(sys.modules):
-            if name == entry.split(".")[0] or name.startswith(entry.split(".")[0] + "."):
+            if name == top or name.startswith(top + "."):
                 del sys.modules[name]
+        sys.modules.update(saved)
 
 
 def test_state_written_carries_the_format():

@@ -78,11 +78,16 @@ def read_state(state_dir):
     fmt = _format_of(st)
     if fmt > FORMAT:
         floor = st.get("floor", 0)
+        out = {"format": fmt, "unknown_format": fmt, "active": st["active"], "floor": floor,
+               "trial": None, "events": []}
         if not isinstance(floor, int) or isinstance(floor, bool):
-            # Fail closed: a floor we cannot read is no floor we may ignore.
-            floor = 1 << 30
-        return {"format": fmt, "unknown_format": fmt, "active": st["active"], "floor": floor,
-                "trial": None, "events": []}
+            # A floor we cannot read is no floor we may ignore, nor a reason
+            # to brick: the loader then boots only the slot with the highest
+            # security counter (the floor never exceeds it: it is raised only
+            # to a confirmed slot's counter).
+            out["floor"] = 0
+            out["floor_unknown"] = True
+        return out
     st["format"] = fmt
     st.setdefault("floor", 0)
     st.setdefault("trial", None)

@@ -78,9 +78,21 @@ def decide(st, reset_reason, now, mounts):
     return _plain(st, mounts, now)
 
 
+def _highest_counter(mounts):
+    # The highest security counter among the bootable slots.
+    best = 0
+    for s in ("a", "b"):
+        path = mounts["slot_" + s]
+        if slot_bootable(path, 0):
+            best = max(best, bootstate.slot_info(path).get("security_counter", 0))
+    return best
+
+
 def _plain(st, mounts, now):
     # Boot the active slot, or the other one when the active is not bootable.
     floor = st.get("floor", 0)
+    if st.get("floor_unknown"):
+        floor = _highest_counter(mounts)
     slot = st["active"]
     if slot_bootable(mounts["slot_" + slot], floor):
         return slot, False, False

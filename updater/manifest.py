@@ -1,10 +1,11 @@
-# micropython-lib style manifest of the device updater. The host-only TUF
-# client entry (tuf/client_main.py) and README files are not listed: they
-# never ship in a slot. loader.py and bootstate.py also go to the loader
-# partition (host_tools/sim/build.py).
+# micropython-lib style manifest of the device updater: what ships in an
+# application slot. Not listed: the host-only TUF client entry
+# (tuf/client_main.py), README files, and loader.py, which lives only in the
+# flash loader partition (with bootstate.py beside it, host_tools/sim/build.py;
+# the app never imports the loader).
 metadata(description="medsentry updater: TUF client, A/B install, boot loader", version="1.0.0")
 require("board")
-package("updater", files=("__init__.py", "bootstate.py", "loader.py"), base_path="..")
+package("updater", files=("__init__.py", "bootstate.py"), base_path="..")
 package("updater/crypto", base_path="..")
 package("updater/install", base_path="..")
 package(
@@ -15,7 +16,6 @@ package(
         "envelope.py",
         "errors.py",
         "fetcher.py",
-        "fields.py",
         "hashes.py",
         "metadata.py",
         "patterns.py",
@@ -23,7 +23,6 @@ package(
         "transport.py",
         "trusted_set.py",
         "updater.py",
-        "urls.py",
     ),
     base_path="..",
 )

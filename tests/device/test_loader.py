@@ -56,8 +56,10 @@ def _mounts():
     return d, m
 
 
-def _app_slot(d, m, slot, counter, entry=None, module="agent/main"):
-    # A complete slot whose entry module records how it was started.
+def _app_slot(d, m, slot, counter, entry="fmtapp.main", module="fmtapp/main"):
+    # A complete slot whose entry module records how it was started (not
+    # named agent: CPython runs these tests in the process that holds the
+    # real agent package).
     path = d + "/slot_" + slot
     m["slot_" + slot] = path
     os.mkdir(path)
@@ -152,7 +154,7 @@ def test_old_loader_boots_the_confirmed_slot_of_a_newer_boot_state():
     st = bootstate.read_state(m["state"])
     assert st["unknown_format"] == bootstate.FORMAT + 1
     assert loader.decide(st, "soft", NOW, m) == ("b", False, False)
-    assert _boot(m, "soft", "agent.main") == [("b", False)]
+    assert _boot(m, "soft", "fmtapp.main") == [("b", False)]
     assert _read(m["state"] + "/boot.json") == newer
     # Nothing in this code writes it back in the older format.
     devtest.raises(bootstate.BootError, bootstate.write_state, m["state"], st)
@@ -188,7 +190,7 @@ def test_loader_starts_the_entry_the_slot_declares():
 def test_invalid_or_missing_entry_is_not_bootable():
     d, m = _mounts()
     _app_slot(d, m, "a", 1, entry="pumpapp.start", module="pumpapp/start")
-    _app_slot(d, m, "b", 1, entry="agent.main")
+    _app_slot(d, m, "b", 1, entry="otherapp.main", module="otherapp/main")
     for bad in ("../x", "os;x", "", "a..b", 7, "1x.y"):
         info = json.loads(_read(m["slot_a"] + "/slot.json"))
         info["entry"] = bad
@@ -197,4 +199,4 @@ def test_invalid_or_missing_entry_is_not_bootable():
     # Declared but absent from the slot: the other slot boots instead.
     info["entry"] = "pumpapp.gone"
     _write(m["slot_a"] + "/slot.json", json.dumps(info))
-    assert _boot(m, "power_on", "agent.main") == [("b", False)]
+    assert _boot(m, "power_on", "otherapp.main") == [("b", False)]

@@ -5,7 +5,7 @@
 import devtest
 from updater.tuf import metadata as md
 from updater.tuf.errors import DownloadError, FormatError
-from updater.tuf.urls import parse_url, resolve_location
+from updater.tuf.fetcher import parse_url, resolve_location
 from updater.tuf.updater import Updater
 
 

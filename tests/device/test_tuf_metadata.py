@@ -7,7 +7,7 @@ import json
 import devtest
 from updater.tuf import envelope, hashes, metadata as md, patterns, signatures
 from updater.tuf.errors import FormatError, LengthOrHashMismatchError, RepositoryError, UnsignedMetadataError
-from updater.tuf.urls import parse_url, resolve_location
+from updater.tuf.fetcher import parse_url, resolve_location
 from updater.tuf.updater import quote
 
 

@@ -1,9 +1,9 @@
 # TUF (The Update Framework, spec v1.0.x section 5) client for the device.
-# errors: the two exception roots; fields: strict JSON field checks;
-# metadata: the metadata model; envelope + dsse: opening metadata files;
+# errors: the two exception roots;
+# metadata: the metadata model and its strict field checks; envelope + dsse: opening metadata files;
 # signatures: threshold checks; hashes: length/hash checks; patterns:
 # delegation path patterns; trusted_set: pure verification state; fetcher:
-# HTTP(S) streaming (transport: socket/TLS differences, urls: URL parsing);
+# HTTP(S) streaming and URLs (transport: socket/TLS differences);
 # updater: the orchestrator; client_main: the host-only
 # command-line entry run on the VM (not shipped, see updater/manifest.py).
 
@@ -13,7 +13,7 @@
 # updater.crypto (signature verifiers, SHA-512) is needed for metadata only.
 # Never unloaded: `errors` (callers catch its classes: a re-import would make
 # new classes their `except` clauses do not match, see
-# tests/device/test_tuf_layout.py) and `fetcher`, `transport`, `urls` (the
+# tests/device/test_tuf_layout.py) and `fetcher`, `transport` (the
 # download of the chosen target keeps using them).
 UNLOADABLE = (
     "updater.tuf.updater",
@@ -24,6 +24,5 @@ UNLOADABLE = (
     "updater.tuf.metadata",
     "updater.tuf.patterns",
     "updater.tuf.hashes",
-    "updater.tuf.fields",
     "updater.crypto",
 )

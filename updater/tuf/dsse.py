@@ -10,7 +10,8 @@ import gc
 import json
 
 from updater.tuf.errors import FormatError
-from updater.tuf.fields import fail as _fail, is_stream as _is_stream, parse_json as _parse_json
+from updater.tuf.hashes import is_stream as _is_stream
+from updater.tuf.metadata import fail as _fail, parse_json as _parse_json
 
 # The only DSSE payload type a TUF client accepts (python-tuf's
 # SimpleEnvelope.DEFAULT_PAYLOAD_TYPE).

@@ -8,7 +8,8 @@
 # validates the signed part with the metadata model (metadata.py).
 from updater.tuf import dsse
 from updater.tuf.errors import FormatError
-from updater.tuf.fields import fail as _fail, is_stream as _is_stream, parse_json as _parse_json
+from updater.tuf.hashes import is_stream as _is_stream
+from updater.tuf.metadata import fail as _fail, parse_json as _parse_json
 from updater.tuf.metadata import CLASSES
 
 # Envelope types (the values of UpdaterConfig.envelope_type and of the CLI's

@@ -5,12 +5,15 @@ import hashlib
 
 from updater.crypto.sha512 import new_sha512 as _sha512
 from updater.tuf.errors import LengthOrHashMismatchError
-from updater.tuf.fields import is_stream as _is_stream
 
 # Hash algorithms this client can compute. Others listed in metadata are
 # ignored, but at least one of these must be present and all of these that
 # are present must match (see HashCheck).
 SUPPORTED_HASHES = ("sha256", "sha512")
+
+
+def is_stream(data):
+    return hasattr(data, "readinto")
 
 
 def hex_of(b):
@@ -75,7 +78,7 @@ class HashCheck:
 def feed(data, check):
     """Run a HashCheck over `data` (bytes, or a binary file object that is
     read through in 1 KiB pieces and rewound)."""
-    if not _is_stream(data):
+    if not is_stream(data):
         check.update(data)
         return
     buf = bytearray(1024)

@@ -6,17 +6,111 @@
 # Parsing the envelopes is envelope.py/dsse.py, signatures signatures.py,
 # hashes hashes.py, path patterns patterns.py.
 import hashlib
+import json
 
-from updater.tuf.fields import (
-    check_dict as _check_dict,
-    fail as _fail,
-    get as _get,
-    is_int as _is_int,
-    parse_expires,
-    str_list as _str_list,
-)
-from updater.tuf.hashes import HashCheck, feed
+from updater.tuf.errors import FormatError
+from updater.tuf.hashes import HashCheck, feed, is_stream as _is_stream
 from updater.tuf.patterns import path_hash as _path_hash, path_matches
+
+# ---------------------------------------------------------------- fields
+# Strict checks of JSON fields, shared with the envelopes: every malformed
+# input raises FormatError (a RepositoryError), nothing else escapes (see
+# tests/host/test_tuf_fuzz.py).
+
+
+def fail(msg):
+    raise FormatError(msg)
+
+
+def is_int(v):
+    # bool is an int subclass: refuse it where a number is required.
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def get(d, key, kind, where):
+    # Required field of a given kind; `kind` is a type or "int".
+    if key not in d:
+        fail("%s: missing '%s'" % (where, key))
+    v = d[key]
+    if kind == "int":
+        if not is_int(v):
+            fail("%s: '%s' must be an integer" % (where, key))
+    elif not isinstance(v, kind):
+        fail("%s: '%s' has the wrong type" % (where, key))
+    return v
+
+
+def check_dict(v, where):
+    if not isinstance(v, dict):
+        fail("%s must be an object" % where)
+    return v
+
+
+def str_list(v, where, unique):
+    if not isinstance(v, list):
+        fail("%s must be a list" % where)
+    for x in v:
+        if not isinstance(x, str):
+            fail("%s must hold strings" % where)
+    if unique and len(set(v)) != len(v):
+        fail("%s has duplicates" % where)
+    return v
+
+
+def parse_json(data):
+    try:
+        if _is_stream(data):
+            return json.load(data)
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            return json.loads(data)
+        raise TypeError("metadata must be bytes or a binary file")
+    except (ValueError, RuntimeError, TypeError) as e:
+        # ValueError: bad JSON (or bad UTF-8); RuntimeError: recursion depth
+        # on CPython's parser; TypeError: MicroPython on odd input.
+        raise FormatError("not JSON: %s" % e)
+
+
+# ---------------------------------------------------------------- time
+
+
+def _days_from_civil(y, m, d):
+    # Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant).
+    if m <= 2:
+        y -= 1
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    mp = m - 3 if m > 2 else m + 9
+    doy = (153 * mp + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+_MDAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def parse_expires(s):
+    """'YYYY-MM-DDTHH:MM:SSZ' -> seconds since 1970 (UTC). Strict format;
+    seconds 00..59 as python-tuf's datetime.strptime (no leap second)."""
+    if not isinstance(s, str) or len(s) != 20:
+        fail("expires must be a 'YYYY-MM-DDTHH:MM:SSZ' string")
+    if s[4] != "-" or s[7] != "-" or s[10] != "T" or s[13] != ":" or s[16] != ":" or s[19] != "Z":
+        fail("expires %r is not 'YYYY-MM-DDTHH:MM:SSZ'" % s)
+    parts = (s[0:4], s[5:7], s[8:10], s[11:13], s[14:16], s[17:19])
+    for p in parts:
+        for c in p:
+            if c < "0" or c > "9":
+                fail("expires %r has a non-digit" % s)
+    y, mo, d, h, mi, se = [int(p) for p in parts]
+    if y < 1 or not 1 <= mo <= 12 or h > 23 or mi > 59 or se > 59:
+        fail("expires %r is out of range" % s)
+    leap = (y % 4 == 0 and y % 100 != 0) or y % 400 == 0
+    mdays = 29 if (mo == 2 and leap) else _MDAYS[mo - 1]
+    if not 1 <= d <= mdays:
+        fail("expires %r has an invalid day" % s)
+    return _days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se
+
+
+# ---------------------------------------------------------------- model
 
 ROOT = "root"
 TIMESTAMP = "timestamp"
@@ -30,16 +124,16 @@ SPEC_MAJOR = "1"
 
 def _check_hashes_field(v, where):
     if not isinstance(v, dict) or not v:
-        _fail("%s: hashes must be a non-empty object" % where)
+        fail("%s: hashes must be a non-empty object" % where)
     for k in v:
         if not isinstance(k, str) or not isinstance(v[k], str):
-            _fail("%s: hashes must map strings to strings" % where)
+            fail("%s: hashes must map strings to strings" % where)
     return v
 
 
 def _check_length_field(v, where):
-    if not _is_int(v) or v < 0:
-        _fail("%s: length must be an integer >= 0" % where)
+    if not is_int(v) or v < 0:
+        fail("%s: length must be an integer >= 0" % where)
     return v
 
 
@@ -47,10 +141,10 @@ class MetaFile:
     """Entry of timestamp/snapshot 'meta': version, optional length/hashes."""
 
     def __init__(self, d, where):
-        _check_dict(d, where)
-        self.version = _get(d, "version", "int", where)
+        check_dict(d, where)
+        self.version = get(d, "version", "int", where)
         if self.version <= 0:
-            _fail("%s: version must be > 0" % where)
+            fail("%s: version must be > 0" % where)
         self.length = None
         self.hashes = None
         if "length" in d:
@@ -71,10 +165,10 @@ class TargetFile:
 
     def __init__(self, path, d):
         where = "target '%s'" % path
-        _check_dict(d, where)
+        check_dict(d, where)
         self.path = path
-        self.length = _check_length_field(_get(d, "length", "int", where), where)
-        self.hashes = _check_hashes_field(_get(d, "hashes", dict, where), where)
+        self.length = _check_length_field(get(d, "length", "int", where), where)
+        self.hashes = _check_hashes_field(get(d, "hashes", dict, where), where)
         self.custom = d.get("custom")
 
     def hash_check(self):
@@ -96,15 +190,15 @@ class TargetFile:
 
 
 def _check_keys(keys, where):
-    _check_dict(keys, where)
+    check_dict(keys, where)
     for keyid in keys:
         k = keys[keyid]
         w = "%s[%s]" % (where, keyid)
-        _check_dict(k, w)
-        _get(k, "keytype", str, w)
-        _get(k, "scheme", str, w)
-        kv = _get(k, "keyval", dict, w)
-        _get(kv, "public", str, w)
+        check_dict(k, w)
+        get(k, "keytype", str, w)
+        get(k, "scheme", str, w)
+        kv = get(k, "keyval", dict, w)
+        get(kv, "public", str, w)
     return keys
 
 
@@ -113,11 +207,11 @@ class Role:
     delegated role)."""
 
     def __init__(self, d, where):
-        _check_dict(d, where)
-        self.keyids = _str_list(_get(d, "keyids", list, where), where + ".keyids", True)
-        self.threshold = _get(d, "threshold", "int", where)
+        check_dict(d, where)
+        self.keyids = str_list(get(d, "keyids", list, where), where + ".keyids", True)
+        self.threshold = get(d, "threshold", "int", where)
         if self.threshold < 1:
-            _fail("%s: threshold must be >= 1" % where)
+            fail("%s: threshold must be >= 1" % where)
 
     def same_as(self, other):
         return (
@@ -130,20 +224,20 @@ class Role:
 class DelegatedRole(Role):
     def __init__(self, d, where):
         Role.__init__(self, d, where)
-        self.name = _get(d, "name", str, where)
+        self.name = get(d, "name", str, where)
         if not self.name or self.name in TOP_LEVEL_ROLES:
-            _fail("%s: delegated role name %r not allowed" % (where, self.name))
-        self.terminating = _get(d, "terminating", bool, where)
+            fail("%s: delegated role name %r not allowed" % (where, self.name))
+        self.terminating = get(d, "terminating", bool, where)
         self.paths = None
         self.path_hash_prefixes = None
         if "paths" in d:
-            self.paths = _str_list(d["paths"], where + ".paths", False)
+            self.paths = str_list(d["paths"], where + ".paths", False)
         if "path_hash_prefixes" in d:
-            self.path_hash_prefixes = _str_list(
+            self.path_hash_prefixes = str_list(
                 d["path_hash_prefixes"], where + ".path_hash_prefixes", False
             )
         if (self.paths is None) == (self.path_hash_prefixes is None):
-            _fail("%s: exactly one of paths, path_hash_prefixes must be set" % where)
+            fail("%s: exactly one of paths, path_hash_prefixes must be set" % where)
 
     def is_delegated_path(self, target_path):
         if self.path_hash_prefixes is not None:
@@ -164,10 +258,10 @@ class SuccinctRoles(Role):
 
     def __init__(self, d, where):
         Role.__init__(self, d, where)
-        self.bit_length = _get(d, "bit_length", "int", where)
+        self.bit_length = get(d, "bit_length", "int", where)
         if not 1 <= self.bit_length <= 32:
-            _fail("%s: bit_length must be 1..32" % where)
-        self.name_prefix = _get(d, "name_prefix", str, where)
+            fail("%s: bit_length must be 1..32" % where)
+        self.name_prefix = get(d, "name_prefix", str, where)
         self.suffix_len = len("%x" % ((1 << self.bit_length) - 1))
 
     def role_for_target(self, target_path):
@@ -191,24 +285,24 @@ class SuccinctRoles(Role):
 
 class Delegations:
     def __init__(self, d, where):
-        _check_dict(d, where)
-        self.keys = _check_keys(_get(d, "keys", dict, where), where + ".keys")
+        check_dict(d, where)
+        self.keys = _check_keys(get(d, "keys", dict, where), where + ".keys")
         self.roles = None  # list of DelegatedRole, in metadata order
         self.succinct = None
         has_roles = "roles" in d
         has_succ = "succinct_roles" in d
         if has_roles == has_succ:
-            _fail("%s: exactly one of roles, succinct_roles must be set" % where)
+            fail("%s: exactly one of roles, succinct_roles must be set" % where)
         if has_roles:
             lst = d["roles"]
             if not isinstance(lst, list):
-                _fail("%s.roles must be a list" % where)
+                fail("%s.roles must be a list" % where)
             self.roles = []
             seen = set()
             for i in range(len(lst)):
                 r = DelegatedRole(lst[i], "%s.roles[%d]" % (where, i))
                 if r.name in seen:
-                    _fail("%s: duplicate role %r" % (where, r.name))
+                    fail("%s: duplicate role %r" % (where, r.name))
                 seen.add(r.name)
                 self.roles.append(r)
         else:
@@ -245,24 +339,24 @@ class Signed:
 
     def _common(self, d):
         where = self.type
-        _check_dict(d, where)
-        t = _get(d, "_type", str, where)
+        check_dict(d, where)
+        t = get(d, "_type", str, where)
         if t != self.type:
-            _fail("expected _type '%s', got '%s'" % (self.type, t))
-        self.version = _get(d, "version", "int", where)
+            fail("expected _type '%s', got '%s'" % (self.type, t))
+        self.version = get(d, "version", "int", where)
         if self.version <= 0:
-            _fail("%s: version must be > 0" % where)
-        spec = _get(d, "spec_version", str, where)
+            fail("%s: version must be > 0" % where)
+        spec = get(d, "spec_version", str, where)
         parts = spec.split(".")
         if len(parts) not in (2, 3):
-            _fail("%s: bad spec_version %r" % (where, spec))
+            fail("%s: bad spec_version %r" % (where, spec))
         for p in parts:
             if not p or not p.isdigit():
-                _fail("%s: bad spec_version %r" % (where, spec))
+                fail("%s: bad spec_version %r" % (where, spec))
         if parts[0] != SPEC_MAJOR:
-            _fail("%s: unsupported spec_version %r" % (where, spec))
+            fail("%s: unsupported spec_version %r" % (where, spec))
         self.spec_version = spec
-        self.expires_str = _get(d, "expires", str, where)
+        self.expires_str = get(d, "expires", str, where)
         self.expires = parse_expires(self.expires_str)
 
     def is_expired(self, now):
@@ -274,16 +368,16 @@ class Root(Signed):
 
     def __init__(self, d):
         self._common(d)
-        self.keys = _check_keys(_get(d, "keys", dict, "root"), "root.keys")
-        roles = _get(d, "roles", dict, "root")
+        self.keys = _check_keys(get(d, "keys", dict, "root"), "root.keys")
+        roles = get(d, "roles", dict, "root")
         if sorted(roles) != sorted(TOP_LEVEL_ROLES):
-            _fail("root.roles must be exactly root, timestamp, snapshot, targets")
+            fail("root.roles must be exactly root, timestamp, snapshot, targets")
         self.roles = {}
         for name in TOP_LEVEL_ROLES:
             self.roles[name] = Role(roles[name], "root.roles." + name)
         cs = d.get("consistent_snapshot", False)
         if not isinstance(cs, bool):
-            _fail("root.consistent_snapshot must be a boolean")
+            fail("root.consistent_snapshot must be a boolean")
         self.consistent_snapshot = cs
 
     def get_role(self, name):
@@ -295,9 +389,9 @@ class Timestamp(Signed):
 
     def __init__(self, d):
         self._common(d)
-        meta = _get(d, "meta", dict, "timestamp")
+        meta = get(d, "meta", dict, "timestamp")
         if "snapshot.json" not in meta:
-            _fail("timestamp.meta lacks snapshot.json")
+            fail("timestamp.meta lacks snapshot.json")
         self.snapshot_meta = MetaFile(meta["snapshot.json"], "timestamp.meta[snapshot.json]")
 
 
@@ -306,10 +400,10 @@ class Snapshot(Signed):
 
     def __init__(self, d):
         self._common(d)
-        meta = _get(d, "meta", dict, "snapshot")
+        meta = get(d, "meta", dict, "snapshot")
         for name in meta:
             if not isinstance(name, str):
-                _fail("snapshot.meta keys must be strings")
+                fail("snapshot.meta keys must be strings")
             MetaFile(meta[name], "snapshot.meta[%s]" % name)  # validate
         # Kept as the parsed dict (a snapshot may list hundreds of roles):
         # MetaFile objects are made on lookup.
@@ -329,7 +423,7 @@ class Targets(Signed):
 
     def __init__(self, d):
         self._common(d)
-        targets = _get(d, "targets", dict, "targets")
+        targets = get(d, "targets", dict, "targets")
         for path in targets:
             TargetFile(path, targets[path])  # validate every entry now
         self.targets = targets  # parsed dict; TargetFile made on lookup

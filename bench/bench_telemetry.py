@@ -127,7 +127,7 @@ def cpython_seal_us(pt: bytes) -> float:
 
 
 def mqtt_connect_packet(client_id: str) -> bytes:
-    from agent.telemetry.mqtt.codec import encode_connect
+    from agent.telemetry.mqtt_codec import encode_connect
 
     return encode_connect(client_id, 10, True)
 

@@ -6,7 +6,8 @@ import binascii
 import devtest
 from board.compat import asyncio
 from agent.telemetry import mqtt
-from agent.telemetry.mqtt import MQTTProtocolError, codec, supervisor, transport
+from agent.telemetry import mqtt_codec as codec, mqtt_transport as transport
+from agent.telemetry.mqtt import MQTTProtocolError
 
 h = lambda s: binascii.unhexlify(s.replace(" ", ""))
 
@@ -142,9 +143,9 @@ def test_backoff_grows_with_jitter_and_cap():
     for attempt in range(12):
         cap = min(60000, 500 << attempt)
         for _ in range(20):
-            d = supervisor.backoff_ms(attempt, 500, 60000)
+            d = mqtt.backoff_ms(attempt, 500, 60000)
             assert cap // 2 <= d <= cap, (attempt, d)
-    ds = set(supervisor.backoff_ms(5, 500, 60000) for _ in range(20))
+    ds = set(mqtt.backoff_ms(5, 500, 60000) for _ in range(20))
     assert len(ds) > 1  # jitter
 
 

@@ -8,7 +8,8 @@ import os
 
 import devtest
 from board.compat import asyncio
-from agent.telemetry.mqtt import MQTTClient, MQTTProtocolError, MQTTRefused, Supervisor, codec
+from agent.telemetry import mqtt_codec as codec
+from agent.telemetry.mqtt import MQTTClient, MQTTProtocolError, MQTTRefused, Supervisor
 
 TOPIC = "medsentry/pump-1/cmd"
 

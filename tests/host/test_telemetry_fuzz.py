@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.telemetry import cbor, cose
-from agent.telemetry.mqtt import codec, transport
+from agent.telemetry import mqtt_codec as codec, mqtt_transport as transport
 from agent.telemetry.cbor import CBORDecodeError
 from agent.telemetry.cose import CoseError
 from agent.telemetry.mqtt import MQTTProtocolError, MQTTTransportError

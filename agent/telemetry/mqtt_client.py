@@ -3,7 +3,7 @@
 # (after ack_timeout within a connection, and of every unacknowledged message
 # right after a reconnect), PUBACK, SUBSCRIBE/SUBACK, inbound PUBLISH QoS 0/1
 # (PUBACK for QoS 1) into a bounded inbox. It raises; it never reconnects by
-# itself (supervisor.Supervisor does, as umqtt.robust over umqtt.simple).
+# itself (mqtt.Supervisor does, as umqtt.robust over umqtt.simple).
 #
 # Inbound bounds (the same as for every read): a packet above max_packet is
 # refused (connection dropped) unless it is a PUBLISH, which is skipped in
@@ -12,10 +12,10 @@
 # max_inbox messages wait in the inbox, a message that finds it full is
 # acknowledged and counted ("inbound_dropped"), never queued.
 from board.compat import asyncio, ticks_ms, ticks_diff
-from agent.telemetry.mqtt.codec import (CONNACK, CONNACK_REASONS, DEFAULT_MAX_PACKET, PUBACK, PUBLISH, SUBACK,
+from agent.telemetry.mqtt_codec import (CONNACK, CONNACK_REASONS, DEFAULT_MAX_PACKET, PUBACK, PUBLISH, SUBACK,
                                         MQTTProtocolError, encode_connect, encode_disconnect, encode_pingreq,
                                         encode_puback, encode_publish, encode_subscribe)
-from agent.telemetry.mqtt.transport import MQTTTransportError, PacketReader, open_stream
+from agent.telemetry.mqtt_transport import MQTTTransportError, PacketReader, open_stream
 
 
 class MQTTRefused(MQTTTransportError):

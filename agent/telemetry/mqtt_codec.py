@@ -1,7 +1,7 @@
 # MQTT 3.1.1 packet codec: pure functions, bytes in / bytes out. Every
 # malformed input raises MQTTProtocolError (bad data); nothing here touches
-# the network. The client (client.py) sends what encode_* builds and hands
-# what transport.PacketReader reads to decode_packet.
+# the network. The client (mqtt_client.py) sends what encode_* builds and hands
+# what mqtt_transport.PacketReader reads to decode_packet.
 from board.compat import const
 
 CONNECT = const(1)

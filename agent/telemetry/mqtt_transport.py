@@ -3,9 +3,9 @@
 # material converted once to PEM files) and read whole packets into ONE
 # preallocated buffer (PacketReader). Network and TLS failures raise
 # MQTTTransportError; a packet that breaks the rules raises
-# codec.MQTTProtocolError.
+# mqtt_codec.MQTTProtocolError.
 from board.compat import IS_MICROPYTHON, asyncio
-from agent.telemetry.mqtt.codec import DEFAULT_MAX_PACKET, PUBLISH, MQTTProtocolError, decode_packet
+from agent.telemetry.mqtt_codec import DEFAULT_MAX_PACKET, PUBLISH, MQTTProtocolError, decode_packet
 
 
 class MQTTTransportError(OSError):

@@ -153,12 +153,14 @@ def _shifted(pt):
     return (pt[0], pt[1], pt[2], pt[0] * pt[1] % P * inverse(pt[2], P) % P)
 
 
-def _base_tables():
-    if not _B_TABLES:
+def _base_tables(split):
+    # [B table] or, with split, [B table, [2^127]B table] (the second only
+    # once some key is reused).
+    if len(_B_TABLES) < 1 + split:
         p = P
-        for base in (B, _shifted(B)):
+        for i in range(len(_B_TABLES), 1 + split):
             tab = []
-            for X, Y, Z, _ in _odd_multiples(base, 1 << (_W_B - 2)):
+            for X, Y, Z, _ in _odd_multiples(_shifted(B) if i else B, 1 << (_W_B - 2)):
                 zi = inverse(Z, p)
                 x = X * zi % p
                 y = Y * zi % p
@@ -178,7 +180,7 @@ def _mul(s, k, ktables):
     # [s]B + [k]Q, s, k < 2^253, ktables = [point_table(Q)] or, faster,
     # [point_table(Q), point_table(Q, True)]: then both scalars are split in
     # 127-bit halves and four scalars share one chain of 127 doublings.
-    bt = _base_tables()
+    bt = _base_tables(len(ktables) == 2)
     if len(ktables) == 2:
         m = (1 << _HALF) - 1
         bits = _HALF

@@ -160,8 +160,10 @@ def _mul(u1, u2, qtables):
     # [point_table(Q), point_table(Q, True)]: then both scalars are split in
     # 128-bit halves and four scalars share one chain of 128 doublings.
     if not _G_TABLES:
-        _G_TABLES.extend(_odd_multiples([(GX, GY, 1), _shifted(GX, GY)], 1 << (_W_G - 2)))
+        _G_TABLES.extend(_odd_multiples([(GX, GY, 1)], 1 << (_W_G - 2)))
     if len(qtables) == 2:
+        if len(_G_TABLES) == 1:  # [2^128]G: only once some key is reused
+            _G_TABLES.extend(_odd_multiples([_shifted(GX, GY)], 1 << (_W_G - 2)))
         m = (1 << _HALF) - 1
         bits = _HALF
         terms = (

@@ -26,12 +26,11 @@
 import json
 import binascii
 
-from agent import keystore
-
 IDENTITY = "identity.json"
 FORMAT_VERSION = 2
 SEALED_TLS_KEY = "tls-key"
 SEALED_TELEMETRY_KEY = "telemetry-key"
+SEALED_TELEMETRY_LEN = 4 + 13 + 16 + 16  # agent/keystore.py: magic, nonce, 16-byte key, tag
 MAX_DER = 4096  # a P-256 certificate is ~600 bytes; anything bigger is wrong
 
 
@@ -71,6 +70,9 @@ def _read_der(state_dir, rel, name):
 
 
 def _unseal(device_key, name, blob):
+    # Imported here: an unprovisioned board never loads the cipher code (heap).
+    from agent import keystore
+
     try:
         return keystore.unseal(device_key, name, blob)
     except keystore.SealError as e:
@@ -117,8 +119,7 @@ def load(state_dir, board):
     key_der = _unseal(dk, SEALED_TLS_KEY, _read(state_dir, files.get("key"), "key"))
     if key_der[:1] != b"\x30":
         raise IdentityError("unsealed key is not DER")
-    tel_key = _unseal(dk, SEALED_TELEMETRY_KEY, _hex(tel, "sealed_key", len(keystore.MAGIC) + keystore.NONCE_LEN
-                                                    + 16 + keystore.TAG_LEN))
+    tel_key = _unseal(dk, SEALED_TELEMETRY_KEY, _hex(tel, "sealed_key", SEALED_TELEMETRY_LEN))
     if len(tel_key) != 16:
         raise IdentityError("telemetry key must be 16 bytes")
     return {

@@ -19,7 +19,6 @@ import sys
 from board.sim import flash as simflash
 from board.sim.simboard import SimBoard, EXIT_FLASH_ERROR, EXIT_RESET
 from board.sim.console import Console
-from board.sim.factory import remove_tree
 
 # First line on the UART at every power-up (as a real ROM prints its reset
 # cause): host tools see a board that rebooted under them.
@@ -39,6 +38,8 @@ def rollback_uncommitted(state_dir):
         except OSError:
             continue
         if mode & 0x4000:
+            from board.sim.factory import remove_tree  # only when there is something to roll back
+
             remove_tree(path)
             os.rmdir(path)
         else:

@@ -19,7 +19,7 @@ def test_round_trip_and_fresh_nonces():
 
 def test_known_answer():
     # Fixed nonce: the blob is deterministic (and equals the host's
-    # cryptography AESCCM result, checked in tests/e2e/test_console_lock.py).
+    # cryptography AESCCM result: tests/e2e/test_device_secrets.py).
     blob = keystore.seal(DK, "telemetry-key", b"\x02" * 16, nonce=bytes(13))
     assert keystore.unseal(DK, "telemetry-key", blob) == b"\x02" * 16
     assert blob == keystore.seal(DK, "telemetry-key", b"\x02" * 16, nonce=bytes(13))

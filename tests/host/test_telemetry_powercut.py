@@ -67,16 +67,23 @@ def test_power_cuts_lose_nothing_and_never_reuse_a_number(tmp_path):
     acked: set[int] = set()
     for cut in range(6):
         proc = subprocess.Popen(mpvm.vm_command(script, d), env=mpvm.vm_env([REPO]), cwd=REPO,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
                                 start_new_session=True)
         # The cut lands a random time after the writer has booted (its BOOT
         # line), not after the process was spawned: a loaded machine may take
-        # longer than the whole window just to start the VM.
-        first = proc.stdout.readline() if proc.stdout else ""
+        # longer than the whole window just to start the VM. The BOOT line is
+        # read byte by byte from the unbuffered pipe, so nothing after it sits
+        # in a Python buffer that communicate() would not return.
+        first = b""
+        while proc.stdout is not None and not first.endswith(b"\n"):
+            ch = proc.stdout.read(1)
+            if not ch:
+                break
+            first += ch
         time.sleep(rnd.uniform(0.05, 0.35))
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate(timeout=10)
-        lines = (first + out).splitlines()
+        lines = (first + out).decode(errors="replace").splitlines()
         assert lines and lines[0].startswith("BOOT"), out[-2000:]
         boot_seq = int(lines[0].split()[1])
         # Never below anything handed out before (no nonce reuse across boots).

@@ -4,15 +4,11 @@ Run: .venv/bin/python bench/bench_crypto.py
 
 One line per figure, each with the anchor measured in the same run and the
 ratio:
-  * per scheme: signature verification time on the MicroPython VM (heap 256k),
-    SHA-512 by the viper code and forced to the pure fallback, vs the same
-    verification with `cryptography` on CPython;
-  * sha512 (viper and pure) of 64 KiB on the VM vs the VM's native sha256;
-  * import cost (heap kept, time) and per-key cost (heap kept per loaded key,
-    load time, one-time base-point tables) vs the 256 KiB device heap;
-  * per scheme: smallest VM heap (-X heapsize, bisected in 4 KiB steps) in
-    which import + key load + one verification succeed vs 256 KiB;
-  * bytes allocated by one verification (GC off) vs the 256 KiB heap.
+  * per scheme: signature verification time on the MicroPython VM (heap 256k)
+    vs the same verification with `cryptography` on CPython;
+  * per scheme: smallest VM heap in which one verification still succeeds
+    (bisected in 4 KiB steps) vs the 256 KiB device heap;
+  * pure sha512 of 64 KiB on the VM vs the VM's native sha256 of the same bytes.
 The message is the canonical JSON of a python-tuf targets metadata with 20
 targets (what a TUF client actually verifies).
 """
@@ -39,54 +35,11 @@ HEAP = "256k"
 
 VM_SCRIPT = r"""
 import sys, json, gc, binascii, time, hashlib
+from updater.crypto.verify import load_key
+from updater.crypto.sha512 import sha512
 mode = sys.argv[1]
 with open(sys.argv[2]) as f:
     cases = json.load(f)
-msg = binascii.unhexlify(cases["msg"])
-backend = sys.argv[3] if len(sys.argv) > 3 else "viper"
-
-
-def best_ms(fn, n):
-    # the fastest of n runs: the machine is shared, the minimum is the cost
-    best = None
-    for i in range(n):
-        t = time.ticks_us()
-        fn()
-        dt = time.ticks_diff(time.ticks_us(), t)
-        if best is None or dt < best:
-            best = dt
-    return best / 1000.0
-
-
-if mode == "import":
-    # heap and time of importing the verifier and every scheme module, then
-    # per scheme: heap kept by one loaded key and the time to load it
-    out = {}
-    gc.collect()
-    a0 = gc.mem_alloc()
-    t = time.ticks_us()
-    from updater.crypto import verify, ed25519, p256, rsa, der, streaming, sha512
-    out["import_ms"] = time.ticks_diff(time.ticks_us(), t) / 1000.0
-    gc.collect()
-    out["import_bytes"] = gc.mem_alloc() - a0
-    for c in cases["sigs"]:
-        gc.collect()
-        a0 = gc.mem_alloc()
-        t = time.ticks_us()
-        key = verify._load(c["key"]["keytype"], c["key"]["scheme"], c["key"]["keyval"]["public"])
-        dt = time.ticks_diff(time.ticks_us(), t) / 1000.0
-        gc.collect()
-        out["key_" + c["name"]] = [gc.mem_alloc() - a0, dt]
-        a0 = gc.mem_alloc()
-        key.verify(binascii.unhexlify(c["sig"]), msg)  # first verify builds the base-point tables
-        gc.collect()
-        out["first_" + c["name"]] = gc.mem_alloc() - a0
-        key = None
-    print("@@RESULT " + json.dumps(out))
-    raise SystemExit
-from updater.crypto.verify import load_key
-from updater.crypto import sha512
-assert sha512.use_viper(backend == "viper") == (backend == "viper"), "viper not available"
 if mode == "time":
     # 64 KiB hashed as 16 updates of a 4 KiB buffer, the way the device streams.
     chunk = bytearray(4096)
@@ -96,45 +49,59 @@ if mode == "time":
     for c in cases["sigs"]:
         key = load_key(c["key"])
         sig = binascii.unhexlify(c["sig"])
+        msg = binascii.unhexlify(cases["msg"])
         assert key.verify(sig, msg)
+        n = c["n"]
         gc.collect()
-        out[c["name"]] = best_ms(lambda: key.verify(sig, msg), c["n"])
+        t = time.ticks_us()
+        for i in range(n):
+            key.verify(sig, msg)
+        out[c["name"]] = time.ticks_diff(time.ticks_us(), t) / n / 1000.0
     gc.collect()
-
-    def h512():
-        h = sha512.sha512()
+    t = time.ticks_us()
+    for i in range(3):
+        h = sha512()
         for j in range(16):
             h.update(chunk)
         h.digest()
-
-    def h256():
+    out["sha512_64k"] = time.ticks_diff(time.ticks_us(), t) / 3 / 1000.0
+    t = time.ticks_us()
+    for i in range(30):
         h = hashlib.sha256()
         for j in range(16):
             h.update(chunk)
         h.digest()
-
-    out["sha512_64k"] = best_ms(h512, 5)
-    out["sha256_64k"] = best_ms(h256, 20)
+    out["sha256_64k"] = time.ticks_diff(time.ticks_us(), t) / 30 / 1000.0
     print("@@RESULT " + json.dumps(out))
 elif mode == "one":
-    # With the VM heap given by -X heapsize: import, load the key, verify
-    # once. The smallest heapsize that still succeeds is the figure.
-    c = [c for c in cases["sigs"] if c["name"] == sys.argv[4]][0]
+    # Load key argv[3], then fill the heap with 512-byte ballast blocks until
+    # only argv[4] KiB are free, then verify once. The smallest free heap in
+    # which the verify still succeeds is its peak heap need (live data plus
+    # what the GC cannot reclaim in time, fragmentation included).
+    c = [c for c in cases["sigs"] if c["name"] == sys.argv[3]][0]
+    msg = binascii.unhexlify(cases["msg"])
     del cases
+    key = load_key(c["key"])
+    sig = binascii.unhexlify(c["sig"])
+    target = int(sys.argv[4]) * 1024
+    ballast = []
+    gc.collect()
     try:
-        key = load_key(c["key"])
-        ok = key.verify(binascii.unhexlify(c["sig"]), msg)
+        while gc.mem_free() > target + 512:
+            ballast.append(bytearray(512))
+        ok = key.verify(sig, msg)
     except MemoryError:
         ok = False
+    ballast = None
     print("@@RESULT " + ("ok" if ok else "bad"))
 elif mode == "alloc":
     # bytes allocated by one verify with the GC off (all of it is garbage
     # once the verify returns; shows the GC pressure, not the peak).
     out = {}
+    msg = binascii.unhexlify(cases["msg"])
     for c in cases["sigs"]:
         key = load_key(c["key"])
         sig = binascii.unhexlify(c["sig"])
-        key.verify(sig, msg)
         gc.collect()
         base = gc.mem_alloc()
         gc.disable()
@@ -202,60 +169,43 @@ def main() -> None:
         script.write_text(VM_SCRIPT)
         data = Path(tmp) / "cases.json"
         data.write_text(json.dumps({"msg": msg.hex(), "sigs": sigs}))
-        report(script, data, msg, list(signers), anchors)
-
-
-def report(script: Path, data: Path, msg: bytes, names: list[str], anchors: dict[str, float]) -> None:
-    vm = {}
-    for backend in ("viper", "pure"):
-        res = run_vm([str(script), "time", str(data), backend], HEAP)
+        res = run_vm([str(script), "time", str(data)], HEAP)
         if res is None:
             raise SystemExit("the VM benchmark failed")
-        vm[backend] = json.loads(res)
-    print(f"message: canonical JSON of a python-tuf targets metadata, {len(msg)} bytes; "
-          "VM times are the fastest of n runs (shared machine)")
-    for name in names:
-        for backend in ("viper", "pure"):
-            t = vm[backend][name]
-            print(f"verify {name} (sha512 {backend}): VM {t:.2f} ms (heap {HEAP}); anchor cryptography on CPython "
-                  f"{anchors[name]:.3f} ms; ratio {t / anchors[name]:.0f}x")
-    for backend in ("viper", "pure"):
-        t512, t256 = vm[backend]["sha512_64k"], vm[backend]["sha256_64k"]
-        print(f"sha512 ({backend}) of 64 KiB on VM: {t512:.2f} ms = {65.536 / t512:.1f} MB/s; anchor native sha256 "
-              f"of the same bytes on VM {t256:.2f} ms = {65.536 / t256:.0f} MB/s; ratio {t512 / t256:.1f}x")
-    imp = json.loads(run_vm([str(script), "import", str(data)], "16M") or "{}")
-    if imp:
-        print(f"import of verify + every scheme module on VM: {imp['import_bytes'] // 1024} KiB heap kept, "
-              f"{imp['import_ms']:.1f} ms; anchor device heap 256 KiB; ratio {imp['import_bytes'] / 262144:.3f}")
-        for name in names:
-            kb, ms = imp["key_" + name]
-            print(f"per-key cost {name}: {kb} bytes kept per loaded key, load {ms:.2f} ms; one-time base tables "
-                  f"kept after the first verify {imp['first_' + name]} bytes; anchor device heap 256 KiB; "
-                  f"ratio {(kb + imp['first_' + name]) / 262144:.3f}")
+        vm = json.loads(res)
+        print(f"message: canonical JSON of a python-tuf targets metadata, {len(msg)} bytes")
+        for name in signers:
+            print(
+                f"verify {name}: VM {vm[name]:.2f} ms (heap {HEAP}); anchor cryptography on CPython "
+                f"{anchors[name]:.3f} ms; ratio {vm[name] / anchors[name]:.0f}x"
+            )
+        def min_free(name: str) -> int:
+            lo, hi = 0, 128  # KiB of free heap: lo assumed to fail, hi must work
+            if run_vm([str(script), "one", str(data), name, str(hi)], HEAP) != "ok":
+                raise SystemExit(f"{name}: verify fails even with {hi} KiB free")
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if run_vm([str(script), "one", str(data), name, str(mid)], HEAP) == "ok":
+                    hi = mid
+                else:
+                    lo = mid
+            return hi
 
-    def min_heap(name: str, backend: str) -> int:
-        lo, hi = 8, 256  # KiB of VM heap: lo assumed to fail, hi must work
-        if run_vm([str(script), "one", str(data), backend, name], f"{hi}k") != "ok":
-            raise SystemExit(f"{name}: verify fails even with a {hi} KiB heap")
-        while hi - lo > 4:
-            mid = (lo + hi) // 2
-            if run_vm([str(script), "one", str(data), backend, name], f"{mid}k") == "ok":
-                hi = mid
-            else:
-                lo = mid
-        return hi
-
-    for name in names:
-        need = min_heap(name, "viper")
-        print(f"smallest VM heap in which import + key load + one {name} verify succeeds (4 KiB steps): "
-              f"{need} KiB; anchor device heap 256 KiB; ratio {need / 256:.3f}")
-    for backend in ("viper", "pure"):
-        res = run_vm([str(script), "alloc", str(data), backend], "16M")
+        for name in signers:
+            need = min_free(name)
+            print(f"peak heap of one {name} verify (smallest free heap it succeeds in, key already loaded): "
+                  f"{need} KiB; anchor device heap 256 KiB; ratio {need / 256:.3f}")
+        res = run_vm([str(script), "alloc", str(data)], "16M")
         if res is not None:
             alloc = json.loads(res)
-            for name in names:
-                print(f"bytes allocated by one {name} verify (sha512 {backend}) with GC off (garbage, GC pressure): "
-                      f"{alloc[name] // 1024} KiB; anchor device heap 256 KiB; ratio {alloc[name] / 262144:.2f}")
+            for name in signers:
+                print(f"bytes allocated by one {name} verify with GC off (garbage, GC pressure): "
+                      f"{alloc[name] // 1024} KiB; anchor device heap 256 KiB; ratio {alloc[name] / 262144:.1f}")
+        print(
+            f"sha512 (pure) of 64 KiB on VM: {vm['sha512_64k']:.1f} ms; anchor native sha256 of the same bytes on VM "
+            f"{vm['sha256_64k']:.2f} ms; ratio {vm['sha512_64k'] / vm['sha256_64k']:.0f}x"
+        )
+
 
 if __name__ == "__main__":
     main()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -114,21 +113,10 @@ def collect_sources(sources: list[Path], base: Path) -> list[tuple[str, Path]]:
     return sorted(found.items())
 
 
-# Native code (updater/crypto/sha512_viper.py is @micropython.viper) needs
-# mpy-cross told the target's architecture; the simulated board is the x86-64
-# unix VM. Bytecode-only files are unaffected by the flag.
-_MARCH = {"x86_64": "x64", "amd64": "x64", "i686": "x86"}
-
-
-def mpy_cross_arch_args() -> list[str]:
-    arch = _MARCH.get(platform.machine().lower())
-    return [f"-march={arch}"] if arch else []
-
-
 def _compile_one(exe: str, rel: str, src: Path, tmp: Path, index: int) -> bytes:
     dest = tmp / f"{index}.mpy"
     proc = subprocess.run(
-        [exe, *mpy_cross_arch_args(), "-o", str(dest), "-s", rel, str(src)], capture_output=True, text=True, timeout=60
+        [exe, "-o", str(dest), "-s", rel, str(src)], capture_output=True, text=True, timeout=60
     )
     if proc.returncode != 0:
         raise BuildError(f"mpy-cross failed on {rel}: {proc.stderr.strip() or proc.stdout.strip()}")

@@ -8,23 +8,10 @@
 #   encode([S]B - [k]A) == R   (byte comparison, so a non-canonical R fails).
 #
 # Points in extended twisted-Edwards coordinates (X:Y:Z:T), x = X/Z,
-# y = Y/Z, xy = T/Z (Hisil-Wong-Carter-Dawson 2008, a = -1). [S]B + [k](-A)
-# is one doubling chain over width-w NAF digits of both scalars:
-#   * from a key's second verification on, each scalar is split as
-#     lo + 2^127 hi, so four half-length scalars share one chain of 127
-#     doublings (instead of 253); the first uses S and k whole;
-#   * B and [2^127]B: their odd multiples 1..31 in affine "niels" form
-#     (y+x, y-x, 2dxy), built once per process on first use (2 x 16
-#     entries, packed into 2 x 1.5 KB of bytes), so each of their additions
-#     is a mixed one;
-#   * -A: odd multiples 1..7 in "cached" form (Y+X, Y-X, 2dT, 2Z), built
-#     when the key is loaded (512 bytes packed, kept with the key);
-#     [2^127](-A) likewise, built (127 doublings) at the key's second
-#     verification: a key costs 1 KB from then on (verify.py caches <= 16);
-#   * negative digits use the same entries with Y+X / Y-X swapped and the T
-#     term negated; a doubling computes T only when an addition follows;
-#   * the final encoding inverts Z with Euclid's algorithm, not pow().
-from updater.crypto.scalar import inverse, pack, row, wnaf
+# y = Y/Z, xy = T/Z (Hisil-Wong-Carter-Dawson 2008, a = -1). The joint
+# multiplication [S]B + [k](-A) is Straus/Shamir with a 2-bit window over both
+# scalars (table of the 15 combinations i*B + j*(-A), kept in "cached" form
+# (Y+X, Y-X, 2d*T, 2Z) so an addition costs 8 multiplications).
 from updater.crypto.sha512 import new_sha512
 
 P = 2**255 - 19
@@ -74,15 +61,14 @@ def decode_point(s):
 def encode_point(pt):
     X, Y, Z, _ = pt
     p = P
-    zi = inverse(Z, p)
+    zi = pow(Z, p - 2, p)
     x = X * zi % p
     y = Y * zi % p
     return (y | ((x & 1) << 255)).to_bytes(32, "little")
 
 
-def _double(pt, with_t=True):
-    # dbl-2008-hwcd with a = -1; T of the result only if asked (a doubling
-    # never reads T, an addition does).
+def _double(pt):
+    # dbl-2008-hwcd with a = -1.
     X1, Y1, Z1, _ = pt
     p = P
     a = X1 * X1 % p
@@ -93,7 +79,34 @@ def _double(pt, with_t=True):
     e = (h - t * t) % p
     g = a - b
     f = (c + g) % p
-    return (e * f % p, g * h % p, f * g % p, e * h % p if with_t else 0)
+    return (e * f % p, g * h % p, f * g % p, e * h % p)
+
+
+def _double2(pt):
+    # Two doublings; the intermediate T (= e*h) is never read by a doubling,
+    # so it is not computed (saves one multiplication per window step).
+    X1, Y1, Z1, _ = pt
+    p = P
+    a = X1 * X1 % p
+    b = Y1 * Y1 % p
+    c = 2 * Z1 * Z1 % p
+    h = a + b
+    t = X1 + Y1
+    e = (h - t * t) % p
+    g = a - b
+    f = (c + g) % p
+    X1 = e * f % p
+    Y1 = g * h % p
+    Z1 = f * g % p
+    a = X1 * X1 % p
+    b = Y1 * Y1 % p
+    c = 2 * Z1 * Z1 % p
+    h = a + b
+    t = X1 + Y1
+    e = (h - t * t) % p
+    g = a - b
+    f = (c + g) % p
+    return (e * f % p, g * h % p, f * g % p, e * h % p)
 
 
 def _cached(pt):
@@ -102,22 +115,16 @@ def _cached(pt):
     return ((Y + X) % p, (Y - X) % p, T * D2 % p, 2 * Z % p)
 
 
-def _add_cached(pt, q, neg=False):
-    # add-2008-hwcd-3, pt + q (or pt - q) with q precomputed as
-    # (Y2+X2, Y2-X2, 2d*T2, 2*Z2), or as affine niels (y2+x2, y2-x2, 2d*x2*y2)
-    # with Z2 = 1 (3 entries: mixed addition).
+def _add_cached(pt, q):
+    # add-2008-hwcd-3 with the second operand precomputed as
+    # (Y2+X2, Y2-X2, 2d*T2, 2*Z2).
     X1, Y1, Z1, T1 = pt
+    ypx, ymx, t2d, z2 = q
     p = P
-    if neg:
-        ymx, ypx = q[0], q[1]
-    else:
-        ypx, ymx = q[0], q[1]
     a = (Y1 - X1) * ymx % p
     b = (Y1 + X1) * ypx % p
-    c = T1 * q[2] % p
-    d = Z1 * q[3] % p if len(q) == 4 else 2 * Z1
-    if neg:
-        c = -c
+    c = T1 * t2d % p
+    d = Z1 * z2 % p
     e = b - a
     f = d - c
     g = d + c
@@ -131,92 +138,41 @@ def _neg(pt):
 
 
 _IDENTITY = (0, 1, 1, 0)
-_HALF = 127  # scalars (< 2^253) are split as lo + 2^127 * hi
-_W_B = 6  # wNAF width for the base point scalar S
-_W_A = 4  # wNAF width for the key scalar k
-_B_TABLES = []  # niels forms of the odd multiples of B and of 2^127 B (packed)
+_B_MULT = []  # [B, 2B, 3B] in extended form, filled on first use
 
 
-def _odd_multiples(pt, n):
-    # [pt, 3pt, 5pt, ...] (n entries) in extended coordinates.
-    out = [pt]
-    d2 = _cached(_double(pt))
-    for i in range(1, n):
-        out.append(_add_cached(out[i - 1], d2))
-    return out
-
-
-def _shifted(pt):
-    # [2^127] pt
-    for _ in range(_HALF):
-        pt = _double(pt, False)
-    return (pt[0], pt[1], pt[2], pt[0] * pt[1] % P * inverse(pt[2], P) % P)
-
-
-def _base_tables(split):
-    # [B table] or, with split, [B table, [2^127]B table] (the second only
-    # once some key is reused).
-    if len(_B_TABLES) < 1 + split:
-        p = P
-        for i in range(len(_B_TABLES), 1 + split):
-            tab = []
-            for X, Y, Z, _ in _odd_multiples(_shifted(B) if i else B, 1 << (_W_B - 2)):
-                zi = inverse(Z, p)
-                x = X * zi % p
-                y = Y * zi % p
-                tab.append(((y + x) % p, (y - x) % p, x * y % p * D2 % p))
-            _B_TABLES.append(pack(tab))
-    return _B_TABLES
-
-
-def point_table(pt, shift=False):
-    """Per-key table: cached forms of the odd multiples (< 2^(_W_A-1)) of pt,
-    or of [2^127] pt with shift (127 doublings: built only for a key that is
-    used again, see Ed25519Key)."""
-    return pack([_cached(q) for q in _odd_multiples(_shifted(pt) if shift else pt, 1 << (_W_A - 2))])
-
-
-def _mul(s, k, ktables):
-    # [s]B + [k]Q, s, k < 2^253, ktables = [point_table(Q)] or, faster,
-    # [point_table(Q), point_table(Q, True)]: then both scalars are split in
-    # 127-bit halves and four scalars share one chain of 127 doublings.
-    bt = _base_tables(len(ktables) == 2)
-    if len(ktables) == 2:
-        m = (1 << _HALF) - 1
-        bits = _HALF
-        terms = (  # digits, packed table, elements per entry
-            (wnaf(s & m, _W_B, bits), bt[0], 3),
-            (wnaf(s >> _HALF, _W_B, bits), bt[1], 3),
-            (wnaf(k & m, _W_A, bits), ktables[0], 4),
-            (wnaf(k >> _HALF, _W_A, bits), ktables[1], 4),
-        )
-    else:
-        bits = 253
-        terms = ((wnaf(s, _W_B, bits), bt[0], 3), (wnaf(k, _W_A, bits), ktables[0], 4))
-    r = _IDENTITY
-    started = False
-    for i in range(bits + 7, -1, -1):
-        add = False
-        for digits, _, _ in terms:
-            if digits[i] != 128:
-                add = True
-                break
-        if started:
-            r = _double(r, add)
-        if add:
-            started = True
-            for digits, table, n in terms:
-                d = digits[i] - 128
-                if d > 0:
-                    r = _add_cached(r, row(table, d >> 1, n))
-                elif d < 0:
-                    r = _add_cached(r, row(table, (-d) >> 1, n), True)
-    return r
+def _b_multiples():
+    if not _B_MULT:
+        b2 = _double(B)
+        _B_MULT.append(B)
+        _B_MULT.append(b2)
+        _B_MULT.append(_add_cached(b2, _cached(B)))
+    return _B_MULT
 
 
 def double_scalarmult(s, k, P2):
-    """[s]B + [k]P2 for scalars s, k < 2^253. Returns an extended point."""
-    return _mul(s, k, [point_table(P2)])
+    """[s]B + [k]P2 for scalars s, k < 2^254. Returns an extended point."""
+    bm = _b_multiples()
+    a1 = P2
+    a2 = _double(P2)
+    a3 = _add_cached(a2, _cached(P2))
+    am = (a1, a2, a3)
+    # table[4*i + j] = cached(i*B + j*P2), index 0 unused.
+    table = [None] * 16
+    for j in range(1, 4):
+        table[j] = _cached(am[j - 1])
+    for i in range(1, 4):
+        bi = bm[i - 1]
+        table[4 * i] = _cached(bi)
+        for j in range(1, 4):
+            table[4 * i + j] = _cached(_add_cached(bi, table[j]))
+    r = _IDENTITY
+    for shift in range(252, -2, -2):
+        r = _double2(r)
+        idx = (((s >> shift) & 3) << 2) | ((k >> shift) & 3)
+        if idx:
+            r = _add_cached(r, table[idx])
+    return r
 
 
 class Ed25519Key:
@@ -234,8 +190,6 @@ class Ed25519Key:
         if x8[0] % P == 0 and (x8[1] - x8[2]) % P == 0:
             raise Ed25519PointError("public key of small order")
         self._neg_a = _neg(a)
-        self._tables = [point_table(self._neg_a)]
-        self._used = False
 
     def begin(self, signature):
         """Streaming verification: feed the message with update(), then
@@ -274,11 +228,5 @@ class _Ed25519Verify:
             return False
         k = int.from_bytes(self._h.digest(), "little") % L
         self._h = None
-        key = self._key
-        if key._used and len(key._tables) == 1:
-            # A key used again (a long-lived client re-verifying with it):
-            # the [2^127](-A) table halves the doubling chain from now on.
-            key._tables.append(point_table(key._neg_a, True))
-        key._used = True
-        rp = _mul(self._s, k, key._tables)
+        rp = double_scalarmult(self._s, k, self._key._neg_a)
         return encode_point(rp) == self._r

@@ -2,18 +2,12 @@
 # pure Python on big integers, for MicroPython and CPython.
 #
 # Jacobian coordinates (x = X/Z^2, y = Y/Z^3), Z = 0 is the point at
-# infinity; doubling uses a = -3 (dbl-2001-b). u1*G + u2*Q is one chain of
-# 128 doublings over width-w NAF digits of four half-length scalars
-# (u = lo + 2^128 hi; a key's first verification uses u1, u2 whole over 256
-# doublings): affine odd multiples of G and [2^128]G (1..15, built once per
-# process on first use) and of Q (1..7, at key load) and [2^128]Q (at the
-# key's second verification), packed as bytes (scalar.pack: 1 KB for G,
-# 256 + 256 bytes per key), each normalised with one shared
-# inversion (Montgomery's trick), so every addition is a mixed Jacobian +
-# affine one; a negative digit adds (x, p - y). Inverses use Euclid's
-# algorithm. The final x-coordinate check avoids an inversion:
-# x(R) == r  <=>  X == r * Z^2 (mod p), also trying r + n.
-from updater.crypto.scalar import inverse, pack, row, wnaf
+# infinity; doubling uses a = -3 (dbl-2001-b). u1*G + u2*Q is computed with
+# Straus/Shamir and a 2-bit window over both scalars: a table of the 15
+# combinations i*G + j*Q, normalised to affine with one shared inversion
+# (Montgomery's trick) so every addition in the main loop is a mixed
+# Jacobian + affine addition. The final x-coordinate check avoids an
+# inversion: x(R) == r  <=>  X == r * Z^2 (mod p), also trying r + n.
 from updater.crypto.streaming import Sha256Verify
 
 P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
@@ -109,7 +103,7 @@ def _to_affine_many(pts):
         prefix.append(acc)
         if pt[2]:
             acc = acc * pt[2] % p
-    inv = inverse(acc, p)
+    inv = pow(acc, p - 2, p)
     out = [None] * len(pts)
     for i in range(len(pts) - 1, -1, -1):
         X, Y, Z = pts[i]
@@ -122,77 +116,49 @@ def _to_affine_many(pts):
     return out
 
 
-_HALF = 128  # scalars (< 2^256) are split as lo + 2^128 * hi
-_W_G = 5  # wNAF width for u1 (base point G)
-_W_Q = 4  # wNAF width for u2 (the key)
-_G_TABLES = []  # affine odd multiples of G and of [2^128]G
+_G_MULT = []  # [(x, y) of G, 2G, 3G], filled on first use
 
 
-def _odd_multiples(bases, n):
-    # For each Jacobian base point Q: affine [Q, 3Q, 5Q, ...] (n entries),
-    # packed; one inversion for all.
-    pts = []
-    for base in bases:
-        pts.append(base)
-        q2 = _to_affine_many([_double(base)])[0]
-        for i in range(1, n):
-            pts.append(_add_affine(pts[-1], q2[0], q2[1]))
-    aff = _to_affine_many(pts)
-    return [pack(aff[i:i + n]) for i in range(0, len(aff), n)]
-
-
-def _shifted(x, y):
-    pt = (x, y, 1)
-    for _ in range(_HALF):
-        pt = _double(pt)
-    return pt
-
-
-def point_table(x, y, shift=False):
-    """Per-key table: affine odd multiples (< 2^(_W_Q-1)) of Q = (x, y), or
-    of [2^128]Q with shift (128 doublings: built only for a key that is used
-    again, see P256Key)."""
-    return _odd_multiples([_shifted(x, y) if shift else (x, y, 1)], 1 << (_W_Q - 2))[0]
-
-
-def _mul(u1, u2, qtables):
-    # u1*G + u2*Q as a Jacobian point, qtables = [point_table(Q)] or, faster,
-    # [point_table(Q), point_table(Q, True)]: then both scalars are split in
-    # 128-bit halves and four scalars share one chain of 128 doublings.
-    if not _G_TABLES:
-        _G_TABLES.extend(_odd_multiples([(GX, GY, 1)], 1 << (_W_G - 2)))
-    if len(qtables) == 2:
-        if len(_G_TABLES) == 1:  # [2^128]G: only once some key is reused
-            _G_TABLES.extend(_odd_multiples([_shifted(GX, GY)], 1 << (_W_G - 2)))
-        m = (1 << _HALF) - 1
-        bits = _HALF
-        terms = (
-            (wnaf(u1 & m, _W_G, bits), _G_TABLES[0]),
-            (wnaf(u1 >> _HALF, _W_G, bits), _G_TABLES[1]),
-            (wnaf(u2 & m, _W_Q, bits), qtables[0]),
-            (wnaf(u2 >> _HALF, _W_Q, bits), qtables[1]),
-        )
-    else:
-        bits = 256
-        terms = ((wnaf(u1, _W_G, bits), _G_TABLES[0]), (wnaf(u2, _W_Q, bits), qtables[0]))
-    p = P
-    r = _INF
-    for i in range(bits + 7, -1, -1):
-        r = _double(r)
-        for digits, table in terms:
-            d = digits[i] - 128
-            if d > 0:
-                t = row(table, d >> 1, 2)
-                r = _add_affine(r, t[0], t[1])
-            elif d < 0:
-                t = row(table, (-d) >> 1, 2)
-                r = _add_affine(r, t[0], p - t[1])
-    return r
+def _g_multiples():
+    if not _G_MULT:
+        g2 = _double((GX, GY, 1))
+        g3 = _add_affine(g2, GX, GY)
+        a = _to_affine_many([g2, g3])
+        _G_MULT.append((GX, GY))
+        _G_MULT.append(a[0])
+        _G_MULT.append(a[1])
+    return _G_MULT
 
 
 def double_scalarmult(u1, u2, qx, qy):
     """u1*G + u2*Q (u1, u2 < 2^256) as a Jacobian point."""
-    return _mul(u1, u2, [point_table(qx, qy)])
+    gm = _g_multiples()
+    q1 = (qx, qy, 1)
+    q2 = _double(q1)
+    q3 = _add_affine(q2, qx, qy)
+    jac = [q1, q2, q3]
+    for i in range(3):
+        gx, gy = gm[i]
+        for j in range(3):
+            jac.append(_add_affine(jac[j], gx, gy))
+    aff = _to_affine_many(jac)
+    # table[4*i + j] = affine(i*G + j*Q) or None for infinity / unused.
+    table = [None] * 16
+    for j in range(1, 4):
+        table[j] = aff[j - 1]
+    for i in range(1, 4):
+        table[4 * i] = gm[i - 1]
+        for j in range(1, 4):
+            table[4 * i + j] = aff[3 * i + j - 1]
+    r = _INF
+    for shift in range(254, -2, -2):
+        r = _double(_double(r))
+        idx = (((u1 >> shift) & 3) << 2) | ((u2 >> shift) & 3)
+        if idx:
+            t = table[idx]
+            if t is not None:
+                r = _add_affine(r, t[0], t[1])
+    return r
 
 
 class P256Key:
@@ -201,8 +167,6 @@ class P256Key:
 
     def __init__(self, sec1_point):
         self.x, self.y = decode_point(sec1_point)
-        self._tables = [point_table(self.x, self.y)]
-        self._used = False
 
     def begin(self, signature):
         return Sha256Verify(self, signature)
@@ -227,14 +191,10 @@ class P256Key:
         if not (0 < r < n and 0 < s < n):
             return False
         e = int.from_bytes(digest, "big")
-        w = inverse(s, n)
+        w = pow(s, n - 2, n)
         u1 = e * w % n
         u2 = r * w % n
-        if self._used and len(self._tables) == 1:
-            # A key used again: the [2^128]Q table halves the doubling chain.
-            self._tables.append(point_table(self.x, self.y, True))
-        self._used = True
-        X, Y, Z = _mul(u1, u2, self._tables)
+        X, Y, Z = double_scalarmult(u1, u2, self.x, self.y)
         if Z == 0:
             return False
         p = P

@@ -10,6 +10,8 @@ import json
 from board.compat import write_atomic
 from board.sim import flash as simflash
 
+ENOSPC = 28
+
 
 def _is_dir(path):
     return os.stat(path)[0] & 0x4000 != 0
@@ -64,7 +66,14 @@ def main(spec_path):
         remove_tree(mounts[name])
     installed = {}
     for name, src in spec.get("install", {}).items():
-        installed[name] = copy_tree(src, mounts[name])
+        try:
+            installed[name] = copy_tree(src, mounts[name])
+        except OSError as e:
+            if e.args and e.args[0] == ENOSPC:
+                print("FACTORY ERROR: partition %s is full: %s does not fit; this flash is too small"
+                      " for the release (every file takes at least one 4 KiB block)" % (name, src))
+                sys.exit(1)
+            raise
     for name, content in spec.get("files", {}).items():
         # {"state/boot.json": "<content>"} small files written atomically
         part, rel = name.split("/", 1)

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from host_tools.cli.main import cli
 from host_tools.pki import FleetPKI
 from host_tools.provision import BoardLocked, BrokerAddress, ModelMismatch, ProvisionError, provision
+from host_tools.sim.image import ImageError
 from host_tools.sim.uart import RemoteError, Uart, UartError
 from tests.e2e.sim_fixtures import sim_boards
 
@@ -97,7 +98,11 @@ def test_provision_locks_the_console_and_refuses_a_second_time(env, tmp_path):
 
 def test_small_flash_caps_the_queue_and_unprovisioned_boards_keep_the_raw_repl(env):
     work, pki, boards = env
-    port = boards.start("pump-p1", model="pump-v2", flash_size="1M")["port"]
+    # Each file takes at least one 4 KiB littlefs block: a 1 MiB flash (256 KiB
+    # slots) no longer holds the release, and factory programming says so.
+    with pytest.raises(ImageError, match="partition slot_a is full.*this flash is too small"):
+        boards.start("pump-p0", model="pump-v2", flash_size="1M")
+    port = boards.start("pump-p1", model="pump-v2", flash_size="1280k")["port"]
     with Uart(port) as u:  # unprovisioned: raw REPL as before
         assert u.exec("print(6 * 7)").strip() == "42"
     provision(pki, "pump-p1", port, BrokerAddress("127.0.0.1", 18883))

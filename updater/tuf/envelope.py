@@ -6,7 +6,6 @@
 # `load(data, expected_type)` takes bytes, or an open binary file parsed
 # straight from the stream so that the raw bytes never sit in RAM, and
 # validates the signed part with the metadata model (metadata.py).
-from updater.tuf import dsse
 from updater.tuf.errors import FormatError
 from updater.tuf.hashes import is_stream as _is_stream
 from updater.tuf.metadata import fail as _fail, parse_json as _parse_json
@@ -35,6 +34,8 @@ def load(data, expected_type, envelope=ENVELOPE_METADATA):
     if envelope == ENVELOPE_SIMPLE:
         if not (_is_stream(data) or isinstance(data, (bytes, bytearray, memoryview))):
             raise FormatError("not JSON: metadata must be bytes or a binary file")
+        from updater.tuf import dsse  # only DSSE repositories pay its heap
+
         signed, signed_part, sigs = dsse.open_envelope(data)
         data = None
         if not isinstance(signed, dict):

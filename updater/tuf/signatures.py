@@ -6,7 +6,6 @@ import binascii
 
 from updater.crypto import canonjson
 from updater.crypto import verify as _verify
-from updater.tuf.dsse import DssePayload
 from updater.tuf.errors import FormatError, RepositoryError, UnsignedMetadataError
 
 
@@ -74,8 +73,9 @@ def check_signatures(signed_dict, signatures, checks):
             ids.append(dk)
         plan.append(ids)
     fan = _FanOut(list(pending.values()))
-    if isinstance(signed_dict, DssePayload):
-        # DSSE: the signatures cover PAE(payloadType, payload)
+    if not isinstance(signed_dict, dict):
+        # a dsse.DssePayload: the signatures cover PAE(payloadType, payload)
+        # (dsse.py is imported only for DSSE repositories: heap)
         signed_dict.write_to(fan.write)
     else:
         try:

@@ -100,3 +100,24 @@ def test_update_at_the_file_cap_over_an_installed_slot_within_64k_above_idle(tmp
     assert second["version"] == "1.1.0"
     print(f"update of {MAX_FILES} files over an installed slot: live peak "
           f"{first['idle_free'] - first['low_free']} B above idle; installed with heap {cap} KiB")
+
+
+def test_largest_manifest_installs_in_a_heap_with_no_free_piece_larger_than_6k(tmp_path):
+    """After a TUF check the heap has ~90 KB free but no large piece (the
+    unloaded modules leave holes between live objects). The manifest of a
+    package at the file cap (~11 KB) once had to sit in one bytearray: that
+    install failed with MemoryError (a 53-file release did, on the board).
+    Now it streams to flash and parses from there."""
+    from updater.install.manifest import MAX_FILES
+
+    files = {"agent/main.py": b"def run(board, slot, trial=False):\n    pass\n"}
+    for i in range(MAX_FILES - 1):
+        files[f"agent/pkg{i % 7}/sub{i % 3}/module_with_a_long_name_{i:03d}.txt"] = bytes([i]) * 300
+    pkg, sha = _tree_package(tmp_path, "big", files, "1.0.0", 1)
+    assert len(read_package(pkg).manifest_bytes) > 8 * 1024  # more than one hole
+    img = tmp_path / "f.img"
+    simimage.create_blank(img, 2 * MIB)
+    assert mpvm.run_script(Path(__file__).parent / "vm_scripts" / "format_image.py", str(img),
+                           paths=[mpvm.REPO_ROOT]).returncode == 0
+    result = _install(img, pkg, sha, "256k", "fragment")
+    assert result["files"] == MAX_FILES and result["holes"] >= 8, result

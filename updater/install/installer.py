@@ -14,6 +14,8 @@
 import gc
 import os
 import json
+import hashlib
+import binascii
 
 from board.compat import write_atomic
 from updater import bootstate
@@ -24,26 +26,31 @@ from updater.install.errors import PolicyError, SlotError, TransferError
 from updater.install.source import Enough
 
 JOURNAL = "install.json"
+MANIFEST_PART = "install-manifest.part"  # the manifest being checked, next to the journal
 FLUSH_EVERY = 16 * 1024  # blob bytes between littlefs syncs (resume granularity)
 
 
 class _HeaderSink:
-    # Collects header + manifest into buffers allocated once at their exact
-    # size (no growing bytearrays: they fragment a small heap), then stops
-    # the stream.
-    def __init__(self):
+    # The header into a buffer allocated once at its exact size; the manifest
+    # (up to MAX_MANIFEST = 16 KiB) streamed to a file on flash with its
+    # sha256 computed on the way, then the stream stops. After a TUF check
+    # the heap may hold 100 KB free but no 10 KB in one piece: nothing here
+    # needs more than the header and one chunk at a time.
+    def __init__(self, path):
         self.head = bytearray(pkgman.HEADER_SIZE)
         self.nhead = 0
-        self.manifest = None
+        self.path = path
+        self.f = None
+        self.sha = None
         self.nman = 0
         self.mlen = None
         self.mhash = None
 
     def complete(self):
-        return self.manifest is not None and self.nman == self.mlen
+        return self.mlen is not None and self.nman == self.mlen
 
     def write(self, mv):
-        if self.manifest is None:
+        if self.f is None:
             take = min(len(mv), pkgman.HEADER_SIZE - self.nhead)
             self.head[self.nhead:self.nhead + take] = mv[:take]
             self.nhead += take
@@ -51,12 +58,20 @@ class _HeaderSink:
             if self.nhead < pkgman.HEADER_SIZE:
                 return
             self.mlen, self.mhash = pkgman.parse_header(self.head)
-            self.manifest = bytearray(self.mlen)
+            self.f = open(self.path, "wb")
+            self.sha = hashlib.sha256()
         take = min(len(mv), self.mlen - self.nman)
-        self.manifest[self.nman:self.nman + take] = mv[:take]
-        self.nman += take
+        if take:
+            self.f.write(mv[:take])
+            self.sha.update(mv[:take])
+            self.nman += take
         if self.nman == self.mlen:
             raise Enough()
+
+    def close(self):
+        if self.f is not None:
+            self.f.close()
+            self.f = None
 
 
 class _RunSink:
@@ -199,14 +214,20 @@ class Installer:
         # breaks here must cost neither the inactive slot's contents nor the
         # journal of an install waiting for activation.
         gc.collect()
-        hs = _HeaderSink()
-        source.stream(0, hs)
+        part = self.state_dir + "/" + MANIFEST_PART
+        hs = _HeaderSink(part)
+        try:
+            source.stream(0, hs)
+        finally:
+            hs.close()
         if not hs.complete():
             raise TransferError("package ends inside its header or manifest")
-        mbytes = hs.manifest
+        mlen = hs.mlen
+        digest = hs.sha.digest()
         header_hash = hs.mhash
         hs = None
-        m = pkgman.load_manifest(mbytes, header_hash, manifest_sha256)
+        with open(part, "rb") as f:
+            m = pkgman.load_manifest(f, digest, header_hash, manifest_sha256)
         why = policy.refusal(policy.from_manifest(m), self.model, self.running_version(), st.get("floor", 0))
         if why:
             raise PolicyError(why)
@@ -221,22 +242,23 @@ class Installer:
         self.manifest = m
         self.j["version"] = m["version"]
         self.j["counter"] = m["security_counter"]
-        mlen = len(mbytes)
         data_off = pkgman.HEADER_SIZE + mlen
         if self.j["phase"] == "installing":
             self._report("downloading", version=m["version"], done=self.j["done"], files=len(m["files"]))
             try:
                 if self.j["done"] == 0 and not self.j.get("cleared"):
                     slotops.clear(self.slot_path)
-                    # The signed manifest goes into the slot now, so its bytes
-                    # need not stay in RAM during the install (slot.json,
-                    # written last, is what makes a slot bootable).
-                    write_atomic(self.slot_path + "/" + slotops.SLOT_MANIFEST, mbytes)
+                    # The signed manifest goes into the slot now (copied from
+                    # where it was checked, and read back; slot.json, written
+                    # last, is what makes a slot bootable).
+                    if not slotops.copy_verified(part, self.slot_path + "/" + slotops.SLOT_MANIFEST,
+                                                 {"sha256": binascii.hexlify(digest).decode(), "size": mlen}, self.buf):
+                        raise TransferError("the manifest read back from flash is not the one checked")
                     # Persisted with the next journal write (before any byte
                     # of a file lands): a cut before it just clears again, and
                     # a resume inside the first file keeps what it has.
                     self.j["cleared"] = True
-                mbytes = None
+                slotops.remove(part)
                 gc.collect()
                 self._fill_slot(source, data_off, active)
                 self._verify_slot(m, manifest_sha256, mlen)

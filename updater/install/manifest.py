@@ -102,18 +102,19 @@ def _is_hex64(s):
     return True
 
 
-def load_manifest(mbytes, header_hash, expected_hex):
-    # Verify the manifest bytes against the header and the TUF-signed hash,
-    # then parse and validate it. Returns the manifest dict. Bytes that are
-    # not the signed manifest are a bad transfer (TransferError, retried);
-    # a signed manifest that is invalid is the release's own fault.
-    digest = hashlib.sha256(mbytes).digest()
+def load_manifest(f, digest, header_hash, expected_hex):
+    # Check the manifest's sha256 (computed while it streamed into the open
+    # binary file f) against the header and the TUF-signed hash, then parse
+    # f and validate it. Returns the manifest dict. Bytes that are not the
+    # signed manifest are a bad transfer (TransferError, retried); a signed
+    # manifest that is invalid is the release's own fault. Parsed from the
+    # stream: the raw bytes never need one contiguous buffer.
     if digest != header_hash:
         raise TransferError("manifest does not match the hash in the package header")
     if expected_hex is not None and binascii.hexlify(digest).decode() != expected_hex:
         raise TransferError("manifest does not match the manifest_sha256 signed in TUF metadata")
     try:
-        m = json.loads(mbytes)
+        m = json.load(f)
     except ValueError:
         raise PackageError("manifest is not valid JSON")
     validate(m)

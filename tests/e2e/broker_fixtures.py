@@ -211,14 +211,17 @@ class Fleet:
 
 @contextmanager
 def running_fleet(tmp_path: Path, devices=DEFAULT_DEVICES, *, persistence: bool = False) -> Iterator[Fleet]:
-    """PKI with ``devices`` issued + a running broker; everything stopped on exit."""
+    """PKI with ``devices`` issued + a running broker; everything stopped on exit.
+    With ``persistence`` the broker also saves after every change: the tests
+    that SIGKILL it must not lose what it had acknowledged within the last
+    autosave second (host_tools/broker/NOTES.md, "Persistence")."""
     workdir = Path(tmp_path) / "work"
     pki = FleetPKI(workdir)
     pki.init()
     for device_id, model in devices:
         pki.issue(device_id, model)
     pki.issue_client("collector-b")
-    broker = Broker(pki, workdir / "broker", persistence=persistence)
+    broker = Broker(pki, workdir / "broker", persistence=persistence, autosave_on_changes=persistence)
     with ExitStack() as stack:
         broker.start()
         stack.callback(broker.stop)

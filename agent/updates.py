@@ -337,6 +337,19 @@ class UpdateAgent:
         return policy.refusal(rel, self.model, self.version, floor)
 
     def check_and_install(self, now):
+        # The TUF client's code and metadata (~80 KB on the VM) are released
+        # whatever the check's outcome - up to date, refused, failed, out of
+        # memory - so that between checks they cost nothing.
+        try:
+            found = self._check(now)
+        finally:
+            release_modules(tuf.UNLOADABLE)
+        if found is not None:
+            self._install(now)
+
+    def _check(self, now):
+        # One TUF refresh and the choice of a release. Returns None, or sets
+        # self.pending (what the install needs: no metadata) and returns True.
         if not self.check_slices:
             self._set(step="checking", version=self.version)
         try:
@@ -348,19 +361,19 @@ class UpdateAgent:
             self.check_slices += 1
             if self.check_slices < MAX_CHECK_SLICES:
                 self.next_check = now
-                return
+                return None
             self.check_slices = 0
             self._failed(now, "check_failed", "transport: the update server is too slow (refresh not done in %d slices)"
                          % MAX_CHECK_SLICES, self.version)
-            return
+            return None
         except (DownloadError, OSError) as e:
             self.check_slices = 0
             self._failed(now, "check_failed", "transport: %s" % e, self.version)
-            return
+            return None
         except RepositoryError as e:
             self.check_slices = 0
             self._set(step="rejected", reason="repository: %s" % e, version=self.version)
-            return
+            return None
         self.check_slices = 0
         if found is None:
             self.failures = 0
@@ -374,22 +387,20 @@ class UpdateAgent:
                 self._set(step="refused", version=self.version, newest=version, reason=why, recalled=self.recalled)
             else:
                 self._set(step="up_to_date", version=self.version, recalled=self.recalled)
-            return
+            return None
         ti, c = found
         urgent = bool(c.get("urgent"))
         self._set(step="available", version=c["version"], urgent=urgent)
         why = gate.check(self.board.read_pump(), now, self.window, urgent)
         if why:
             self._defer("install", why, c["version"])
-            return
-        # Keep only what the install needs, then give the TUF client's RAM
-        # back before streaming the package (a 256 KiB heap holds one or the
-        # other comfortably, not both).
+            return None
+        # Keep only what the install needs (a TargetStream holds no
+        # metadata); the caller gives the TUF client's RAM back before the
+        # package streams (a 256 KiB heap holds one or the other, not both).
         self.pending = {"src": HttpSource(up.target_stream(ti)), "target": ti.path, "version": c["version"],
                         "manifest_sha256": c["manifest_sha256"], "urgent": urgent, "slices": 0}
-        up = ti = found = c = None
-        release_modules(tuf.UNLOADABLE)
-        self._install(now)
+        return True
 
     def _install(self, now):
         # One slice of the pending install (resumed from its journal).

@@ -174,3 +174,24 @@ def test_maintenance_window_defers_routine_but_not_urgent_and_power_cut_is_survi
         assert st["resets"].get("power_cut") == 1, st["resets"]
         assert st["device"]["security_counter"] == 3
 
+
+
+def test_between_checks_the_tuf_client_holds_no_heap(repo, tmp_path):
+    """The TUF client's code and metadata (~80 KB of heap on the VM) are
+    released after EVERY check, not only before an install: a board that is up
+    to date keeps that heap for the security agent and the console. (Before,
+    an up-to-date or failed check left them loaded until the next install.)"""
+    with sim_boards(tmp_path / "work") as boards:
+        boards.start("pump-h", model="pump-v5")  # pump-v5: no release published
+        st = boards.wait_for("pump-h", lambda s: (s.get("device") or {}).get("loops", 0) > 3, 20, "agent running")
+        no_updates = st["device"]["heap_free"]  # updates not configured: no update agent at all
+        configure(boards, "pump-h", repo, "pump-v5", check_every_s=3600)
+        wait_step(boards, "pump-h", "up_to_date")
+        loops = boards.status("pump-h")["device"]["loops"]
+        st = boards.wait_for("pump-h", lambda s: (s.get("device") or {}).get("loops", 0) > loops + 2, 20,
+                             "loops after the check")
+        after_check = st["device"]["heap_free"]
+        print(f"heap free: {no_updates} B without updates, {after_check} B after an up-to-date check")
+        # Measured: 18 KB stay (update agent, installer); with the TUF client
+        # left loaded it was 78 KB.
+        assert no_updates - after_check < 40 * 1024, (no_updates, after_check)

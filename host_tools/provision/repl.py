@@ -136,8 +136,8 @@ class ReplSession:
 
     def put_file(self, path: str, data: bytes) -> None:
         """Write data to path: temp file, sha256 verified on the board, rename
-        (Uart.write_file); the watchdog is fed after every chunk."""
-        self.run("")
+        (Uart.write_file); the watchdog is fed after every chunk (and was by
+        the snippet before)."""
         with self._board():
             try:
                 self.uart.write_file(path, data, CHUNK, progress=lambda done, size: self.run(""))

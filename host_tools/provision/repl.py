@@ -1,26 +1,24 @@
-"""One raw-REPL session on a board's UART (pyserial, via host_tools.sim.uart.Uart),
-for writing files into its flash safely.
+"""One raw-REPL session on a board's UART (mpremote's transport, via
+host_tools.sim.uart.Uart), for writing files into its flash safely.
 
-Binary data crosses the REPL as hex in chunks; each file is written to
-``<path>.tmp``, its SHA-256 is computed on the board and compared, and only then
-is it renamed over ``<path>`` (littlefs rename is atomic), so a cut cable or a
-reset mid-transfer never leaves a half-written file under the final name.
-Every snippet feeds the board's watchdog (``board`` in the ROM console's globals)
-so a long session does not get the board reset under us.
+Each file is written to ``<path>.tmp`` (mpremote's fs_writefile), its SHA-256
+computed on the board (fs_hashfile) and compared, and only then is it renamed
+over ``<path>`` (littlefs rename is atomic), so a cut cable or a reset
+mid-transfer never leaves a half-written file under the final name.
+Every snippet and every written chunk feeds the board's watchdog (``board`` in
+the ROM console's globals) so a long session does not get the board reset under us.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from host_tools.sim.uart import BoardRebooted, RemoteError, Uart, UartError
+from host_tools.sim.uart import BoardRebooted, ConsoleLocked, ReadBackMismatch, RemoteError, Uart, UartError
 
 from .errors import BoardLocked, ProvisionError, TransferError
 
-RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
-LOCKED_MARK = b"console locked"
-CHUNK = 4096  # data bytes per exec (8 KiB of hex, well below the console's 64 KiB cap)
+CHUNK = 4096  # data bytes per exec (at most 16 KiB of bytes literal, below the console's 64 KiB cap)
 
 _PRELUDE = """import binascii, hashlib, os, json
 def _wd():
@@ -62,50 +60,29 @@ class ReplSession:
     def enter(self) -> None:
         """Interrupt the application (Ctrl-C) and enter the raw REPL (Ctrl-A).
         A locked console says "console locked" before its prompt: BoardLocked."""
-        ser = self.uart.ser
-        deadline = time.monotonic() + self.timeout
-        data = b""
-        while time.monotonic() < deadline:
-            # Retried every second: a board that is (re)booting misses the
-            # first Ctrl-C, and its application does not read the UART.
-            # Ctrl-C stops the application; Ctrl-B leaves a raw REPL an
-            # earlier attempt may have reached late; Ctrl-A enters it.
-            ser.write(b"\r\x03\x03\x02")
-            time.sleep(0.1)
-            ser.reset_input_buffer()
-            ser.write(b"\r\x01")
-            data = b""
-            attempt_end = min(deadline, time.monotonic() + 1.0)
-            while time.monotonic() < attempt_end:
-                chunk = ser.read(256)
-                if chunk:
-                    data += chunk
-                if LOCKED_MARK in data and data.endswith(RAW_BANNER):
-                    # Leave the board running its application again (back to
-                    # the friendly REPL, soft reset), not parked in the REPL.
-                    ser.write(b"\r\x02\x04")
-                    ser.flush()
-                    line = data[data.find(LOCKED_MARK):].splitlines()[0].decode(errors="replace")
-                    raise BoardLocked(
-                        f"the board on {self.port} is locked (its console refuses the raw REPL: {line}); "
-                        "it was provisioned already - factory provisioning runs once per board")
-                if data.endswith(RAW_BANNER):
-                    self.entered = True
-                    self._exec(_PRELUDE)
-                    return
-        raise ProvisionError(f"the board on {self.port} did not enter the raw REPL within {self.timeout:.0f} s "
-                             f"(got {data[-120:]!r}): a provisioned board keeps its console locked while its "
-                             "agent runs (provisioned already?); otherwise check that it is a medsentry board "
-                             "and powered")
-
-    def run(self, code: str, timeout: float | None = None) -> str:
-        """Run code (after feeding the watchdog); return its output; ProvisionError
-        with the board's traceback if it raised."""
-        return self._exec("_wd()\n" + code, timeout)
-
-    def _exec(self, code: str, timeout: float | None = None) -> str:
         try:
-            out, err = self.uart.exec_raw(code, timeout or self.timeout)
+            self.uart.enter_raw_repl()
+        except ConsoleLocked as exc:
+            # Leave the board running its application again (soft reset from
+            # its locked console), not parked at the console.
+            self.uart.ser.write(b"\x04")
+            self.uart.ser.flush()
+            raise BoardLocked(
+                f"the board on {self.port} is locked (its console refuses the raw REPL: {exc}); "
+                "it was provisioned already - factory provisioning runs once per board") from None
+        except UartError as exc:
+            raise ProvisionError(f"the board on {self.port} did not enter the raw REPL within {self.timeout:.0f} s "
+                                 f"({exc}): a provisioned board keeps its console locked while its "
+                                 "agent runs (provisioned already?); otherwise check that it is a medsentry board "
+                                 "and powered") from None
+        self.entered = True
+        self._exec(_PRELUDE)
+
+    @contextmanager
+    def _board(self) -> Iterator[None]:
+        """Uart errors as provisioning errors that say what to do."""
+        try:
+            yield
         except BoardRebooted:
             self.entered = False
             raise ProvisionError(
@@ -114,8 +91,21 @@ class ReplSession:
                 "run provisioning again - it says which state the board is in and starts over") from None
         except UartError as exc:
             raise ProvisionError(f"UART: {exc}") from None
-        if err:
-            raise ProvisionError(f"the board raised: {RemoteError(err)}\n{err.strip()}")
+        except RemoteError as exc:
+            raise ProvisionError(f"the board raised: {exc}\n{exc.traceback.strip()}") from None
+        except OSError as exc:  # an mpremote fs_* call: the board's OSError
+            raise ProvisionError(f"the board raised OSError: {exc}") from None
+
+    def run(self, code: str, timeout: float | None = None) -> str:
+        """Run code (after feeding the watchdog); return its output; ProvisionError
+        with the board's traceback if it raised."""
+        return self._exec("_wd()\n" + code, timeout)
+
+    def _exec(self, code: str, timeout: float | None = None) -> str:
+        with self._board():
+            out, err = self.uart.exec_raw(code, timeout or self.timeout)
+            if err:
+                raise RemoteError(err)
         return out
 
     def run_json(self, code: str) -> object:
@@ -126,51 +116,36 @@ class ReplSession:
             raise ProvisionError(f"unexpected answer from the board: {out!r}") from None
 
     def mkdir(self, path: str) -> None:
-        self.run(f"try:\n    os.mkdir({path!r})\nexcept OSError:\n    pass\n")
+        with self._board():
+            self.uart.make_dir(path)
 
     def exists(self, path: str) -> bool:
-        return bool(self.run_json(
-            f"try:\n    os.stat({path!r})\n    print('true')\nexcept OSError:\n    print('false')\n"))
+        with self._board():
+            return self.uart.stat_size(path) is not None
 
     def read_file(self, path: str, limit: int = 64 * 1024) -> bytes | None:
         """A (small) file's bytes, or None if it does not exist."""
-        out = self.run(
-            f"try:\n    f = open({path!r}, 'rb')\nexcept OSError:\n    f = None\n"
-            f"if f is None:\n    print('-')\nelse:\n"
-            f"    d = f.read({limit + 1})\n    f.close()\n    print(binascii.hexlify(d).decode())\n")
-        text = out.strip()
-        if text == "-":
-            return None
-        data = bytes.fromhex(text)
-        if len(data) > limit:
-            raise ProvisionError(f"{path} on the board is larger than {limit} bytes")
-        return data
+        with self._board():
+            size = self.uart.stat_size(path)
+            if size is None:
+                return None
+            if size > limit:
+                raise ProvisionError(f"{path} on the board is larger than {limit} bytes")
+            with self.uart.bounded() as t:
+                return bytes(t.fs_readfile(path, chunk_size=CHUNK))
 
     def put_file(self, path: str, data: bytes) -> None:
-        """Write data to path: temp file, sha256 verified on the board, rename."""
-        tmp = path + ".tmp"
-        self.run(f"_f = open({tmp!r}, 'wb')\n")
-        try:
-            for i in range(0, len(data), CHUNK):
-                self.run(f"_f.write(binascii.unhexlify({data[i:i + CHUNK].hex()!r}))\n")
-        finally:
-            if self.entered:  # not after the board rebooted under us
-                self.run("_f.close()\n")
-        got = self.run(
-            f"_h = hashlib.sha256()\n_g = open({tmp!r}, 'rb')\n"
-            "while True:\n    _b = _g.read(1024)\n    if not _b:\n        break\n    _h.update(_b)\n"
-            "_g.close()\nprint(binascii.hexlify(_h.digest()).decode())\n").strip()
-        want = hashlib.sha256(data).hexdigest()
-        if got != want:
-            self.run(f"os.remove({tmp!r})\n")
-            raise TransferError(f"{path}: the board read back sha256 {got[:16]}..., sent {want[:16]}...; "
-                                "nothing was renamed into place - run provisioning again")
-        self.run(f"os.rename({tmp!r}, {path!r})\n")
+        """Write data to path: temp file, sha256 verified on the board, rename
+        (Uart.write_file); the watchdog is fed after every chunk (and was by
+        the snippet before)."""
+        with self._board():
+            try:
+                self.uart.write_file(path, data, CHUNK, progress=lambda done, size: self.run(""))
+            except ReadBackMismatch as exc:
+                raise TransferError(f"{exc} - run provisioning again") from None
 
     def reset(self) -> None:
         """Reset the board (it reboots into its application); the session ends."""
-        ser = self.uart.ser
-        ser.write(b"_wd()\nboard.reset('provisioned')\n\x04")
-        ser.flush()
-        time.sleep(0.2)
+        with self._board(), self.uart.bounded(reboot=False) as t:
+            t.exec_raw_no_follow("_wd()\nboard.reset('provisioned')")
         self.entered = False

@@ -18,6 +18,7 @@ CTRL_D = 4
 CTRL_E = 5
 BANNER = b"MicroPython (medsentry sim board); Type \"help()\" for more information.\r\n"
 MAX_CODE = 64 * 1024  # raw REPL code buffer cap
+PASTE_WINDOW = 256  # raw-paste flow control: bytes per window (b"\x01" grants the next)
 
 # Factory lock: the console lock fuse (board HAL lock_state(), outside flash,
 # programmed once by provisioning). On a locked board the raw REPL - the
@@ -148,8 +149,14 @@ class Console:
                 buf = bytearray()
                 continue
             if c == CTRL_E and not buf:
-                # Raw-paste mode not offered; mpremote falls back.
-                self.write(b"R\x00")
+                if locked:
+                    # No raw paste on a locked board: nothing runs anyway.
+                    self.write(b"R\x00")
+                    continue
+                if self.read_byte() == ord("A") and self.read_byte() == CTRL_A:
+                    self._run_raw(self._raw_paste(), paste=True)
+                else:
+                    self.write(b"R\x00")
                 continue
             if c == CTRL_D and locked:
                 if not buf:
@@ -162,18 +169,7 @@ class Console:
                 if not buf:
                     self.write(b"OK\r\nMPY: soft reboot\r\n")
                     sys.exit(EXIT_SOFT_RESET_RAW)
-                self.write(b"OK")
-                try:
-                    self._exec(bytes(buf).decode())
-                    self.write(b"\x04")
-                except KeyboardInterrupt:
-                    self.write(b"\x04Traceback (most recent call last):\r\nKeyboardInterrupt: \r\n")
-                except SystemExit:
-                    raise
-                except BaseException as e:
-                    self.write(b"\x04")
-                    self.write_traceback(e)
-                self.write(b"\x04>")
+                self._run_raw(buf)
                 buf = bytearray()
                 continue
             if len(buf) >= MAX_CODE:
@@ -181,6 +177,49 @@ class Console:
                 self.write(b"\x04code too large\x04>")
                 continue
             buf.append(c)
+
+    def _raw_paste(self):
+        # MicroPython's raw-paste mode (what mpremote tries first): the host
+        # sends at most PASTE_WINDOW bytes per b"\x01" it receives, then
+        # Ctrl-D. Returns the code, or None when it exceeded MAX_CODE (the
+        # device ends the paste early with Ctrl-D; the host answers Ctrl-D).
+        self.write(b"R\x01" + bytes((PASTE_WINDOW & 0xFF, PASTE_WINDOW >> 8)))
+        buf = bytearray()
+        n = 0
+        while True:
+            c = self.read_byte()
+            if c == CTRL_D:
+                self.write(b"\x04")
+                return buf
+            if len(buf) >= MAX_CODE:
+                self.write(b"\x04")
+                while self.read_byte() != CTRL_D:
+                    pass
+                return None
+            buf.append(c)
+            n += 1
+            if n == PASTE_WINDOW:
+                n = 0
+                self.write(b"\x01")
+
+    def _run_raw(self, buf, paste=False):
+        # Execute one raw-REPL command; output, Ctrl-D, errors, Ctrl-D, prompt.
+        if buf is None:
+            self.write(b"\x04code too large\x04>")
+            return
+        if not paste:
+            self.write(b"OK")
+        try:
+            self._exec(bytes(buf).decode())
+            self.write(b"\x04")
+        except KeyboardInterrupt:
+            self.write(b"\x04Traceback (most recent call last):\r\nKeyboardInterrupt: \r\n")
+        except SystemExit:
+            raise
+        except BaseException as e:
+            self.write(b"\x04")
+            self.write_traceback(e)
+        self.write(b"\x04>")
 
     def locked_console(self):
         # A provisioned board runs no code typed at its UART: only a soft

@@ -43,10 +43,24 @@ def test_raw_repl_keeps_globals_between_runs():
     assert b"OK6\x04\x04>" in out.getvalue()
 
 
-def test_raw_paste_is_declined():
-    con, out = _console(b"\x01\x05A\x01")
+def test_raw_paste_runs_code_with_flow_control():
+    # MicroPython's raw-paste mode (mpremote's first choice): R\x01, the
+    # window size (256, little endian), one \x01 per window consumed, \x04
+    # at the end of data, then output \x04 errors \x04 prompt (no "OK").
+    code = b"w(b'%d' % len('" + b"x" * 600 + b"'))"
+    con, out = _console(b"\x01\x05A\x01" + code + b"\x04")
     _run(con)
-    assert b"R\x00" in out.getvalue()
+    text = out.getvalue()
+    i = text.index(b"R\x01")
+    assert text[i + 2:i + 4] == b"\x00\x01"
+    assert text[i + 4:].startswith(b"\x01" * (len(code) // 256) + b"\x04600\x04\x04>")
+
+
+def test_raw_paste_is_declined_on_a_locked_board():
+    con, out = _console(b"\x01\x05A\x01w(b'ran')\x04", lock="locked")
+    _run(con)
+    text = out.getvalue()
+    assert b"R\x00" in text and b"ran" not in text
 
 
 def test_soft_reset_from_raw_repl_asks_for_raw_reboot():

@@ -141,10 +141,12 @@ def test_release_over_a_base_it_needs_is_rejected_with_the_reason(repo, tmp_path
     with sim_boards(tmp_path / "work") as boards:
         boards.start("mon-b", model="monitor-v1")
         configure(boards, "mon-b", repo, "monitor-v1")
-        st = boards.wait_for("mon-b", lambda s: any(u.get("step") == "rejected" for u in s.get("update_history", [])),
-                             90, "a rejected step")
-        rej = [u for u in st["update_history"] if u.get("step") == "rejected"][-1]
-        assert rej["version"] == "1.2.0"
+        # (1.1.0, the bad self-test release, may be installed, rolled back and
+        # reported rejected too: that report can come first.)
+        st = boards.wait_for("mon-b", lambda s: any(u.get("step") == "rejected" and u.get("version") == "1.2.0"
+                                                    for u in s.get("update_history", [])),
+                             90, "1.2.0 rejected")
+        rej = [u for u in st["update_history"] if u.get("step") == "rejected" and u.get("version") == "1.2.0"][-1]
         assert "needs at least version 1.1.0" in rej["reason"]
         assert st["device"]["version"] == "1.0.0"
         # Said once, not on every check.

@@ -15,10 +15,12 @@ Renode keywords implemented (semantics as in Renode's RobotFrameworkEngine):
   Wait For Line On Uart, Wait For Prompt On Uart, Write Line To Uart,
   Write Char On Uart, Should Not Be On Uart, Set Default Uart Timeout.
 Board keywords (ours; renode/keywords/renode_board.resource says what they
-need on Renode): Cut Power, Arm Power Cut At Flash Write, Board Status Should Be.
+need on Renode): Create Board (resource), Cut Power, Arm Power Cut At Flash Write,
+Configure Board For Updates, Board Status Should Be.
 """
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -29,6 +31,7 @@ from robot.api import logger
 from robot.libraries.BuiltIn import BuiltIn
 
 from host_tools.sim.boards import BoardError, Boards
+from host_tools.sim.uart import Uart
 
 from uart_tester import UartTester
 
@@ -149,6 +152,19 @@ class SimBoardRenode:
     def arm_power_cut_at_flash_write(self, write, machine: str | None = None) -> None:
         """Power fails at the Nth flash write from now (counted by the flash driver)."""
         self._boards().power_cut(self._machine(machine), at_write=int(write))
+
+    def configure_board_for_updates(self, trial_deadline_s=20, machine: str | None = None) -> None:
+        """Factory step over the UART's raw REPL (an open board only): the update
+        repository's root.json and URLs (UpdateRepo), then a reset."""
+        name = self._machine(machine)
+        anchor = BuiltIn().get_library_instance("UpdateRepo").update_trust_anchor()
+        cfg = {"update": {"metadata_url": anchor["metadata_url"], "targets_url": anchor["targets_url"],
+                          "check_every_s": 2, "trial_deadline_s": int(trial_deadline_s), "health_loops": 3}}
+        with Uart(self._boards().status(name)["port"]) as u:
+            u.mkdir("/state/tuf")
+            u.put_file("/state/tuf/root.json", anchor["root"])
+            u.put_file("/state/config.json", json.dumps(cfg).encode())
+        self._boards().reset(name)
 
     def board_status_should_be(self, key: str, expected, machine: str | None = None) -> None:
         """A value of the status the supervisor records (e.g. last_reset_reason, boots)."""

@@ -17,4 +17,4 @@ def _passed(out: Path, extra: list[str], least: int) -> None:
 
 
 def test_renode_suites_pass_on_the_simulated_board():
-    _passed(robot_suites.DEFAULT_OUT, [], 4)
+    _passed(robot_suites.DEFAULT_OUT, [], 6)

@@ -1,6 +1,6 @@
 *** Settings ***
-Documentation     NOT GREEN YET (kept out of renode/tests; see renode/README.md "Pending").
-...               Signed updates over TUF: a power cut during the update, the trial boot
+Documentation     Signed updates over TUF (renode/keywords/UpdateRepo.py serves the repository):
+...               a power cut during the update, the trial boot
 ...               and its confirmation; a failing patch rolled back by the loader.
 Suite Setup       Run Keywords    Setup    AND    Start Update Repository
 Suite Teardown    Run Keywords    Stop Update Repository    AND    Teardown
@@ -9,7 +9,7 @@ Test Teardown     Test Teardown
 Force Tags        update
 Resource          ${RENODEKEYWORDS}
 Resource          ${BOARD_KEYWORDS}
-Resource          ${CURDIR}/../tests/common.resource
+Resource          ${CURDIR}/common.resource
 
 *** Variables ***
 ${BOARD_KEYWORDS}     ${CURDIR}/../keywords/renode_board.resource

@@ -24,12 +24,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .build import mpy_cross_path
+from .build import compile_sources
 from .errors import BuildError
 from .fsutil import write_atomic
 from .manifests import DeviceManifest, manifest_of
@@ -52,14 +50,6 @@ def package_name(source_dir: str) -> str:
     return PREFIX + source_dir
 
 
-def _mpy(src: Path, rel: str, tmp: Path) -> bytes:
-    dst = tmp / "out.mpy"
-    proc = subprocess.run([mpy_cross_path(), "-s", rel, "-o", str(dst), str(src)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise BuildError(f"mpy-cross failed on {rel}: {proc.stderr.strip()}")
-    return dst.read_bytes()
-
-
 class _Files:
     """The file/ store: contents by short hash, refusing a short-hash collision."""
 
@@ -79,21 +69,17 @@ class _Files:
         return short
 
 
-def _package(root: Path, m: DeviceManifest, name: str, files: _Files, tmp: Path) -> MipPackage:
-    py: dict[str, str] = {}
-    compiled: dict[str, str] = {}
-    mpy_version = None
-    for src in m.files:
-        rel = str(src.relative_to(root)).replace("\\", "/")
-        data = src.read_bytes()
-        py[rel] = files.add(data)
-        code = _mpy(src, rel, tmp)
-        mpy_version = str(code[1])  # header: b"M", version, flags, ...
-        compiled[rel[:-3] + ".mpy" if rel.endswith(".py") else rel] = files.add(code)
-    if mpy_version is None:
+def _package(root: Path, m: DeviceManifest, name: str, files: _Files) -> MipPackage:
+    sources = [(str(src.relative_to(root)).replace("\\", "/"), src) for src in m.files]
+    if not sources:
         raise BuildError(f"{m.path} lists no files")
+    py = {rel: files.add(src.read_bytes()) for rel, src in sources}
+    compiled = compile_sources(sources, keep_py=())  # mpy-cross, as `package build`
+    mpy_versions = {str(code[1]) for rel, code in compiled.items() if rel.endswith(".mpy")}  # b"M", version
+    if len(mpy_versions) != 1:
+        raise BuildError(f"{m.path}: mpy-cross gave bytecode versions {sorted(mpy_versions)}")
     return MipPackage(name, m.version, m.description, [package_name(r) for r in m.requires],
-                      {"py": py, mpy_version: compiled})
+                      {"py": py, mpy_versions.pop(): {rel: files.add(code) for rel, code in compiled.items()}})
 
 
 def build_index(root: Path, out: Path, sources: tuple[str, ...] = PACKAGES) -> list[MipPackage]:
@@ -102,12 +88,11 @@ def build_index(root: Path, out: Path, sources: tuple[str, ...] = PACKAGES) -> l
     out = Path(out)
     files = _Files(out)
     pkgs: list[MipPackage] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for source in sources:
-            m = manifest_of(root / source)
-            if m is None:
-                raise BuildError(f"{root / source} has no manifest.py")
-            pkgs.append(_package(root, m, package_name(source), files, Path(tmp)))
+    for source in sources:
+        m = manifest_of(root / source)
+        if m is None:
+            raise BuildError(f"{root / source} has no manifest.py")
+        pkgs.append(_package(root, m, package_name(source), files))
     names = {p.name for p in pkgs}
     for p in pkgs:
         missing = [d for d in p.deps if d not in names]

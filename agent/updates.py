@@ -221,6 +221,7 @@ class UpdateAgent:
             self.trial = False
             self.counter = max(self.counter, trial.get("counter", 0))
             self._set(step="confirmed", version=v)
+            print("update: %s confirmed" % v)  # on the UART (renode/tests/update.robot)
             return
         uptime_s = ticks_diff(ticks_ms(), self.started_ms) // 1000
         if uptime_s >= self.cfg.get("trial_deadline_s", 300):
@@ -233,6 +234,7 @@ class UpdateAgent:
             trial["health"] = reason
             bootstate.write_state(self.mounts["state"], st)
             self._set(step="rolling_back", version=self.version, reason=reason)
+            print("update: trial of %s failed (%s): rolling back" % (self.version, reason))
             self.board.reset("trial failed: " + reason)
 
     def _network_reason(self):

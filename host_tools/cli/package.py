@@ -131,3 +131,23 @@ def sbom_cmd(package) -> None:
     from host_tools.release.package import read_package
 
     click.echo(read_package(Path(package)).sbom().decode(), nl=False)
+
+
+@cli.command("mip-index")
+@click.option("-o", "--out", "out", type=click.Path(file_okay=False), required=True,
+              help="Directory to write the index into (serve it with `repo serve --mip-index DIR`).")
+@click.option("--source-root", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Source tree with agent/, updater/, board/ manifest.py (default: this checkout).")
+def mip_index_cmd(out, source_root) -> None:
+    """Write a mip package index (micropython-lib layout) of the device packages.
+
+    For development boards: `mpremote mip install --index URL medsentry-agent`.
+    Nothing in it is signed: production devices take signed TUF packages only."""
+    from host_tools.mpvm import REPO_ROOT
+    from host_tools.release.mip_index import build_index
+
+    pkgs = build_index(Path(source_root) if source_root else REPO_ROOT, Path(out))
+    for p in pkgs:
+        n = len(p.files["py"])
+        click.echo(f"{p.name} {p.version}: {n} files ({', '.join(sorted(p.files))}); deps: {', '.join(p.deps) or '-'}")
+    click.echo(f"index: {out}  (mpremote mip install --index URL --target DIR medsentry-agent)")

@@ -27,8 +27,10 @@ def cli() -> None:
               help="Seconds a stalled client may keep a response waiting.")
 @click.option("--max-clients", type=int, default=256, show_default=True, help="Open connections at most.")
 @click.option("--verbose", is_flag=True, help="Log every request.")
+@click.option("--mip-index", "mip_index", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Serve this mip index (`package mip-index`, development boards) instead of the repository.")
 @click.pass_context
-def serve_cmd(ctx, host, port, tls, cert, key, head_timeout, idle_timeout, max_clients, verbose) -> None:
+def serve_cmd(ctx, host, port, tls, cert, key, head_timeout, idle_timeout, max_clients, verbose, mip_index) -> None:
     """Serve metadata/ and targets/ as static files until interrupted.
 
     Regular files inside the repository only (no symbolic links, no listings),
@@ -46,10 +48,15 @@ def serve_cmd(ctx, host, port, tls, cert, key, head_timeout, idle_timeout, max_c
         cert, key = ensure_self_signed(layout.workdir / "tls", host)
         click.echo(f"TLS certificate (give it to clients as their CA): {cert}")
     limits = ServeLimits(head_timeout=head_timeout, idle_timeout=idle_timeout, max_clients=max_clients)
-    server = RepositoryServer(layout.repository, host, port, Path(cert) if cert else None,
+    served = Path(mip_index) if mip_index else layout.repository
+    server = RepositoryServer(served, host, port, Path(cert) if cert else None,
                               Path(key) if key else None, quiet=not verbose, limits=limits)
-    click.echo(f"serving {layout.repository} at {server.url}/  (metadata: {server.url}/metadata/, "
-               f"targets: {server.url}/targets/); Ctrl-C to stop", )
+    if mip_index:
+        click.echo(f"serving the mip index {served} at {server.url}/  (mpremote mip install --index "
+                   f"{server.url} medsentry-agent; unsigned: development boards only); Ctrl-C to stop")
+    else:
+        click.echo(f"serving {layout.repository} at {server.url}/  (metadata: {server.url}/metadata/, "
+                   f"targets: {server.url}/targets/); Ctrl-C to stop", )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

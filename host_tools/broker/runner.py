@@ -203,3 +203,10 @@ class Broker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def free_udp_port(host: str = "127.0.0.1") -> int:
+    """A UDP port that was free on ``host`` a moment ago (RADIUS listeners)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]

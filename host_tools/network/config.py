@@ -73,7 +73,7 @@ class NetworkConfig:
         d.pop("extra")
         if self.time is None:
             d.pop("time")
-        return d
+        return json.loads(json.dumps(d))  # tuples -> lists: the document's own shape
 
 
 def default_config(models: list[str] | tuple[str, ...]) -> NetworkConfig:

@@ -97,6 +97,20 @@ class World:
         if proc.stdout.readline().strip() != b"ready":
             raise RuntimeError(f"endpoint server in {name} did not start")
 
+    def spawn(self, name: str, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+        """Start a real program inside namespace ``name`` (stopped by close())."""
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(["ip", "netns", "exec", self.ns(name), *argv],
+                                    stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT)
+        self.servers.append(proc)
+        return proc
+
+    def run_py(self, name: str, code: str, *args: str, timeout: float = 20.0) -> bool:
+        """Run ``code`` with this Python inside namespace ``name``; True on exit 0."""
+        r = subprocess.run(["ip", "netns", "exec", self.ns(name), sys.executable, "-c", code, *args],
+                           capture_output=True, timeout=timeout)
+        return r.returncode == 0
+
     def connect(self, name: str, host: str, port: int, timeout: float = 1.0) -> bool:
         """True if a TCP connection from namespace ``name`` gets the ``ok`` answer."""
         r = subprocess.run(["ip", "netns", "exec", self.ns(name), sys.executable, "-c", CLIENT,
@@ -114,7 +128,11 @@ class World:
     def close(self) -> None:
         for proc in self.servers:
             if proc.poll() is None:
-                proc.kill()
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
             proc.wait(timeout=10)
             for f in (proc.stdin, proc.stdout):
                 if f:

@@ -17,6 +17,7 @@ from host_tools.broker.runner import free_udp_port
 from host_tools.deps import require_program
 from host_tools.network.config import NetworkConfig
 from host_tools.pki import FleetPKI
+from host_tools.procutil import read_log, stop_process
 
 from .policy import Decision, fleet_decisions
 from .radius_config import RadiusSettings, write_config
@@ -55,10 +56,7 @@ class Radius:
         return self.run_dir / "radiusd.log"
 
     def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
+        return read_log(self.log_path)
 
     @property
     def running(self) -> bool:
@@ -102,14 +100,8 @@ class Radius:
 
     def stop(self, timeout: float = 5.0) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=timeout)
+        if proc is not None:
+            stop_process(proc, timeout)
 
     def refresh(self) -> "Radius":
         """New decisions / CRL take effect: regenerate and restart on the same port."""

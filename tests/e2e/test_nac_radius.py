@@ -59,28 +59,16 @@ def _admit(radius, ident, identity=None, with_cert=True):
                  cert=ident.cert if with_cert else None, key=ident.key if with_cert else None)
 
 
-def test_healthy_pump_gets_the_pump_vlan(fleet):
+@pytest.mark.parametrize("dev, vlan", [
+    ("pump-1", VLAN_PUMP),     # healthy pump: its model's clinical segment
+    ("mon-1", VLAN_MON),       # a monitor: the monitors' segment
+    ("pump-q", VLAN_Q),        # a quarantine command
+    ("pump-old", VLAN_Q),      # running recalled firmware
+])
+def test_admitted_device_gets_the_vlan_the_fleet_data_calls_for(fleet, dev, vlan):
     pki, _f, radius = fleet
-    a = _admit(radius, pki.device_identity("pump-1"))
-    assert a.accepted and a.vlan == VLAN_PUMP and a.tunnel_type == 13, a.output[-2000:]
-
-
-def test_monitor_gets_the_monitor_vlan(fleet):
-    pki, _f, radius = fleet
-    a = _admit(radius, pki.device_identity("mon-1"))
-    assert a.accepted and a.vlan == VLAN_MON, a.output[-2000:]
-
-
-def test_quarantine_command_sends_to_quarantine_vlan(fleet):
-    pki, _f, radius = fleet
-    a = _admit(radius, pki.device_identity("pump-q"))
-    assert a.accepted and a.vlan == VLAN_Q, a.output[-2000:]
-
-
-def test_recalled_firmware_sends_to_quarantine_vlan(fleet):
-    pki, _f, radius = fleet
-    a = _admit(radius, pki.device_identity("pump-old"))
-    assert a.accepted and a.vlan == VLAN_Q, a.output[-2000:]
+    a = _admit(radius, pki.device_identity(dev))
+    assert a.accepted and a.vlan == vlan and a.tunnel_type == 13, a.output[-2000:]
 
 
 def test_revoked_certificate_is_refused(fleet):
@@ -99,21 +87,15 @@ def test_foreign_ca_with_a_fleet_name_is_refused(fleet):
     assert not a.accepted and a.vlan is None
 
 
-def test_expired_certificate_is_refused(fleet):
+@pytest.mark.parametrize("who, with_cert", [
+    ("pump-x", True),       # expired certificate
+    ("pump-1", False),      # no certificate at all
+    ("operator", True),     # a fleet service certificate is not a device
+])
+def test_expired_missing_or_service_certificate_is_refused(fleet, who, with_cert):
     pki, _f, radius = fleet
-    a = _admit(radius, pki.device_identity("pump-x"))
-    assert not a.accepted and a.vlan is None
-
-
-def test_no_certificate_is_refused(fleet):
-    pki, _f, radius = fleet
-    a = _admit(radius, pki.device_identity("pump-1"), with_cert=False)
-    assert not a.accepted and a.vlan is None
-
-
-def test_a_fleet_service_certificate_is_not_a_device(fleet):
-    pki, _f, radius = fleet
-    a = _admit(radius, pki.client_identity("operator"))
+    ident = pki.client_identity(who) if who == "operator" else pki.device_identity(who)
+    a = _admit(radius, ident, with_cert=with_cert)
     assert not a.accepted and a.vlan is None
 
 

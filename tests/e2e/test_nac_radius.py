@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
+from click.testing import CliRunner
 
+from host_tools.cli.main import cli
 from host_tools.collector.db import FleetDB
 from host_tools.nac.eapol import admit
 from host_tools.nac.policy import set_quarantine
@@ -110,3 +115,45 @@ def test_decision_changes_on_next_admission_after_refresh(fleet):
     pki.revoke("pump-2")   # new CRL: refused after the restart that reloads it
     radius.refresh()
     assert not _admit(radius, ident).accepted
+
+
+def test_nac_run_cli_follows_a_quarantine_command(tmp_path):
+    """`medsentry nac run` serves on loopback, re-reads the fleet data, and stops
+    FreeRADIUS on SIGTERM."""
+    work = tmp_path / "w"
+    pki = FleetPKI(work)
+    pki.init()
+    pki.issue("pump-1", "pump-v2")
+    ident = pki.device_identity("pump-1")
+    proc = subprocess.Popen([sys.executable, "-m", "host_tools.cli.main", "--workdir", str(work), "nac",
+                             "run", "--refresh", "0.5", "--duration", "60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        addr = work / "nac" / "address.json"
+        deadline = time.monotonic() + 20
+        while not addr.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "nac run did not start"
+            time.sleep(0.1)
+        where = json.loads(addr.read_text())
+        secret = (work / "nac" / "run" / "secret").read_text().strip()
+
+        def vlan():
+            return admit(where["host"], where["port"], secret, "pump-1", ca=ident.ca,
+                         cert=ident.cert, key=ident.key).vlan
+
+        assert vlan() == 110
+        r = CliRunner().invoke(cli, ["--workdir", str(work), "nac", "quarantine", "pump-1",
+                                     "--reason", "integrity alert"])
+        assert r.exit_code == 0, r.output
+        deadline = time.monotonic() + 20
+        while vlan() != 999:
+            assert time.monotonic() < deadline, "decision did not follow the quarantine command"
+            time.sleep(0.3)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=20)[0].decode()
+    assert proc.returncode == 0, out
+    assert "reloading decisions" in out and not (work / "nac" / "address.json").exists()
+    rad_pid = subprocess.run(["pgrep", "-f", str(work / "nac" / "run" / "raddb")],
+                             capture_output=True, text=True).stdout.strip()
+    assert rad_pid == "", f"freeradius left running: {rad_pid}"

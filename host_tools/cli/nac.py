@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from host_tools.deps import MissingDependency
+from host_tools.nac.coa import CoaError, disconnect
 from host_tools.nac.policy import PolicyError, clear_quarantine, fleet_decisions, set_quarantine
 from host_tools.nac.radius_config import RadiusSettings, write_config
 from host_tools.nac.runner import Radius, RadiusError
@@ -93,12 +94,18 @@ def config(ctx: click.Context, out: str | None, host: str, port: int, client: st
 @click.option("--duration", type=float, default=None, help="Stop after N seconds (default: Ctrl-C).")
 @click.option("--refresh", type=float, default=10.0, show_default=True,
               help="Re-read fleet data every N seconds; restart when a decision changed.")
+@click.option("--secret-file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="NAS shared secret (default: a new random one, written to <workdir>/nac/run/secret).")
+@click.option("--coa", "coa_to", default=None, metavar="HOST:PORT",
+              help="Switch's RFC 5176 port: send a Disconnect-Request when a device's decision changes.")
 @click.pass_context
 def run(ctx: click.Context, host: str, port: int | None, duration: float | None,
-        refresh: float) -> None:
+        refresh: float, secret_file: str | None, coa_to: str | None) -> None:
     """Run FreeRADIUS on a loopback port; writes <workdir>/nac/address.json."""
     pki, cfg = _setup(ctx)
-    radius = Radius(pki, cfg, pki.workdir / "nac" / "run", host=host, port=port)
+    nas = _hostport(coa_to) if coa_to else None
+    secret_text = Path(secret_file).read_text().strip() if secret_file else None
+    radius = Radius(pki, cfg, pki.workdir / "nac" / "run", host=host, port=port, secret=secret_text)
     try:
         radius.start()
     except (RadiusError, MissingDependency, PolicyError, PkiError, OSError) as exc:
@@ -120,9 +127,14 @@ def run(ctx: click.Context, host: str, port: int | None, duration: float | None,
             time.sleep(0.2)
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + refresh
-                if [d.to_json() for d in fleet_decisions(pki, cfg)] != [d.to_json() for d in radius.decisions]:
+                old = {d.device_id: d.to_json() for d in radius.decisions}
+                new = {d.device_id: d.to_json() for d in fleet_decisions(pki, cfg)}
+                if new != old:
                     click.echo("fleet data changed: reloading decisions")
                     radius.refresh()
+                    if nas is not None:
+                        for dev in sorted(k for k in new.keys() | old.keys() if new.get(k) != old.get(k)):
+                            _send_disconnect(nas, radius.secret, dev)
         if not radius.running:
             raise click.ClickException(f"freeradius stopped:\n{radius.log_text()[-2000:]}")
     except KeyboardInterrupt:
@@ -132,6 +144,36 @@ def run(ctx: click.Context, host: str, port: int | None, duration: float | None,
     finally:
         radius.stop()
         addr.unlink(missing_ok=True)
+
+
+def _hostport(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"expected HOST:PORT, got {value!r}")
+    return host, int(port)
+
+
+def _send_disconnect(nas: tuple[str, int], secret: str, device_id: str) -> None:
+    try:
+        acked = disconnect(nas[0], nas[1], secret, device_id)
+        click.echo(f"{device_id}: Disconnect-{'ACK' if acked else 'NAK'} from {nas[0]}:{nas[1]}")
+    except (CoaError, OSError) as exc:
+        click.echo(f"{device_id}: CoA failed: {exc}", err=True)
+
+
+@cli.command("coa")
+@click.argument("device_id")
+@click.option("--nas", required=True, metavar="HOST:PORT", help="The switch's RFC 5176 port.")
+@click.option("--secret-file", type=click.Path(dir_okay=False, exists=True), required=True)
+def coa(device_id: str, nas: str, secret_file: str) -> None:
+    """Ask the switch to drop DEVICE's session now, so it re-authenticates (RFC 5176)."""
+    try:
+        acked = disconnect(*_hostport(nas), Path(secret_file).read_text().strip(), check_device_id(device_id))
+    except (CoaError, OSError, PkiError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if not acked:
+        raise click.ClickException(f"{device_id}: the switch answered Disconnect-NAK")
+    click.echo(f"{device_id}: Disconnect-ACK")
 
 
 @cli.command("quarantine")

@@ -1,6 +1,7 @@
 """`medsentry network`: the segment plan (network.json) and the generated firewall."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -8,10 +9,12 @@ import click
 from host_tools.network.config import NetworkConfigError, default_config, load_config, save_config
 from host_tools.network.nftables import render_nftables
 from host_tools.pki import FleetPKI, PkiError
+from host_tools.release.inputs import InputError, check_output, write_error
 
 
 def _models(pki: FleetPKI) -> list[str]:
     try:
+        pki.require_init()
         return [r.model for r in pki.devices()]
     except PkiError as exc:
         raise click.ClickException(str(exc)) from None
@@ -52,8 +55,16 @@ def policy(ctx: click.Context, fmt: str, out: str | None) -> None:
     if out is None:
         click.echo(text, nl=False)
         return
+    path = Path(out)
     try:
-        Path(out).write_text(text)
+        if path.exists() and not path.is_file():
+            raise InputError(f"cannot write {out}: not a regular file")
+        check_output(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except InputError as exc:
+        raise click.ClickException(str(exc)) from None
     except OSError as exc:
-        raise click.ClickException(f"cannot write {out}: {exc.strerror}") from None
+        raise click.ClickException(str(write_error(path, exc))) from None
     click.echo(f"wrote {out}")

@@ -106,7 +106,22 @@ def test_ruleset_has_a_commented_rule_per_segment():
 def test_cli_nac_and_network_never_traceback(tmp_path):
     r = CliRunner().invoke(cli, ["--workdir", str(tmp_path / "none"), "nac", "decisions"])
     assert r.exit_code == 1 and "pki init" in r.output and "Traceback" not in r.output
-    (tmp_path / "bad").mkdir()
+    FleetPKI(tmp_path / "bad").init()
     (tmp_path / "bad" / "network.json").write_text("[1]")
     r = CliRunner().invoke(cli, ["--workdir", str(tmp_path / "bad"), "network", "policy"])
     assert r.exit_code == 1 and "JSON object" in r.output
+
+
+def test_nac_config_never_replaces_a_directory_it_did_not_write(pki, tmp_path):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "keep.txt").write_text("mine")
+    args = ["--workdir", str(pki.workdir), "nac", "config"]
+    r = CliRunner().invoke(cli, args + ["--out", str(precious)])
+    assert r.exit_code == 1 and "not written by `nac config`" in r.output
+    assert (precious / "keep.txt").read_text() == "mine"
+    out = tmp_path / "raddb"
+    for _ in range(2):            # its own output is regenerated in place
+        r = CliRunner().invoke(cli, args + ["--out", str(out)])
+        assert r.exit_code == 0, r.output
+    assert (out / "sites-enabled" / "medsentry").is_file()

@@ -9,6 +9,11 @@ PROGRAMS = {
     "mosquitto_sub": "mosquitto-clients",
     "mosquitto_pub": "mosquitto-clients",
     "faketime": "faketime",
+    "freeradius": "freeradius",
+    "eapol_test": "eapoltest",
+    "nft": "nftables",
+    "ip": "iproute2",
+    "openssl": "openssl",
 }
 SEARCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

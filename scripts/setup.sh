@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Overridable for tests of this script: MEDSENTRY_DEBIAN_PACKAGES="a b c".
-read -r -a DEBIAN_PACKAGES <<< "${MEDSENTRY_DEBIAN_PACKAGES:-mosquitto mosquitto-clients faketime}"
+read -r -a DEBIAN_PACKAGES <<< "${MEDSENTRY_DEBIAN_PACKAGES:-mosquitto mosquitto-clients faketime freeradius eapoltest nftables iproute2 openssl}"
 PYTHON=${PYTHON:-python3}
 CHECK_ONLY=0
 if [ "${1:-}" = "--check" ]; then
@@ -49,7 +49,7 @@ else
     echo "setup: Debian packages present: ${DEBIAN_PACKAGES[*]}"
 fi
 
-# Mosquitto's Debian package starts a system broker on port 1883; the project
+# Mosquitto's and FreeRADIUS's Debian packages may start system services; the project
 # never uses it (tests and the demo start their own on free loopback ports).
 
 if ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)'; then

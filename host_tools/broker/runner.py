@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from host_tools.pki import FleetPKI
+from host_tools.procutil import read_log, stop_process
 
 from .config import BrokerSettings, write_config
 
@@ -89,10 +90,7 @@ class Broker:
         return self.run_dir / "mosquitto.log"
 
     def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
+        return read_log(self.log_path)
 
     def _settings(self) -> BrokerSettings:
         assert self.port is not None
@@ -168,13 +166,7 @@ class Broker:
         proc = self.proc
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=timeout)
+        stop_process(proc, timeout)
         if proc.stderr:
             proc.stderr.close()
         self.proc = None
@@ -203,3 +195,10 @@ class Broker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def free_udp_port(host: str = "127.0.0.1") -> int:
+    """A UDP port that was free on ``host`` a moment ago (RADIUS listeners)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]

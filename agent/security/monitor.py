@@ -1,0 +1,231 @@
+# The security monitor of the agent: wires events (agent/security/events.py)
+# to the flash event log (eventlog.py) and to sealed "event" records, runs the
+# incremental integrity scan (integrity.py) and sends sealed "posture"
+# records (posture.py) at start, every posture.period_s and on any change.
+# Watches, once per tick: clock jumps, telemetry queue drops, MQTT TLS
+# failures. Everything is bounded; nothing here may stop the agent.
+import gc
+
+from board.compat import ticks_ms, ticks_diff, write_atomic
+from agent.security import events, posture
+from agent.security.eventlog import EventLog
+from agent.security.integrity import Scanner
+
+DEFAULTS = {"period_s": 300, "scan_s": 60, "budget_ms": 30, "min_gap_s": 10, "clock_jump_s": 120}
+RESEND = 2  # newest entries sent again at boot (a cut between log and queue)
+UPDATE_STEPS = ("available", "installed", "activated", "confirmed", "rolled_back", "rejected", "refused",
+                "check_failed", "download_interrupted")
+TLS_WORDS = ("cert", "ssl", "tls", "handshake", "verify")
+
+
+class Monitor:
+    def __init__(self, board, slot, cfg, tel=None, updates=None):
+        self.board = board
+        self.slot = slot
+        self.tel = tel
+        self.updates = updates
+        m = board.mounts()
+        self.state_dir = m["state"]
+        self.data_dir = m["data"]
+        c = {}
+        for k in DEFAULTS:
+            c[k] = DEFAULTS[k]
+        over = cfg.get("posture")
+        if isinstance(over, dict):
+            for k in over:
+                if k in c and isinstance(over[k], int) and over[k] > 0:
+                    c[k] = over[k]
+        self.cfg = c
+        self.log = EventLog(self.data_dir + "/events")
+        self.scanner = Scanner(m["slot_" + slot], m.get("loader"))
+        self.stats = {"posture_sent": 0, "events_logged": 0, "events_sent": 0, "log_errors": 0,
+                      "integrity_violations": 0}
+        self.boots = self._count_boot()
+        self.low_heap = None
+        self.last_posture = None  # ticks of the last report
+        self.last_key = None
+        self._wall = None  # (board time, ticks) for clock jumps
+        self._dropped = tel.sender.queue.dropped if tel is not None else 0
+        self._tls_err = None
+        self._bad = ()
+        self.last_check_ok = None
+        self.tuf = None
+        self.posture = None
+        cert = None
+        if tel is not None:
+            cert = tel.ident.get("cert_der")
+        self.cert_exp = posture.cert_not_after(cert) if cert else None
+        events.set_sink(self._sink)
+        if self.log.error:
+            events.emit("integrity_violation", "critical", {"what": "event log", "error": self.log.error})
+        self._resend()
+
+    def _count_boot(self):
+        path = self.state_dir + "/boots"
+        n = 0
+        try:
+            with open(path) as f:
+                n = int(f.read())
+        except (OSError, ValueError):
+            pass
+        n += 1
+        try:
+            write_atomic(path, str(n))
+        except OSError:
+            pass
+        return n
+
+    def _resend(self):
+        if self.tel is None:
+            return
+        head = self.log.head_n
+        for n, e in self.log.entries(head - RESEND):
+            self._send(e)
+
+    # -- events
+
+    def _sink(self, kind, severity, detail):
+        try:
+            n, e, h = self.log.append(kind, severity, detail, int(self.board.time()))
+        except OSError:
+            self.stats["log_errors"] += 1
+            raise
+        self.stats["events_logged"] += 1
+        self._send(e)
+
+    def _send(self, entry):
+        if self.tel is not None and self.tel.sender.enqueue_status("event", extra={"e": entry}) is not None:
+            self.stats["events_sent"] += 1
+
+    def boot(self, reset_reason, boot_events):
+        events.emit("boot", "info", {"reset": reset_reason, "boot": self.boots, "slot": self.slot})
+        for ev in boot_events:
+            t = ev.get("type") if isinstance(ev, dict) else None
+            if t in ("rolled_back", "fallback"):
+                events.emit("rollback", "warning", {"type": t, "version": str(ev.get("version"))})
+
+    def on_update(self, ev):
+        step = ev.get("step")
+        if step in ("up_to_date", "refused", "available"):
+            self.last_check_ok = self.board.time()  # the repository answered and verified
+        if step not in UPDATE_STEPS:
+            return
+        reason = str(ev.get("reason") or "")
+        if step in ("check_failed", "download_interrupted") and any(w in reason.lower() for w in TLS_WORDS):
+            events.emit("tls_failure", "warning", {"peer": "update", "reason": reason})
+        if step == "rejected" and reason.startswith("repository"):
+            events.emit("tuf_failure", "warning", {"reason": reason})
+        events.emit("update_step", "warning" if step in ("rejected", "rolled_back") else "info",
+                    {"step": step, "version": str(ev.get("version")), "reason": reason})
+        if step == "rolled_back":
+            events.emit("rollback", "warning", {"version": str(ev.get("version"))})
+
+    # -- the tick
+
+    def tick(self):
+        now = self.board.time()
+        t = ticks_ms()
+        self._watch(now, t)
+        if self.scanner.running() or self._scan_due(t):
+            if self.scanner.step(self.cfg["budget_ms"]):
+                self._scanned()
+        self._heap()
+        self._maybe_report(now, t)
+
+    def _scan_due(self, t):
+        s = self.scanner.started
+        return s is None or ticks_diff(t, s) >= self.cfg["scan_s"] * 1000
+
+    def _scanned(self):
+        r = self.scanner.result
+        bad = tuple(r["bad"])
+        if bad and bad != self._bad:
+            self.stats["integrity_violations"] += 1
+            events.emit("integrity_violation", "critical", {"files": r["nbad"], "first": bad[0]})
+        self._bad = bad
+
+    def _heap(self):
+        f = posture.heap_free()
+        if f is not None and (self.low_heap is None or f < self.low_heap):
+            self.low_heap = f
+
+    def _watch(self, now, t):
+        if self._wall is not None:
+            w, tk = self._wall
+            drift = (now - w) - ticks_diff(t, tk) / 1000
+            if drift > self.cfg["clock_jump_s"] or drift < -self.cfg["clock_jump_s"]:
+                events.emit("clock_jump", "warning", {"by_s": int(drift)})
+        self._wall = (now, t)
+        if self.tel is None:
+            return
+        d = self.tel.sender.queue.dropped
+        if d > self._dropped:
+            events.emit("queue_drop", "warning", {"dropped": d - self._dropped, "total": d})
+            self._dropped = d
+        sup = self.tel.sup
+        err = sup.last_error if sup is not None else None
+        if err is not None and err is not self._tls_err:
+            self._tls_err = err
+            text = repr(err)
+            if any(w in text.lower() for w in TLS_WORDS):
+                events.emit("tls_failure", "warning", {"peer": "broker", "reason": text[:48]})
+
+    # -- posture
+
+    def build(self, now):
+        u = self.updates
+        p = {"fw": u.version if u is not None else None, "slot": self.slot, "boots": self.boots,
+             "reset": self.board.reset_reason(), "integrity": self.scanner.result,
+             "config": posture.file_digest(self.state_dir + "/config.json"), "cert_exp": self.cert_exp,
+             "heap": [posture.heap_free(), self.low_heap], "flash_free": posture.flash_free(self.data_dir),
+             "ev": [self.log.head_n, self.log.head_h], "ev_dropped": events.stats["dropped"]}
+        tuf = getattr(u, "tuf_info", None)
+        if tuf:
+            p["tuf"] = tuf
+        if self.tel is not None:
+            q = self.tel.sender.queue
+            p["queue"] = [len(q), q.dropped]
+        eps, blocked = posture.egress()
+        if eps is not None:
+            p["egress"] = eps
+            p["blocked"] = blocked
+        con = posture.console(self.state_dir)
+        if con is not None:
+            p["console"] = con
+        if self.last_check_ok is not None:
+            p["since_check_s"] = int(now - self.last_check_ok)
+        return p
+
+    def _maybe_report(self, now, t):
+        if self.scanner.result is None and self.last_posture is not None:
+            return
+        gap = None if self.last_posture is None else ticks_diff(t, self.last_posture)
+        if gap is not None and gap < self.cfg["min_gap_s"] * 1000:
+            return
+        p = self.build(now)
+        key = posture.stable_key(p)
+        if gap is not None and key == self.last_key and gap < self.cfg["period_s"] * 1000:
+            return
+        self.report(p)
+        self.last_key = key
+        self.last_posture = t
+
+    def report(self, p=None):
+        # Send one posture record now (also the `report-now` command).
+        if p is None:
+            p = self.build(self.board.time())
+        self.posture = p
+        gc.collect()
+        if self.tel is not None and self.tel.sender.enqueue_status("posture", extra=p) is not None:
+            self.stats["posture_sent"] += 1
+        return p
+
+    def status(self):
+        s = {}
+        for k in self.stats:
+            s[k] = self.stats[k]
+        s["boots"] = self.boots
+        s["head"] = self.log.head_n
+        s["integrity_ok"] = None if self.scanner.result is None else self.scanner.result["ok"]
+        s["scan_max_ms"] = self.scanner.max_step_ms
+        return s

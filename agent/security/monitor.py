@@ -175,6 +175,7 @@ class Monitor:
     def build(self, now):
         u = self.updates
         p = {"fw": u.version if u is not None else None, "slot": self.slot, "boots": self.boots,
+             "period_s": self.cfg["period_s"],
              "reset": self.board.reset_reason(), "integrity": self.scanner.result,
              "config": posture.file_digest(self.state_dir + "/config.json"), "cert_exp": self.cert_exp,
              "heap": [posture.heap_free(), self.low_heap], "flash_free": posture.flash_free(self.data_dir),

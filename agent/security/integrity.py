@@ -10,8 +10,12 @@
 #
 # step(budget_ms) does at most ~budget_ms of work (1 KiB reads), keeping an
 # open file and a running hash between calls, so the agent's 1 Hz tick never
-# blocks long. One scan = a pass over every file; `result` holds the last
-# complete one: {"ok", "files", "bad": ["~path", "+path", "-path"], "scans"}.
+# blocks long. RAM: the manifest is never parsed as a whole: its file
+# entries are read one at a time from the canonical JSON
+# ("path":"...","sha256":"...","size":N, sorted keys); only the set of listed
+# paths is kept during a scan (for "added" files). `result` holds the last
+# complete scan: {"ok", "files", "bad": ["~path", "+path", "-path"], "nbad",
+# "scans"}.
 import binascii
 import hashlib
 import json
@@ -23,6 +27,46 @@ CHUNK = 1024
 LOADER_FILES = (("loader.mpy", "updater/loader.mpy"), ("bootstate.mpy", "updater/bootstate.mpy"))
 SKIP = ("slot.json", "manifest.json", "slot.json.tmp", "manifest.json.tmp")
 MAX_BAD = 4
+_P = b'"path":"'
+_S = b'"sha256":"'
+_Z = b'"size":'
+
+
+class ManifestEntries:
+    # The file entries of a canonical manifest.json, one at a time.
+    def __init__(self, path):
+        self.f = open(path, "rb")
+        self.tail = b""
+
+    def close(self):
+        self.f.close()
+
+    def next(self):
+        # -> (path, sha256 bytes, size) or None at the end; ValueError if garbled.
+        while True:
+            t = self.tail
+            i = t.find(_P)
+            if i >= 0:
+                j = t.find(_Z, i)
+                if j >= 0:
+                    k = j + len(_Z)
+                    while k < len(t) and 48 <= t[k] <= 57:
+                        k += 1
+                    if k < len(t):
+                        p_end = t.find(b'"', i + len(_P))
+                        s = t.find(_S, p_end)
+                        if p_end < 0 or s < 0 or s > j:
+                            raise ValueError("garbled manifest entry")
+                        s += len(_S)
+                        entry = (t[i + len(_P):p_end].decode(), binascii.unhexlify(t[s:s + 64]), int(t[j + len(_Z):k]))
+                        self.tail = t[k:]
+                        return entry
+            chunk = self.f.read(512)
+            if not chunk:
+                return None
+            if len(t) > 2048:
+                raise ValueError("manifest entry too long")
+            self.tail = (t[i:] if i >= 0 else t[-8:]) + chunk
 
 
 def _is_dir(path):
@@ -30,17 +74,6 @@ def _is_dir(path):
         return os.stat(path)[0] & 0x4000 != 0
     except OSError:
         return False
-
-
-def walk(path, prefix=""):
-    out = []
-    for name in sorted(os.listdir(path)):
-        p = path + "/" + name
-        if _is_dir(p):
-            out.extend(walk(p, prefix + name + "/"))
-        else:
-            out.append(prefix + name)
-    return out
 
 
 class Scanner:
@@ -51,80 +84,116 @@ class Scanner:
         self.result = None  # last complete scan
         self.scans = 0
         self.started = None
-        self._todo = None  # [(loader name or None, path, sha256 bytes, size)], scanned from the end
+        self.max_step_ms = 0
+        self._reset()
+
+    def _reset(self):
+        self._entries = None  # ManifestEntries while a scan runs
+        self._cur = None  # (file path, display path, sha256, size) being hashed
+        self._listed = None
+        self._loader = None
         self._bad = None
         self._files = 0
         self._f = None
         self._h = None
         self._n = 0
-        self.max_step_ms = 0
 
     def running(self):
-        return self._todo is not None
+        return self._entries is not None
+
+    def abort(self):
+        # Drop a scan in progress (out of memory): the next step starts over.
+        for f in (self._f, self._entries):
+            if f:
+                f.close()
+        self._reset()
+
+    def _hash_file(self, path):
+        h = hashlib.sha256()
+        mv = memoryview(self.buf)
+        with open(path, "rb") as f:
+            while True:
+                n = f.readinto(self.buf)
+                if not n:
+                    return h.digest()
+                h.update(mv[:n])
 
     def _start(self):
-        # Manifest checks and the list of files to hash (one parse per scan).
-        bad = []
-        todo = []
+        self._bad = []
         try:
             with open(self.slot + "/slot.json") as f:
                 want = json.loads(f.read()).get("manifest_sha256")
-            h = hashlib.sha256()
-            with open(self.slot + "/manifest.json", "rb") as f:
-                data = f.read()
-            h.update(data)
-            if binascii.hexlify(h.digest()).decode() != want:
-                bad.append("~manifest.json")
-            files = json.loads(data)["files"]
-            data = None
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            self._finish_now(["~manifest.json"])
+            if binascii.hexlify(self._hash_file(self.slot + "/manifest.json")).decode() != want:
+                self._bad.append("~manifest.json")
+            self._entries = ManifestEntries(self.slot + "/manifest.json")
+        except (OSError, ValueError, AttributeError):
+            self._bad.append("~manifest.json")
+            self._finish()
             return
-        listed = {}
-        for e in files:
-            listed[e["path"]] = 1
-            todo.append((None, e["path"], binascii.unhexlify(e["sha256"]), e["size"]))
-        try:
-            present = walk(self.slot)
-        except OSError:
-            present = []
-        for rel in present:
-            if rel not in listed and rel not in SKIP:
-                bad.append("+" + rel)
-        if self.loader:
-            for name, rel in LOADER_FILES:
-                for e in files:
-                    if e["path"] == rel:
-                        todo.append((name, "loader/" + name, binascii.unhexlify(e["sha256"]), e["size"]))
-        files = listed = present = None
-        self._todo = todo
-        self._bad = bad
-        self._files = 0
+        self._listed = set()
+        self._loader = []
 
-    def _finish_now(self, bad):
+    def _finish(self):
+        if self._entries:
+            self._entries.close()
+        if self._listed is not None:
+            self._added(self.slot, "")
+        bad = self._bad
         self.scans += 1
-        self.result = {"ok": not bad, "files": 0, "bad": bad[:MAX_BAD], "nbad": len(bad), "scans": self.scans}
-        self._todo = None
+        self.result = {"ok": not bad, "files": self._files, "bad": bad[:MAX_BAD], "nbad": len(bad),
+                       "scans": self.scans}
+        self._reset()
+
+    def _added(self, path, prefix):
+        try:
+            names = os.listdir(path)
+        except OSError:
+            return
+        for name in names:
+            rel = prefix + name
+            p = path + "/" + name
+            if _is_dir(p):
+                self._added(p, rel + "/")
+            elif rel not in self._listed and rel not in SKIP:
+                self._bad.append("+" + rel)
+
+    def _next(self):
+        # The next file to hash, or None when the scan is complete.
+        if self._entries:
+            try:
+                e = self._entries.next()
+            except (ValueError, OSError):
+                self._bad.append("~manifest.json")
+                e = None
+            if e is not None:
+                rel = e[0]
+                self._listed.add(rel)
+                if self.loader:
+                    for name, lrel in LOADER_FILES:
+                        if rel == lrel:
+                            self._loader.append((self.loader + "/" + name, "loader/" + name, e[1], e[2]))
+                return (self.slot + "/" + rel, rel, e[1], e[2])
+            self._entries.close()
+            self._entries = False  # manifest done; loader files next
+        if self._loader:
+            return self._loader.pop()
+        return None
 
     def step(self, budget_ms=30):
         # Advance the scan; True when a scan completed in this call.
         t0 = ticks_ms()
         done = False
-        if self._todo is None:
+        if self._entries is None:
             self.started = t0
             self._start()
-            if self._todo is None:
-                done = True
-        while self._todo is not None and ticks_diff(ticks_ms(), t0) < budget_ms:
-            if not self._todo:
-                self.scans += 1
-                bad = self._bad
-                self.result = {"ok": not bad, "files": self._files, "bad": bad[:MAX_BAD], "nbad": len(bad),
-                               "scans": self.scans}
-                self._todo = None
-                self._bad = None
-                done = True
-                break
+            done = self._entries is None
+        while not done and ticks_diff(ticks_ms(), t0) < budget_ms:
+            if self._cur is None:
+                self._cur = self._next()
+                if self._cur is None:
+                    self._finish()
+                    done = True
+                    break
             self._hash_some(t0, budget_ms)
         d = ticks_diff(ticks_ms(), t0)
         if d > self.max_step_ms:
@@ -132,13 +201,12 @@ class Scanner:
         return done
 
     def _hash_some(self, t0, budget_ms):
-        name, rel, want, size = self._todo[-1]
+        path, rel, want, size = self._cur
         if self._f is None:
-            path = (self.slot + "/" + rel) if name is None else (self.loader + "/" + name)
             try:
                 self._f = open(path, "rb")
             except OSError:
-                self._todo.pop()
+                self._cur = None
                 self._bad.append("-" + rel)
                 return
             self._h = hashlib.sha256()
@@ -150,7 +218,7 @@ class Scanner:
             if not n:
                 f.close()
                 self._f = None
-                self._todo.pop()
+                self._cur = None
                 self._files += 1
                 if self._n != size or self._h.digest() != want:
                     self._bad.append("~" + rel)

@@ -123,6 +123,16 @@ class Monitor:
     # -- the tick
 
     def tick(self):
+        # Never lets monitoring stop the agent: out of memory in a scan step
+        # (a fragmented heap) is counted and the step tried again next tick.
+        try:
+            self._tick()
+        except MemoryError:
+            self.stats["memory_errors"] = self.stats.get("memory_errors", 0) + 1
+            self.scanner.abort()
+            gc.collect()
+
+    def _tick(self):
         now = self.board.time()
         t = ticks_ms()
         self._watch(now, t)

@@ -35,7 +35,11 @@ def make_slot(nfiles=6, size=3000):
             with open(p, "wb") as f:
                 f.write(body)
         files.append({"path": "updater/" + name, "sha256": sha(body), "size": len(body)})
-    man = json.dumps({"files": files}).encode()
+    # Canonical JSON as the release tooling writes it (sorted keys, no spaces).
+    ents = ['{"path":"%s","sha256":"%s","size":%d,"stored":true}' % (e["path"], e["sha256"], e["size"])
+            for e in files]
+    man = ('{"entry":"agent.main","files":[' + ",".join(ents) + '],"sbom":{"sha256":"%s","size":9}}'
+           % ("0" * 64)).encode()
     with open(slot + "/manifest.json", "wb") as f:
         f.write(man)
     with open(slot + "/slot.json", "w") as f:

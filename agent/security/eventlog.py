@@ -82,14 +82,39 @@ def decode_entry(entry):
 
 class FileIO:
     # Every flash write of the log goes through here (tests cut power at each).
+    # The newest segment stays open; each append is written and flushed (on
+    # littlefs a flush is a sync: the frame is committed when it returns).
+    def __init__(self):
+        self._path = None
+        self._f = None
+
     def append(self, path, data):
-        with open(path, "ab") as f:
-            f.write(data)
+        if self._path != path:
+            self.close()
+            self._f = open(path, "ab")
+            self._path = path
+        try:
+            self._f.write(data)
+            self._f.flush()
+        except OSError:
+            self.close()
+            raise
+
+    def close(self):
+        if self._f is not None:
+            try:
+                self._f.close()
+            except OSError:
+                pass
+        self._f = None
+        self._path = None
 
     def replace(self, path, data):
         write_atomic(path, data)
 
     def remove(self, path):
+        if path == self._path:
+            self.close()
         os.remove(path)
 
 

@@ -88,10 +88,11 @@ class Scanner:
         self._reset()
 
     def _reset(self):
-        self._entries = None  # ManifestEntries while a scan runs
+        self._entries = None  # None: no scan; "pending", ManifestEntries, False while one runs
         self._cur = None  # (file path, display path, sha256, size) being hashed
         self._listed = None
         self._loader = None
+        self._dirs = None
         self._bad = None
         self._files = 0
         self._f = None
@@ -104,62 +105,64 @@ class Scanner:
     def abort(self):
         # Drop a scan in progress (out of memory): the next step starts over.
         for f in (self._f, self._entries):
-            if f:
+            if isinstance(f, ManifestEntries) or (f and hasattr(f, "close")):
                 f.close()
         self._reset()
 
-    def _hash_file(self, path):
-        h = hashlib.sha256()
-        mv = memoryview(self.buf)
-        with open(path, "rb") as f:
-            while True:
-                n = f.readinto(self.buf)
-                if not n:
-                    return h.digest()
-                h.update(mv[:n])
-
     def _start(self):
+        # slot.json only; the manifest is hashed as the scan's first file.
         self._bad = []
         try:
             with open(self.slot + "/slot.json") as f:
-                want = json.loads(f.read()).get("manifest_sha256")
-            if binascii.hexlify(self._hash_file(self.slot + "/manifest.json")).decode() != want:
-                self._bad.append("~manifest.json")
-            self._entries = ManifestEntries(self.slot + "/manifest.json")
-        except (OSError, ValueError, AttributeError):
-            self._bad.append("~manifest.json")
+                want = binascii.unhexlify(json.loads(f.read()).get("manifest_sha256"))
+        except (OSError, ValueError, TypeError, AttributeError):
+            self._bad.append("~slot.json")
             self._finish()
             return
+        self._entries = "pending"  # then a ManifestEntries, then False (done)
         self._listed = set()
         self._loader = []
+        self._dirs = None
+        self._cur = (self.slot + "/manifest.json", "manifest.json", want, None)
 
     def _finish(self):
-        if self._entries:
+        if isinstance(self._entries, ManifestEntries):
             self._entries.close()
-        if self._listed is not None:
-            self._added(self.slot, "")
         bad = self._bad
         self.scans += 1
         self.result = {"ok": not bad, "files": self._files, "bad": bad[:MAX_BAD], "nbad": len(bad),
                        "scans": self.scans}
         self._reset()
 
-    def _added(self, path, prefix):
+    def _walk_one(self):
+        # One directory of the slot per call: files the manifest does not list.
+        # -> False when the walk is complete.
+        if self._dirs is None:
+            self._dirs = [(self.slot, "")]
+        if not self._dirs:
+            return False
+        path, prefix = self._dirs.pop()
         try:
             names = os.listdir(path)
         except OSError:
-            return
+            return True
         for name in names:
             rel = prefix + name
             p = path + "/" + name
             if _is_dir(p):
-                self._added(p, rel + "/")
+                self._dirs.append((p, rel + "/"))
             elif rel not in self._listed and rel not in SKIP:
                 self._bad.append("+" + rel)
+        return True
 
     def _next(self):
-        # The next file to hash, or None when the scan is complete.
-        if self._entries:
+        # The next file to hash, or None when only the walk is left.
+        if self._entries == "pending":
+            try:
+                self._entries = ManifestEntries(self.slot + "/manifest.json")
+            except OSError:
+                self._entries = False
+        if isinstance(self._entries, ManifestEntries):
             try:
                 e = self._entries.next()
             except (ValueError, OSError):
@@ -191,6 +194,8 @@ class Scanner:
             if self._cur is None:
                 self._cur = self._next()
                 if self._cur is None:
+                    if self._walk_one():
+                        continue
                     self._finish()
                     done = True
                     break
@@ -219,8 +224,9 @@ class Scanner:
                 f.close()
                 self._f = None
                 self._cur = None
-                self._files += 1
-                if self._n != size or self._h.digest() != want:
+                if size is not None:  # the manifest itself is not counted
+                    self._files += 1
+                if (size is not None and self._n != size) or self._h.digest() != want:
                     self._bad.append("~" + rel)
                 return
             self._h.update(mv[:n])

@@ -7,9 +7,17 @@
 import gc
 
 from board.compat import ticks_ms, ticks_diff, write_atomic
-from agent.security import events, posture
+from agent.security import events
 from agent.security.eventlog import EventLog
-from agent.security.integrity import Scanner
+
+# Loaded only while used, then released (their bytecode lives on the heap on
+# the unix VM): the scanner while a scan runs, the posture fields while a
+# report is built. Scans start once the first TLS handshake is done (or
+# after SCAN_WAIT_S without one): the handshake needs contiguous heap. On a
+# heap too full to load them, the scan/report is counted in memory_errors
+# and retried after scan_s; the agent itself runs on.
+LAZY = ("agent.security.integrity", "agent.security.posture")
+SCAN_WAIT_S = 120
 
 DEFAULTS = {"period_s": 300, "scan_s": 60, "budget_ms": 30, "min_gap_s": 10, "clock_jump_s": 120}
 RESEND = 2  # newest entries sent again at boot (a cut between log and queue)
@@ -37,13 +45,20 @@ class Monitor:
                     c[k] = over[k]
         self.cfg = c
         self.log = EventLog(self.data_dir + "/events")
-        self.scanner = Scanner(m["slot_" + slot], m.get("loader"))
+        self.slot_path = m["slot_" + slot]
+        self.loader_path = m.get("loader")
+        self.scanner = None
+        self.scan = None  # result of the last complete scan
+        self.scan_started = None
+        self.scan_max_ms = 0
+        self.started = ticks_ms()
         self.stats = {"posture_sent": 0, "events_logged": 0, "events_sent": 0, "log_errors": 0,
                       "integrity_violations": 0}
         self.boots = self._count_boot()
         self.low_heap = None
         self.last_posture = None  # ticks of the last report
         self.last_key = None
+        self._reported_scan = None
         self._wall = None  # (board time, ticks) for clock jumps
         self._dropped = tel.sender.queue.dropped if tel is not None else 0
         self._tls_err = None
@@ -51,10 +66,7 @@ class Monitor:
         self.last_check_ok = None
         self.tuf = None
         self.posture = None
-        cert = None
-        if tel is not None:
-            cert = tel.ident.get("cert_der")
-        self.cert_exp = posture.cert_not_after(cert) if cert else None
+        self.cert_exp = None
         events.set_sink(self._sink)
         if self.log.error:
             events.emit("integrity_violation", "critical", {"what": "event log", "error": self.log.error})
@@ -124,30 +136,51 @@ class Monitor:
 
     def tick(self):
         # Never lets monitoring stop the agent: out of memory in a scan step
-        # (a fragmented heap) is counted and the step tried again next tick.
+        # (a fragmented heap) is counted and the scan started again later.
         try:
             self._tick()
         except MemoryError:
             self.stats["memory_errors"] = self.stats.get("memory_errors", 0) + 1
-            self.scanner.abort()
-            gc.collect()
+            if self.scanner is not None:
+                self.scanner.abort()
+            self.scanner = None
+            self._release()
+
+    def _release(self):
+        from agent.updates import release_modules
+
+        release_modules(LAZY)
 
     def _tick(self):
         now = self.board.time()
         t = ticks_ms()
         self._watch(now, t)
-        if self.scanner.running() or self._scan_due(t):
-            if self.scanner.step(self.cfg["budget_ms"]):
+        if self.scanner is None and self._scan_due(t):
+            self.scan_started = t
+            from agent.security.integrity import Scanner
+
+            self.scanner = Scanner(self.slot_path, self.loader_path)
+        if self.scanner is not None:
+            done = self.scanner.step(self.cfg["budget_ms"])
+            if self.scanner.max_step_ms > self.scan_max_ms:
+                self.scan_max_ms = self.scanner.max_step_ms
+            if done:
+                self.scan = self.scanner.result
+                self.scanner = None
+                self._release()
                 self._scanned()
         self._heap()
         self._maybe_report(now, t)
 
     def _scan_due(self, t):
-        s = self.scanner.started
-        return s is None or ticks_diff(t, s) >= self.cfg["scan_s"] * 1000
+        if self.scan_started is not None:
+            return ticks_diff(t, self.scan_started) >= self.cfg["scan_s"] * 1000
+        sup = self.tel.sup if self.tel is not None else None
+        return (self.tel is None or (sup is not None and sup.connects > 0)
+                or ticks_diff(t, self.started) >= SCAN_WAIT_S * 1000)
 
     def _scanned(self):
-        r = self.scanner.result
+        r = self.scan
         bad = tuple(r["bad"])
         if bad and bad != self._bad:
             self.stats["integrity_violations"] += 1
@@ -155,7 +188,7 @@ class Monitor:
         self._bad = bad
 
     def _heap(self):
-        f = posture.heap_free()
+        f = gc.mem_free() if hasattr(gc, "mem_free") else None
         if f is not None and (self.low_heap is None or f < self.low_heap):
             self.low_heap = f
 
@@ -183,10 +216,20 @@ class Monitor:
     # -- posture
 
     def build(self, now):
+        from agent.security import posture
+
+        try:
+            return self._build(now, posture)
+        finally:
+            posture = None
+            self._release()
+
+    def _build(self, now, posture):
         u = self.updates
-        p = {"fw": u.version if u is not None else None, "slot": self.slot, "boots": self.boots,
-             "period_s": self.cfg["period_s"],
-             "reset": self.board.reset_reason(), "integrity": self.scanner.result,
+        if self.cert_exp is None and self.tel is not None:
+            self.cert_exp = posture.cert_not_after(self.tel.ident.get("cert_der") or b"")
+        p = {"version": u.version if u is not None else None, "slot": self.slot, "boots": self.boots,
+             "period_s": self.cfg["period_s"], "reset": self.board.reset_reason(), "integrity": self.scan,
              "config": posture.file_digest(self.state_dir + "/config.json"), "cert_exp": self.cert_exp,
              "heap": [posture.heap_free(), self.low_heap], "flash_free": posture.flash_free(self.data_dir),
              "ev": [self.log.head_n, self.log.head_h], "ev_dropped": events.stats["dropped"]}
@@ -205,18 +248,20 @@ class Monitor:
             p["console"] = con
         if self.last_check_ok is not None:
             p["since_check_s"] = int(now - self.last_check_ok)
+        p["key"] = posture.stable_key(p)
         return p
 
     def _maybe_report(self, now, t):
-        if self.scanner.result is None and self.last_posture is not None:
-            return
         gap = None if self.last_posture is None else ticks_diff(t, self.last_posture)
         if gap is not None and gap < self.cfg["min_gap_s"] * 1000:
             return
+        if gap is not None and gap < self.cfg["period_s"] * 1000 and self.scan is self._reported_scan:
+            return  # nothing new since the last report (cheap check first)
         p = self.build(now)
-        key = posture.stable_key(p)
+        key = p.pop("key")
         if gap is not None and key == self.last_key and gap < self.cfg["period_s"] * 1000:
             return
+        self._reported_scan = self.scan
         self.report(p)
         self.last_key = key
         self.last_posture = t
@@ -225,6 +270,7 @@ class Monitor:
         # Send one posture record now (also the `report-now` command).
         if p is None:
             p = self.build(self.board.time())
+            p.pop("key")
         self.posture = p
         gc.collect()
         if self.tel is not None and self.tel.sender.enqueue_status("posture", extra=p) is not None:
@@ -237,6 +283,6 @@ class Monitor:
             s[k] = self.stats[k]
         s["boots"] = self.boots
         s["head"] = self.log.head_n
-        s["integrity_ok"] = None if self.scanner.result is None else self.scanner.result["ok"]
-        s["scan_max_ms"] = self.scanner.max_step_ms
+        s["integrity_ok"] = None if self.scan is None else self.scan["ok"]
+        s["scan_max_ms"] = self.scan_max_ms
         return s

@@ -42,11 +42,11 @@ def cert_not_after(der):
         if tag == 0xA0:  # [0] version
             i = b
             tag, a, b = _der(der, i)
-        for _ in range(3):  # serial, signature algorithm, issuer
-            i = b
-            tag, a, b = _der(der, i)
-        _, v, _ = _der(der, b)  # validity
-        _, a, b = _der(der, v)  # notBefore
+        # (a, b) is the serial; skip the signature algorithm and the issuer
+        for _ in range(3):
+            tag, a, b = _der(der, b)
+        # (a, b) is now the validity sequence
+        _, a, b = _der(der, a)  # notBefore
         tag, a, b = _der(der, b)  # notAfter
         txt = bytes(der[a:b]).decode()
         if tag == 0x17:  # UTCTime YYMMDDHHMMSSZ
@@ -127,5 +127,5 @@ def stable_key(p):
     # The fields whose change triggers a posture report at once.
     i = p.get("integrity") or {}
     c = p.get("console") or {}
-    return (p.get("fw"), p.get("slot"), i.get("ok"), tuple(i.get("bad") or ()), p.get("config"),
+    return (p.get("version"), p.get("slot"), i.get("ok"), tuple(i.get("bad") or ()), p.get("config"),
             p.get("cert_exp"), str(p.get("tuf")), p.get("blocked"), c.get("lockouts"), c.get("locked"))

@@ -55,6 +55,7 @@ class CuttingIO(FileIO):
     # Cuts power at flash write number `at` (counting appends, replaces and
     # removes); an append cut lands the first `part` bytes of its frame.
     def __init__(self, at, part):
+        FileIO.__init__(self)
         self.at = at
         self.part = part
         self.count = 0

@@ -24,17 +24,19 @@ from host_tools.sim import image as simimage
 from tests.e2e.telemetry_board_fixtures import board_fleet
 
 DEVICE = "pump-sec1"
+HEAP = "384k"  # the heap the demo boards get (host_tools/demo/boards.py)
 CONFIG = {"watchdog_ms": 30000, "posture": {"period_s": 60, "scan_s": 5, "min_gap_s": 1}}
 
 
-def wait(pred, timeout: float, what: str):
+def wait(pred, timeout: float, what: str, f=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         got = pred()
         if got:
             return got
         time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    dev = (f.boards.status(DEVICE).get("device") or {}) if f is not None else {}
+    raise AssertionError(f"timed out waiting for {what}; board: {dev.get('security')} {dev.get('telemetry')}")
 
 
 def scanned_posture(db, dev: str, min_seq: int = 0):
@@ -47,14 +49,14 @@ def scanned_posture(db, dev: str, min_seq: int = 0):
 
 def test_posture_events_and_an_integrity_alert_from_a_real_board(tmp_path):
     with board_fleet(tmp_path, [(DEVICE, "pump-v2")]) as f:
-        port = f.start_board(DEVICE, "pump-v2")
+        port = f.start_board(DEVICE, "pump-v2", heap=HEAP)
         f.provision(DEVICE, port, config=CONFIG, reset=False)
         f.boards.reset(DEVICE)
         f.wait_telemetry(DEVICE, lambda t: t.get("connected"), 40, "connected to the broker")
-        p = wait(lambda: scanned_posture(f.db, DEVICE), 90, "a posture report with a completed scan")
+        p = wait(lambda: scanned_posture(f.db, DEVICE), 90, "a posture report with a completed scan", f)
         rep = p["report"]
         assert rep["integrity"]["ok"] is True and rep["integrity"]["files"] > 10, rep
-        assert rep["slot"] == "a" and rep["fw"] and rep["boots"] >= 1 and rep["period_s"] == 60
+        assert rep["slot"] == "a" and rep["version"] and rep["boots"] >= 1 and rep["period_s"] == 60
         assert rep["cert_exp"] > time.time() and rep["config"] and rep["flash_free"] > 0
         assert rep["heap"][0] and rep["queue"][0] >= 0
         kinds = {e["kind"] for e in security_db.events(f.db, DEVICE)}
@@ -70,9 +72,9 @@ def test_posture_events_and_an_integrity_alert_from_a_real_board(tmp_path):
         simimage.factory_program(f.boards.board_dir(DEVICE) / "flash.img", build, format_all=False,
                                  files={"slot_a/agent/backdoor.py": "print('owned')\n"})
         last = p["seq"]
-        f.start_board(DEVICE, "pump-v2")
+        f.start_board(DEVICE, "pump-v2", heap=HEAP)
         bad = wait(lambda: [q for q in security_db.postures(f.db, DEVICE)
-                            if q["seq"] > last and q["integrity_ok"] == 0], 90, "posture with the violation")
+                            if q["seq"] > last and q["integrity_ok"] == 0], 90, "posture with the violation", f)
         assert "+agent/backdoor.py" in bad[0]["report"]["integrity"]["bad"]
         alerts = wait(lambda: [a for a in fleet_alerts(f.db) if a.rule == "integrity_violation"], 30,
                       "integrity alert")

@@ -76,10 +76,17 @@ class Agent:
         self.monitor = None
         self.monitor_error = None
         try:
-            from agent.security.monitor import Monitor
+            from agent.security import monitor as secmon
 
-            self.monitor = Monitor(board, slot, self.cfg, self.tel, self.updates)
-            self.monitor.boot(board.reset_reason(), self.boot_events)
+            if secmon.heap_too_small():
+                self.monitor_error = "heap below %d KiB: security monitor off" % (secmon.MIN_HEAP // 1024)
+                secmon = None
+                from agent.updates import release_modules
+
+                release_modules(("agent.security.monitor", "agent.security.eventlog"))
+            else:
+                self.monitor = secmon.Monitor(board, slot, self.cfg, self.tel, self.updates)
+                self.monitor.boot(board.reset_reason(), self.boot_events)
         except (OSError, ValueError, MemoryError) as e:
             # Never let monitoring keep the agent (watchdog, updates) from running.
             self.monitor_error = repr(e)[:120]

@@ -55,7 +55,7 @@ gc.collect()
 free0 = gc.mem_free()
 from agent.security import events, posture
 from agent.security.eventlog import EventLog
-from agent.security.integrity import Scanner
+from agent.security.posture import Scanner
 gc.collect()
 out["heap_code"] = free0 - gc.mem_free()
 idle_log = EventLog(base + "/idle")

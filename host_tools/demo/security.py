@@ -11,6 +11,7 @@ events, chains_verified, integrity_alerts, alerts (and alerts_by_rule).
 from __future__ import annotations
 
 import time
+from typing import Any, Callable
 
 from host_tools.collector import eventchain, security_db
 from host_tools.collector.alerts import fleet_alerts
@@ -23,20 +24,21 @@ SCAN_TIMEOUT = 150.0
 BACKDOOR = "agent/backdoor.py"
 
 
-def _scanned(db, name: str, after: int = 0) -> dict | None:
+def _scanned(db: Any, name: str, after: int = 0) -> dict | None:
     for p in security_db.postures(db, name):
         if p["seq"] > after and isinstance(p["report"].get("integrity"), dict):
             return p
     return None
 
 
-def _wait(pred, timeout: float):
+def wait_for(pred: Callable[[], Any], timeout: float, poll: float = 0.5) -> Any:
+    """pred() polled until truthy (returned) or timeout (None)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         got = pred()
         if got:
             return got
-        time.sleep(0.5)
+        time.sleep(poll)
     return None
 
 
@@ -45,7 +47,7 @@ def stage_security(ctx: DemoContext) -> None:
     say = ctx.console.print
     say("[bold]security monitor[/bold]: posture reports, event logs, integrity scan")
     for name in ctx.names:
-        p = _wait(lambda: _scanned(db, name), SCAN_TIMEOUT)
+        p = wait_for(lambda: _scanned(db, name), SCAN_TIMEOUT)
         integ = (p or {}).get("report", {}).get("integrity")
         say(f"  {name}: posture {'with scan ' + str(integ) if p else 'MISSING'}")
     victim = ctx.names[0]
@@ -56,9 +58,9 @@ def stage_security(ctx: DemoContext) -> None:
                              format_all=False, files={f"slot_{slot}/{BACKDOOR}": "print('owned')\n"})
     say(f"  attacker added {BACKDOOR} to {victim}'s slot {slot} (flash written while powered off)")
     ctx.boards.start(victim, model=DEMO_BOARDS[victim], heap=DEMO_HEAP)
-    alert = _wait(lambda: [a for a in fleet_alerts(db) if a.rule == "integrity_violation"
+    alert = wait_for(lambda: [a for a in fleet_alerts(db) if a.rule == "integrity_violation"
                            and a.device == victim], SCAN_TIMEOUT)
-    bad = _wait(lambda: [q for q in security_db.postures(db, victim) if q["seq"] > last and q["integrity_ok"] == 0],
+    bad = wait_for(lambda: [q for q in security_db.postures(db, victim) if q["seq"] > last and q["integrity_ok"] == 0],
                 10)
     if alert:
         say(f"  ALERT integrity_violation on {victim}: evidence events {alert[0].evidence}, {alert[0].detail}")

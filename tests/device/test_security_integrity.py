@@ -7,7 +7,7 @@ import os
 
 import devtest
 from board.compat import ticks_ms, ticks_diff
-from agent.security.integrity import Scanner
+from agent.security.posture import Scanner
 
 
 def sha(b):

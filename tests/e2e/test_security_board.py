@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from host_tools.cli.main import cli
 from host_tools.collector import eventchain, security_db
 from host_tools.collector.alerts import fleet_alerts
+from host_tools.demo.security import wait_for
 from host_tools.sim import build as simbuild
 from host_tools.sim import image as simimage
 from tests.e2e.telemetry_board_fixtures import board_fleet
@@ -29,12 +30,9 @@ CONFIG = {"watchdog_ms": 30000, "posture": {"period_s": 60, "scan_s": 5, "min_ga
 
 
 def wait(pred, timeout: float, what: str, f=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.2)
+    got = wait_for(pred, timeout, 0.2)
+    if got:
+        return got
     dev = (f.boards.status(DEVICE).get("device") or {}) if f is not None else {}
     raise AssertionError(f"timed out waiting for {what}; board: {dev.get('security')} {dev.get('telemetry')}")
 

@@ -68,7 +68,6 @@ class Monitor:
         self._tls_err = None
         self._bad = ()
         self.last_check_ok = None
-        self.tuf = None
         self.posture = None
         self.cert_exp = None
         events.set_sink(self._sink)

@@ -72,9 +72,30 @@ class Agent:
         st = self.updates.installer.boot_state()
         # Events the loader recorded (rollbacks, fallbacks) are reported once.
         self.boot_events = st.get("events", [])[-4:]
+        # The security monitor (event log, integrity scan, posture reports).
+        self.monitor = None
+        self.monitor_error = None
+        try:
+            from agent.security import monitor as secmon
+
+            if secmon.heap_too_small():
+                self.monitor_error = "heap below %d KiB: security monitor off" % (secmon.MIN_HEAP // 1024)
+                secmon = None
+                from agent.updates import release_modules
+
+                release_modules(("agent.security.monitor", "agent.security.eventlog"))
+            else:
+                self.monitor = secmon.Monitor(board, slot, self.cfg, self.tel, self.updates)
+                self.monitor.boot(board.reset_reason(), self.boot_events)
+        except (OSError, ValueError, MemoryError) as e:
+            # Never let monitoring keep the agent (watchdog, updates) from running.
+            self.monitor_error = repr(e)[:120]
+        gc.collect()
 
     def _on_update(self, ev):
         self.update_state = ev
+        if getattr(self, "monitor", None) is not None:
+            self.monitor.on_update(ev)
         if self.tel is not None:
             self.tel.update_status(ev)
             self.tel.keep_sampling()
@@ -104,6 +125,10 @@ class Agent:
         }
         if self.ident is not None:
             st["device_id"] = self.ident["device_id"]
+        if self.monitor is not None:
+            st["security"] = self.monitor.status()
+        elif self.monitor_error:
+            st["security"] = {"error": self.monitor_error}
         if self.tel is not None:
             st["telemetry"] = self.tel.stats()
         elif self.telemetry_error:
@@ -138,6 +163,8 @@ class Agent:
         self.updates.tick(b.time())
         if self.tel is not None:
             self.tel.keep_sampling()
+        if self.monitor is not None:
+            self.monitor.tick()
         self.report()
         self.loops += 1
         return bool(max_loops) and self.loops >= max_loops

@@ -103,6 +103,7 @@ class UpdateAgent:
         self.check_slices = 0
         self.pending = None  # an install continued over several ticks
         self.deferrals = 0
+        self.tuf_info = None  # {"root": [version, expires], "targets": [...]} after a refresh
         self.rejected = {}  # manifest hash -> reason: refused this boot for its own fault
 
     @property
@@ -342,6 +343,7 @@ class UpdateAgent:
         try:
             up = self._tuf(now)
             up.refresh()
+            self._note_tuf(up)
             found = self.find_release(up)
         except UpdatePaused:
             # What was accepted is on flash: the next tick goes on from there.
@@ -390,6 +392,18 @@ class UpdateAgent:
         up = ti = found = c = None
         release_modules(tuf.UNLOADABLE)
         self._install(now)
+
+    def _note_tuf(self, up):
+        # Trusted root/targets [version, expiry] for posture (agent/security).
+        info = {}
+        for role in ("root", "targets"):
+            try:
+                s = up.trusted.get(role)
+                if s is not None:
+                    info[role] = [s.version, getattr(s, "expires", None)]
+            except (AttributeError, KeyError):
+                pass
+        self.tuf_info = info
 
     def _install(self, now):
         # One slice of the pending install (resumed from its journal).

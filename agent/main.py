@@ -22,6 +22,8 @@ from board.compat import sleep_ms, ticks_ms, ticks_diff
 from agent import config as agent_config
 from agent import identity as agent_identity
 
+MONITOR_WAIT_S = 120
+
 class Agent:
     def __init__(self, board, slot, trial=False):
         self.board = board
@@ -72,23 +74,28 @@ class Agent:
         st = self.updates.installer.boot_state()
         # Events the loader recorded (rollbacks, fallbacks) are reported once.
         self.boot_events = st.get("events", [])[-4:]
-        # The security monitor (event log, integrity scan, posture reports).
+        # The security monitor (event log, integrity scan, posture reports)
+        # starts after the first TLS handshake (or START_WAIT_S without one):
+        # the handshake needs contiguous heap. Events before it wait in
+        # agent/security/events.py's bounded pending list.
         self.monitor = None
         self.monitor_error = None
+        gc.collect()
+
+    def _start_monitor(self):
+        sup = self.tel.sup if self.tel is not None else None
+        if (sup is not None and sup.connects == 0
+                and ticks_diff(ticks_ms(), self.started) < MONITOR_WAIT_S * 1000):
+            return
+        self.monitor_error = ""
         try:
-            from agent.security import monitor as secmon
+            from agent.security.monitor import Monitor
 
-            if secmon.heap_too_small():
-                self.monitor_error = "heap below %d KiB: security monitor off" % (secmon.MIN_HEAP // 1024)
-                secmon = None
-                from agent.updates import release_modules
-
-                release_modules(("agent.security.monitor", "agent.security.eventlog"))
-            else:
-                self.monitor = secmon.Monitor(board, slot, self.cfg, self.tel, self.updates)
-                self.monitor.boot(board.reset_reason(), self.boot_events)
+            self.monitor = Monitor(self.board, self.slot, self.cfg, self.tel, self.updates)
+            self.monitor.boot(self.board.reset_reason(), self.boot_events)
         except (OSError, ValueError, MemoryError) as e:
             # Never let monitoring keep the agent (watchdog, updates) from running.
+            self.monitor = None
             self.monitor_error = repr(e)[:120]
         gc.collect()
 
@@ -165,6 +172,8 @@ class Agent:
             self.tel.keep_sampling()
         if self.monitor is not None:
             self.monitor.tick()
+        elif self.monitor_error is None:
+            self._start_monitor()
         self.report()
         self.loops += 1
         return bool(max_loops) and self.loops >= max_loops

@@ -10,7 +10,7 @@
 #   [n, t, kind, severity, detail, prev]
 #   n        sequence number, 1, 2, 3, ... (never reused, also across resets)
 #   t        board time (Unix seconds)
-#   kind     event kind (agent/security/events.py KINDS)
+#   kind     event kind (listed in agent/security/events.py)
 #   severity "info" | "warning" | "critical"
 #   detail   small map text -> text/int (or null)
 #   prev     sha256 of the previous entry's bytes (32 zero bytes for n = 1)
@@ -23,7 +23,11 @@
 # rotation leaves either the old anchor (segment still there) or the new
 # anchor with a segment whose entries it covers (skipped, then deleted).
 #
-# Bounded: at most max_segs segments; RAM holds one small tuple per segment.
+# Bounded: at most max_segs segments; RAM holds one small list per segment.
+#
+# Heap: this module is the resident append path only. Reading the log back
+# (open and verify at boot, entries(), verify()) is in logread.py, imported on
+# use; the monitor releases it after (agent.updates.release_modules).
 import hashlib
 import os
 
@@ -36,12 +40,6 @@ MAX_DETAIL_KEYS = const(8)
 MAX_KEY = const(16)
 MAX_TEXT = const(48)
 ANCHOR = "anchor"
-
-
-class LogError(ValueError):
-    # The log on flash does not verify (edited, reordered, chain broken) or
-    # an entry cannot be encoded.
-    pass
 
 
 def entry_hash(entry):
@@ -65,19 +63,6 @@ def clean_detail(detail):
 
 def encode_entry(n, t, kind, severity, detail, prev):
     return cbor.dumps([n, t, kind, severity, clean_detail(detail), prev])
-
-
-def decode_entry(entry):
-    # -> [n, t, kind, severity, detail, prev]; LogError when malformed.
-    try:
-        e = cbor.loads(entry)
-    except ValueError as ex:
-        raise LogError("entry is not CBOR: %s" % ex)
-    if (not isinstance(e, list) or len(e) != 6 or not isinstance(e[0], int) or e[0] < 1
-            or not isinstance(e[5], (bytes, bytearray)) or len(e[5]) != 32
-            or not isinstance(e[2], str)):
-        raise LogError("entry is not [n, t, kind, severity, detail, prev]")
-    return e
 
 
 class FileIO:
@@ -118,29 +103,8 @@ class FileIO:
         os.remove(path)
 
 
-def _seg_name(k):
-    return "%08d.log" % k
-
-
-def read_frames(path):
-    # Complete frames of one segment, in order: yields entry bytes; a torn
-    # or oversized tail ends the segment.
-    try:
-        f = open(path, "rb")
-    except OSError:
-        return
-    with f:
-        while True:
-            h = f.read(2)
-            if len(h) < 2:
-                return
-            ln = (h[0] << 8) | h[1]
-            if ln == 0 or ln > MAX_ENTRY:
-                return
-            e = f.read(ln)
-            if len(e) < ln:
-                return
-            yield e
+def seg_path(directory, k):
+    return "%s/%08d.log" % (directory, k)
 
 
 class EventLog:
@@ -159,65 +123,9 @@ class EventLog:
         self.error = None  # first verification failure found on open
         self.torn = False
         self.segs = []  # [index, size, last_n, last_h] per kept segment
-        self._open()
+        from agent.security import logread
 
-    # -- open: read and verify what is on flash
-
-    def _open(self):
-        try:
-            with open(self.dir + "/" + ANCHOR, "rb") as f:
-                a = cbor.loads(f.read())
-            self.anchor = (int(a[0]), bytes(a[1]))
-        except OSError:
-            pass
-        except (ValueError, IndexError, TypeError):
-            self.error = "anchor unreadable"
-        self.head_n, self.head_h = self.anchor
-        names = sorted([x for x in os.listdir(self.dir) if x.endswith(".log")])
-        for i, name in enumerate(names):
-            path = self.dir + "/" + name
-            size = 0
-            last = None
-            for e in read_frames(path):
-                size += 2 + len(e)
-                self._check(e)
-                last = e
-            if last is None:
-                if size == 0 and i < len(names) - 1:
-                    self.io.remove(path)  # empty (or covered by the anchor)
-                    continue
-            try:
-                full = os.stat(path)[6]
-            except OSError:
-                full = size
-            if full != size:
-                self.torn = i == len(names) - 1
-            self.segs.append([int(name[:8]), full, self.head_n, self.head_h])
-        # Segments wholly covered by the anchor (a cut between the anchor
-        # write and the delete) are deleted now.
-        while self.segs and self.segs[0][2] <= self.anchor[0] and len(self.segs) > 1:
-            self.io.remove(self.dir + "/" + _seg_name(self.segs.pop(0)[0]))
-
-    def _check(self, e):
-        try:
-            d = decode_entry(e)
-        except LogError as ex:
-            self.error = self.error or str(ex)
-            return
-        n = d[0]
-        if n <= self.anchor[0]:
-            return  # covered by the anchor (rotation cut before the delete)
-        if self.error is None:
-            if n != self.head_n + 1:
-                self.error = "entry %d follows %d" % (n, self.head_n)
-            elif bytes(d[5]) != self.head_h:
-                self.error = "entry %d does not chain onto %d" % (n, self.head_n)
-        # New entries chain onto what is really on flash, so an edit stays
-        # visible to the host instead of being papered over.
-        self.head_n = n
-        self.head_h = entry_hash(e)
-
-    # -- append
+        logread.open_log(self)
 
     def append(self, kind, severity, detail, t):
         # -> (n, entry bytes, hash). OSError when the flash write failed
@@ -230,7 +138,7 @@ class EventLog:
         if not self.segs or self.torn or self.segs[-1][1] + len(frame) > self.seg_size:
             self._new_segment()
         seg = self.segs[-1]
-        self.io.append(self.dir + "/" + _seg_name(seg[0]), frame)
+        self.io.append(seg_path(self.dir, seg[0]), frame)
         h = entry_hash(e)
         seg[1] += len(frame)
         seg[2] = n
@@ -245,35 +153,8 @@ class EventLog:
             if old[2] > self.anchor[0]:
                 self.io.replace(self.dir + "/" + ANCHOR, cbor.dumps([old[2], old[3]]))
                 self.anchor = (old[2], old[3])
-            self.io.remove(self.dir + "/" + _seg_name(old[0]))
+            self.io.remove(seg_path(self.dir, old[0]))
             self.segs.pop(0)
         k = self.segs[-1][0] + 1 if self.segs else 1
         self.segs.append([k, 0, self.head_n, self.head_h])
         self.torn = False
-
-    # -- reading
-
-    def entries(self, after=0):
-        # (n, entry bytes) of every kept entry with n > after, oldest first.
-        for seg in self.segs:
-            if seg[2] <= after:
-                continue
-            for e in read_frames(self.dir + "/" + _seg_name(seg[0])):
-                try:
-                    n = decode_entry(e)[0]
-                except LogError:
-                    continue
-                if n > after and n > self.anchor[0]:
-                    yield n, e
-
-    def head(self):
-        return self.head_n, self.head_h
-
-
-def verify(directory):
-    # Re-read a log directory: (first kept n, head n, head hash), or LogError
-    # naming the first break.
-    log = EventLog(directory)
-    if log.error:
-        raise LogError(log.error)
-    return log.anchor[0] + 1, log.head_n, log.head_h

@@ -10,9 +10,10 @@
 # The sink is fn(kind, severity, detail). A sink that fails (flash full,
 # bad detail) never breaks the caller: the failure is counted.
 
-KINDS = ("boot", "update_step", "rollback", "tuf_failure", "tls_failure", "command_accepted",
-         "command_refused", "console_login_ok", "console_login_failed", "console_lockout",
-         "integrity_violation", "egress_blocked", "clock_jump", "queue_drop")
+# Kinds: boot, update_step, rollback, tuf_failure, tls_failure,
+# command_accepted, command_refused, console_login_ok, console_login_failed,
+# console_lockout, integrity_violation, egress_blocked, clock_jump, queue_drop.
+# Resident on the board (heap): kept to the few lines every caller needs.
 SEVERITIES = ("info", "warning", "critical")
 MAX_PENDING = 16
 MAX_KIND = 24
@@ -22,19 +23,14 @@ _pending = []
 stats = {"emitted": 0, "dropped": 0, "sink_errors": 0}
 
 
-def _norm(kind, severity):
+def emit(kind, severity="info", detail=None):
+    # Record one security event; never raises for a bad sink or argument.
     if not isinstance(kind, str) or not kind:
         kind = "unknown"
     kind = kind[:MAX_KIND]
     if severity not in SEVERITIES:
         # An unknown severity is treated as the worse one (fail closed).
         severity = "warning"
-    return kind, severity
-
-
-def emit(kind, severity="info", detail=None):
-    # Record one security event; never raises for a bad sink or argument.
-    kind, severity = _norm(kind, severity)
     if detail is not None and not isinstance(detail, dict):
         detail = {"value": str(detail)}
     stats["emitted"] += 1

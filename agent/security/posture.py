@@ -1,17 +1,91 @@
-# The fields of a posture report (issue 12 section 1), gathered from the
-# board, the agent and the optional modules other parts of the agent own,
-# and the code-integrity scan (Scanner, below). Field choices against AWS
-# Device Defender / the Defender micro agent: SEALING.md section 8.
-# Loaded by agent/security/monitor.py only while used (heap).
+# The cold half of the security monitor (agent/security/monitor.py), loaded
+# only while used and released after (heap): the once-per-boot work, the
+# posture report (issue 12 section 1: fields gathered from the board, the
+# agent and the optional modules other parts of the agent own) and the
+# code-integrity scan (Scanner, below). Field choices against AWS Device
+# Defender / the Defender micro agent: SEALING.md section 8.
 import binascii
 import gc
 import hashlib
 import json
 import os
 
-from board.compat import ticks_ms, ticks_diff
+from board.compat import ticks_ms, ticks_diff, write_atomic
+from agent.security import events
 
 MAX_ENDPOINTS = 4
+RESEND = 2  # newest entries sent again at boot (a cut between log and queue)
+
+
+def start(mon, reset_reason, boot_events):
+    # Once per boot: count the boot, say if the log on flash did not verify,
+    # re-send the newest entries, then the boot and rollback events.
+    mon.ps["boots"] = _count_boot(mon.board.mounts()["state"] + "/boots")
+    if mon.log.error:
+        events.emit("integrity_violation", "critical", {"what": "event log", "error": mon.log.error})
+    if mon.tel is not None:
+        from agent.security import logread
+
+        for n, e in logread.entries(mon.log, mon.log.head_n - RESEND):
+            mon.send(e)
+    events.emit("boot", "info", {"reset": reset_reason, "boot": mon.ps["boots"], "slot": mon.slot})
+    for ev in boot_events:
+        t = ev.get("type") if isinstance(ev, dict) else None
+        if t in ("rolled_back", "fallback"):
+            events.emit("rollback", "warning", {"type": t, "version": str(ev.get("version"))})
+
+
+def _count_boot(path):
+    n = 0
+    try:
+        with open(path) as f:
+            n = int(f.read())
+    except (OSError, ValueError):
+        pass
+    n += 1
+    try:
+        write_atomic(path, str(n))
+    except OSError:
+        pass
+    return n
+
+
+def scan_step(mon, t):
+    # One step of the integrity scan (a new scan when none runs).
+    if mon.scanner is None:
+        m = mon.board.mounts()
+        mon.scan_started = t
+        mon.scanner = Scanner(m["slot_" + mon.slot], m.get("loader"), mon.buf)
+    sc = mon.scanner
+    done = sc.step(mon.cfg["budget_ms"])
+    if sc.max_step_ms > mon.stats["scan_max_ms"]:
+        mon.stats["scan_max_ms"] = sc.max_step_ms
+    if not done:
+        return
+    mon.scanner = None
+    r = mon.scan = sc.result
+    bad = tuple(r["bad"])
+    if bad and bad != mon.ps.get("bad"):
+        mon.stats["integrity_violations"] += 1
+        events.emit("integrity_violation", "critical", {"files": r["nbad"], "first": bad[0]})
+    mon.ps["bad"] = bad
+
+
+def report(mon, now, gap):
+    # Build the posture report and send it, unless (gap: ms since the last
+    # one) nothing stable changed within the period. -> the report or None.
+    p = build(mon, now)
+    key = p.pop("key")
+    ps = mon.ps
+    ps["scan"] = mon.scan  # this scan's result is looked at once
+    if gap is not None and key == ps.get("key") and gap < mon.cfg["period_s"] * 1000:
+        return None
+    gc.collect()
+    if mon.tel is not None and mon.tel.sender.enqueue_status("posture", extra=p) is not None:
+        mon.stats["posture_sent"] += 1
+    ps["key"] = key
+    ps["at"] = ticks_ms()
+    return p
 
 
 def _days_from_civil(y, m, d):
@@ -127,6 +201,38 @@ def console(state_dir):
         return None
 
 
+def build(mon, now):
+    # The posture report of a Monitor (agent/security/monitor.py), with its
+    # "key" (stable_key) for change detection.
+    u = mon.updates
+    ps = mon.ps
+    m = mon.board.mounts()
+    if ps.get("cert_exp") is None and mon.tel is not None:
+        ps["cert_exp"] = cert_not_after(mon.tel.ident.get("cert_der") or b"")
+    p = {"version": u.version if u is not None else None, "slot": mon.slot, "boots": ps["boots"],
+         "period_s": mon.cfg["period_s"], "reset": mon.board.reset_reason(), "integrity": mon.scan,
+         "config": file_digest(m["state"] + "/config.json"), "cert_exp": ps.get("cert_exp"),
+         "heap": [heap_free(), mon.stats["heap_low"]], "flash_free": flash_free(m["data"]),
+         "ev": [mon.log.head_n, mon.log.head_h], "ev_dropped": events.stats["dropped"]}
+    tuf = getattr(u, "tuf_info", None)
+    if tuf:
+        p["tuf"] = tuf
+    if mon.tel is not None:
+        q = mon.tel.sender.queue
+        p["queue"] = [len(q), q.dropped]
+    eps, blocked = egress()
+    if eps is not None:
+        p["egress"] = eps
+        p["blocked"] = blocked
+    con = console(m["state"])
+    if con is not None:
+        p["console"] = con
+    if ps.get("check_ok") is not None:
+        p["since_check_s"] = int(now - ps["check_ok"])
+    p["key"] = stable_key(p)
+    return p
+
+
 def stable_key(p):
     # The fields whose change triggers a posture report at once.
     i = p.get("integrity") or {}
@@ -207,10 +313,10 @@ def _is_dir(path):
 
 
 class Scanner:
-    def __init__(self, slot_path, loader_path=None):
+    def __init__(self, slot_path, loader_path=None, buf=None):
         self.slot = slot_path
         self.loader = loader_path
-        self.buf = bytearray(CHUNK)
+        self.buf = buf if buf is not None else bytearray(CHUNK)
         self.result = None  # last complete scan
         self.scans = 0
         self.started = None

@@ -1,10 +1,11 @@
-# agent/security/eventlog.py: hash chain, rotation with an anchor, power cut
+# agent/security/eventlog.py + logread.py: hash chain, rotation with an anchor, power cut
 # at every write of a run of appends, tamper evidence on flash.
 import os
 
 import devtest
-from agent.security import eventlog
-from agent.security.eventlog import EventLog, LogError, FileIO
+from agent.security import eventlog, logread
+from agent.security.eventlog import EventLog, FileIO
+from agent.security.logread import LogError
 
 
 def fill(log, n, start=0):
@@ -20,14 +21,14 @@ def test_chain_reopens_and_verifies():
     heads = fill(log, 10)
     n, e, h = heads[-1]
     assert n == 10 and h == eventlog.entry_hash(e)
-    ent = eventlog.decode_entry(heads[3][1])
+    ent = logread.decode_entry(heads[3][1])
     assert ent[0] == 4 and ent[5] == heads[2][2] and ent[2] == "update_step"
-    assert eventlog.decode_entry(heads[0][1])[5] == eventlog.ZERO
-    first, hn, hh = eventlog.verify(d)
+    assert logread.decode_entry(heads[0][1])[5] == eventlog.ZERO
+    first, hn, hh = logread.verify(d)
     assert (first, hn, hh) == (1, 10, h)
     again = EventLog(d)
     assert again.append("boot", "info", None, 5)[0] == 11
-    assert eventlog.verify(d)[1] == 11
+    assert logread.verify(d)[1] == 11
 
 
 def test_rotation_keeps_a_chained_anchor():
@@ -36,15 +37,15 @@ def test_rotation_keeps_a_chained_anchor():
     heads = fill(log, 40)
     segs = [x for x in os.listdir(d) if x.endswith(".log")]
     assert len(segs) <= 3
-    first, hn, hh = eventlog.verify(d)
+    first, hn, hh = logread.verify(d)
     assert first > 1 and hn == 40 and hh == heads[-1][2]
-    kept = list(EventLog(d, seg_size=256, max_segs=3).entries())
+    kept = list(logread.entries(EventLog(d, seg_size=256, max_segs=3)))
     assert kept[0][0] == first
     # The oldest kept entry chains onto the anchor = the last dropped entry.
-    assert eventlog.decode_entry(kept[0][1])[5] == heads[first - 2][2]
+    assert logread.decode_entry(kept[0][1])[5] == heads[first - 2][2]
     # Deleting the oldest kept segment is caught: the chain no longer meets the anchor.
     os.remove(d + "/" + sorted(segs)[0])
-    devtest.raises(LogError, eventlog.verify, d)
+    devtest.raises(LogError, logread.verify, d)
 
 
 class PowerCut(Exception):
@@ -111,7 +112,7 @@ def test_power_cut_at_every_write_of_a_run_of_appends():
             d = "%s/c%d" % (base, k)
             done, cut = run_until_cut(d, CuttingIO(at, part), 12)
             assert cut
-            first, hn, hh = eventlog.verify(d)
+            first, hn, hh = logread.verify(d)
             # Every entry whose append returned is there; a torn one is not
             # (or, if its bytes all landed, it is complete and verifies).
             assert hn in (len(done), len(done) + 1), (at, part, hn, len(done))
@@ -120,7 +121,7 @@ def test_power_cut_at_every_write_of_a_run_of_appends():
             # The log goes on after the cut, chained onto what survived.
             log = EventLog(d, seg_size=200, max_segs=2)
             log.append("boot", "info", None, 1)
-            assert eventlog.verify(d)[1] == hn + 1
+            assert logread.verify(d)[1] == hn + 1
 
 
 def test_any_flipped_byte_breaks_the_chain_or_the_head():
@@ -137,7 +138,7 @@ def test_any_flipped_byte_breaks_the_chain_or_the_head():
         with open(path, "wb") as f:
             f.write(b)
         try:
-            first, hn, hh = eventlog.verify(d)
+            first, hn, hh = logread.verify(d)
             # Undetected locally only as a shorter or different head, which
             # the head in the posture report (and the host's copy) exposes.
             assert (hn, hh) != (4, head), i
@@ -148,7 +149,7 @@ def test_any_flipped_byte_breaks_the_chain_or_the_head():
                 os.remove(d + "/" + x)
     with open(path, "wb") as f:
         f.write(raw)
-    assert eventlog.verify(d)[1:] == (4, head)
+    assert logread.verify(d)[1:] == (4, head)
 
 
 def test_detail_is_bounded():
@@ -158,7 +159,7 @@ def test_detail_is_bounded():
     for i in range(20):
         detail["key%02d_very_long_name" % i] = "x" * 200
     n, e, h = log.append("command_refused", "warning", detail, 1)
-    got = eventlog.decode_entry(e)[4]
+    got = logread.decode_entry(e)[4]
     assert len(got) == eventlog.MAX_DETAIL_KEYS
     for k in got:
         assert len(k) <= eventlog.MAX_KEY and len(got[k]) <= eventlog.MAX_TEXT

@@ -25,7 +25,7 @@ from host_tools.sim import image as simimage
 from tests.e2e.telemetry_board_fixtures import board_fleet
 
 DEVICE = "pump-sec1"
-HEAP = "384k"  # the heap the demo boards get (host_tools/demo/boards.py)
+HEAP = "256k"  # the default board: the monitor runs there (no heap threshold)
 CONFIG = {"watchdog_ms": 30000, "posture": {"period_s": 60, "scan_s": 5, "min_gap_s": 1}}
 
 
@@ -34,7 +34,8 @@ def wait(pred, timeout: float, what: str, f=None):
     if got:
         return got
     dev = (f.boards.status(DEVICE).get("device") or {}) if f is not None else {}
-    raise AssertionError(f"timed out waiting for {what}; board: {dev.get('security')} {dev.get('telemetry')}")
+    raise AssertionError(f"timed out waiting for {what}; board: heap_free {dev.get('heap_free')}, "
+                         f"{dev.get('security')} {dev.get('telemetry')}")
 
 
 def scanned_posture(db, dev: str, min_seq: int = 0):
@@ -59,6 +60,11 @@ def test_posture_events_and_an_integrity_alert_from_a_real_board(tmp_path):
         assert rep["heap"][0] and rep["queue"][0] >= 0
         kinds = {e["kind"] for e in security_db.events(f.db, DEVICE)}
         assert "boot" in kinds, kinds
+        dev = f.boards.status(DEVICE).get("device") or {}
+        sec = dev.get("security") or {}
+        assert "error" not in sec and sec.get("integrity_ok") is True, sec
+        print(f"256 KiB board, monitor on: heap_free {dev.get('heap_free')}, posture heap {rep['heap']}, "
+              f"security {sec}")
         assert eventchain.verify_device(f.db, DEVICE).ok
         r = CliRunner().invoke(cli, ["--workdir", str(f.workdir), "events", "verify", DEVICE])
         assert r.exit_code == 0 and "chain verified" in r.output, r.output

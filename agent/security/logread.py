@@ -1,0 +1,130 @@
+# Reading the security event log back from flash (format: eventlog.py):
+# open_log() verifies what is on flash when an EventLog opens, entries()
+# yields kept entries, verify() re-reads a log directory.
+# Loaded on use only (at boot, by tests and benches); the monitor releases it
+# after (agent.updates.release_modules): the resident append path is eventlog.py.
+import os
+
+from agent.telemetry import cbor
+from agent.security.eventlog import ANCHOR, MAX_ENTRY, EventLog, entry_hash, seg_path
+
+
+class LogError(ValueError):
+    # The log on flash does not verify (edited, reordered, chain broken).
+    pass
+
+
+def decode_entry(entry):
+    # -> [n, t, kind, severity, detail, prev]; LogError when malformed.
+    try:
+        e = cbor.loads(entry)
+    except ValueError as ex:
+        raise LogError("entry is not CBOR: %s" % ex)
+    if (not isinstance(e, list) or len(e) != 6 or not isinstance(e[0], int) or e[0] < 1
+            or not isinstance(e[5], (bytes, bytearray)) or len(e[5]) != 32
+            or not isinstance(e[2], str)):
+        raise LogError("entry is not [n, t, kind, severity, detail, prev]")
+    return e
+
+
+def read_frames(path):
+    # Complete frames of one segment, in order: yields entry bytes; a torn
+    # or oversized tail ends the segment.
+    try:
+        f = open(path, "rb")
+    except OSError:
+        return
+    with f:
+        while True:
+            h = f.read(2)
+            if len(h) < 2:
+                return
+            ln = (h[0] << 8) | h[1]
+            if ln == 0 or ln > MAX_ENTRY:
+                return
+            e = f.read(ln)
+            if len(e) < ln:
+                return
+            yield e
+
+
+def open_log(log):
+    # Read and verify the log on flash into `log` (an EventLog being opened):
+    # anchor, head, kept segments, the first break (log.error), a torn tail.
+    try:
+        with open(log.dir + "/" + ANCHOR, "rb") as f:
+            a = cbor.loads(f.read())
+        log.anchor = (int(a[0]), bytes(a[1]))
+    except OSError:
+        pass
+    except (ValueError, IndexError, TypeError):
+        log.error = "anchor unreadable"
+    log.head_n, log.head_h = log.anchor
+    names = sorted([x for x in os.listdir(log.dir) if x.endswith(".log")])
+    for i, name in enumerate(names):
+        path = log.dir + "/" + name
+        size = 0
+        last = None
+        for e in read_frames(path):
+            size += 2 + len(e)
+            _check(log, e)
+            last = e
+        if last is None:
+            if size == 0 and i < len(names) - 1:
+                log.io.remove(path)  # empty (or covered by the anchor)
+                continue
+        try:
+            full = os.stat(path)[6]
+        except OSError:
+            full = size
+        if full != size:
+            log.torn = i == len(names) - 1
+        log.segs.append([int(name[:8]), full, log.head_n, log.head_h])
+    # Segments wholly covered by the anchor (a cut between the anchor
+    # write and the delete) are deleted now.
+    while log.segs and log.segs[0][2] <= log.anchor[0] and len(log.segs) > 1:
+        log.io.remove(seg_path(log.dir, log.segs.pop(0)[0]))
+
+
+def _check(log, e):
+    try:
+        d = decode_entry(e)
+    except LogError as ex:
+        log.error = log.error or str(ex)
+        return
+    n = d[0]
+    if n <= log.anchor[0]:
+        return  # covered by the anchor (rotation cut before the delete)
+    if log.error is None:
+        if n != log.head_n + 1:
+            log.error = "entry %d follows %d" % (n, log.head_n)
+        elif bytes(d[5]) != log.head_h:
+            log.error = "entry %d does not chain onto %d" % (n, log.head_n)
+    # New entries chain onto what is really on flash, so an edit stays
+    # visible to the host instead of being papered over.
+    log.head_n = n
+    log.head_h = entry_hash(e)
+
+
+def entries(log, after=0):
+    # (n, entry bytes) of every kept entry of `log` with n > after, oldest first.
+    for seg in log.segs:
+        if seg[2] <= after:
+            continue
+        for e in read_frames(seg_path(log.dir, seg[0])):
+            try:
+                n = decode_entry(e)[0]
+            except LogError:
+                continue
+            if n > after and n > log.anchor[0]:
+                yield n, e
+
+
+def verify(directory):
+    # Re-read a log directory: (first kept n, head n, head hash), or LogError
+    # naming the first break.
+    log = EventLog(directory)
+    if log.error:
+        raise LogError(log.error)
+    return log.anchor[0] + 1, log.head_n, log.head_h
+

@@ -54,7 +54,7 @@ out = {}
 gc.collect()
 free0 = gc.mem_free()
 from agent.security import events, posture
-from agent.security.eventlog import EventLog
+from agent.security.logread import load as EventLog
 from agent.security.posture import Scanner
 gc.collect()
 out["heap_code"] = free0 - gc.mem_free()

@@ -26,7 +26,8 @@
 # Bounded: at most max_segs segments; RAM holds one small list per segment.
 #
 # Heap: this module is the resident append path only. Reading the log back
-# (open and verify at boot, entries(), verify()) is in logread.py, imported on
+# (open and verify at boot: logread.load(), entries(), verify()) is in
+# logread.py, imported on
 # use; the monitor releases it after (agent.updates.release_modules).
 import hashlib
 import os
@@ -123,9 +124,7 @@ class EventLog:
         self.error = None  # first verification failure found on open
         self.torn = False
         self.segs = []  # [index, size, last_n, last_h] per kept segment
-        from agent.security import logread
-
-        logread.open_log(self)
+        # An empty log; logread.load() builds one from what is on flash.
 
     def append(self, kind, severity, detail, t):
         # -> (n, entry bytes, hash). OSError when the flash write failed

@@ -1,12 +1,18 @@
 # Reading the security event log back from flash (format: eventlog.py):
-# open_log() verifies what is on flash when an EventLog opens, entries()
-# yields kept entries, verify() re-reads a log directory.
+# load() opens an EventLog from what is on flash, verified, entries()
+# yields kept entries, verify() re-reads a log directory; and the monitor's
+# boot work that goes with loading the log (start(): boot count, boot and
+# rollback events), so that starting the monitor loads nothing else.
 # Loaded on use only (at boot, by tests and benches); the monitor releases it
 # after (agent.updates.release_modules): the resident append path is eventlog.py.
 import os
 
+from board.compat import write_atomic
 from agent.telemetry import cbor
+from agent.security import events
 from agent.security.eventlog import ANCHOR, MAX_ENTRY, EventLog, entry_hash, seg_path
+
+RESEND = 2  # newest entries from before a boot sent again (a cut between log and queue)
 
 
 class LogError(ValueError):
@@ -48,9 +54,10 @@ def read_frames(path):
             yield e
 
 
-def open_log(log):
-    # Read and verify the log on flash into `log` (an EventLog being opened):
-    # anchor, head, kept segments, the first break (log.error), a torn tail.
+def load(directory, seg_size=2048, max_segs=4, io=None):
+    # The EventLog in `directory` as it is on flash, verified: anchor, head,
+    # kept segments, the first break (log.error), a torn tail.
+    log = EventLog(directory, seg_size, max_segs, io)
     try:
         with open(log.dir + "/" + ANCHOR, "rb") as f:
             a = cbor.loads(f.read())
@@ -84,6 +91,7 @@ def open_log(log):
     # write and the delete) are deleted now.
     while log.segs and log.segs[0][2] <= log.anchor[0] and len(log.segs) > 1:
         log.io.remove(seg_path(log.dir, log.segs.pop(0)[0]))
+    return log
 
 
 def _check(log, e):
@@ -123,8 +131,43 @@ def entries(log, after=0):
 def verify(directory):
     # Re-read a log directory: (first kept n, head n, head hash), or LogError
     # naming the first break.
-    log = EventLog(directory)
+    log = load(directory)
     if log.error:
         raise LogError(log.error)
     return log.anchor[0] + 1, log.head_n, log.head_h
 
+
+def start(mon, reset_reason, boot_events):
+    # Once per boot: count the boot, say if the log on flash did not verify,
+    # then the boot and rollback events. The newest entries from before
+    # this boot and those of the boot go out sealed with the first report
+    # (a cut between log and queue loses none; telemetry starts later).
+    mon.ps["boots"] = _count_boot(mon.board.mounts()["state"] + "/boots")
+    mon.ps["resend"] = mon.log.head_n - RESEND
+    if mon.log.error:
+        events.emit("integrity_violation", "critical", {"what": "event log", "error": mon.log.error})
+    events.emit("boot", "info", {"reset": reset_reason, "boot": mon.ps["boots"], "slot": mon.slot})
+    rollbacks(boot_events)
+
+
+def rollbacks(boot_events):
+    # The loader's rollback/fallback records of this boot, as events.
+    for ev in boot_events:
+        t = ev.get("type") if isinstance(ev, dict) else None
+        if t in ("rolled_back", "fallback"):
+            events.emit("rollback", "warning", {"type": t, "version": str(ev.get("version"))})
+
+
+def _count_boot(path):
+    n = 0
+    try:
+        with open(path) as f:
+            n = int(f.read())
+    except (OSError, ValueError):
+        pass
+    n += 1
+    try:
+        write_atomic(path, str(n))
+    except OSError:
+        pass
+    return n

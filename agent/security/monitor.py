@@ -20,7 +20,6 @@ import gc
 from board.compat import ticks_ms, ticks_diff
 from agent import config as agent_config
 from agent.security import events
-from agent.security.eventlog import EventLog
 
 LAZY = ("agent.security.posture", "agent.security.logread")
 SCAN_WAIT_S = 120
@@ -60,17 +59,19 @@ class Monitor:
         self._wall = None  # (board time, ticks) for clock jumps
         self._dropped = tel.sender.queue.dropped if tel is not None else 0
         self._tls_err = None
-        self.log = EventLog(board.mounts()["data"] + "/events")
+        from agent.security import logread
+
+        self.log = logread.load(board.mounts()["data"] + "/events")
         events.set_sink(self._sink)
 
-    def boot(self, reset_reason, boot_events):
-        # Once per boot: boot count, log check, re-send, boot/rollback events.
-        from agent.security import posture
+    def boot(self, reset_reason, boot_events=()):
+        # Once per boot: boot count, log check, boot/rollback events.
+        from agent.security import logread
 
         try:
-            posture.start(self, reset_reason, boot_events)
+            logread.start(self, reset_reason, boot_events)
         finally:
-            posture = None
+            logread = None
             self._release()
 
     # -- events
@@ -113,11 +114,17 @@ class Monitor:
         try:
             self._tick()
         except MemoryError:
+            # No room to load the scanner/report code now: try again after
+            # scan_s (a scan) and min_gap_s (a report), not every tick.
             self.stats["memory_errors"] += 1
             if self.scanner is not None:
                 self.scanner.abort()
             self.scanner = None
             self._release()
+            t = ticks_ms()
+            self.scan_started = t
+            self.ps["at"] = t
+            self.ps["scan"] = 0  # a report is still due: after min_gap_s
 
     def _release(self):
         # Drop the cold modules, unless a scan in progress still uses them

@@ -10,44 +10,20 @@ import hashlib
 import json
 import os
 
-from board.compat import ticks_ms, ticks_diff, write_atomic
+from board.compat import ticks_ms, ticks_diff
 from agent.security import events
 
 MAX_ENDPOINTS = 4
-RESEND = 2  # newest entries sent again at boot (a cut between log and queue)
 
 
-def start(mon, reset_reason, boot_events):
-    # Once per boot: count the boot, say if the log on flash did not verify,
-    # re-send the newest entries, then the boot and rollback events.
-    mon.ps["boots"] = _count_boot(mon.board.mounts()["state"] + "/boots")
-    if mon.log.error:
-        events.emit("integrity_violation", "critical", {"what": "event log", "error": mon.log.error})
-    if mon.tel is not None:
-        from agent.security import logread
+def _resend(mon):
+    after = mon.ps.pop("resend", None)
+    if after is None or mon.tel is None:
+        return
+    from agent.security import logread
 
-        for n, e in logread.entries(mon.log, mon.log.head_n - RESEND):
-            mon.send(e)
-    events.emit("boot", "info", {"reset": reset_reason, "boot": mon.ps["boots"], "slot": mon.slot})
-    for ev in boot_events:
-        t = ev.get("type") if isinstance(ev, dict) else None
-        if t in ("rolled_back", "fallback"):
-            events.emit("rollback", "warning", {"type": t, "version": str(ev.get("version"))})
-
-
-def _count_boot(path):
-    n = 0
-    try:
-        with open(path) as f:
-            n = int(f.read())
-    except (OSError, ValueError):
-        pass
-    n += 1
-    try:
-        write_atomic(path, str(n))
-    except OSError:
-        pass
-    return n
+    for n, e in logread.entries(mon.log, after):
+        mon.send(e)
 
 
 def scan_step(mon, t):
@@ -74,6 +50,7 @@ def scan_step(mon, t):
 def report(mon, now, gap):
     # Build the posture report and send it, unless (gap: ms since the last
     # one) nothing stable changed within the period. -> the report or None.
+    _resend(mon)
     p = build(mon, now)
     key = p.pop("key")
     ps = mon.ps

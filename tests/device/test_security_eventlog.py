@@ -4,7 +4,7 @@ import os
 
 import devtest
 from agent.security import eventlog, logread
-from agent.security.eventlog import EventLog, FileIO
+from agent.security.eventlog import FileIO
 from agent.security.logread import LogError
 
 
@@ -17,7 +17,7 @@ def fill(log, n, start=0):
 
 def test_chain_reopens_and_verifies():
     d = devtest.tmpdir() + "/ev"
-    log = EventLog(d)
+    log = logread.load(d)
     heads = fill(log, 10)
     n, e, h = heads[-1]
     assert n == 10 and h == eventlog.entry_hash(e)
@@ -26,20 +26,20 @@ def test_chain_reopens_and_verifies():
     assert logread.decode_entry(heads[0][1])[5] == eventlog.ZERO
     first, hn, hh = logread.verify(d)
     assert (first, hn, hh) == (1, 10, h)
-    again = EventLog(d)
+    again = logread.load(d)
     assert again.append("boot", "info", None, 5)[0] == 11
     assert logread.verify(d)[1] == 11
 
 
 def test_rotation_keeps_a_chained_anchor():
     d = devtest.tmpdir() + "/ev"
-    log = EventLog(d, seg_size=256, max_segs=3)
+    log = logread.load(d, seg_size=256, max_segs=3)
     heads = fill(log, 40)
     segs = [x for x in os.listdir(d) if x.endswith(".log")]
     assert len(segs) <= 3
     first, hn, hh = logread.verify(d)
     assert first > 1 and hn == 40 and hh == heads[-1][2]
-    kept = list(logread.entries(EventLog(d, seg_size=256, max_segs=3)))
+    kept = list(logread.entries(logread.load(d, seg_size=256, max_segs=3)))
     assert kept[0][0] == first
     # The oldest kept entry chains onto the anchor = the last dropped entry.
     assert logread.decode_entry(kept[0][1])[5] == heads[first - 2][2]
@@ -88,7 +88,7 @@ class CuttingIO(FileIO):
 
 def run_until_cut(d, io, total):
     done = []
-    log = EventLog(d, seg_size=200, max_segs=2, io=io)
+    log = logread.load(d, seg_size=200, max_segs=2, io=io)
     try:
         for i in range(total):
             done.append(log.append("clock_jump", "warning", {"i": i}, 1000 + i)[2])
@@ -119,14 +119,14 @@ def test_power_cut_at_every_write_of_a_run_of_appends():
             if hn == len(done) and done:
                 assert hh == done[-1]
             # The log goes on after the cut, chained onto what survived.
-            log = EventLog(d, seg_size=200, max_segs=2)
+            log = logread.load(d, seg_size=200, max_segs=2)
             log.append("boot", "info", None, 1)
             assert logread.verify(d)[1] == hn + 1
 
 
 def test_any_flipped_byte_breaks_the_chain_or_the_head():
     d = devtest.tmpdir() + "/ev"
-    log = EventLog(d)
+    log = logread.load(d)
     heads = fill(log, 4)
     head = heads[-1][2]
     path = d + "/" + [x for x in os.listdir(d) if x.endswith(".log")][0]
@@ -154,7 +154,7 @@ def test_any_flipped_byte_breaks_the_chain_or_the_head():
 
 def test_detail_is_bounded():
     d = devtest.tmpdir() + "/ev"
-    log = EventLog(d)
+    log = logread.load(d)
     detail = {}
     for i in range(20):
         detail["key%02d_very_long_name" % i] = "x" * 200

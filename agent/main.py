@@ -75,11 +75,15 @@ class Agent:
         # Events the loader recorded (rollbacks, fallbacks) are reported once.
         self.boot_events = st.get("events", [])[-4:]
         # The security monitor (event log, integrity scan, posture reports)
-        # starts after the first TLS handshake (or START_WAIT_S without one):
-        # the handshake needs contiguous heap. Events before it wait in
-        # agent/security/events.py's bounded pending list.
+        # runs when the signed configuration says so (posture.on = 1): on a
+        # 256 KiB heap it does not fit yet beside telemetry and the update
+        # agent (reports/r3-monitor.md, "heap"). It starts after the first
+        # TLS handshake (or MONITOR_WAIT_S without one): the handshake needs
+        # contiguous heap. Events before it wait in agent/security/events.py's
+        # bounded pending list.
         self.monitor = None
-        self.monitor_error = None
+        posture = self.cfg.get("posture")
+        self.monitor_error = None if isinstance(posture, dict) and posture.get("on") == 1 else "off"
         gc.collect()
 
     def _start_monitor(self):
@@ -134,7 +138,7 @@ class Agent:
             st["device_id"] = self.ident["device_id"]
         if self.monitor is not None:
             st["security"] = self.monitor.status()
-        elif self.monitor_error:
+        elif self.monitor_error and self.monitor_error != "off":
             st["security"] = {"error": self.monitor_error}
         if self.tel is not None:
             st["telemetry"] = self.tel.stats()

@@ -6,7 +6,7 @@ measured in the same run on the same VM, ratio.
    device and on the VM's host file system, vs one sealed telemetry record
    (agent/telemetry/cose.py, the anchor). Target: <= 2 ms.
 2. Integrity scan of a slot (64 files, the factory slot's size) against its
-   manifest, total CPU per scan (agent/security/integrity.py, 30 ms steps) vs
+   manifest, total CPU per scan (agent/security/posture.py Scanner, 30 ms steps) vs
    sha256 of the same bytes in memory; the longest step.
 3. Extra live heap of the security agent on the VM: code of the security
    modules + the event log + the scanner at idle, and the most a scan adds.

@@ -23,7 +23,7 @@ from agent.security import events
 
 LAZY = ("agent.security.posture", "agent.security.logread")
 SCAN_WAIT_S = 120
-DEFAULTS = {"period_s": 300, "scan_s": 60, "budget_ms": 30, "min_gap_s": 10, "clock_jump_s": 120}
+DEFAULTS = {"on": 0, "period_s": 300, "scan_s": 60, "budget_ms": 30, "min_gap_s": 10, "clock_jump_s": 120}
 SCAN_BUF = 512  # the one buffer the scan reads files into, allocated once
 UPDATE_STEPS = ("available", "installed", "activated", "confirmed", "rolled_back", "rejected", "refused",
                 "check_failed", "download_interrupted")

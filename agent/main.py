@@ -77,7 +77,7 @@ class Agent:
         # The security monitor (event log, integrity scan, posture reports)
         # runs when the signed configuration says so (posture.on = 1): on a
         # 256 KiB heap it does not fit yet beside telemetry and the update
-        # agent (reports/r3-monitor.md, "heap"). It starts after the first
+        # agent (README: Security monitoring, heap). It starts after the first
         # TLS handshake (or MONITOR_WAIT_S without one): the handshake needs
         # contiguous heap. Events before it wait in agent/security/events.py's
         # bounded pending list.

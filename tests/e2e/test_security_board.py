@@ -25,7 +25,7 @@ from host_tools.sim import image as simimage
 from tests.e2e.telemetry_board_fixtures import board_fleet
 
 DEVICE = "pump-sec1"
-HEAP = "384k"  # the demo boards: on 256 KiB the monitor does not fit yet (reports/r3-monitor.md, heap)
+HEAP = "384k"  # the demo boards: on 256 KiB the monitor does not fit yet (README: Security monitoring, heap)
 CONFIG = {"watchdog_ms": 30000, "posture": {"on": 1, "period_s": 60, "scan_s": 5, "min_gap_s": 1}}
 
 

@@ -44,3 +44,17 @@ def load(state_dir):
     if not isinstance(over, dict):
         over = {"config_error": "config.json is not an object"}
     return _merge(DEFAULTS, over)
+
+
+def section(cfg, name, defaults):
+    # cfg[name] over `defaults`, keeping only known keys with positive int
+    # values (a bad value never turns a limit off).
+    out = {}
+    for k in defaults:
+        out[k] = defaults[k]
+    over = cfg.get(name)
+    if isinstance(over, dict):
+        for k in over:
+            if k in out and isinstance(over[k], int) and not isinstance(over[k], bool) and over[k] > 0:
+                out[k] = over[k]
+    return out

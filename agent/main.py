@@ -22,6 +22,8 @@ from board.compat import sleep_ms, ticks_ms, ticks_diff
 from agent import config as agent_config
 from agent import identity as agent_identity
 
+MONITOR_WAIT_S = 120
+
 class Agent:
     def __init__(self, board, slot, trial=False):
         self.board = board
@@ -72,9 +74,39 @@ class Agent:
         st = self.updates.installer.boot_state()
         # Events the loader recorded (rollbacks, fallbacks) are reported once.
         self.boot_events = st.get("events", [])[-4:]
+        # The security monitor (event log, integrity scan, posture reports)
+        # runs when the signed configuration says so (posture.on = 1): on a
+        # 256 KiB heap it does not fit yet beside telemetry and the update
+        # agent (README: Security monitoring, heap). It starts after the first
+        # TLS handshake (or MONITOR_WAIT_S without one): the handshake needs
+        # contiguous heap. Events before it wait in agent/security/events.py's
+        # bounded pending list.
+        self.monitor = None
+        posture = self.cfg.get("posture")
+        self.monitor_error = None if isinstance(posture, dict) and posture.get("on") == 1 else "off"
+        gc.collect()
+
+    def _start_monitor(self):
+        sup = self.tel.sup if self.tel is not None else None
+        if (sup is not None and sup.connects == 0
+                and ticks_diff(ticks_ms(), self.started) < MONITOR_WAIT_S * 1000):
+            return
+        self.monitor_error = ""
+        try:
+            from agent.security.monitor import Monitor
+
+            self.monitor = Monitor(self.board, self.slot, self.cfg, self.tel, self.updates)
+            self.monitor.boot(self.board.reset_reason(), self.boot_events)
+        except (OSError, ValueError, MemoryError) as e:
+            # Never let monitoring keep the agent (watchdog, updates) from running.
+            self.monitor = None
+            self.monitor_error = repr(e)[:120]
+        gc.collect()
 
     def _on_update(self, ev):
         self.update_state = ev
+        if getattr(self, "monitor", None) is not None:
+            self.monitor.on_update(ev)
         if self.tel is not None:
             self.tel.update_status(ev)
             self.tel.keep_sampling()
@@ -104,6 +136,10 @@ class Agent:
         }
         if self.ident is not None:
             st["device_id"] = self.ident["device_id"]
+        if self.monitor is not None:
+            st["security"] = self.monitor.status()
+        elif self.monitor_error and self.monitor_error != "off":
+            st["security"] = {"error": self.monitor_error}
         if self.tel is not None:
             st["telemetry"] = self.tel.stats()
         elif self.telemetry_error:
@@ -138,6 +174,10 @@ class Agent:
         self.updates.tick(b.time())
         if self.tel is not None:
             self.tel.keep_sampling()
+        if self.monitor is not None:
+            self.monitor.tick()
+        elif self.monitor_error is None:
+            self._start_monitor()
         self.report()
         self.loops += 1
         return bool(max_loops) and self.loops >= max_loops

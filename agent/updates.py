@@ -103,6 +103,7 @@ class UpdateAgent:
         self.check_slices = 0
         self.pending = None  # an install continued over several ticks
         self.deferrals = 0
+        self.tuf_info = None  # {"root": [version, expires], "targets": [...]} after a refresh
         self.rejected = {}  # manifest hash -> reason: refused this boot for its own fault
 
     @property
@@ -357,6 +358,7 @@ class UpdateAgent:
         try:
             up = self._tuf(now)
             up.refresh()
+            self._note_tuf(up)
             found = self.find_release(up)
         except UpdatePaused:
             # What was accepted is on flash: the next tick goes on from there.
@@ -403,6 +405,18 @@ class UpdateAgent:
         self.pending = {"src": HttpSource(up.target_stream(ti)), "target": ti.path, "version": c["version"],
                         "manifest_sha256": c["manifest_sha256"], "urgent": urgent, "slices": 0}
         return True
+
+    def _note_tuf(self, up):
+        # Trusted root/targets [version, expiry] for posture (agent/security).
+        info = {}
+        for role in ("root", "targets"):
+            try:
+                s = up.trusted.get(role)
+                if s is not None:
+                    info[role] = [s.version, getattr(s, "expires", None)]
+            except (AttributeError, KeyError):
+                pass
+        self.tuf_info = info
 
     def _install(self, now):
         # One slice of the pending install (resumed from its journal).

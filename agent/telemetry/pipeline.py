@@ -15,6 +15,7 @@ import gc
 import os
 
 from board.compat import asyncio, ticks_add, ticks_diff, ticks_ms
+from agent import config as agent_config
 from agent.telemetry import cose
 from agent.telemetry.mqtt import Supervisor, TLSConfig
 from agent.telemetry.queue import FlashQueue, QueueError
@@ -71,14 +72,7 @@ class Telemetry:
     def __init__(self, board, ident, cfg, fw):
         self.board = board
         self.ident = ident
-        t = {}
-        for k in TELEMETRY_DEFAULTS:
-            t[k] = TELEMETRY_DEFAULTS[k]
-        over = cfg.get("telemetry")
-        if isinstance(over, dict):
-            for k in over:
-                if k in t and isinstance(over[k], int) and over[k] > 0:
-                    t[k] = over[k]
+        t = agent_config.section(cfg, "telemetry", TELEMETRY_DEFAULTS)
         self.cfg = t
         self.period_ms = t["period_ms"]
         data = board.mounts()["data"]

@@ -124,9 +124,16 @@ def update_map(ev):
     return out
 
 
-def status_record(seq, t, state, fw=None, queued=None, dropped=None, skip=None, update=None):
+def status_record(seq, t, state, fw=None, queued=None, dropped=None, skip=None, update=None, extra=None):
     # update: an update agent report (see update_map), sent with state "update".
+    # extra: more keys of a security record (state "posture" / "event",
+    # agent/security); they never replace the keys above.
     rec = {"t": t, "seq": seq, "state": _text(state, "state")}
+    if extra:
+        for k in extra:
+            rec[k] = extra[k]
+        rec["t"] = t
+        rec["seq"] = seq
     if fw is not None:
         rec["fw"] = _text(fw, "fw")
     if queued is not None:

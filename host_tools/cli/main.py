@@ -25,6 +25,8 @@ GROUP_MODULES = [
     "host_tools.cli.timestamp",
     "host_tools.cli.nac",
     "host_tools.cli.network",
+    "host_tools.cli.events",
+    "host_tools.cli.alerts",
 ]
 
 

@@ -22,6 +22,8 @@ Tables (created if missing; ``meta.schema_version`` = 1):
                  ``lost_expired`` counts the numbers of expired holes.
 ``rejections``   one row per rejected message: time, topic, reason, detail, size
                  (the newest 100,000). Rejected payloads are never stored.
+``posture``, ``sec_events``  posture reports and security event-log entries
+                 (security_db.py).
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable
 
+from . import security_db
 from .outcomes import REJECTIONS
 from .records import jsonable
 
@@ -154,6 +157,7 @@ class FleetDB:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.executescript(SCHEMA)
+            self.conn.executescript(security_db.SCHEMA)
             row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
                 self.conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -396,6 +400,11 @@ class _Txn:
             "INSERT INTO status_log (device_id, seq, sealed, state, t, fw, queued, dropped, received_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (device_id, st.seq, int(st.sealed), st.state, st.t, st.fw, st.queued, st.dropped, now))
+        if st.state in security_db.STATES:
+            # Posture reports and security events (security_db.py) leave the
+            # device's link status alone.
+            security_db.store(self.c, device_id, st, now)
+            return
         if st.state == UPDATE_STATE:
             # An update report says nothing about the link: keep the device's
             # status (online/offline), refresh only what the record carries.

@@ -28,7 +28,8 @@ from host_tools.provision import BrokerAddress, merge_config, provision
 
 STREAM_SECONDS = 20.0
 DRAIN_TIMEOUT = 15.0
-TELEMETRY_CONFIG = {"telemetry": {"period_ms": 1000, "status_every_s": 10}}
+# posture.on: the security monitor (agent/security), which the demo's 384 KiB boards have room for.
+TELEMETRY_CONFIG = {"telemetry": {"period_ms": 1000, "status_every_s": 10}, "posture": {"on": 1}}
 
 
 def stage_fleet(ctx: DemoContext) -> None:

@@ -1,0 +1,1 @@
+# Security agent: events (tamper-evident log), posture reports, integrity scan.

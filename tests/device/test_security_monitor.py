@@ -1,0 +1,95 @@
+# agent/security/monitor.py on both runtimes: start (boot event on the flash
+# log), the incremental scan run from tick() and its violation event, no scan
+# while an update is in progress, and the cold modules released after use.
+import os
+import sys
+import time
+
+import devtest
+from agent.security import events, logread
+from agent.security.monitor import Monitor
+from test_security_integrity import make_slot
+
+COLD = ("agent.security.posture", "agent.security.logread")
+
+
+class Board:
+    def __init__(self, base, slot, loader):
+        self.m = {"state": base + "/state", "data": base + "/data", "slot_a": slot, "loader": loader}
+        for k in ("state", "data"):
+            os.mkdir(self.m[k])
+
+    def mounts(self):
+        return self.m
+
+    def time(self):
+        return int(time.time())
+
+    def reset_reason(self):
+        return "power_on"
+
+
+class Updates:
+    version = "1.0.0"
+    pending = None
+    check_slices = 0
+
+
+def kinds(mon):
+    return [logread.decode_entry(e)[2] for n, e in logread.entries(logread.load(mon.log.dir))]
+
+
+def start(cfg=None):
+    events.reset()
+    slot, loader = make_slot()
+    board = Board(devtest.tmpdir(), slot, loader)
+    mon = Monitor(board, "a", cfg or {"posture": {"scan_s": 1, "min_gap_s": 1}}, None, Updates())
+    mon.boot("power_on", [{"type": "rolled_back", "version": "1.1.0"}])
+    return mon, slot
+
+
+def tick_until_scanned(mon, limit=200):
+    for _ in range(limit):
+        mon.tick()
+        if mon.scanner is None and mon.scan is not None:
+            return
+    raise AssertionError("no complete scan in %d ticks" % limit)
+
+
+def test_start_logs_boot_and_rollback_and_releases_cold_modules():
+    mon, slot = start()
+    assert kinds(mon) == ["boot", "rollback"]
+    assert mon.status()["boots"] == 1 and mon.status()["head"] == 2
+    for name in COLD:
+        if name == "agent.security.logread":
+            continue  # the test itself imports it
+        assert name not in sys.modules, name
+    events.reset()
+
+
+def test_scan_from_ticks_then_a_changed_file_is_an_event():
+    mon, slot = start()
+    tick_until_scanned(mon)
+    assert mon.scan["ok"] and mon.scan["files"] == 10, mon.scan  # 6 + 2 updater + 2 loader files
+    assert mon.stats["posture_sent"] == 0 and mon.ps["at"] is not None  # no telemetry: built, not sent
+    assert "agent.security.posture" not in sys.modules
+    with open(slot + "/agent/m1.mpy", "r+b") as f:
+        f.write(b"\x00\x01")
+    time.sleep(1.1)  # scan_s
+    mon.scan = None
+    tick_until_scanned(mon)
+    assert not mon.scan["ok"] and "~agent/m1.mpy" in mon.scan["bad"], mon.scan
+    assert kinds(mon)[-1] == "integrity_violation" and mon.stats["integrity_violations"] == 1
+    events.reset()
+
+
+def test_no_scan_while_an_update_is_in_progress():
+    mon, slot = start()
+    mon.updates.pending = {"version": "1.1.0"}
+    for _ in range(5):
+        mon.tick()
+    assert mon.scanner is None and mon.scan is None
+    mon.updates.pending = None
+    tick_until_scanned(mon)
+    assert mon.scan["ok"]
+    events.reset()

@@ -24,6 +24,7 @@ GROUP_MODULES = [
     "host_tools.cli.repo",
     "host_tools.cli.timestamp",
     "host_tools.cli.fleet",
+    "host_tools.cli.assess",
 ]
 
 

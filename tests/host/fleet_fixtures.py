@@ -25,8 +25,8 @@ class Fleet:
         #: receive time of the first record (a little after the keys were issued)
         self.t0 = time.time()
 
-    def issue(self, dev: str, model: str) -> None:
-        self.pki.issue(dev, model)
+    def issue(self, dev: str, model: str, days: float | None = None) -> None:
+        self.pki.issue(dev, model, days=days)
 
     def _send(self, dev: str, kind: str, rec: dict, now: float) -> str:
         seq = self.seq[dev] = self.seq.get(dev, 0) + 1

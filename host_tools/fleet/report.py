@@ -13,6 +13,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from .assess import RANK
 from .reader import FleetReader
+from .status import iso
 
 SEV_COLORS = {"critical": "#8b0000", "high": "#d2461e", "medium": "#e0a400", "low": "#4a7fb5",
               "unknown": "#888888"}
@@ -35,8 +36,8 @@ def vitals_series(reader: FleetReader | None, device_id: str | None, limit: int 
     t0, t1 = rows[0]["t"], rows[-1]["t"]
     lo, hi = min(r["hr"] for r in rows), max(r["hr"] for r in rows)
     span_t, span_v = (t1 - t0) or 1, (hi - lo) or 1
-    return [{"x": round(10 + 580 * (r["t"] - t0) / span_t, 1), "y": round(150 - 130 * (r["hr"] - lo) / span_v, 1),
-             "hr": r["hr"]} for r in rows]
+    return [{"x": round(10 + 400 * (r["t"] - t0) / span_t, 1), "y": round(150 - 130 * (r["hr"] - lo) / span_v, 1),
+             "hr": r["hr"], "time": iso(r["t"])} for r in rows]
 
 
 def render_html(report: dict[str, Any], reader: FleetReader | None = None) -> str:

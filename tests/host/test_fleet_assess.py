@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import struct
+import subprocess
+import zlib
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -157,3 +161,41 @@ def test_cli(fleet, tmp_path):
     assert r.exit_code == 3 and "worst finding: critical" in r.output
     r = CliRunner().invoke(cli, ["--workdir", str(fleet.workdir), "assess", "--advisories", str(tmp_path / "no")])
     assert r.exit_code == 1 and "no advisory folder" in r.output and "Traceback" not in r.output
+
+
+def png_size_and_colors(data: bytes) -> tuple[int, int, int]:
+    """(width, height, distinct byte values in the decoded scanlines) of a PNG."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    pos, idat = 8, b""
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if kind == b"IDAT":
+            idat += data[pos + 8:pos + 8 + n]
+        pos += 12 + n
+    return width, height, len(set(zlib.decompress(idat)))
+
+
+def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                           f"--user-data-dir={profile}", *args], capture_output=True, timeout=120)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed (make setup)")
+def test_report_in_headless_chromium(fleet, tmp_path):
+    out = tmp_path / "report.html"
+    r = CliRunner().invoke(cli, ["--workdir", str(fleet.workdir), "assess", "--advisories", str(ADVISORIES),
+                                 "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    dom = chromium("--dump-dom", out.as_uri(), profile=tmp_path / "profile")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    doc = _Doc()
+    doc.feed(dom.stdout.decode())
+    rows = [a["data-device"] for t, a in doc.tags if t == "tr" and "data-device" in a]
+    assert rows[-1] == "pump-new" and set(rows) == {"pump-old", "pump-new", "pump-bad", "pump-cert"}
+    assert "CVE-2024-8946" in "".join(doc.text)
+    shot = tmp_path / "report.png"
+    s = chromium(f"--screenshot={shot}", "--window-size=1200,1600", out.as_uri(), profile=tmp_path / "profile")
+    assert s.returncode == 0 and shot.is_file(), s.stderr[-2000:]
+    w, h, colors = png_size_and_colors(shot.read_bytes())
+    assert (w, h) == (1200, 1600) and colors > 20  # text, bars and badges were drawn

@@ -18,6 +18,7 @@ from typing import Any
 SEVERITIES = ("low", "medium", "high", "critical")
 _SEV_ALIASES = {"moderate": "medium"}
 _NUM = re.compile(r"(\d+)")
+_VERSION = re.compile(r"^\d+(\.\d+)*$")
 
 
 class AdvisoryError(ValueError):
@@ -27,9 +28,9 @@ class AdvisoryError(ValueError):
 def version_key(v: str) -> tuple[int, ...]:
     """``v1.22.0`` / ``1.22`` / ``2.28.2`` -> (1, 22, 0) ...; pre-release text ignored."""
     core = str(v).lstrip("vV").split("-")[0].split("+")[0]
-    nums = [int(m) for m in _NUM.findall(core)]
-    if not nums:
+    if not _VERSION.match(core):
         raise AdvisoryError(f"not a version: {v!r}")
+    nums = [int(m) for m in _NUM.findall(core)]
     while len(nums) > 1 and nums[-1] == 0:
         nums.pop()
     return tuple(nums)

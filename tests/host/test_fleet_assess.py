@@ -85,6 +85,11 @@ def test_version_ranges():
     assert version_key("v1.24.0") == version_key("1.24") > version_key("1.23.9")
     with pytest.raises(AdvisoryError):
         parse({"id": "X"})
+    # today's package SBOMs name the runtime "mpy 6.3 (mpy-cross 1.29.0)": not a version, never matched
+    with pytest.raises(AdvisoryError):
+        version_key("mpy 6.3 (mpy-cross 1.29.0)")
+    mp = parse(json.loads((ADVISORIES / "CVE-2024-8946.json").read_text()))
+    assert not mp.matches("micropython", "mpy 6.3 (mpy-cross 1.29.0)") and mp.matches("micropython", "1.23.0")
 
 
 def test_findings(fleet):

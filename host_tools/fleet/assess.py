@@ -121,8 +121,12 @@ def device_findings(d: dict[str, Any], advisories: list[Advisory], comps: list[d
     return out
 
 
-def assess(workdir: str | Path, advisories_dir: str | Path | None, now: float | None = None) -> dict[str, Any]:
+def assess(workdir: str | Path, advisories_dir: str | Path | None, now: float | None = None,
+           release_dir: str | Path | None = None) -> dict[str, Any]:
+    """``release_dir``: the release tools' work directory (repository, recall
+    record); default ``workdir`` as the CLI lays it out."""
     workdir = Path(workdir)
+    rdir = workdir if release_dir is None else Path(release_dir)
     now = time.time() if now is None else now
     advs, problems = ([], [])
     if advisories_dir is not None:
@@ -130,8 +134,8 @@ def assess(workdir: str | Path, advisories_dir: str | Path | None, now: float | 
             raise AssessError(f"no advisory folder {advisories_dir}")
         advs, problems = load_dir(advisories_dir)
     status = fleet_status(workdir, now=now)
-    targets = workdir / "repository" / "targets"
-    rec = recalls(workdir)
+    targets = rdir / "repository" / "targets"
+    rec = recalls(rdir)
     newest = published(targets, set(rec))
     devices = []
     for d in status["devices"]:

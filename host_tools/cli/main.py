@@ -25,6 +25,7 @@ GROUP_MODULES = [
     "host_tools.cli.timestamp",
     "host_tools.cli.fleet",
     "host_tools.cli.assess",
+    "host_tools.cli.rollout",
 ]
 
 

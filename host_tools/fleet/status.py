@@ -43,7 +43,7 @@ def iso(t: float | None) -> str | None:
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _release_of(report: dict[str, Any]) -> tuple[str | None, str | None]:
+def release_state(report: dict[str, Any]) -> tuple[str | None, str | None]:
     """(version, state) a report says about a release; (None, None) if about none."""
     step, d = report.get("step"), report.get("detail") or {}
     if step == "refused" and d.get("newest"):
@@ -82,7 +82,7 @@ def _security(reader: FleetReader, device_id: str) -> dict[str, Any]:
     return out
 
 
-def _pki_records(workdir: Path) -> dict[str, Any]:
+def pki_records(workdir: Path) -> dict[str, Any]:
     try:
         return {r.device_id: r for r in FleetPKI(workdir).devices()}
     except (PkiError, OSError, ValueError):
@@ -138,7 +138,7 @@ def release_counts(devices: list[dict[str, Any]], reports: dict[str, list[dict[s
     for d in devices:
         latest: dict[str, str] = {}
         for r in reports.get(d["device_id"], []):
-            version, state = _release_of(r)
+            version, state = release_state(r)
             if version:
                 latest[version] = state  # type: ignore[assignment]
         for version, state in latest.items():
@@ -154,7 +154,7 @@ def fleet_status(workdir: str | Path, now: float | None = None) -> dict[str, Any
     now = time.time() if now is None else now
     reader = FleetReader(workdir / "fleet.db")
     try:
-        recs = _pki_records(workdir)
+        recs = pki_records(workdir)
         devices, reports = [], {}
         for row in reader.devices():
             if row["device_id"] == "?":

@@ -38,6 +38,7 @@ def _check_workdir(ctx: click.Context, param: click.Parameter, value: str) -> st
 
 
 @click.group(cls=TopGroup)
+@click.version_option(package_name="medsentry", prog_name="medsentry", message="%(prog)s %(version)s")
 @click.option(
     "--workdir",
     envvar="MEDSENTRY_WORKDIR",

@@ -148,6 +148,25 @@ def release_counts(devices: list[dict[str, Any]], reports: dict[str, list[dict[s
     return [table[k] for k in sorted(table)]
 
 
+def with_rollouts(releases: list[dict[str, Any]], workdir: Path) -> list[dict[str, Any]]:
+    """Add ``rollout`` ("50 % running", "0 % halted", ...; None: no staged rollout)
+    from ``release/rollouts.json``; a rollout no device reported on yet gets its row."""
+    from host_tools.release.errors import ConfigError
+    from host_tools.release.rollout import load_plans
+
+    try:
+        plans = load_plans(workdir)
+    except ConfigError:
+        plans = {}
+    rows = {(r["model"], r["version"]): dict(r, rollout=None) for r in releases}
+    for p in plans.values():
+        key = (p["model"], p["version"])
+        row = rows.setdefault(key, dict({"model": key[0], "version": key[1], "running": 0},
+                                        **{c: 0 for c in RELEASE_COLUMNS}))
+        row["rollout"] = f"{p['percent']} % {p['state']}"
+    return [rows[k] for k in sorted(rows)]
+
+
 def fleet_status(workdir: str | Path, now: float | None = None) -> dict[str, Any]:
     """``{"generated_at", "devices": [...], "releases": [...], "security_tables": bool}``."""
     workdir = Path(workdir)
@@ -164,7 +183,7 @@ def fleet_status(workdir: str | Path, now: float | None = None) -> dict[str, Any
         return {
             "generated_at": iso(now),
             "devices": devices,
-            "releases": release_counts(devices, reports),
+            "releases": with_rollouts(release_counts(devices, reports), workdir),
             "security_tables": reader.has("posture") and reader.has("sec_events"),
         }
     finally:

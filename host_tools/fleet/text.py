@@ -33,7 +33,7 @@ DEVICE_COLUMNS = (
     ("lockouts", "console_lockouts"),
 )
 RELEASE_TABLE = ("model", "version", "running", "pending", "downloading", "installed", "confirmed",
-                 "rolled_back", "deferred", "rejected")
+                 "rolled_back", "deferred", "rejected", "rollout")
 
 
 def status_text(doc: dict[str, Any]) -> str:

@@ -146,6 +146,9 @@ def test_rollout_completes_and_cli(staged):
     assert doc[0]["health"]["rollback_rate"] == 0.0
     r = medsentry("rollout", "status")
     assert "complete" in r.output and "confirmed 3" in r.output, r.output
+    r = medsentry("fleet", "status", "--json")
+    rel = [x for x in json.loads(r.output)["releases"] if x["version"] == "1.1.0"]
+    assert rel[0]["rollout"] == "100 % complete" and rel[0]["confirmed"] == 3, rel
     # a halt by recall: the release leaves the role, the rollout is halted
     r = medsentry("rollout", "halt", "pump-v2", "1.1.0", "--reason", "field reports", "--recall", "--no-prompt")
     assert r.exit_code == 0, r.output

@@ -92,8 +92,9 @@ def decide(h: StageHealth, halt_on_rollback: float, min_confirmed: int) -> tuple
     need = min(min_confirmed, len(h.in_stage))
     got = len(h.confirmed)
     if got >= need:
-        return "advance", (f"{got} device(s) confirmed {h.version}, {need} needed; "
-                           f"rollback rate {h.rollback_rate:.0%}")
+        return "advance", (f"{got} device(s) confirmed {h.version}, {need} needed "
+                           f"({len(h.in_stage)} in the {h.percent} % stage); rollback rate {h.rollback_rate:.0%}")
     if not h.fleet_db:
         return "wait", "no fleet database yet (run `medsentry collector`)"
-    return "wait", f"{got} of {need} device(s) in the {h.percent} % stage confirmed {h.version}"
+    return "wait", (f"{got} device(s) confirmed {h.version}, {need} needed "
+                    f"({len(h.in_stage)} in the {h.percent} % stage)")

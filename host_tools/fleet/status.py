@@ -167,8 +167,10 @@ def with_rollouts(releases: list[dict[str, Any]], workdir: Path) -> list[dict[st
     return [rows[k] for k in sorted(rows)]
 
 
-def fleet_status(workdir: str | Path, now: float | None = None) -> dict[str, Any]:
-    """``{"generated_at", "devices": [...], "releases": [...], "security_tables": bool}``."""
+def fleet_status(workdir: str | Path, now: float | None = None, release_dir: str | Path | None = None
+                 ) -> dict[str, Any]:
+    """``{"generated_at", "devices": [...], "releases": [...], "security_tables": bool}``.
+    `release_dir`: the release tools' work directory when it is not `workdir`."""
     workdir = Path(workdir)
     now = time.time() if now is None else now
     reader = FleetReader(workdir / "fleet.db")
@@ -183,7 +185,7 @@ def fleet_status(workdir: str | Path, now: float | None = None) -> dict[str, Any
         return {
             "generated_at": iso(now),
             "devices": devices,
-            "releases": with_rollouts(release_counts(devices, reports), workdir),
+            "releases": with_rollouts(release_counts(devices, reports), Path(release_dir or workdir)),
             "security_tables": reader.has("posture") and reader.has("sec_events"),
         }
     finally:

@@ -131,16 +131,17 @@ def halt_rollout(session: Session, model: str, version: str, why: str, recall: b
     return _publish(session, plan, 0, "halted", why)
 
 
-def advance_rollout(session: Session, model: str, version: str, force: bool = False
-                    ) -> tuple[str, str, dict[str, Any]]:
+def advance_rollout(session: Session, model: str, version: str, force: bool = False,
+                    fleet_dir: Path | None = None) -> tuple[str, str, dict[str, Any]]:
     """Evaluate the current stage from fleet.db and act: ("halted" | "advanced" |
-    "complete" | "waiting" | <state>, why, plan)."""
+    "complete" | "waiting" | <state>, why, plan). `fleet_dir`: where fleet.db and
+    the PKI live when not in the release work directory (the demo)."""
     from host_tools.fleet.rollout_health import decide, stage_health
 
     plan = plan_of(session, model, version)
     if plan["state"] != "running":
         return plan["state"], f"the rollout is {plan['state']}", plan
-    h = stage_health(session.layout.workdir, model, version, plan["manifest_sha256"], plan["percent"])
+    h = stage_health(fleet_dir or session.layout.workdir, model, version, plan["manifest_sha256"], plan["percent"])
     action, why = decide(h, plan["halt_on_rollback"], plan["min_confirmed"])
     if action == "halt":
         return "halted", why, _publish(session, plan, 0, "halted", f"automatic halt: {why}")

@@ -96,7 +96,7 @@ def test_rollout_advances_on_health_then_halts_on_rollbacks(staged):
         with pytest.raises(ConfigError, match="already running"):
             start_rollout(s, "pump-v2", "1.1.0", [10, 100])
         result, why, plan = advance_rollout(s, "pump-v2", "1.1.0")
-    assert result == "waiting" and "0 of 1" in why and plan["percent"] == 10
+    assert result == "waiting" and "0 device(s) confirmed 1.1.0, 1 needed (1 in the 10 % stage)" in why
     # device a (in the stage) installs and confirms: the next stage opens
     fleet.update(devs["a"], t + 1, "1.0.0", step="installed", version="1.1.0", slot="b")
     fleet.update(devs["a"], t + 2, "1.1.0", step="confirmed", version="1.1.0")

@@ -22,7 +22,7 @@ def stage_operator(ctx: DemoContext) -> None:
     tel = ctx.shared.get("telemetry")
     if tel is not None:
         tel["collector"].flush()  # the reader sees committed rows only
-    status = fleet_status(ctx.workdir)
+    status = fleet_status(ctx.workdir, release_dir=ctx.workdir / "release")
     ctx.console.print(status_text(status), markup=False, highlight=False, soft_wrap=True)
     report = assess(ctx.workdir, ADVISORIES if ADVISORIES.is_dir() else None, release_dir=ctx.workdir / "release")
     out = ctx.out / "report.html"

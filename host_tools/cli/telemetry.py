@@ -62,8 +62,9 @@ def export_cmd(ctx: click.Context, device_ids: tuple[str, ...], all_devices: boo
 
 
 @cli.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def stats(ctx: click.Context) -> None:
+def stats(ctx: click.Context, as_json: bool) -> None:
     """Counters per device (accepted, rejected by reason, duplicates, lost, update reports)."""
     db = _db(ctx)
     upd = db.update_counts()
@@ -74,4 +75,13 @@ def stats(ctx: click.Context) -> None:
         if last:
             out[dev]["last_update"] = {k: last[0][k] for k in ("step", "version", "reason", "t")}
     out["*"] = dict(db.counters(), lost=db.lost(), update_reports=sum(upd.values()))
-    click.echo(json.dumps(out, indent=1, sort_keys=True))
+    if as_json:
+        click.echo(json.dumps(out, indent=1, sort_keys=True))
+        return
+    from host_tools.fleet.text import table
+
+    cols = sorted({k for v in out.values() for k in v if k != "last_update"})
+    rows = [[dev if dev != "*" else "(all)", *[v.get(c, 0) for c in cols],
+             " ".join(str(x) for x in (v.get("last_update") or {}).values() if x is not None) or None]
+            for dev, v in out.items()]
+    click.echo(table(["device", *cols, "last update (step version reason t)"], rows), nl=False)

@@ -263,7 +263,7 @@ def test_collector_cli_runs_until_max_records(fleet):
     res = result["r"]
     assert res.exit_code == 0, res.output
     assert '"accepted": 2' in res.output
-    stats = CliRunner().invoke(cli, ["--workdir", str(fleet.workdir), "telemetry", "stats"])
+    stats = CliRunner().invoke(cli, ["--workdir", str(fleet.workdir), "telemetry", "stats", "--json"])
     assert stats.exit_code == 0 and json.loads(stats.output)["pump-1"]["accepted"] == 2
 
 

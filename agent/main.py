@@ -59,6 +59,8 @@ class Agent:
         from agent.updates import UpdateAgent, SLICE_MS
 
         self.updates = UpdateAgent(board, slot, trial, self.cfg, self._on_update)
+        if self.ident is not None:
+            self.updates.device_id = self.ident["device_id"]
         if self.tel is not None:
             self.tel.sender.fw = self.updates.version
         # While an update step blocks the event loop (network waits, every

@@ -105,6 +105,9 @@ class UpdateAgent:
         self.deferrals = 0
         self.tuf_info = None  # {"root": [version, expires], "targets": [...]} after a refresh
         self.rejected = {}  # manifest hash -> reason: refused this boot for its own fault
+        # Set by the agent from the provisioned identity: decides membership
+        # in a staged rollout (policy.in_rollout); None waits for 100 %.
+        self.device_id = None
 
     @property
     def recalled(self):
@@ -330,8 +333,8 @@ class UpdateAgent:
         if c.get("channel", "stable") != self.cfg.get("channel", "stable") or c.get("version") in recalled:
             return ""
         rel = policy.from_custom(c)
-        if not policy.is_newer(rel, self.version):
-            return ""
+        if not policy.is_newer(rel, self.version) or not policy.in_rollout(c, self.device_id):
+            return ""  # older, or a staged rollout that does not include this device yet
         digest = c.get("manifest_sha256")
         if digest in failed:
             return "rolled back on this device before"

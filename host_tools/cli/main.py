@@ -27,6 +27,9 @@ GROUP_MODULES = [
     "host_tools.cli.network",
     "host_tools.cli.events",
     "host_tools.cli.alerts",
+    "host_tools.cli.fleet",
+    "host_tools.cli.assess",
+    "host_tools.cli.rollout",
 ]
 
 
@@ -39,6 +42,7 @@ def _check_workdir(ctx: click.Context, param: click.Parameter, value: str) -> st
 
 
 @click.group(cls=TopGroup)
+@click.version_option(package_name="medsentry", prog_name="medsentry", message="%(prog)s %(version)s")
 @click.option(
     "--workdir",
     envvar="MEDSENTRY_WORKDIR",

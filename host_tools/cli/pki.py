@@ -1,6 +1,7 @@
 """`medsentry pki`: fleet CA, broker/collector certificates, device identities, CRL."""
 from __future__ import annotations
 
+import json
 import os
 
 import click
@@ -148,10 +149,18 @@ def retire_key(ctx: click.Context, device_id: str, kid: str) -> None:
 
 
 @cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (no key material).")
 @click.pass_context
-def list_devices(ctx: click.Context) -> None:
+def list_devices(ctx: click.Context, as_json: bool) -> None:
     """Devices with model, expiry, revocation and telemetry keys."""
     pki = _pki(ctx)
+    if as_json:
+        click.echo(json.dumps([{
+            "device_id": r.device_id, "model": r.model, "serial": r.serial, "not_before": r.not_before,
+            "not_after": r.not_after, "revoked": r.revoked,
+            "telemetry_keys": [{"kid": k.kid.hex(), "active": k.active, "created": k.created, "retired": k.retired}
+                               for k in r.telemetry_keys]} for r in _run(pki.devices)], indent=1))
+        return
     t = Table("device", "model", "serial", "not after", "revoked", "telemetry keys (active*)")
     for rec in _run(pki.devices):
         keys = " ".join(tk.kid.hex() + ("*" if tk.active else "") for tk in rec.telemetry_keys)

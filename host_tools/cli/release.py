@@ -19,19 +19,20 @@ def cli() -> None:
 @click.argument("package", type=click.Path(dir_okay=False))
 @click.option("--channel", type=click.Choice(["stable", "canary"]), default="stable", show_default=True)
 @click.option("--urgent", is_flag=True, help="Security patch: devices may install it outside their maintenance window.")
+@click.option("--held", is_flag=True, help="Offer it to no device until `release rollout` opens a stage.")
 @no_prompt_option
 @click.pass_context
-def publish_cmd(ctx, package, channel, urgent, no_prompt) -> None:
+def publish_cmd(ctx, package, channel, urgent, held, no_prompt) -> None:
     """Verify PACKAGE and publish it for its model (new snapshot and timestamp)."""
     from host_tools.release.publish import publish_package
     from host_tools.release.session import open_session
 
     with open_session(workdir(ctx), passphrases(no_prompt)) as s:
-        rel = publish_package(s, Path(package), channel, urgent)
+        rel = publish_package(s, Path(package), channel, urgent, held)
         ts = s.repo.md("timestamp").signed.version
     click.echo(
         f"published {rel.model} {rel.version} (security counter {rel.security_counter}, {rel.channel}) "
-        f"as {rel.target}; timestamp version {ts}"
+        f"as {rel.target}; timestamp version {ts}" + ("; held: offered to no device until `release rollout`" if held else "")
     )
 
 
@@ -78,3 +79,8 @@ def recall_cmd(ctx, version, reason, model, no_prompt) -> None:
     with open_session(workdir(ctx), passphrases(no_prompt)) as s:
         rel = recall_release(s, version, reason, model)
     click.echo(f"recalled {rel.model} {rel.version}: {reason}")
+
+
+from host_tools.cli.rollout import start_cmd as _rollout_cmd  # noqa: E402
+
+cli.add_command(_rollout_cmd, "rollout")

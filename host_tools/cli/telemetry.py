@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
@@ -22,15 +23,36 @@ def cli() -> None:
     """Stored telemetry (fleet.db)."""
 
 
+def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """ISO 8601 (``2026-12-02T12:00:00Z``; no zone = UTC) -> Unix seconds."""
+    if value is None:
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time (e.g. 2026-12-02T12:00:00Z)") from None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+
+
 @cli.command("export")
-@click.argument("device_id")
+@click.argument("device_ids", nargs=-1)
+@click.option("--all", "all_devices", is_flag=True, help="Every device in the database.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@click.option("--since", callback=_when, default=None, help="Board time, ISO 8601 (UTC if no zone).")
+@click.option("--until", callback=_when, default=None, help="Board time, ISO 8601 (UTC if no zone).")
+@click.option("--raw", is_flag=True, help="CSV with the database columns (epoch seconds, no units).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="Default: stdout.")
 @click.pass_context
-def export_cmd(ctx: click.Context, device_id: str, fmt: str, output: str | None) -> None:
-    """Export DEVICE_ID's records ordered by sequence number."""
+def export_cmd(ctx: click.Context, device_ids: tuple[str, ...], all_devices: bool, fmt: str,
+               since: float | None, until: float | None, raw: bool, output: str | None) -> None:
+    """Export the records of DEVICE_IDS (or --all): ISO 8601 UTC times, units in the
+    column names, one line per record ordered by sequence number, gaps marked."""
+    db = _db(ctx)
+    devices = list(device_ids) or (db.device_ids() if all_devices else [])
+    if not devices:
+        raise click.UsageError("name one or more devices, or --all")
     try:
-        text = export(_db(ctx), device_id, fmt)
+        text = export(db, devices, fmt, since=since, until=until, raw=raw)
     except ExportError as exc:
         raise click.ClickException(str(exc)) from None
     if output:
@@ -40,8 +62,9 @@ def export_cmd(ctx: click.Context, device_id: str, fmt: str, output: str | None)
 
 
 @cli.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def stats(ctx: click.Context) -> None:
+def stats(ctx: click.Context, as_json: bool) -> None:
     """Counters per device (accepted, rejected by reason, duplicates, lost, update reports)."""
     db = _db(ctx)
     upd = db.update_counts()
@@ -52,4 +75,13 @@ def stats(ctx: click.Context) -> None:
         if last:
             out[dev]["last_update"] = {k: last[0][k] for k in ("step", "version", "reason", "t")}
     out["*"] = dict(db.counters(), lost=db.lost(), update_reports=sum(upd.values()))
-    click.echo(json.dumps(out, indent=1, sort_keys=True))
+    if as_json:
+        click.echo(json.dumps(out, indent=1, sort_keys=True))
+        return
+    from host_tools.fleet.text import table
+
+    cols = sorted({k for v in out.values() for k in v if k != "last_update"})
+    rows = [[dev if dev != "*" else "(all)", *[v.get(c, 0) for c in cols],
+             " ".join(str(x) for x in (v.get("last_update") or {}).values() if x is not None) or None]
+            for dev, v in out.items()]
+    click.echo(table(["device", *cols, "last update (step version reason t)"], rows), nl=False)

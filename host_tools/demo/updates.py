@@ -30,6 +30,11 @@ SELFTEST = Path(__file__).resolve().parents[2] / "agent" / "selftest.py"
 STAGE_TIMEOUT = 150.0
 
 
+def bad_selftest() -> bytes:
+    """agent/selftest.py with a regression its own health check catches."""
+    return SELFTEST.read_bytes().replace(b'_SHA256_ABC = "ba78', b'_SHA256_ABC = "ba79')
+
+
 def stage_release_server(ctx: DemoContext) -> None:
     work = ctx.workdir / "release"
     root = ensure_models(work, PASSPHRASES, MODELS)
@@ -58,7 +63,7 @@ def configure_unprovisioned(ctx: DemoContext, name: str) -> None:
     ctx.boards.reset(name)
 
 
-def _publish(ctx: DemoContext, model: str, version: str, counter: int, overrides: dict[str, bytes], **kw):
+def publish(ctx: DemoContext, model: str, version: str, counter: int, overrides: dict[str, bytes], **kw):
     tree = device_tree(ctx.workdir / "trees" / f"{model}-{version}", overrides)
     return publish_tree(ctx.shared["release_work"], PASSPHRASES, model, version, counter, tree, **kw)
 
@@ -93,12 +98,11 @@ def stage_updates(ctx: DemoContext) -> None:
             configure_unprovisioned(ctx, name)
     # pump-1 infuses a short bolus: the update waits for its end.
     ctx.boards.start_infusion("pump-1", rate_ml_h=360.0, vtbi_ml=2.0)
-    _publish(ctx, "pump-v2", "1.1.0", 2, {"agent/release.txt": b"1.1.0: security fixes\n"})
+    publish(ctx, "pump-v2", "1.1.0", 2, {"agent/release.txt": b"1.1.0: security fixes\n"})
     # pump-2 loses power during its update: the 60th flash write from now
     # (TUF metadata first, then the install) never lands.
     ctx.boards.power_cut("pump-2", at_write=60)
-    bad = SELFTEST.read_bytes().replace(b'_SHA256_ABC = "ba78', b'_SHA256_ABC = "ba79')
-    _publish(ctx, "monitor-v1", "1.1.0", 2, {"agent/selftest.py": bad})
+    publish(ctx, "monitor-v1", "1.1.0", 2, {"agent/selftest.py": bad_selftest()})
     cuts = 0
     rejected_published = False
     end = time.monotonic() + STAGE_TIMEOUT
@@ -109,7 +113,7 @@ def stage_updates(ctx: DemoContext) -> None:
             mon = ctx.boards.status("monitor-1").get("device") or {}
             rolled = any(e.get("type") == "rolled_back" for e in mon.get("boot_events", []))
             if rolled and not rejected_published:
-                _publish(ctx, "monitor-v1", "1.2.0", 3, {"agent/release.txt": b"1.2.0\n"}, min_base_version="1.1.0")
+                publish(ctx, "monitor-v1", "1.2.0", 3, {"agent/release.txt": b"1.2.0\n"}, min_base_version="1.1.0")
                 rejected_published = True
             if _done(ctx, rejected_published):
                 break

@@ -162,11 +162,14 @@ def check_publishable(session: Session, pkg: PackageInfo) -> None:
         )
 
 
-def publish_package(session: Session, package_path: Path, channel: str = "stable", urgent: bool = False) -> Release:
+def publish_package(session: Session, package_path: Path, channel: str = "stable", urgent: bool = False,
+                    held: bool = False) -> Release:
     """Verify the package, add it (and its SBOM) to its model's role, then a new
     snapshot and timestamp; files written first, ``timestamp.json`` last.
     ``urgent``: a security patch devices may install outside their maintenance
-    window (never during an infusion); signed as the custom field ``urgent``."""
+    window (never during an infusion); signed as the custom field ``urgent``.
+    ``held``: offered to no device yet (``rollout_percent`` 0) until a staged
+    rollout opens it (:mod:`.rollout`)."""
     if channel not in CHANNELS:
         raise ConfigError(f"unknown channel {channel!r}: use one of {', '.join(CHANNELS)}")
     pkg = read_package(Path(package_path), session.config.slot_bytes)
@@ -191,6 +194,8 @@ def publish_package(session: Session, package_path: Path, channel: str = "stable
     }
     if urgent:
         custom["urgent"] = True
+    if held:
+        custom["rollout_percent"] = 0
     tf = repo.stage_target(package_target_path(model, pkg.version), pkg.data, custom)
     sbom = pkg.sbom()
     sf = repo.stage_target(

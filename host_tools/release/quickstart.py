@@ -135,8 +135,10 @@ def publish_tree(
     min_base_version: str = "0.0.0",
     urgent: bool = False,
     base_package: Path | None = None,
+    held: bool = False,
 ) -> Release:
-    """Build the slot sources in `tree` as a package and publish it."""
+    """Build the slot sources in `tree` as a package and publish it (``held``:
+    offered to no device until a staged rollout opens it)."""
     layout = Layout.of(workdir)
     pkg = build_package(
         model=model,
@@ -151,4 +153,4 @@ def publish_tree(
         source_date_epoch=0,
     )
     with open_session(workdir, passphrases) as s:
-        return publish_package(s, pkg.path, channel, urgent)
+        return publish_package(s, pkg.path, channel, urgent, held)

@@ -74,7 +74,7 @@ def test_pycose_sealed_records_are_stored_and_exported(fleet):
 
     col.flush()  # the CLI reads through its own connection: commit the open batch
     runner = CliRunner()
-    res = runner.invoke(cli, ["--workdir", str(fleet.workdir), "telemetry", "export", "pump-1", "--format", "csv"])
+    res = runner.invoke(cli, ["--workdir", str(fleet.workdir), "telemetry", "export", "pump-1", "--format", "csv", "--raw"])
     assert res.exit_code == 0, res.output
     lines = res.output.strip().splitlines()
     assert lines[0].startswith("seq,t,hr,spo2,bp_sys,bp_dia,temp,pump_state")
@@ -263,7 +263,7 @@ def test_collector_cli_runs_until_max_records(fleet):
     res = result["r"]
     assert res.exit_code == 0, res.output
     assert '"accepted": 2' in res.output
-    stats = CliRunner().invoke(cli, ["--workdir", str(fleet.workdir), "telemetry", "stats"])
+    stats = CliRunner().invoke(cli, ["--workdir", str(fleet.workdir), "telemetry", "stats", "--json"])
     assert stats.exit_code == 0 and json.loads(stats.output)["pump-1"]["accepted"] == 2
 
 

@@ -160,7 +160,7 @@ def test_power_cut_with_queued_records_loses_nothing_reuses_no_nonce_and_reports
             assert out.exit_code == 0, out.output
             doc = json.loads(out.output)
             assert {"checking", "up_to_date"} <= {u["step"] for u in doc["updates"]}
-            stats = json.loads(CliRunner().invoke(cli, ["--workdir", str(f.workdir), "telemetry", "stats"]).output)
+            stats = json.loads(CliRunner().invoke(cli, ["--workdir", str(f.workdir), "telemetry", "stats", "--json"]).output)
             assert stats[DEVICE]["update_reports"] >= 2 and stats[DEVICE]["lost"] == 0
         finally:
             sink.close()

@@ -96,7 +96,7 @@ def check(r, what: str) -> None:
 
 # commands that, given a usable work directory, do their job (read-only listings)
 READS_NOTHING_BAD = {("sim", "list"), ("telemetry", "stats"), ("keys", "list"), ("pki", "list"),
-                     ("repo", "slot-size")}
+                     ("repo", "slot-size"), ("rollout", "status")}
 
 
 # commands that do not use the work directory (their paths are tested below)

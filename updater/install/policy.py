@@ -12,6 +12,14 @@
 #   min_base     lowest running version the package may be installed over
 #   kind         "full" or "patch"
 #   base         the version a patch is made against
+#
+# Staged rollout (`medsentry release rollout`): the target's signed custom
+# field "rollout_percent" (0..100, absent: 100) is the share of the fleet the
+# release is offered to. Each device decides by itself: its bucket, a number
+# 0..99 from sha256(device_id + ":" + manifest_sha256), must be below the
+# percentage. The host tools use this same function to know who is in a stage.
+import hashlib
+
 from updater.install.manifest import parse_version
 
 
@@ -51,3 +59,24 @@ def refusal(rel, model, running_version, floor):
     if rel["kind"] == "patch" and rel["base"] != running_version:
         return "patch is against %s, this device runs %s" % (rel["base"], running_version)
     return None
+
+
+def rollout_bucket(device_id, manifest_sha256):
+    # 0..99, the same on every runtime: the first 3 bytes of the digest
+    # (a small int on any MicroPython port), modulo 100.
+    h = hashlib.sha256((device_id + ":" + manifest_sha256).encode()).digest()
+    return ((h[0] << 16) | (h[1] << 8) | h[2]) % 100
+
+
+def in_rollout(c, device_id):
+    # True when the signed custom fields `c` offer the release to this
+    # device. TypeError when the percentage is malformed (the caller then
+    # skips the release). A device without an id waits for 100 %.
+    p = c.get("rollout_percent", 100)
+    if type(p) is not int or p < 0 or p > 100:
+        raise TypeError("rollout_percent")
+    if p >= 100:
+        return True
+    if not device_id:
+        return False
+    return rollout_bucket(device_id, c.get("manifest_sha256") or "") < p

@@ -1,0 +1,105 @@
+"""Read-only access to ``<workdir>/fleet.db`` that tolerates absent tables.
+
+The collector's core tables (devices, updates, status_log) are always there once
+it ran. The security agent's tables (``posture``, ``sec_events``) exist only when
+the collector that wrote the database stores them; every query on them returns
+``None`` ("not reported") when the table is missing, never an error.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+
+class ReaderError(RuntimeError):
+    """No fleet database, or one this reader cannot open."""
+
+
+class FleetReader:
+    """``conn`` and ``lock`` as on FleetDB, so helpers written for it work here."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ReaderError(f"no fleet database at {self.path} (run `medsentry collector` first)")
+        try:
+            self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            self.conn.row_factory = sqlite3.Row
+            self.tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.Error as exc:
+            raise ReaderError(f"{self.path}: not a fleet database ({exc})") from None
+        if "devices" not in self.tables:
+            raise ReaderError(f"{self.path}: not a fleet database (no devices table)")
+        self.lock = threading.RLock()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def has(self, table: str) -> bool:
+        return table in self.tables
+
+    def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(r) for r in self.conn.execute(sql, args)]
+
+    # -- collector core tables ------------------------------------------------------
+    def devices(self) -> list[dict[str, Any]]:
+        return self._all("SELECT * FROM devices ORDER BY device_id")
+
+    def updates(self, device_id: str) -> list[dict[str, Any]]:
+        """Update agent reports of a device, oldest first, ``detail`` decoded."""
+        if not self.has("updates"):
+            return []
+        rows = self._all("SELECT * FROM updates WHERE device_id=? ORDER BY id", (device_id,))
+        for r in rows:
+            try:
+                r["detail"] = json.loads(r["detail"])
+            except ValueError:
+                r["detail"] = {}
+        return rows
+
+    def vitals(self, device_id: str, since: float | None = None, until: float | None = None
+               ) -> list[dict[str, Any]]:
+        sql, args = "SELECT * FROM vitals WHERE device_id=?", [device_id]
+        if since is not None:
+            sql, args = sql + " AND t >= ?", args + [since]
+        if until is not None:
+            sql, args = sql + " AND t <= ?", args + [until]
+        return self._all(sql + " ORDER BY seq", tuple(args))
+
+    def missing(self, device_id: str) -> list[tuple[int, int]]:
+        return [(r["first_seq"], r["last_seq"]) for r in
+                self._all("SELECT first_seq, last_seq FROM missing WHERE device_id=? ORDER BY first_seq",
+                          (device_id,))]
+
+    # -- security agent tables (may be absent) -----------------------------------------
+    def last_posture(self, device_id: str) -> dict[str, Any] | None:
+        """The newest posture report (``report`` decoded), None when none or no table."""
+        if not self.has("posture"):
+            return None
+        rows = self._all("SELECT * FROM posture WHERE device_id=? ORDER BY id DESC LIMIT 1", (device_id,))
+        if not rows:
+            return None
+        r = rows[0]
+        try:
+            r["report"] = json.loads(r["report"])
+        except (TypeError, ValueError):
+            r["report"] = {}
+        return r
+
+    def chain_state(self, device_id: str) -> str | None:
+        """``ok`` / ``broken`` from ``events verify``, None when not reported (no
+        event table, no entries, or no chain verifier in this installation)."""
+        if not self.has("sec_events"):
+            return None
+        try:
+            from host_tools.collector import eventchain  # type: ignore[attr-defined]
+        except ImportError:
+            return None
+        n = self._all("SELECT COUNT(*) AS n FROM sec_events WHERE device_id=?", (device_id,))[0]["n"]
+        if not n:
+            return None
+        return "ok" if eventchain.verify_device(self, device_id).ok else "broken"

@@ -1,0 +1,62 @@
+"""First-hour CLI items (issue 14 item 4): `medsentry --version`, `pki list --json`."""
+from __future__ import annotations
+
+import importlib.metadata
+import json
+
+from click.testing import CliRunner
+
+from host_tools.cli.main import cli
+from host_tools.pki import FleetPKI
+
+
+def test_version():
+    r = CliRunner().invoke(cli, ["--version"])
+    assert r.exit_code == 0
+    assert r.output == f"medsentry {importlib.metadata.version('medsentry')}\n"
+
+
+def test_pki_list_json_has_no_key_material(tmp_path):
+    pki = FleetPKI(tmp_path)
+    pki.init()
+    pki.issue("pump-1", "pump-v2")
+    rec = pki.device("pump-1")
+    r = CliRunner().invoke(cli, ["--workdir", str(tmp_path), "pki", "list", "--json"])
+    assert r.exit_code == 0, r.output
+    (dev,) = json.loads(r.output)
+    assert (dev["device_id"], dev["model"], dev["revoked"]) == ("pump-1", "pump-v2", None)
+    assert dev["not_after"] == rec.not_after
+    assert [k["kid"] for k in dev["telemetry_keys"]] == [rec.active_key().kid.hex()]
+    assert dev["telemetry_keys"][0]["active"] is True
+    tk = rec.active_key()
+    for secret in (tk.key.hex(), tk.base_iv.hex(), "PRIVATE KEY"):
+        assert secret not in r.output
+
+
+def test_telemetry_stats_table_and_json(tmp_path):
+    import sys
+    import time
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from fleet_fixtures import Fleet
+
+    f = Fleet(tmp_path)
+    try:
+        f.issue("pump-1", "pump-v2")
+        t = time.time()
+        f.vitals("pump-1", t)
+        f.vitals("pump-1", t + 1)
+        f.update("pump-1", t + 2, "1.0.0", step="up_to_date", version="1.0.0")
+    finally:
+        f.close()
+    run = CliRunner()
+    doc = json.loads(run.invoke(cli, ["--workdir", str(tmp_path), "telemetry", "stats", "--json"]).output)
+    r = run.invoke(cli, ["--workdir", str(tmp_path), "telemetry", "stats"])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    head = lines[0].split()
+    row = next(line.split() for line in lines[2:] if line.startswith("pump-1"))
+    assert row[head.index("accepted")] == str(doc["pump-1"]["accepted"]) == "3"
+    assert row[-3:-1] == ["up_to_date", "1.0.0"]
+    assert any(line.startswith("(all)") for line in lines)

@@ -1,0 +1,206 @@
+"""Issue 14 item 2: `medsentry assess` — OSV advisories, findings, risk, HTML + JSON.
+
+The fleet database is fed by real sealed records (fleet_fixtures); the advisories
+are the shipped ones under advisories/; SBOMs are CycloneDX documents stored as
+repository targets the way `release publish` names them (<sha256>.<model>-<v>.cdx.json).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import struct
+import subprocess
+import zlib
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from host_tools.cli.main import cli
+from host_tools.fleet.advisories import AdvisoryError, load_dir, parse, version_key
+from host_tools.fleet.assess import assess, fails, worst
+from host_tools.fleet.report import render_html
+from host_tools.fleet import FleetReader
+
+from fleet_fixtures import Fleet
+
+ADVISORIES = Path(__file__).resolve().parents[2] / "advisories"
+
+
+def sbom(targets: Path, model: str, version: str, components: list[tuple[str, str, str]]) -> None:
+    doc = {"bomFormat": "CycloneDX", "specVersion": "1.6",
+           "metadata": {"component": {"type": "firmware", "name": f"medsentry-{model}", "version": version}},
+           "components": [{"type": "platform" if n == "micropython" else "library", "name": n, "version": v,
+                           "purl": p} for n, v, p in components]
+           + [{"type": "file", "name": "agent/main.mpy", "version": version}]}
+    data = json.dumps(doc).encode()
+    d = targets / model
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"{hashlib.sha256(data).hexdigest()}.{model}-{version}.cdx.json").write_bytes(data)
+
+
+MP = "pkg:github/micropython/micropython@{}"
+TLS = "pkg:github/Mbed-TLS/mbedtls@{}"
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    f = Fleet(tmp_path_factory.mktemp("assess"))
+    targets = f.workdir / "repository" / "targets"
+    sbom(targets, "pump-v2", "1.0.0", [("micropython", "1.23.0", MP.format("1.23.0")),
+                                       ("mbedtls", "2.28.3", TLS.format("2.28.3"))])
+    sbom(targets, "pump-v2", "1.1.0", [("micropython", "1.24.1", MP.format("1.24.1")),
+                                       ("mbedtls", "3.6.0", TLS.format("3.6.0"))])
+    sbom(targets, "pump-v2", "1.2.0", [("micropython", "1.24.1", MP.format("1.24.1"))])
+    (f.workdir / "release").mkdir()
+    (f.workdir / "release" / "recalls.json").write_text(json.dumps(
+        {"recalls": [{"model": "pump-v2", "version": "1.2.0", "reason": "pump stalls at 0.1 ml/h"}]}))
+    for dev, fw in (("pump-old", "1.0.0"), ("pump-new", "1.1.0"), ("pump-bad", "1.2.0")):
+        f.issue(dev, "pump-v2")
+        assert f.status(dev, f.t0, fw=fw) == "accepted"
+        for i in range(3):
+            f.vitals(dev, f.t0 + 1 + i, hr=70 + i)
+    f.issue("pump-cert", "pump-v2", days=5)
+    f.status("pump-cert", f.t0, fw="1.1.0")
+    yield f
+    f.close()
+
+
+def by_id(rep):
+    return {d["device_id"]: d for d in rep["devices"]}
+
+
+def kinds(d):
+    return {(x["kind"], x.get("advisory")) for x in d["findings"]}
+
+
+def test_version_ranges():
+    adv = parse(json.loads((ADVISORIES / "CVE-2024-23170.json").read_text()))
+    assert adv.matches("mbedtls", "2.28.6") and not adv.matches("mbedtls", "2.28.7")
+    assert adv.matches("x", "3.5.1", "pkg:github/Mbed-TLS/mbedtls@3.5.1")
+    assert not adv.matches("mbedtls", "3.5.2") and not adv.matches("mbedtls", "3.6.0")
+    assert not adv.matches("openssl", "1.0.0")
+    assert version_key("v1.24.0") == version_key("1.24") > version_key("1.23.9")
+    with pytest.raises(AdvisoryError):
+        parse({"id": "X"})
+    # today's package SBOMs name the runtime "mpy 6.3 (mpy-cross 1.29.0)": not a version, never matched
+    with pytest.raises(AdvisoryError):
+        version_key("mpy 6.3 (mpy-cross 1.29.0)")
+    mp = parse(json.loads((ADVISORIES / "CVE-2024-8946.json").read_text()))
+    assert not mp.matches("micropython", "mpy 6.3 (mpy-cross 1.29.0)") and mp.matches("micropython", "1.23.0")
+
+
+def test_findings(fleet):
+    rep = assess(fleet.workdir, ADVISORIES, now=fleet.t0 + 10)
+    d = by_id(rep)
+    old = kinds(d["pump-old"])
+    assert {("vulnerable", "CVE-2024-8946"), ("vulnerable", "CVE-2024-23170"),
+            ("vulnerable", "MEDSENTRY-2026-0001"), ("behind", None)} <= old
+    assert ("vulnerable", "CVE-2024-8947") not in old  # fixed in 1.23.0
+    assert kinds(d["pump-new"]) == set()
+    bad = kinds(d["pump-bad"])
+    assert ("recalled", None) in bad and ("behind", None) not in bad  # 1.2.0 is recalled, 1.1.0 is newest
+    assert rep["newest"]["pump-v2"]["version"] == "1.1.0"
+    assert [x["severity"] for x in d["pump-cert"]["findings"]] == ["high"]
+    assert d["pump-cert"]["findings"][0]["kind"] == "cert_expiring"
+    # the riskiest first; scores are the sums of the findings' weights
+    assert rep["devices"][0]["device_id"] in ("pump-old", "pump-bad") and d["pump-new"]["risk"] == 0
+    assert rep["fleet_by_version"] == {"pump-v2 1.0.0": 1, "pump-v2 1.1.0": 2, "pump-v2 1.2.0": 1}
+    assert worst(rep) == "critical" and fails(rep, "high") and fails(rep, "critical")
+    # later: everyone silent, pump-cert's certificate expired
+    late = by_id(assess(fleet.workdir, ADVISORIES, now=fleet.t0 + 6 * 86400))
+    assert ("silent", None) in kinds(late["pump-new"])
+    assert [x["severity"] for x in late["pump-cert"]["findings"] if x["kind"] == "cert_expiring"] == ["critical"]
+
+
+def test_bad_advisory_is_reported(tmp_path):
+    (tmp_path / "good.json").write_text((ADVISORIES / "CVE-2024-8946.json").read_text())
+    (tmp_path / "broken.json").write_text("{not json")
+    (tmp_path / "bad-range.json").write_text(json.dumps(
+        {"id": "X-1", "affected": [{"package": {"name": "m"}, "ranges": [{"events": [{"fixed": "abc"}]}]}]}))
+    advs, problems = load_dir(tmp_path)
+    assert [a.id for a in advs] == ["CVE-2024-8946"] and len(problems) == 2
+
+
+class _Doc(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_html_self_contained(fleet, tmp_path):
+    rep = assess(fleet.workdir, ADVISORIES, now=fleet.t0 + 10)
+    reader = FleetReader(fleet.workdir / "fleet.db")
+    html = render_html(rep, reader)
+    reader.close()
+    doc = _Doc()
+    doc.feed(html)
+    names = [t for t, _ in doc.tags]
+    assert "script" not in names and "link" not in names
+    assert not [a for _, a in doc.tags if any(str(v).startswith(("http", "//")) for k, v in a.items()
+                                             if k in ("src", "href"))]
+    rows = [a["data-device"] for t, a in doc.tags if t == "tr" and "data-device" in a]
+    assert rows == [d["device_id"] for d in rep["devices"]]
+    ids = {a.get("id") for _, a in doc.tags}
+    assert {"chart-versions", "chart-severity", "chart-latency", "chart-vitals", "devices"} <= ids
+    assert sum(1 for t, a in doc.tags if t == "rect") == (len(rep["fleet_by_version"]) + 4 + 1)
+    assert "pump stalls at 0.1 ml/h" in "".join(doc.text)
+
+
+def test_cli(fleet, tmp_path):
+    out = tmp_path / "report.html"
+    args = ["--workdir", str(fleet.workdir), "assess", "--advisories", str(ADVISORIES)]
+    r = CliRunner().invoke(cli, args + ["--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["schema"] == "medsentry-assessment/1" and out.read_text().startswith("<!DOCTYPE html>")
+    r = CliRunner().invoke(cli, args + ["--fail-on", "critical"])
+    assert r.exit_code == 3 and "worst finding: critical" in r.output
+    r = CliRunner().invoke(cli, ["--workdir", str(fleet.workdir), "assess", "--advisories", str(tmp_path / "no")])
+    assert r.exit_code == 1 and "no advisory folder" in r.output and "Traceback" not in r.output
+
+
+def png_size_and_colors(data: bytes) -> tuple[int, int, int]:
+    """(width, height, distinct byte values in the decoded scanlines) of a PNG."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    pos, idat = 8, b""
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if kind == b"IDAT":
+            idat += data[pos + 8:pos + 8 + n]
+        pos += 12 + n
+    return width, height, len(set(zlib.decompress(idat)))
+
+
+def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                           f"--user-data-dir={profile}", *args], capture_output=True, timeout=120)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed (make setup)")
+def test_report_in_headless_chromium(fleet, tmp_path):
+    out = tmp_path / "report.html"
+    r = CliRunner().invoke(cli, ["--workdir", str(fleet.workdir), "assess", "--advisories", str(ADVISORIES),
+                                 "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    dom = chromium("--dump-dom", out.as_uri(), profile=tmp_path / "profile")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    doc = _Doc()
+    doc.feed(dom.stdout.decode())
+    rows = [a["data-device"] for t, a in doc.tags if t == "tr" and "data-device" in a]
+    assert rows[-1] == "pump-new" and set(rows) == {"pump-old", "pump-new", "pump-bad", "pump-cert"}
+    assert "CVE-2024-8946" in "".join(doc.text)
+    shot = tmp_path / "report.png"
+    s = chromium(f"--screenshot={shot}", "--window-size=1200,1600", out.as_uri(), profile=tmp_path / "profile")
+    assert s.returncode == 0 and shot.is_file(), s.stderr[-2000:]
+    w, h, colors = png_size_and_colors(shot.read_bytes())
+    assert (w, h) == (1200, 1600) and colors > 20  # text, bars and badges were drawn

@@ -100,7 +100,7 @@ READS_NOTHING_BAD = {("sim", "list"), ("telemetry", "stats"), ("keys", "list"), 
 
 
 # commands that do not use the work directory (their paths are tested below)
-NO_WORKDIR = {("demo",)}
+NO_WORKDIR = {("demo",), ("package", "mip-index")}  # mip-index reads the device tree
 WORKDIR_COMMANDS = [(p, c) for p, c in COMMANDS if p not in NO_WORKDIR]
 
 

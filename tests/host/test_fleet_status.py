@@ -75,8 +75,7 @@ def test_devices(fleet):
     m = d["mon-1"]
     assert (m["model"], m["link"]) == ("monitor-v1", "silent")
     assert m["silent_for_s"] >= 2 * SILENT_AFTER_S
-    # no security agent tables in this database: shown as not reported
-    assert not doc["security_tables"]
+    # no device sent a posture report or a security event: shown as not reported
     for dev in d.values():
         assert (dev["integrity"], dev["event_chain"], dev["console_lockouts"]) == (NOT_REPORTED,) * 3
 
@@ -91,23 +90,20 @@ def test_release_counts(fleet):
 
 
 def test_security_fields_when_tables_exist(fleet, tmp_path):
-    # A copy of the database with the security agent's posture table (its
-    # schema as the contract gives it) and a report with a failed integrity scan.
+    # A copy of the database (the collector made the security agent's tables)
+    # with a posture report of a failed integrity scan.
     src = sqlite3.connect(fleet.workdir / "fleet.db")
     (tmp_path / "pki").symlink_to(fleet.workdir / "pki")
     dst = sqlite3.connect(tmp_path / "fleet.db")
     src.backup(dst)
     src.close()
-    dst.execute("CREATE TABLE posture (id INTEGER PRIMARY KEY, device_id TEXT NOT NULL, seq INTEGER, t REAL, "
-                "head_n INTEGER, head_h BLOB, integrity_ok INTEGER, report TEXT NOT NULL, "
-                "received_at REAL NOT NULL)")
     dst.execute("INSERT INTO posture (device_id, seq, t, integrity_ok, report, received_at) VALUES (?,?,?,?,?,?)",
                 ("pump-1", 99, 0, 0, json.dumps({"console": {"lockouts": 2, "failed_logins": 7}}), 0))
     dst.commit()
     dst.close()
     d = by_id(fleet_status(tmp_path, now=fleet.t0 + 10))
     assert (d["pump-1"]["integrity"], d["pump-1"]["console_lockouts"]) == ("violation", 2)
-    assert d["pump-1"]["event_chain"] == NOT_REPORTED  # no sec_events table
+    assert d["pump-1"]["event_chain"] == NOT_REPORTED  # no security event received
     assert d["pump-2"]["integrity"] == NOT_REPORTED
 
 

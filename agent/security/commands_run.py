@@ -1,0 +1,193 @@
+# Runs signed commands on the device (verification: commands.py).
+#
+# handle(payload) for every message on medsentry/<id>/cmd: verify against
+# the command policy (a TUF target, stored in /state/command-policy.json once
+# the TUF client accepted it), persist the issuer's counter (BEFORE running:
+# a power cut after this never lets the same command run twice), run the
+# action, and report: a sealed result record (send_result) and a security
+# event (command_accepted / command_refused). Never raises on bad input.
+#
+# Counters: /state/cmdctr.json {"ctr": {keyid: last}, "floor_iat": t}. A
+# corrupt counter file fails closed without locking operators out: the
+# counters restart empty but only commands issued after the corruption was
+# found (iat >= floor_iat, the board time then) are accepted, so no command
+# issued before it can be replayed; reported as integrity_violation.
+import json
+
+from board.compat import write_atomic
+from agent.security import commands as C
+
+POLICY_FILE = "command-policy.json"
+COUNTER_FILE = "cmdctr.json"
+MAX_ISSUERS = 32
+
+
+def _events():
+    try:
+        from agent.security import events
+    except ImportError:
+        return None
+    return events
+
+
+def _emit(kind, severity, detail):
+    ev = _events()
+    if ev is not None:
+        ev.emit(kind, severity, detail)
+
+
+class CommandRunner:
+    def __init__(self, state_dir, device_id, model, clock, send_result=None):
+        self.state = state_dir
+        self.device_id = device_id
+        self.model = model
+        self.clock = clock  # -> board epoch seconds
+        self.send_result = send_result  # fn(result map): sealed record
+        self.actions = {}  # command -> fn(args) -> None (done) or refusal reason
+        self.policy = None
+        self.policy_error = None
+        self.stats = {"accepted": 0, "refused": 0, "failed": 0}
+        self.last = None
+        self._load_policy()
+        self._load_counters()
+
+    # -- policy -----------------------------------------------------------------
+    def _load_policy(self):
+        try:
+            with open(self.state + "/" + POLICY_FILE, "rb") as f:
+                data = f.read()
+        except OSError:
+            return
+        try:
+            self.policy = C.load_policy(data, self.model)
+        except C.PolicyError as e:
+            self.policy_error = str(e)
+            _emit("integrity_violation", "warning", {"file": POLICY_FILE, "reason": str(e)[:60]})
+
+    def install_policy(self, data):
+        # Bytes of the policy target the TUF client verified. Returns True
+        # when it is new and now in force; PolicyError when malformed or older.
+        p = C.load_policy(data, self.model)
+        if self.policy is not None:
+            if p.version < self.policy.version:
+                raise C.PolicyError("policy version %d is older than %d" % (p.version, self.policy.version))
+            if p.version == self.policy.version:
+                return False
+        write_atomic(self.state + "/" + POLICY_FILE, bytes(data))
+        self.policy = p
+        self.policy_error = None
+        return True
+
+    def fetch_policy(self, up):
+        # Hook for the update agent (called with its refreshed TUF updater):
+        # the model's signed command policy, if the repository has one.
+        info = up.get_targetinfo(self.model + "/" + POLICY_FILE)
+        if info is None:
+            return
+        from updater.tuf.fetcher import BytesSink
+
+        sink = BytesSink()
+        up.stream_target(info, sink)
+        try:
+            self.install_policy(bytes(sink.buf))
+        except C.PolicyError as e:
+            self.policy_error = str(e)
+
+    # -- counters ---------------------------------------------------------------
+    def _load_counters(self):
+        self.counters = {}
+        self.floor_iat = 0
+        try:
+            with open(self.state + "/" + COUNTER_FILE) as f:
+                text = f.read()
+        except OSError:
+            return
+        try:
+            d = json.loads(text)
+            ctr = d["ctr"]
+            floor = d.get("floor_iat", 0)
+            if not isinstance(ctr, dict) or not isinstance(floor, int):
+                raise ValueError("bad types")
+            for k in ctr:
+                if not isinstance(ctr[k], int):
+                    raise ValueError("bad counter")
+        except (ValueError, KeyError, TypeError):
+            self.floor_iat = int(self.clock())
+            _emit("integrity_violation", "warning", {"file": COUNTER_FILE, "reason": "corrupt"})
+            self._save_counters()
+            return
+        self.counters = ctr
+        self.floor_iat = floor
+
+    def _save_counters(self):
+        if len(self.counters) > MAX_ISSUERS and self.policy is not None:
+            # Forget issuers the policy no longer knows (bounded file).
+            for k in list(self.counters):
+                if k not in self.policy.keys and k not in self.policy.revoked:
+                    del self.counters[k]
+        write_atomic(self.state + "/" + COUNTER_FILE,
+                     json.dumps({"ctr": self.counters, "floor_iat": self.floor_iat}))
+
+    # -- handling ---------------------------------------------------------------
+    def handle(self, payload):
+        now = int(self.clock())
+        try:
+            c = C.verify(self.policy, payload, self.device_id, self.model, now, self.counters)
+            if c["iat"] < self.floor_iat:
+                raise C.CommandRefused(C.REPLAYED, "issued before the counter store was reset", c)
+        except C.CommandRefused as e:
+            return self._refused(e.reason, str(e), e.cmd)
+        except MemoryError:
+            return self._refused("out of memory", "out of memory", None)
+        # Persist the counter before anything runs.
+        self.counters[c["issuer"]] = c["ctr"]
+        try:
+            self._save_counters()
+        except OSError as e:
+            del self.counters[c["issuer"]]
+            return self._refused("state write failed", "counter store: %s" % e, c)
+        fn = self.actions.get(c["cmd"])
+        why = "not supported on this device" if fn is None else None
+        if fn is not None:
+            try:
+                why = fn(c["args"])
+            except (OSError, ValueError) as e:
+                self.stats["failed"] += 1
+                why = "failed: %s" % e
+        if why:
+            return self._refused(why, why, c)
+        self.stats["accepted"] += 1
+        res = self._result(c, "done", None)
+        _emit("command_accepted", "info", {"cmd": c["cmd"], "issuer": c["issuer"][:16], "ctr": c["ctr"]})
+        return res
+
+    def _refused(self, reason, detail, c):
+        self.stats["refused"] += 1
+        res = self._result(c, "refused", detail)
+        d = {"reason": reason}
+        if c is not None:
+            d["cmd"] = str(c.get("cmd"))[:32]
+            d["issuer"] = str(c.get("issuer"))[:16]
+        _emit("command_refused", "warning", d)
+        return res
+
+    def _result(self, c, result, reason):
+        r = {"result": result}
+        if c is not None:
+            r["cmd"] = str(c.get("cmd"))[:32]
+            r["issuer"] = str(c.get("issuer"))[:16]
+            if isinstance(c.get("ctr"), int):
+                r["ctr"] = c["ctr"]
+        if reason:
+            r["reason"] = reason[:100]
+        self.last = r
+        if self.send_result is not None:
+            self.send_result(r)
+        return r
+
+    def stats_map(self):
+        s = {"accepted": self.stats["accepted"], "refused": self.stats["refused"]}
+        s["policy"] = self.policy.version if self.policy is not None else None
+        if self.policy_error:
+            s["policy_error"] = self.policy_error[:60]
+        return s

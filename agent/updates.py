@@ -92,6 +92,9 @@ class UpdateAgent:
         # than the update server this boot (the agent adds "the broker
         # acknowledged a record"): a trial is healthy on either.
         self.network_checks = []
+        # Callables given the refreshed TUF updater on every check: other
+        # signed per-model targets (the command policy, agent/security).
+        self.target_hooks = []
         self._installing = False
         self._gate_ms = None
         self._slice_end = None
@@ -295,6 +298,8 @@ class UpdateAgent:
             for r in json.loads(bytes(sink.buf)).get("recalled", []):
                 recalled.add(r.get("version"))
         self.recalled_versions = recalled
+        for hook in self.target_hooks:
+            hook(up)
         st = bootstate.read_state(self.mounts["state"])
         failed = st.get("failed", [])
         floor = st.get("floor", 0)

@@ -129,6 +129,7 @@ def reset():
     _state["narrow"] = None
     _state["blocked"] = 0
     _state["on_block"] = None
+    _state["installed"] = False
     _endpoints.clear()
     _addrs.clear()
 

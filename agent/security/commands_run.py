@@ -20,6 +20,7 @@ from agent.security import commands as C
 POLICY_FILE = "command-policy.json"
 COUNTER_FILE = "cmdctr.json"
 MAX_ISSUERS = 32
+MAX_POLICY = 16384
 
 
 def _events():
@@ -81,17 +82,22 @@ class CommandRunner:
     def fetch_policy(self, up):
         # Hook for the update agent (called with its refreshed TUF updater):
         # the model's signed command policy, if the repository has one.
-        info = up.get_targetinfo(self.model + "/" + POLICY_FILE)
-        if info is None:
-            return
+        # A policy that cannot be fetched or is bad is reported and never
+        # stops the update check (the old policy stays in force).
+        from updater.tuf.errors import DownloadError, RepositoryError
         from updater.tuf.fetcher import BytesSink
 
-        sink = BytesSink()
-        up.stream_target(info, sink)
         try:
+            info = up.get_targetinfo(self.model + "/" + POLICY_FILE)
+            if info is None:
+                return
+            if info.length > MAX_POLICY:
+                raise C.PolicyError("policy of %d bytes > %d" % (info.length, MAX_POLICY))
+            sink = BytesSink()
+            up.stream_target(info, sink)
             self.install_policy(bytes(sink.buf))
-        except C.PolicyError as e:
-            self.policy_error = str(e)
+        except (C.PolicyError, RepositoryError, DownloadError, OSError) as e:
+            self.policy_error = str(e)[:80]
 
     # -- counters ---------------------------------------------------------------
     def _load_counters(self):

@@ -1,0 +1,88 @@
+# The board's network guard (board/netguard.py): once armed, only the
+# allow-listed endpoints are reachable; anything else raises EgressBlocked,
+# is counted and reported as an egress_blocked event; quarantine narrows the
+# list. The guarded socket module (what the board ROM installs) also refuses
+# a connect() to an address no allowed getaddrinfo returned.
+import sys
+
+import devtest
+from agent.security import events
+from board import netguard
+
+
+def _listener():
+    # (socket, port) listening on loopback. MicroPython's socket has no
+    # getsockname: try random high ports until one binds.
+    import os
+    import socket
+
+    for _ in range(50):
+        port = 20000 + int.from_bytes(os.urandom(2), "big") % 30000
+        s = socket.socket()
+        try:
+            s.bind(socket.getaddrinfo("127.0.0.1", port)[0][-1])
+            s.listen(4)
+            return s, port
+        except OSError:
+            s.close()
+    raise AssertionError("no free port")
+
+
+def test_check_allows_listed_blocks_others_and_counts():
+    netguard.reset()
+    seen = []
+    events.set_sink(lambda k, s, d: None)
+    events.set_sink(lambda k, s, d: seen.append((k, d)))
+    netguard.check("evil.example", 443)  # not armed: no restriction
+    netguard.arm(["broker:8883", "updates:443", "ntp:123"])
+    netguard.check("broker", 8883)
+    netguard.account("broker", 8883, 100, 20)
+    e = devtest.raises(netguard.EgressBlocked, netguard.check, "evil.example", 443)
+    assert isinstance(e, OSError)
+    assert seen == [("egress_blocked", {"endpoint": "evil.example:443"})], seen
+    netguard.narrow(["broker:8883", "updates:443"])  # quarantine
+    devtest.raises(netguard.EgressBlocked, netguard.check, "ntp", 123)
+    netguard.check("updates", 443)
+    netguard.narrow(None)
+    netguard.check("ntp", 123)
+    st = netguard.stats()
+    assert st["blocked"] == 2, st
+    assert st["endpoints"]["broker:8883"] == {"bytes_in": 100, "bytes_out": 20, "connections": 1}, st
+    assert st["endpoints"]["evil.example:443"]["connections"] == 1, st  # the one before arming
+    events.set_sink(None)
+    netguard.reset()
+
+
+def test_guarded_socket_module_blocks_a_connect_anywhere_else():
+    netguard.reset()
+    import socket as real
+
+    was = sys.modules.get("socket")
+    srv, port = _listener()
+    other, oport = _listener()
+    try:
+        guarded = netguard.install()
+        netguard.arm(["127.0.0.1:%d" % port])
+        # The allowed endpoint works through the guarded module.
+        ai = guarded.getaddrinfo("127.0.0.1", port)[0]
+        c = guarded.socket()
+        c.connect(ai[-1])
+        c.close()
+        # Another port on the same host: refused at the name lookup...
+        devtest.raises(netguard.EgressBlocked, guarded.getaddrinfo, "127.0.0.1", oport)
+        # ...and a hand-made address (from the real module) at connect().
+        raw = real.getaddrinfo("127.0.0.1", oport)[0][-1]
+        c = guarded.socket()
+        devtest.raises(netguard.EgressBlocked, c.connect, raw)
+        c.close()
+        st = netguard.stats()
+        assert st["blocked"] == 2, st
+        assert st["endpoints"]["127.0.0.1:%d" % port]["connections"] == 1, st
+    finally:
+        if was is None:
+            del sys.modules["socket"]
+        else:
+            sys.modules["socket"] = was
+        srv.close()
+        other.close()
+        netguard.reset()

@@ -41,7 +41,7 @@ class Agent:
         except agent_identity.IdentityError as e:
             self.telemetry_error = "identity: %s" % e
         # The egress allow-list, before any socket (board/netguard.py).
-        from agent.security.commands_agent import arm_egress
+        from agent.security.flags import arm_egress
 
         core = arm_egress(self.ident, self.cfg, state)
         self.cmds = None
@@ -76,7 +76,7 @@ class Agent:
             self.updates.slice_ms = SLICE_MS
             # Signed commands on medsentry/<id>/cmd (agent/security); the
             # command policy rides on the update agent's TUF refresh.
-            from agent.security.commands_agent import AgentCommands
+            from agent.security.commands_run import AgentCommands
 
             self.cmds = AgentCommands(self, core)
             self.tel.sender.on_command = self.cmds.runner.handle

@@ -9,18 +9,19 @@
 # Enforcement on the board: install() puts a guarded `socket` module in
 # sys.modules before any device code imports socket (the ROM does it, see
 # board/sim/rom_main.py), so asyncio's open_connection, the updater's fetcher
-# and any code a patch brings resolve names through guarded getaddrinfo and
-# connect through a socket whose connect() only accepts addresses that a
-# guarded getaddrinfo returned for an allowed endpoint (a hand-built address
-# is refused). The agent's transports also call check() explicitly, which is
+# and any code a patch brings resolve endpoints through a guarded
+# getaddrinfo. The agent's transports also call check() explicitly, which is
 # all there is on CPython (host tests), where install() is not used.
+# Limit on the sim board: a hand-built binary socket address skips the name
+# lookup; there the socket type cannot be wrapped (MicroPython's TLS only
+# wraps native sockets). A hardware port puts the same allow-list in its
+# network driver (lwIP netconn / ESP-IDF socket hooks), below any address.
 #
 # Not armed (a factory board before the agent starts, host tools): no
 # restriction. The agent arms the guard before its first socket.
 import sys
 
 MAX_ENDPOINTS = 16
-MAX_ADDRS = 32
 
 
 class EgressBlocked(OSError):
@@ -31,8 +32,6 @@ class EgressBlocked(OSError):
 _state = {"armed": False, "base": [], "narrow": None, "blocked": 0, "on_block": None, "installed": False}
 # "host:port" -> {"bytes_in", "bytes_out", "connections"}
 _endpoints = {}
-# resolved address (bytes on MicroPython, tuple on CPython) -> "host:port"
-_addrs = {}
 
 
 def _ep(host, port):
@@ -48,7 +47,6 @@ def arm(endpoints, on_block=None):
     _state["base"] = base
     _state["armed"] = True
     _state["on_block"] = on_block
-    _addrs.clear()
 
 
 def narrow(endpoints):
@@ -58,7 +56,6 @@ def narrow(endpoints):
         _state["narrow"] = None
     else:
         _state["narrow"] = [e for e in endpoints if e in _state["base"]]
-    _addrs.clear()
 
 
 def allowed():
@@ -131,34 +128,16 @@ def reset():
     _state["on_block"] = None
     _state["installed"] = False
     _endpoints.clear()
-    _addrs.clear()
 
 
 # -- the guarded socket module (installed on the board) ----------------------
 
-def _key(addr):
-    if isinstance(addr, (bytes, bytearray, memoryview)):
-        return bytes(addr)
-    return tuple(addr) if isinstance(addr, (list, tuple)) else addr
-
-
 def _make_module(real):
-    class GuardedSocket(real.socket):
-        def connect(self, addr):
-            k = _key(addr)
-            ep = _addrs.get(k)
-            if _state["armed"]:
-                if ep is None:
-                    _block("unresolved address")
-                if ep not in allowed():
-                    _block(ep)
-            if ep is not None:
-                _count(ep, "connections", 1)
-            return super().connect(addr)
-
+    # getaddrinfo is the gate: every connection of the device's code starts
+    # with a name lookup (asyncio's open_connection, the fetcher, urequests).
+    # The socket type itself stays the native one: MicroPython's TLS layer
+    # only wraps native sockets (a Python subclass breaks ssl.wrap_socket).
     class Module:
-        socket = GuardedSocket
-
         def __getattr__(self, name):
             return getattr(real, name)
 
@@ -166,12 +145,8 @@ def _make_module(real):
             ep = _ep(host, port)
             if _state["armed"] and ep not in allowed():
                 _block(ep)
-            res = real.getaddrinfo(host, port, *args)
-            for ai in res:
-                if len(_addrs) >= MAX_ADDRS:
-                    _addrs.clear()
-                _addrs[_key(ai[-1])] = ep
-            return res
+            _count(ep, "connections", 1)
+            return real.getaddrinfo(host, port, *args)
 
     return Module()
 

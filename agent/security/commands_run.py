@@ -12,10 +12,16 @@
 # counters restart empty but only commands issued after the corruption was
 # found (iat >= floor_iat, the board time then) are accepted, so no command
 # issued before it can be replayed; reported as integrity_violation.
+#
+# AgentCommands: the actions of a running agent (main.py wires its runner to
+# the cmd inbox and fetch_policy to the update agent's TUF refresh).
 import json
 
+from board import netguard
 from board.compat import write_atomic
 from agent.security import commands as C
+from agent.security import flags
+from updater.install import gate
 
 POLICY_FILE = "command-policy.json"
 COUNTER_FILE = "cmdctr.json"
@@ -197,3 +203,74 @@ class CommandRunner:
         if self.policy_error:
             s["policy_error"] = self.policy_error[:60]
         return s
+
+
+class AgentCommands:
+    # The actions of the signed commands on a running agent.
+    def __init__(self, agent, core_endpoints):
+        self.agent = agent
+        self.core = core_endpoints
+        self.state = agent.board.mounts()["state"]
+        self.reboot_pending = None
+        tel = agent.tel
+        model = agent.updates.model if agent.updates is not None else "unknown"
+        send = None
+        if tel is not None:
+            send = lambda r: tel.sender.enqueue_status("command", command=r)  # noqa: E731
+        self.runner = CommandRunner(self.state, agent.ident["device_id"], model, agent.board.time, send)
+        a = self.runner.actions
+        a["report-now"] = self.report_now
+        a["check-update"] = self.check_update
+        a["set-telemetry-period"] = self.set_period
+        a["quarantine"] = self.quarantine
+        a["reboot"] = self.reboot
+        a["unlock-console"] = self.unlock_console
+
+    def report_now(self, args):
+        ag = self.agent
+        ag.report()
+        if ag.tel is not None:
+            ag.tel.sender.enqueue_status("online")
+        hook = getattr(ag, "report_posture", None)  # the posture module, when present
+        if hook is not None:
+            hook()
+
+    def check_update(self, args):
+        up = self.agent.updates
+        if not up.cfg.get("metadata_url"):
+            return "no update server configured"
+        up.next_check = 0
+        up.failures = 0
+
+    def set_period(self, args):
+        tel = self.agent.tel
+        if tel is None:
+            return "telemetry not running"
+        tel.period_ms = args[0] * 1000
+
+    def quarantine(self, args):
+        on = args[0] == "on"
+        flags.set_quarantine(self.state, on)
+        netguard.narrow(self.core if on else None)
+
+    def reboot(self, args):
+        b = self.agent.board
+        why = gate.check(b.read_pump(), b.time(), None, True)
+        if why:
+            return "clinical gate: " + why
+        # After the result record is queued: the next housekeeping turn.
+        self.reboot_pending = "command"
+
+    def unlock_console(self, args):
+        flags.set_console_unlock(self.state, int(self.agent.board.time()) + args[0] * 60)
+
+    def tick(self):
+        # Housekeeping: a reboot accepted on the last turn (its result is in
+        # the flash queue; it is published after the reboot at the latest).
+        if self.reboot_pending is not None:
+            b = self.agent.board
+            if gate.check(b.read_pump(), b.time(), None, True) is None:
+                if self.agent.tel is not None:
+                    self.agent.tel.sender.queue.sync()
+                b.reset("command: reboot")
+            self.reboot_pending = None

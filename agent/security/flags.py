@@ -8,6 +8,12 @@
 # (0) and is reported as an integrity_violation event; quarantine then keeps
 # its default False (a corrupt file must not lock operators out of a device
 # they need to reach; the event raises the alarm).
+#
+# arm_egress(): the egress allow-list the flags switch (board/netguard.py),
+# armed from the device configuration before the agent's first socket: the
+# broker (identity host:port), the update server (config update.metadata_url
+# / targets_url) and config "egress": {"allow": ["host:port", ...]} extras;
+# quarantine narrows it to the broker and the update server.
 import json
 
 from board.compat import write_atomic
@@ -79,3 +85,44 @@ def console_allowed(state_dir, now):
     if not d["quarantine"]:
         return True
     return d["console_unlock_until"] > now
+
+
+# -- the egress allow-list -------------------------------------------------
+
+def _url_endpoint(url):
+    # "https://host:port/path" -> "host:port" (default ports 80/443).
+    if not isinstance(url, str) or "://" not in url:
+        return None
+    scheme, rest = url.split("://", 1)
+    hostport = rest.split("/", 1)[0]
+    if hostport.startswith("["):
+        return None
+    if ":" in hostport:
+        return hostport
+    return "%s:%d" % (hostport, 443 if scheme == "https" else 80)
+
+
+def core_endpoints(ident, cfg):
+    eps = []
+    if ident is not None:
+        eps.append("%s:%d" % (ident["host"], ident["port"]))
+    up = cfg.get("update") or {}
+    for k in ("metadata_url", "targets_url"):
+        e = _url_endpoint(up.get(k))
+        if e is not None and e not in eps:
+            eps.append(e)
+    return eps
+
+
+def arm_egress(ident, cfg, state_dir):
+    core = core_endpoints(ident, cfg)
+    extra = []
+    eg = cfg.get("egress")
+    if isinstance(eg, dict) and isinstance(eg.get("allow"), list):
+        extra = [e for e in eg["allow"] if isinstance(e, str)]
+    from board import netguard
+
+    netguard.arm(core + extra)
+    if load(state_dir)["quarantine"]:
+        netguard.narrow(core)
+    return core

@@ -150,6 +150,9 @@ class CommandRunner:
         except C.CommandRefused as e:
             return self._refused(e.reason, str(e), e.cmd)
         except MemoryError:
+            import gc
+
+            gc.collect()
             return self._refused("out of memory", "out of memory", None)
         # Persist the counter before anything runs.
         self.counters[c["issuer"]] = c["ctr"]

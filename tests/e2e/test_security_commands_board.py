@@ -62,6 +62,16 @@ def _result(f, ctr, timeout=60.0):
                          f"device {f.boards.status(DEVICE).get('device', {}).get('commands')}")
 
 
+def _results_after(f, n, k, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    rs = f.db.command_results(DEVICE)[n:]
+    while len(rs) < k and time.monotonic() < deadline:
+        time.sleep(0.2)
+        rs = f.db.command_results(DEVICE)[n:]
+    assert len(rs) >= k, rs
+    return rs[:k]
+
+
 def _send(f, data):
     ops_commands.publish(f.workdir, f.broker.host, f.broker.port, DEVICE, data)
 
@@ -103,16 +113,14 @@ def test_signed_commands_and_egress_on_a_board(tmp_path):
         good = ops_commands.sign(ring, "alice", OPS_PASS, DEVICE, "set-telemetry-period", ["2"])
         env = json.loads(good.envelope)
         env["payload"] = env["payload"].replace('"args":[2]', '"args":[3600]')
+        n = len(f.db.command_results(DEVICE))
         _send(f, json.dumps(env).encode())
         _send(f, good.envelope)
         _send(f, good.envelope)  # 3. replayed
-        rs = [r for r in f.db.command_results(DEVICE) if r["ctr"] == good.ctr]
-        deadline = time.monotonic() + 60
-        while len(rs) < 3 and time.monotonic() < deadline:
-            time.sleep(0.2)
-            rs = [r for r in f.db.command_results(DEVICE) if r["ctr"] == good.ctr]
+        rs = _results_after(f, n, 3)
         assert [(r["result"], (r["reason"] or "").split(":")[0]) for r in rs] == [
             ("refused", "bad signature"), ("done", ""), ("refused", "replayed")], rs
+        assert rs[0]["ctr"] is None and rs[1]["ctr"] == rs[2]["ctr"] == good.ctr
 
         # 4. wrong role: bob (operator) may not reboot - signed with his own key
         bob = ring.private_key("bob", OPS_PASS)
@@ -132,10 +140,7 @@ def test_signed_commands_and_egress_on_a_board(tmp_path):
         f.wait_telemetry(DEVICE, lambda t: t.get("connected"), 60, "reconnected after the reset")
         n = len(f.db.command_results(DEVICE))
         _send(f, good.envelope)
-        deadline = time.monotonic() + 60
-        while len(f.db.command_results(DEVICE)) <= n and time.monotonic() < deadline:
-            time.sleep(0.2)
-        last = f.db.command_results(DEVICE)[-1]
+        last = _results_after(f, n, 1)[0]
         assert last["ctr"] == good.ctr and last["reason"].startswith("replayed"), last
 
         # 7. revoked: bob revoked, policy republished, fetched on the next check
@@ -146,8 +151,12 @@ def test_signed_commands_and_egress_on_a_board(tmp_path):
                           90, "new command policy fetched")
         p = E.payload("report-now", [], ring.get("bob").keyid, ops_commands.next_counter(ring, "bob"),
                       int(time.time()), device=DEVICE)
+        n = len(f.db.command_results(DEVICE))
         _send(f, E.seal(bob, p))
-        assert _result(f, p["ctr"])["reason"].startswith("revoked key")
+        # Refused before the signature is checked: nothing of the unverified
+        # payload (command, counter) goes into the result.
+        r = _results_after(f, n, 1)[0]
+        assert r["reason"].startswith("revoked key") and r["ctr"] is None, r
 
         # 8. a patch that tries to reach another host: blocked, counted, the
         #    agent keeps running (and the patch is confirmed)

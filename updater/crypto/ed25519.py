@@ -156,6 +156,7 @@ def _shifted(pt):
 def _base_tables():
     if not _B_TABLES:
         p = P
+        tabs = []
         for base in (B, _shifted(B)):
             tab = []
             for X, Y, Z, _ in _odd_multiples(base, 1 << (_W_B - 2)):
@@ -163,7 +164,10 @@ def _base_tables():
                 x = X * zi % p
                 y = Y * zi % p
                 tab.append(((y + x) % p, (y - x) % p, x * y % p * D2 % p))
-            _B_TABLES.append(pack(tab))
+            tabs.append(pack(tab))
+        # Both tables or none: a MemoryError half way must not leave one
+        # (the next verification would index the missing second table).
+        _B_TABLES.extend(tabs)
     return _B_TABLES
 
 

@@ -128,7 +128,11 @@ class Agent:
         return st
 
     def report(self):
-        self.board.report_status(self.status())
+        try:
+            self.board.report_status(self.status())
+        except MemoryError:
+            # A local status display is not worth the agent: skip this one.
+            gc.collect()
 
     def run(self, max_loops=0):
         b = self.board

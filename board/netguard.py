@@ -2,8 +2,8 @@
 # the device runs) opens goes through here. Once armed with the endpoints of
 # the device's configuration (broker, update server, listed extras), only
 # those are reachable; anything else raises EgressBlocked (an OSError, so
-# callers handle it as a network failure), is counted and reported as an
-# `egress_blocked` security event. Quarantine narrows the allow-list to the
+# callers handle it as a network failure), is counted and handed to the
+# on_block callback the agent gives arm() (an `egress_blocked` security event). Quarantine narrows the allow-list to the
 # broker and the update server.
 #
 # Enforcement on the board: install() puts a guarded `socket` module in
@@ -70,13 +70,9 @@ def is_allowed(host, port):
 
 
 def _block(what):
+    # on_block (given by the agent at arm()) reports it as a security event:
+    # the HAL never imports the agent.
     _state["blocked"] += 1
-    try:
-        from agent.security import events
-
-        events.emit("egress_blocked", "warning", {"endpoint": what[:64]})
-    except ImportError:
-        pass
     cb = _state["on_block"]
     if cb is not None:
         cb(what)

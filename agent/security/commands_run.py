@@ -27,6 +27,7 @@ POLICY_FILE = "command-policy.json"
 COUNTER_FILE = "cmdctr.json"
 MAX_ISSUERS = 32
 MAX_POLICY = 16384
+RETRIES = 3  # attempts for a command whose verification ran out of memory
 
 
 def _events():
@@ -54,6 +55,7 @@ class CommandRunner:
         self.policy = None
         self.policy_error = None
         self.stats = {"accepted": 0, "refused": 0, "failed": 0}
+        self._retry = None  # [payload, attempts] of a command that ran out of memory
         self.last = None
         self._load_policy()
         self._load_counters()
@@ -141,7 +143,19 @@ class CommandRunner:
                      json.dumps({"ctr": self.counters, "floor_iat": self.floor_iat}))
 
     # -- handling ---------------------------------------------------------------
+    def retry(self):
+        # From the agent's housekeeping: a command that ran out of memory.
+        if self._retry is not None:
+            return self.handle(self._retry[0])
+        return None
+
     def handle(self, payload):
+        # The result map, or None while a command waits for a retry (a
+        # MemoryError; a second message meanwhile is refused if it too fails).
+        attempts = 0
+        if self._retry is not None and self._retry[0] is payload:
+            attempts = self._retry[1]
+            self._retry = None
         now = int(self.clock())
         try:
             c = C.verify(self.policy, payload, self.device_id, self.model, now, self.counters)
@@ -150,9 +164,15 @@ class CommandRunner:
         except C.CommandRefused as e:
             return self._refused(e.reason, str(e), e.cmd)
         except MemoryError:
+            # Not the sender's fault: kept (one message at a time) and tried
+            # again from retry() after a collection, RETRIES attempts in all.
             import gc
 
             gc.collect()
+            attempts += 1
+            if attempts < RETRIES and self._retry is None:
+                self._retry = [payload, attempts]
+                return None
             return self._refused("out of memory", "out of memory", None)
         # Persist the counter before anything runs.
         self.counters[c["issuer"]] = c["ctr"]
@@ -268,8 +288,10 @@ class AgentCommands:
         flags.set_console_unlock(self.state, int(self.agent.board.time()) + args[0] * 60)
 
     def tick(self):
-        # Housekeeping: a reboot accepted on the last turn (its result is in
-        # the flash queue; it is published after the reboot at the latest).
+        # Housekeeping: a command that ran out of memory is tried again; a
+        # reboot accepted on the last turn (its result is in the flash queue;
+        # it is published after the reboot at the latest) happens.
+        self.runner.retry()
         if self.reboot_pending is not None:
             b = self.agent.board
             if gate.check(b.read_pump(), b.time(), None, True) is None:

@@ -26,6 +26,14 @@ def _path(state_dir):
     return state_dir + "/" + FILE
 
 
+def _egress_blocked(endpoint):
+    try:
+        from agent.security import events
+    except ImportError:
+        return
+    events.emit("egress_blocked", "warning", {"endpoint": endpoint[:64]})
+
+
 def _report(why):
     try:
         from agent.security import events
@@ -122,7 +130,7 @@ def arm_egress(ident, cfg, state_dir):
         extra = [e for e in eg["allow"] if isinstance(e, str)]
     from board import netguard
 
-    netguard.arm(core + extra)
+    netguard.arm(core + extra, _egress_blocked)
     if load(state_dir)["quarantine"]:
         netguard.narrow(core)
     return core

@@ -116,6 +116,7 @@ def wait_result(db_path: Path, device: str, ctr: int, timeout: float) -> dict[st
 
 def listing(ring: OpsKeyring, db_path: Path) -> list[dict[str, Any]]:
     """Sent commands (newest last) joined with the results devices reported."""
+    ring.operators()  # a clear error when this work directory has no operators
     sent: list[dict[str, Any]] = []
     path = ring.dir / "commands.jsonl"
     if path.exists():

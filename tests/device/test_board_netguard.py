@@ -34,7 +34,8 @@ def test_check_allows_listed_blocks_others_and_counts():
     events.set_sink(lambda k, s, d: None)
     events.set_sink(lambda k, s, d: seen.append((k, d)))
     netguard.check("evil.example", 443)  # not armed: no restriction
-    netguard.arm(["broker:8883", "updates:443", "ntp:123"])
+    netguard.arm(["broker:8883", "updates:443", "ntp:123"],
+                 lambda ep: events.emit("egress_blocked", "warning", {"endpoint": ep}))
     netguard.check("broker", 8883)
     netguard.account("broker", 8883, 100, 20)
     e = devtest.raises(netguard.EgressBlocked, netguard.check, "evil.example", 443)

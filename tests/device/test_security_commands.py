@@ -121,3 +121,26 @@ def test_garbage_never_raises():
         res = r.handle(junk)
         assert res["result"] == "refused", (junk, res)
     assert ran == []
+
+
+def test_out_of_memory_is_retried_not_refused():
+    fx = _fixture()
+    r, results, ran, d = _runner(fx)
+    real = C.verify
+    fails = [2]
+
+    def flaky(*a):
+        if fails[0]:
+            fails[0] -= 1
+            raise MemoryError()
+        return real(*a)
+
+    C.verify = flaky
+    try:
+        assert r.handle(fx["replay"].encode()) is None  # kept for a retry
+        assert r.retry() is None  # second attempt: out of memory again
+        res = r.retry()  # third: verifies
+    finally:
+        C.verify = real
+    assert res["result"] == "done" and results == [res] and len(ran) == 1, (res, results)
+    assert r.retry() is None and len(results) == 1

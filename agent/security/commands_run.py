@@ -54,6 +54,7 @@ class CommandRunner:
         self.actions = {}  # command -> fn(args) -> None (done) or refusal reason
         self.policy = None
         self.policy_error = None
+        self.policy_sha = None  # TUF sha256 of the policy target last installed (this boot)
         self.stats = {"accepted": 0, "refused": 0, "failed": 0}
         self._retry = None  # [payload, attempts] of a command that ran out of memory
         self.last = None
@@ -99,11 +100,16 @@ class CommandRunner:
             info = up.get_targetinfo(self.model + "/" + POLICY_FILE)
             if info is None:
                 return
+            digest = info.hashes.get("sha256")
+            if digest is not None and digest == self.policy_sha:
+                return  # the policy in force: nothing to download
             if info.length > MAX_POLICY:
                 raise C.PolicyError("policy of %d bytes > %d" % (info.length, MAX_POLICY))
             sink = BytesSink()
             up.stream_target(info, sink)
-            self.install_policy(bytes(sink.buf))
+            sink = bytes(sink.buf)
+            self.install_policy(sink)
+            self.policy_sha = digest
         except (C.PolicyError, RepositoryError, DownloadError, OSError) as e:
             self.policy_error = str(e)[:80]
 

@@ -368,6 +368,11 @@ class UpdateAgent:
             return
         self.check_slices = 0
         if found is None:
+            # Nothing to install: give the TUF client's code back until the
+            # next check (tuf.UNLOADABLE; the heap then has room for TLS
+            # reconnects and command verification between checks).
+            up = None
+            release_modules(tuf.UNLOADABLE)
             self.failures = 0
             for version, digest, why in self.refused:
                 # Say once why a newer release cannot be taken here.

@@ -40,6 +40,11 @@ class Agent:
             self.ident = agent_identity.load(state, board)
         except agent_identity.IdentityError as e:
             self.telemetry_error = "identity: %s" % e
+        # The egress allow-list, before any socket (board/netguard.py).
+        from agent.security.flags import arm_egress
+
+        core = arm_egress(self.ident, self.cfg, state)
+        self.cmds = None
         if self.ident is not None:
             # The long-lived telemetry objects (code, flash queue, TLS context)
             # are allocated first, before the update agent: on a 256 KiB heap
@@ -69,6 +74,13 @@ class Agent:
             self.updates.network_checks.append(lambda: self.tel.stats()["acked"] > 0)
             # Update work gives the event loop back (publishing) every slice.
             self.updates.slice_ms = SLICE_MS
+            # Signed commands on medsentry/<id>/cmd (agent/security); the
+            # command policy rides on the update agent's TUF refresh.
+            from agent.security.commands_run import AgentCommands
+
+            self.cmds = AgentCommands(self, core)
+            self.tel.sender.on_command = self.cmds.runner.handle
+            self.updates.target_hooks.append(self.cmds.runner.fetch_policy)
         st = self.updates.installer.boot_state()
         # Events the loader recorded (rollbacks, fallbacks) are reported once.
         self.boot_events = st.get("events", [])[-4:]
@@ -104,6 +116,11 @@ class Agent:
         }
         if self.ident is not None:
             st["device_id"] = self.ident["device_id"]
+        from board import netguard
+
+        st["egress"] = netguard.stats()
+        if self.cmds is not None:
+            st["commands"] = self.cmds.runner.stats_map()
         if self.tel is not None:
             st["telemetry"] = self.tel.stats()
         elif self.telemetry_error:
@@ -111,7 +128,11 @@ class Agent:
         return st
 
     def report(self):
-        self.board.report_status(self.status())
+        try:
+            self.board.report_status(self.status())
+        except MemoryError:
+            # A local status display is not worth the agent: skip this one.
+            gc.collect()
 
     def run(self, max_loops=0):
         b = self.board
@@ -135,6 +156,8 @@ class Agent:
         # blocking update step delayed), local status. True when done.
         b = self.board
         b.watchdog_feed()
+        if self.cmds is not None:
+            self.cmds.tick()
         self.updates.tick(b.time())
         if self.tel is not None:
             self.tel.keep_sampling()

@@ -138,13 +138,13 @@ class TelemetrySender:
         self.stats["sampled"] += 1
         return self._seal(KIND_TELEMETRY, self.topic_telemetry, rec, seq)
 
-    def enqueue_status(self, state="online", update=None):
+    def enqueue_status(self, state="online", update=None, command=None):
         # A sealed status record into the queue ("update": an update agent
         # report map). Returns the seq, or None when the record is invalid.
         seq = self.seq.peek()
         try:
             rec = records.status_record(seq, self.clock(), state, self.fw, len(self.queue),
-                                        self.queue.dropped, self._skip, update=update)
+                                        self.queue.dropped, self._skip, update=update, command=command)
         except records.RecordError:
             self.stats["seal_errors"] += 1
             return None

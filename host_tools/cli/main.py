@@ -23,6 +23,8 @@ GROUP_MODULES = [
     "host_tools.cli.release",
     "host_tools.cli.repo",
     "host_tools.cli.timestamp",
+    "host_tools.cli.ops",
+    "host_tools.cli.command",
 ]
 
 

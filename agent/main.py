@@ -41,9 +41,9 @@ class Agent:
         except agent_identity.IdentityError as e:
             self.telemetry_error = "identity: %s" % e
         # The egress allow-list, before any socket (board/netguard.py).
-        from agent.security.flags import arm_egress
+        from agent.security import commands_inbox
 
-        core = arm_egress(self.ident, self.cfg, state)
+        core = commands_inbox.arm_egress(self.ident, self.cfg, state)
         self.cmds = None
         if self.ident is not None:
             # The long-lived telemetry objects (code, flash queue, TLS context)
@@ -74,13 +74,12 @@ class Agent:
             self.updates.network_checks.append(lambda: self.tel.stats()["acked"] > 0)
             # Update work gives the event loop back (publishing) every slice.
             self.updates.slice_ms = SLICE_MS
-            # Signed commands on medsentry/<id>/cmd (agent/security); the
-            # command policy rides on the update agent's TUF refresh.
-            from agent.security.commands_run import AgentCommands
-
-            self.cmds = AgentCommands(self, core)
-            self.tel.sender.on_command = self.cmds.runner.handle
-            self.updates.target_hooks.append(self.cmds.runner.fetch_policy)
+            # Signed commands on medsentry/<id>/cmd (agent/security): a
+            # resident inbox, the verifier loaded per command; the command
+            # policy rides on the update agent's TUF refresh.
+            self.cmds = commands_inbox.CommandInbox(self, core)
+            self.tel.sender.on_command = self.cmds.receive
+            self.updates.target_hooks.append(self.cmds.fetch_policy)
         st = self.updates.installer.boot_state()
         # Events the loader recorded (rollbacks, fallbacks) are reported once.
         self.boot_events = st.get("events", [])[-4:]
@@ -120,7 +119,7 @@ class Agent:
 
         st["egress"] = netguard.stats()
         if self.cmds is not None:
-            st["commands"] = self.cmds.runner.stats_map()
+            st["commands"] = self.cmds.stats_map()
         if self.tel is not None:
             st["telemetry"] = self.tel.stats()
         elif self.telemetry_error:

@@ -13,8 +13,9 @@
 # found (iat >= floor_iat, the board time then) are accepted, so no command
 # issued before it can be replayed; reported as integrity_violation.
 #
-# AgentCommands: the actions of a running agent (main.py wires its runner to
-# the cmd inbox and fetch_policy to the update agent's TUF refresh).
+# Not resident: commands_inbox.py imports this module (and through it the
+# verifier) on the housekeeping turn a command waits, and releases it after.
+# AgentCommands: the actions of a running agent, built per turn.
 import json
 
 from board import netguard
@@ -26,7 +27,6 @@ from updater.install import gate
 POLICY_FILE = "command-policy.json"
 COUNTER_FILE = "cmdctr.json"
 MAX_ISSUERS = 32
-MAX_POLICY = 16384
 RETRIES = 3  # attempts for a command whose verification ran out of memory
 
 
@@ -54,7 +54,6 @@ class CommandRunner:
         self.actions = {}  # command -> fn(args) -> None (done) or refusal reason
         self.policy = None
         self.policy_error = None
-        self.policy_sha = None  # TUF sha256 of the policy target last installed (this boot)
         self.stats = {"accepted": 0, "refused": 0, "failed": 0}
         self._retry = None  # [payload, attempts] of a command that ran out of memory
         self.last = None
@@ -88,30 +87,27 @@ class CommandRunner:
         self.policy_error = None
         return True
 
-    def fetch_policy(self, up):
-        # Hook for the update agent (called with its refreshed TUF updater):
-        # the model's signed command policy, if the repository has one.
-        # A policy that cannot be fetched or is bad is reported and never
-        # stops the update check (the old policy stays in force).
-        from updater.tuf.errors import DownloadError, RepositoryError
-        from updater.tuf.fetcher import BytesSink
+    def install_pending(self, path):
+        # A policy the TUF client downloaded and verified (commands_inbox
+        # fetch_policy) is checked and put in force; the file goes either way.
+        import os
 
         try:
-            info = up.get_targetinfo(self.model + "/" + POLICY_FILE)
-            if info is None:
-                return
-            digest = info.hashes.get("sha256")
-            if digest is not None and digest == self.policy_sha:
-                return  # the policy in force: nothing to download
-            if info.length > MAX_POLICY:
-                raise C.PolicyError("policy of %d bytes > %d" % (info.length, MAX_POLICY))
-            sink = BytesSink()
-            up.stream_target(info, sink)
-            sink = bytes(sink.buf)
-            self.install_policy(sink)
-            self.policy_sha = digest
-        except (C.PolicyError, RepositoryError, DownloadError, OSError) as e:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError:
+            return False
+        try:
+            return self.install_policy(data)
+        except C.PolicyError as e:
             self.policy_error = str(e)[:80]
+            return False
+        finally:
+            data = None
+            try:
+                os.remove(path)
+            except OSError:
+                pass
 
     # -- counters ---------------------------------------------------------------
     def _load_counters(self):
@@ -202,6 +198,10 @@ class CommandRunner:
         _emit("command_accepted", "info", {"cmd": c["cmd"], "issuer": c["issuer"][:16], "ctr": c["ctr"]})
         return res
 
+    def oversized(self, n):
+        # An envelope the inbox did not keep (only its length n).
+        return self._refused(C.OVERSIZED, "%s: %d bytes > %d" % (C.OVERSIZED, n, C.MAX_ENVELOPE), None)
+
     def _refused(self, reason, detail, c):
         self.stats["refused"] += 1
         res = self._result(c, "refused", detail)
@@ -226,27 +226,19 @@ class CommandRunner:
             self.send_result(r)
         return r
 
-    def stats_map(self):
-        s = {"accepted": self.stats["accepted"], "refused": self.stats["refused"]}
-        s["policy"] = self.policy.version if self.policy is not None else None
-        if self.policy_error:
-            s["policy_error"] = self.policy_error[:60]
-        return s
-
 
 class AgentCommands:
-    # The actions of the signed commands on a running agent.
-    def __init__(self, agent, core_endpoints):
+    # The actions of the signed commands on a running agent; built per turn
+    # by commands_inbox.CommandInbox (inbox: core endpoints, reboot_pending).
+    def __init__(self, agent, inbox):
         self.agent = agent
-        self.core = core_endpoints
-        self.state = agent.board.mounts()["state"]
-        self.reboot_pending = None
+        self.inbox = inbox
+        self.state = inbox.state
         tel = agent.tel
-        model = agent.updates.model if agent.updates is not None else "unknown"
         send = None
         if tel is not None:
             send = lambda r: tel.sender.enqueue_status("command", command=r)  # noqa: E731
-        self.runner = CommandRunner(self.state, agent.ident["device_id"], model, agent.board.time, send)
+        self.runner = CommandRunner(self.state, agent.ident["device_id"], inbox.model, agent.board.time, send)
         a = self.runner.actions
         a["report-now"] = self.report_now
         a["check-update"] = self.check_update
@@ -280,28 +272,15 @@ class AgentCommands:
     def quarantine(self, args):
         on = args[0] == "on"
         flags.set_quarantine(self.state, on)
-        netguard.narrow(self.core if on else None)
+        netguard.narrow(self.inbox.core if on else None)
 
     def reboot(self, args):
         b = self.agent.board
         why = gate.check(b.read_pump(), b.time(), None, True)
         if why:
             return "clinical gate: " + why
-        # After the result record is queued: the next housekeeping turn.
-        self.reboot_pending = "command"
+        # After the result record is queued: the inbox's next turn.
+        self.inbox.reboot_pending = "command"
 
     def unlock_console(self, args):
         flags.set_console_unlock(self.state, int(self.agent.board.time()) + args[0] * 60)
-
-    def tick(self):
-        # Housekeeping: a command that ran out of memory is tried again; a
-        # reboot accepted on the last turn (its result is in the flash queue;
-        # it is published after the reboot at the latest) happens.
-        self.runner.retry()
-        if self.reboot_pending is not None:
-            b = self.agent.board
-            if gate.check(b.read_pump(), b.time(), None, True) is None:
-                if self.agent.tel is not None:
-                    self.agent.tel.sender.queue.sync()
-                b.reset("command: reboot")
-            self.reboot_pending = None

@@ -26,14 +26,6 @@ def _path(state_dir):
     return state_dir + "/" + FILE
 
 
-def _egress_blocked(endpoint):
-    try:
-        from agent.security import events
-    except ImportError:
-        return
-    events.emit("egress_blocked", "warning", {"endpoint": endpoint[:64]})
-
-
 def _report(why):
     try:
         from agent.security import events
@@ -122,7 +114,10 @@ def core_endpoints(ident, cfg):
     return eps
 
 
-def arm_egress(ident, cfg, state_dir):
+def arm_egress(ident, cfg, state_dir, on_block=None):
+    # on_block(endpoint): the guard's report of a blocked connection (the
+    # agent's is commands_inbox._egress_blocked, resident: this module is
+    # released after arming).
     core = core_endpoints(ident, cfg)
     extra = []
     eg = cfg.get("egress")
@@ -130,7 +125,7 @@ def arm_egress(ident, cfg, state_dir):
         extra = [e for e in eg["allow"] if isinstance(e, str)]
     from board import netguard
 
-    netguard.arm(core + extra, _egress_blocked)
+    netguard.arm(core + extra, on_block)
     if load(state_dir)["quarantine"]:
         netguard.narrow(core)
     return core

@@ -93,6 +93,7 @@ class CommandInbox:
         self.policy_new = True  # learn the version on the first turn
         self.retry = None  # [envelope, attempts] (CommandRunner's retry state)
         self.reboot_pending = None
+        self.short = 0  # turns that ran out of memory
 
     def receive(self, payload):
         if len(self.waiting) >= MAX_WAITING:
@@ -136,14 +137,24 @@ class CommandInbox:
             self._reboot()
         if not self.waiting and not self.policy_new:
             return
-        before = list(sys.modules)
+        if not self.waiting and self._connecting():
+            return  # the policy can wait for the TLS handshake's peak to pass
         try:
-            self._turn()
+            before = list(sys.modules)
+            try:
+                self._turn()
+            finally:
+                _release(before)
         except MemoryError:
             # Not the sender's fault: the next turns try again, then refuse.
             self._out_of_memory()
-        finally:
-            _release(before)
+
+    def _connecting(self):
+        tel = self.agent.tel
+        if tel is None:
+            return False
+        c = tel.sup.client if tel.sup is not None else None
+        return c is None or not c.connected
 
     def _turn(self):
         from agent.security.commands_run import AgentCommands
@@ -172,6 +183,7 @@ class CommandInbox:
         import gc
 
         gc.collect()
+        self.short += 1
         if not self.waiting:
             return
         n = self.retry[1] + 1 if self.retry is not None else 1
@@ -196,4 +208,6 @@ class CommandInbox:
         s = {"accepted": self.accepted, "refused": self.refused, "policy": self.policy_version}
         if self.policy_error:
             s["policy_error"] = self.policy_error[:60]
+        if self.short:
+            s["out_of_memory"] = self.short
         return s

@@ -21,7 +21,6 @@ import json
 from board import netguard
 from board.compat import write_atomic
 from agent.security import commands as C
-from agent.security import flags
 from updater.install import gate
 
 POLICY_FILE = "command-policy.json"
@@ -270,6 +269,8 @@ class AgentCommands:
         tel.period_ms = args[0] * 1000
 
     def quarantine(self, args):
+        from agent.security import flags  # only for the commands that set flags
+
         on = args[0] == "on"
         flags.set_quarantine(self.state, on)
         netguard.narrow(self.inbox.core if on else None)
@@ -283,4 +284,6 @@ class AgentCommands:
         self.inbox.reboot_pending = "command"
 
     def unlock_console(self, args):
+        from agent.security import flags
+
         flags.set_console_unlock(self.state, int(self.agent.board.time()) + args[0] * 60)

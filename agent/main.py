@@ -40,11 +40,17 @@ class Agent:
             self.ident = agent_identity.load(state, board)
         except agent_identity.IdentityError as e:
             self.telemetry_error = "identity: %s" % e
-        # The egress allow-list, before any socket (board/netguard.py).
-        from agent.security import commands_inbox
-
-        core = commands_inbox.arm_egress(self.ident, self.cfg, state)
+        # The egress allow-list, before any socket (board/netguard.py), on
+        # a provisioned board: a factory board (no identity, no telemetry)
+        # runs only its update client, and the flags code and names at boot
+        # cost it the room its first update needs at 256k
+        # (test_update_attacks.py::test_one_tampered_transfer_...).
         self.cmds = None
+        core = None
+        if self.ident is not None:
+            from agent.security.commands_boot import arm_egress
+
+            core = arm_egress(self.ident, self.cfg, state)
         if self.ident is not None:
             # The long-lived telemetry objects (code, flash queue, TLS context)
             # are allocated first, before the update agent: on a 256 KiB heap
@@ -77,7 +83,9 @@ class Agent:
             # Signed commands on medsentry/<id>/cmd (agent/security): a
             # resident inbox, the verifier loaded per command; the command
             # policy rides on the update agent's TUF refresh.
-            self.cmds = commands_inbox.CommandInbox(self, core)
+            from agent.security.commands_inbox import CommandInbox
+
+            self.cmds = CommandInbox(self, core)
             self.tel.sender.on_command = self.cmds.receive
             self.updates.target_hooks.append(self.cmds.fetch_policy)
         st = self.updates.installer.boot_state()

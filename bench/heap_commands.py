@@ -5,8 +5,9 @@ then on MicroPython (-X heapsize=256k) imports what a provisioned agent holds
 anyway (agent.main, the update agent, the telemetry pipeline) and prints
 gc.mem_alloc() growth:
   resident   board.netguard (before agent.main, which imports it), the
-             commands inbox and its object, and what stays after one
-             command turn (interned names);
+             commands boot part (every board) and inbox (provisioned boards)
+             and its object, and what stays after one command turn
+             (interned names, the events module);
   transient  the verifier and runner while a turn runs (released after).
 
 Run: .venv/bin/python bench/heap_commands.py     (about 20 s)
@@ -45,7 +46,7 @@ class Agent:
     board = Board(); updates = Updates(); ident = {"device_id": "pump-1"}; tel = None
     def report(self): pass
 a1 = alloc()
-from agent.security import commands_inbox
+from agent.security import commands_boot, commands_inbox
 a2 = alloc()
 inbox = commands_inbox.CommandInbox(Agent(), ["broker:8883"])
 a3 = alloc()
@@ -55,7 +56,7 @@ from agent.security.commands_run import AgentCommands
 from updater.crypto import ed25519
 a4 = alloc()
 del AgentCommands, ed25519
-commands_inbox._release(before)
+commands_boot.release_new(before)
 inbox.tick()
 a5 = alloc()
 out.update({"inbox_module": a2 - a1, "inbox_object": a3 - a2, "transient_code": a4 - a3,

@@ -16,8 +16,8 @@
 # tick()            housekeeping: runs what waits, then releases the code.
 import sys
 
-from board import netguard
 from updater.install import gate
+from agent.security.commands_boot import release_new
 
 MAX_ENVELOPE = 1024  # = commands.MAX_ENVELOPE (not imported: that module is not resident)
 MAX_WAITING = 4
@@ -25,42 +25,6 @@ MAX_POLICY = 16384
 RETRIES = 3  # turns for a command whose verification ran out of memory
 POLICY_FILE = "command-policy.json"
 NEW_POLICY = "command-policy.new"
-# Loaded per use, released after (only when this turn imported them: code
-# someone else holds, e.g. the console's flags, stays).
-TRANSIENT = ("agent.security.commands", "agent.security.commands_run", "agent.security.flags", "updater.crypto")
-
-
-def _egress_blocked(endpoint):
-    # The network guard's on_block (board/netguard.py never imports the agent).
-    from agent.security import events
-
-    events.emit("egress_blocked", "warning", {"endpoint": endpoint[:64]})
-
-
-def _release(before):
-    from agent.updates import release_modules
-
-    names = []
-    for n in sys.modules:
-        if n not in before:
-            for p in TRANSIENT:
-                if n == p or n.startswith(p + "."):
-                    names.append(n)
-    release_modules(names)
-
-
-def arm_egress(ident, cfg, state_dir):
-    # The allow-list from the configuration, before the agent's first socket.
-    before = list(sys.modules)
-    from agent.security import flags
-
-    try:
-        return flags.arm_egress(ident, cfg, state_dir, _egress_blocked)
-    finally:
-        flags = None
-        _release(before)
-
-
 def _file_sha256(path):
     import hashlib
     import binascii
@@ -144,7 +108,7 @@ class CommandInbox:
             try:
                 self._turn()
             finally:
-                _release(before)
+                release_new(before)
         except MemoryError:
             # Not the sender's fault: the next turns try again, then refuse.
             self._out_of_memory()

@@ -42,6 +42,17 @@ class Agent:
             self.ident = agent_identity.load(state, board)
         except agent_identity.IdentityError as e:
             self.telemetry_error = "identity: %s" % e
+        # The egress allow-list, before any socket (board/netguard.py), on
+        # a provisioned board: a factory board (no identity, no telemetry)
+        # runs only its update client, and the flags code and names at boot
+        # cost it the room its first update needs at 256k
+        # (test_update_attacks.py::test_one_tampered_transfer_...).
+        self.cmds = None
+        core = None
+        if self.ident is not None:
+            from agent.security.commands_boot import arm_egress
+
+            core = arm_egress(self.ident, self.cfg, state)
         if self.ident is not None:
             # The long-lived telemetry objects (code, flash queue, TLS context)
             # are allocated first, before the update agent: on a 256 KiB heap
@@ -73,6 +84,14 @@ class Agent:
             self.updates.network_checks.append(lambda: self.tel.stats()["acked"] > 0)
             # Update work gives the event loop back (publishing) every slice.
             self.updates.slice_ms = SLICE_MS
+            # Signed commands on medsentry/<id>/cmd (agent/security): a
+            # resident inbox, the verifier loaded per command; the command
+            # policy rides on the update agent's TUF refresh.
+            from agent.security.commands_inbox import CommandInbox
+
+            self.cmds = CommandInbox(self, core)
+            self.tel.sender.on_command = self.cmds.receive
+            self.updates.target_hooks.append(self.cmds.fetch_policy)
         st = self.updates.installer.boot_state()
         # Events the loader recorded (rollbacks, fallbacks) are reported once.
         self.boot_events = st.get("events", [])[-4:]
@@ -142,6 +161,11 @@ class Agent:
             st["security"] = self.monitor.status()
         elif self.monitor_error and self.monitor_error != "off":
             st["security"] = {"error": self.monitor_error}
+        from board import netguard
+
+        st["egress"] = netguard.stats()
+        if self.cmds is not None:
+            st["commands"] = self.cmds.stats_map()
         if self.tel is not None:
             st["telemetry"] = self.tel.stats()
         elif self.telemetry_error:
@@ -149,7 +173,11 @@ class Agent:
         return st
 
     def report(self):
-        self.board.report_status(self.status())
+        try:
+            self.board.report_status(self.status())
+        except MemoryError:
+            # A local status display is not worth the agent: skip this one.
+            gc.collect()
 
     def run(self, max_loops=0):
         b = self.board
@@ -173,6 +201,8 @@ class Agent:
         # blocking update step delayed), local status. True when done.
         b = self.board
         b.watchdog_feed()
+        if self.cmds is not None:
+            self.cmds.tick()
         self.updates.tick(b.time())
         if self.tel is not None:
             self.tel.keep_sampling()

@@ -92,6 +92,9 @@ class UpdateAgent:
         # than the update server this boot (the agent adds "the broker
         # acknowledged a record"): a trial is healthy on either.
         self.network_checks = []
+        # Callables given the refreshed TUF updater on every check: other
+        # signed per-model targets (the command policy, agent/security).
+        self.target_hooks = []
         self._installing = False
         self._gate_ms = None
         self._slice_end = None
@@ -301,6 +304,8 @@ class UpdateAgent:
             for r in json.loads(bytes(sink.buf)).get("recalled", []):
                 recalled.add(r.get("version"))
         self.recalled_versions = recalled
+        for hook in self.target_hooks:
+            hook(up)
         st = bootstate.read_state(self.mounts["state"])
         failed = st.get("failed", [])
         floor = st.get("floor", 0)
@@ -383,6 +388,11 @@ class UpdateAgent:
             return None
         self.check_slices = 0
         if found is None:
+            # Nothing to install: give the TUF client's code back until the
+            # next check (tuf.UNLOADABLE; the heap then has room for TLS
+            # reconnects and command verification between checks).
+            up = None
+            release_modules(tuf.UNLOADABLE)
             self.failures = 0
             for version, digest, why in self.refused:
                 # Say once why a newer release cannot be taken here.

@@ -4,6 +4,7 @@
 # preallocated buffer (PacketReader). Network and TLS failures raise
 # MQTTTransportError; a packet that breaks the rules raises
 # mqtt_codec.MQTTProtocolError.
+from board import netguard
 from board.compat import IS_MICROPYTHON, asyncio
 from agent.telemetry.mqtt_codec import DEFAULT_MAX_PACKET, PUBLISH, MQTTProtocolError, decode_packet
 
@@ -116,6 +117,7 @@ async def open_stream(host, port, tls=None, timeout_ms=10000):
                                              server_hostname=tls.server_hostname)
 
     try:
+        netguard.check(host, port)  # the board's egress allow-list
         r, w = await asyncio.wait_for(_open(), timeout_ms / 1000)
     except asyncio.TimeoutError:
         raise MQTTTransportError("connect to %s:%d timed out" % (host, port))

@@ -124,8 +124,10 @@ def update_map(ev):
     return out
 
 
-def status_record(seq, t, state, fw=None, queued=None, dropped=None, skip=None, update=None, extra=None):
-    # update: an update agent report (see update_map), sent with state "update".
+def status_record(seq, t, state, fw=None, queued=None, dropped=None, skip=None, update=None, extra=None,
+                  command=None):
+    # update: an update agent report (see update_map), sent with state "update";
+    # command: a command result (agent/security/commands_run.py), state "command".
     # extra: more keys of a security record (state "posture" / "event",
     # agent/security); they never replace the keys above.
     rec = {"t": t, "seq": seq, "state": _text(state, "state")}
@@ -142,6 +144,8 @@ def status_record(seq, t, state, fw=None, queued=None, dropped=None, skip=None, 
         rec["dropped"] = dropped
     if update is not None:
         rec["update"] = update_map(update)
+    if command is not None:
+        rec["command"] = update_map(command)
     s = _check_skip(skip, seq)
     if s:
         rec["skip"] = s

@@ -138,14 +138,15 @@ class TelemetrySender:
         self.stats["sampled"] += 1
         return self._seal(KIND_TELEMETRY, self.topic_telemetry, rec, seq)
 
-    def enqueue_status(self, state="online", update=None, extra=None):
+    def enqueue_status(self, state="online", update=None, extra=None, command=None):
         # A sealed status record into the queue ("update": an update agent
         # report map; extra: the keys of a security record, agent/security).
         # Returns the seq, or None when the record is invalid or too large.
         seq = self.seq.peek()
         try:
             rec = records.status_record(seq, self.clock(), state, self.fw, len(self.queue),
-                                        self.queue.dropped, self._skip, update=update, extra=extra)
+                                        self.queue.dropped, self._skip, update=update, extra=extra,
+                                        command=command)
         except records.RecordError:
             self.stats["seal_errors"] += 1
             return None

@@ -70,6 +70,11 @@ def _boot(board, console):
         # Soft reset requested from the raw REPL: the app does not start.
         return console.raw_repl() == "friendly"
     sys.path.insert(0, mounts["loader"])
+    # Every socket from here on goes through the network guard (the agent
+    # arms its allow-list before its first connection).
+    from board import netguard
+
+    netguard.install()
 
     def boot():
         import loader

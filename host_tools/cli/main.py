@@ -30,6 +30,8 @@ GROUP_MODULES = [
     "host_tools.cli.fleet",
     "host_tools.cli.assess",
     "host_tools.cli.rollout",
+    "host_tools.cli.ops",
+    "host_tools.cli.command",
 ]
 
 

@@ -105,6 +105,18 @@ CREATE TABLE IF NOT EXISTS updates (
     detail      TEXT NOT NULL,
     received_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS command_results (
+    id          INTEGER PRIMARY KEY,
+    device_id   TEXT NOT NULL,
+    seq         INTEGER,
+    t           REAL,
+    cmd         TEXT,
+    issuer      TEXT,
+    ctr         INTEGER,
+    result      TEXT NOT NULL,
+    reason      TEXT,
+    received_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS missing (
     device_id TEXT NOT NULL,
     first_seq INTEGER NOT NULL,
@@ -138,6 +150,7 @@ CREATE TABLE IF NOT EXISTS rejections (
 
 #: Sealed status records with this state carry an update agent report.
 UPDATE_STATE = "update"
+COMMAND_STATE = "command"
 
 VITAL_COLUMNS = ("seq", "t", "hr", "spo2", "bp_sys", "bp_dia", "temp", "pump_state",
                  "pump_rate", "pump_vtbi", "pump_infused", "pump_alarms", "received_at")
@@ -290,6 +303,16 @@ class FleetDB:
                 out.append(d)
             return out
 
+    def command_results(self, device_id: str | None = None) -> list[dict[str, Any]]:
+        """Signed-command results the devices reported (oldest first)."""
+        with self.lock:
+            if device_id is None:
+                rows = self.conn.execute("SELECT * FROM command_results ORDER BY id")
+            else:
+                rows = self.conn.execute("SELECT * FROM command_results WHERE device_id=? ORDER BY id",
+                                         (device_id,))
+            return [dict(r) for r in rows]
+
     def update_counts(self) -> dict[str, int]:
         with self.lock:
             return {r[0]: int(r[1]) for r in self.conn.execute(
@@ -405,6 +428,9 @@ class _Txn:
             # device's link status alone.
             security_db.store(self.c, device_id, st, now)
             return
+        if st.state == COMMAND_STATE:
+            self._command_result(device_id, st, now)
+            return
         if st.state == UPDATE_STATE:
             # An update report says nothing about the link: keep the device's
             # status (online/offline), refresh only what the record carries.
@@ -427,6 +453,21 @@ class _Txn:
             "fw = COALESCE(?, fw), queued = COALESCE(?, queued), dropped = COALESCE(?, dropped) "
             "WHERE device_id = ?",
             (st.state, int(st.sealed), now, st.fw, st.queued, st.dropped, device_id))
+
+    def _command_result(self, device_id: str, st: Any, now: float) -> None:
+        # A command result says nothing about the link either: only recorded.
+        res = st.extra.get("command")
+        if not isinstance(res, dict):
+            return
+
+        def text(v: Any) -> str | None:
+            return None if v is None else str(v)[:200]
+        ctr = res.get("ctr")
+        self.c.execute(
+            "INSERT INTO command_results (device_id, seq, t, cmd, issuer, ctr, result, reason, received_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (device_id, st.seq, st.t, text(res.get("cmd")), text(res.get("issuer")),
+             ctr if isinstance(ctr, int) else None, text(res.get("result")) or "?", text(res.get("reason")), now))
 
     def change_missing(self, device_id: str, deleted: Iterable[tuple[int, int]],
                        added: Iterable[tuple[int, int]]) -> None:

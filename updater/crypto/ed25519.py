@@ -144,9 +144,9 @@ _B_MULT = []  # [B, 2B, 3B] in extended form, filled on first use
 def _b_multiples():
     if not _B_MULT:
         b2 = _double(B)
-        _B_MULT.append(B)
-        _B_MULT.append(b2)
-        _B_MULT.append(_add_cached(b2, _cached(B)))
+        # All three or none: a MemoryError half way must not leave a short
+        # list (the next verification would index the missing entry).
+        _B_MULT.extend((B, b2, _add_cached(b2, _cached(B))))
     return _B_MULT
 
 

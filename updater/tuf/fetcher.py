@@ -32,6 +32,7 @@
 # are in transport.py.
 import socket
 
+from board import netguard
 from board.compat import ticks_diff, ticks_ms, const
 from updater.tuf.errors import (
     DownloadError,
@@ -298,6 +299,8 @@ class Fetcher:
         if self.tick is not None:
             self.tick()
         try:
+            # The board's egress guard (an OSError: a transport failure here).
+            netguard.check(host, port)
             ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
         except OSError as e:
             raise DownloadError("cannot resolve %s: %r" % (host, e))

@@ -23,8 +23,8 @@ HEADER = struct.Struct(">4sBBHI32s")  # magic, format, flags, reserved, manifest
 HEADER_SIZE = HEADER.size  # 44
 # The device's caps (updater/install/manifest.py): beyond them the manifest
 # would not fit the install's heap budget on a 256 KiB heap.
-MAX_MANIFEST = 16 * 1024
-MAX_FILES = 64
+MAX_MANIFEST = 24 * 1024
+MAX_FILES = 80
 MAX_FILE_SIZE = 16 * 1024 * 1024  # per file (and SBOM), uncompressed
 MAX_PACKAGE_BYTES = 64 * 1024 * 1024  # a package file larger than this is refused unread
 SLOT_BLOCK = 4096  # erase block of the board's flash (board/sim/flash.py)

@@ -85,7 +85,7 @@ def test_update_at_the_file_cap_over_an_installed_slot_within_64k_above_idle(tmp
     results = []
     for name in ("a.img", "b.img"):
         img = tmp_path / name
-        simimage.create_blank(img, 2 * MIB)
+        simimage.create_blank(img, 4 * MIB)  # slots of 1 MiB: the file cap with its directories
         assert mpvm.run_script(Path(__file__).parent / "vm_scripts" / "format_image.py", str(img),
                                paths=[mpvm.REPO_ROOT]).returncode == 0
         proc = mpvm.run_script(Path(__file__).parent / "vm_scripts" / "install_base.py", str(img), str(p1), s1,
@@ -116,7 +116,7 @@ def test_largest_manifest_installs_in_a_heap_with_no_free_piece_larger_than_6k(t
     pkg, sha = _tree_package(tmp_path, "big", files, "1.0.0", 1)
     assert len(read_package(pkg).manifest_bytes) > 8 * 1024  # more than one hole
     img = tmp_path / "f.img"
-    simimage.create_blank(img, 2 * MIB)
+    simimage.create_blank(img, 4 * MIB)  # slots of 1 MiB: the file cap with its directories
     assert mpvm.run_script(Path(__file__).parent / "vm_scripts" / "format_image.py", str(img),
                            paths=[mpvm.REPO_ROOT]).returncode == 0
     result = _install(img, pkg, sha, "256k", "fragment")

@@ -32,7 +32,7 @@ FLUSH_EVERY = 16 * 1024  # blob bytes between littlefs syncs (resume granularity
 
 class _HeaderSink:
     # The header into a buffer allocated once at its exact size; the manifest
-    # (up to MAX_MANIFEST = 16 KiB) streamed to a file on flash with its
+    # (up to MAX_MANIFEST = 24 KiB) streamed to a file on flash with its
     # sha256 computed on the way, then the stream stops. After a TUF check
     # the heap may hold 100 KB free but no 10 KB in one piece: nothing here
     # needs more than the header and one chunk at a time.

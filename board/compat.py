@@ -69,7 +69,6 @@ def write_atomic(path, data):
     rename_atomic(tmp, path)
 
 
-
 def format_exception(exc):
     """The traceback of exc as text, on both runtimes."""
     import io
@@ -83,3 +82,18 @@ def format_exception(exc):
 
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=buf)
     return buf.getvalue()
+
+
+def __getattr__(name):
+    # `from board.compat import asyncio`: the event loop module of this
+    # runtime (uasyncio on very old MicroPython ports), imported on first use
+    # only, so that modules that never run a loop (the loader, the updater)
+    # do not pay its ~4 KiB of heap.
+    if name == "asyncio":
+        try:
+            import asyncio
+        except ImportError:
+            import uasyncio as asyncio
+        globals()["asyncio"] = asyncio
+        return asyncio
+    raise AttributeError(name)

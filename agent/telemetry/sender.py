@@ -1,15 +1,15 @@
-# The telemetry pipeline on the device:
+# The sealing and publishing half of the telemetry pipeline
+# (agent/telemetry/pipeline.py composes it with sampling and the connection):
 #
 #   sample_fn() -> record (CBOR) -> seal (COSE_Encrypt0, next sequence number)
 #   -> flash queue -> MQTT PUBLISH QoS 1 -> PUBACK -> removed from the queue
 #
-# Three asyncio tasks share one event loop, so sampling never waits for the
-# network:
-#   sampler    every period_ms: sample, seal, append to the flash queue
-#              (plus a sealed status record every status_every_ms);
+#   sample_once / enqueue_status  seal one record into the flash queue
+#                                 (called by the pipeline's sampling schedule);
 #   publisher  while connected, reads ahead from the queue (window of
 #              `window` unacknowledged publishes) and publishes QoS 1;
-#   supervisor (mqtt.Supervisor) keeps the connection up with backoff.
+#   receiver   takes inbound messages on medsentry/<id>/cmd from the client's
+#              bounded inbox and hands them to on_command.
 # A record is removed from the queue only when its PUBACK arrives, in order.
 # Status records ("online" on every connect, then periodic) go through the
 # same queue so that sequence numbers reach the collector in order and a
@@ -32,9 +32,9 @@
 # which the collector accepts until the old key is retired.
 import time
 
-from board.compat import ticks_add, ticks_diff, ticks_ms
+from board.compat import asyncio
 from agent.telemetry import cose, records
-from agent.telemetry.mqtt import MQTTClient, MQTTTransportError, MQTTProtocolError, Supervisor, asyncio
+from agent.telemetry.mqtt import MQTTClient, MQTTTransportError, MQTTProtocolError
 
 KIND_TELEMETRY = b"T"
 KIND_STATUS = b"S"
@@ -51,8 +51,7 @@ def _unix_time():
 
 
 class TelemetrySender:
-    def __init__(self, device_id, sealer, seqstore, queue, sample_fn, period_ms=1000, clock=None,
-                 fw=None, window=8, status_every_ms=60000):
+    def __init__(self, device_id, sealer, seqstore, queue, sample_fn, clock=None, fw=None, window=8):
         self.device_id = device_id
         self.topic_telemetry = "medsentry/%s/telemetry" % device_id
         self.topic_status = "medsentry/%s/status" % device_id
@@ -61,11 +60,9 @@ class TelemetrySender:
         self.seq = seqstore
         self.queue = queue
         self.sample_fn = sample_fn
-        self.period_ms = period_ms
         self.clock = clock or _unix_time
         self.fw = fw
         self.window = window
-        self.status_every_ms = status_every_ms
         self.on_command = None  # fn(payload) for the command handler
         self.stats = {"sampled": 0, "sample_errors": 0, "store_errors": 0, "seal_errors": 0, "published": 0,
                       "acked": 0, "status": 0, "commands": 0}
@@ -161,13 +158,19 @@ class TelemetrySender:
 
     def make_client(self, host, port, tls=None, keepalive=30, **kw):
         return MQTTClient(self.device_id, host, port, tls=tls, keepalive=keepalive, clean_session=False,
-                          will=self.will(), max_inflight=self.window, on_message=self._on_message,
-                          on_puback=self._on_puback, **kw)
+                          will=self.will(), max_inflight=self.window, on_puback=self._on_puback, **kw)
 
-    def _on_message(self, topic, payload, retain):
-        self.stats["commands"] += 1
-        if self.on_command is not None and payload is not None:
-            self.on_command(payload)
+    async def receiver(self, client):
+        # Inbound messages (the broker's ACL delivers only our cmd topic).
+        while self._running:
+            topic, payload, qos, retain = await client.recv()
+            self.stats["commands"] += 1
+            if self.on_command is not None:
+                try:
+                    self.on_command(payload)
+                except ValueError:
+                    # A bad command is the handler's business; the loop goes on.
+                    pass
 
     async def on_connected(self, client):
         await client.subscribe(self.topic_cmd, 1)
@@ -218,65 +221,5 @@ class TelemetrySender:
             self._cursor = nxt
             self.stats["published"] += 1
 
-    async def sampler(self):
-        next_ms = ticks_ms()
-        status_ms = ticks_ms()
-        while self._running:
-            try:
-                self.sample_once()
-            except MemoryError:
-                # Heap fragmentation: skip this sample, keep the loop alive.
-                self.stats["sample_errors"] += 1
-                import gc
-
-                gc.collect()
-            now = ticks_ms()
-            if self.status_every_ms and ticks_diff(now, status_ms) >= self.status_every_ms:
-                status_ms = now
-                self.enqueue_status("online")
-            next_ms = ticks_add(next_ms, self.period_ms)
-            delay = ticks_diff(next_ms, ticks_ms())
-            if delay < 0:
-                # Fell behind (slow flash): skip missed slots, keep cadence.
-                next_ms = ticks_ms()
-                delay = 0
-            await asyncio.sleep(delay / 1000)
-
     def stop(self):
         self._running = False
-
-
-async def run(sender, host, port, tls=None, duration_ms=None, drain_ms=0, keepalive=30,
-              backoff_base_ms=200, backoff_max_ms=5000, sample=True, **client_kw):
-    # Run sampler + publisher + supervisor. After duration_ms (None: forever)
-    # sampling stops; delivery continues for up to drain_ms until the queue is
-    # empty, then the client disconnects cleanly. Returns the Supervisor.
-    client = sender.make_client(host, port, tls, keepalive, **client_kw)
-    sup = Supervisor(client, sender.on_connected, backoff_base_ms, backoff_max_ms)
-    tasks = [asyncio.create_task(sup.run()), asyncio.create_task(sender.publisher(sup))]
-    sampler = asyncio.create_task(sender.sampler()) if sample else None
-    try:
-        if duration_ms is None:
-            while True:
-                await asyncio.sleep(3600)
-        await asyncio.sleep(duration_ms / 1000)
-        if sampler is not None:
-            sampler.cancel()
-            sampler = None
-        t0 = ticks_ms()
-        while ticks_diff(ticks_ms(), t0) < drain_ms:
-            if len(sender.queue) == 0 and client.inflight() == 0 and client.connected:
-                break
-            await asyncio.sleep(0.05)
-        if client.connected:
-            await client.disconnect()
-    finally:
-        sender.stop()
-        sup.stop()
-        if sampler is not None:
-            sampler.cancel()
-        for t in tasks:
-            t.cancel()
-        await asyncio.sleep(0)
-        sender.queue.sync()
-    return sup

@@ -144,7 +144,7 @@ def test_update_status_record():
 
 
 def test_queue_bound_fits_the_partition():
-    from agent.main import queue_capacity
+    from agent.telemetry.pipeline import queue_capacity
 
     d = devtest.tmpdir()
     st = os.statvfs(d)

@@ -32,3 +32,18 @@ def test_heap_cap_enforced():
     except MemoryError:
         return
     raise AssertionError("allocated %d bytes above the heap cap" % len(buf))
+
+
+def test_asyncio_comes_from_compat_on_first_use():
+    import sys
+
+    if devtest.RUNTIME == "micropython":
+        # Importing the shim does not load the event loop (the loader and the
+        # updater import compat and never run one).
+        assert "asyncio" not in sys.modules
+    from board.compat import asyncio
+    import asyncio as direct
+
+    assert asyncio is direct and compat.asyncio is direct
+    assert asyncio.run is not None and asyncio.sleep is not None
+    devtest.raises(AttributeError, getattr, compat, "no_such_name")

@@ -64,7 +64,7 @@ def device_config(pki, device_id: str, host: str, port: int, out: Path, **over) 
            "cert": str(out / "cert.der"), "key_der": str(out / "key.der"), "ca": str(out / "ca.der"),
            "kid": tk.kid.hex(), "key": tk.key.hex(), "base_iv": tk.base_iv.hex(),
            "data_dir": str(out / "flash"), "period_ms": 1000, "duration_ms": 3000, "drain_ms": 10000,
-           "keepalive": 10, "backoff_base_ms": 100, "backoff_max_ms": 1000}
+           "keepalive_s": 10, "backoff_base_ms": 100, "backoff_max_ms": 1000}
     cfg.update(over)
     path = out / "config.json"
     path.write_text(json.dumps(cfg))
@@ -186,7 +186,7 @@ def test_device_streams_through_broker_kill_and_power_cut(fleet, tmp_path):
     sink = Sink(fleet, DEVICE)
     procs: list[subprocess.Popen] = []
     try:
-        common = dict(period_ms=50, keepalive=5, status_every_ms=2000)
+        common = dict(period_ms=50, keepalive_s=5, status_every_s=2)
         # -- run A: stream, broker SIGKILLed mid-stream, back after ~1.5 s
         cfg = device_config(fleet.pki, DEVICE, broker.host, broker.port, tmp_path / "dev",
                             duration_ms=6000, drain_ms=20000, **common)
@@ -259,7 +259,8 @@ def test_device_streams_through_broker_kill_and_power_cut(fleet, tmp_path):
 
 VM_CONNECT = r"""
 import sys, json
-from agent.telemetry.mqtt import MQTTClient, TLSConfig, MQTTTransportError, MQTTProtocolError, asyncio
+from board.compat import asyncio
+from agent.telemetry.mqtt import MQTTClient, TLSConfig, MQTTTransportError, MQTTProtocolError
 with open(sys.argv[1]) as f:
     cfg = json.load(f)
 def rd(p):
@@ -310,30 +311,22 @@ def test_device_verifies_the_broker(fleet, tmp_path):
 
 
 def test_same_device_code_on_cpython_transport(fleet, tmp_path):
-    """The identical agent/telemetry pipeline on CPython (the transport shim's
-    CPython branch: ssl with the DER identity) delivers to the same broker."""
-    import asyncio
-
-    from agent.telemetry import cose
-    from agent.telemetry.mqtt import TLSConfig
-    from agent.telemetry.queue import FlashQueue
-    from agent.telemetry.sender import TelemetrySender, run
-    from agent.telemetry.seqstore import SeqStore
+    """The identical agent telemetry pipeline (vm_agent.py) on CPython (the transport
+    shim's CPython branch: ssl with the DER identity) delivers to the same broker."""
+    import sys
 
     tk = fleet.pki.device(DEVICE).active_key()
     sink = Sink(fleet, DEVICE)
     try:
-        cfg = json.loads(device_config(fleet.pki, DEVICE, fleet.broker.host, fleet.broker.port,
-                                       tmp_path / "cpy").read_text())
-        flash = cfg["data_dir"]
-        sender = TelemetrySender(DEVICE, cose.Sealer(tk.kid, tk.key, tk.base_iv), SeqStore(flash),
-                                 FlashQueue(flash + "/q"), lambda: {"hr": 61, "temp": 36.9}, period_ms=50)
-        tls = TLSConfig(Path(cfg["cert"]).read_bytes(), Path(cfg["key_der"]).read_bytes(),
-                        Path(cfg["ca"]).read_bytes(), cfg["host"])
-        sup = asyncio.run(run(sender, cfg["host"], cfg["port"], tls, duration_ms=1500, drain_ms=10000, keepalive=5))
-        assert sup.connects == 1 and sup.failures == 0, sup.last_error
-        assert len(sender.queue) == 0
-        n = sender.seq.peek() - 1
+        cfg = device_config(fleet.pki, DEVICE, fleet.broker.host, fleet.broker.port, tmp_path / "cpy",
+                            period_ms=50, duration_ms=1500, drain_ms=10000, keepalive_s=5)
+        proc = subprocess.Popen([sys.executable, str(VM_AGENT), str(cfg)], env={**os.environ, "PYTHONPATH": str(REPO)},
+                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+        res = vm_result(proc, 60)
+        assert res["connects"] == 1 and res["failures"] == 0, res["last_error"]
+        assert res["queued"] == 0
+        n = res["next_seq"] - 1
         assert n >= 20
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -357,7 +350,7 @@ def test_vm_device_feeds_the_host_collector(fleet, tmp_path):
     col = fleet.collector()
     b = fleet.broker
     cfg = device_config(fleet.pki, DEVICE, b.host, b.port, tmp_path / "dev", period_ms=50,
-                        duration_ms=1500, drain_ms=10000, seq_block=16, status_every_ms=500)
+                        duration_ms=1500, drain_ms=10000, seq_block=16, status_every_s=1)
     res1 = vm_result(start_vm(cfg), 60)
     res2 = vm_result(start_vm(cfg), 60)  # reboot: declares the unused reserved range
     assert res1["queued"] == 0 and res2["queued"] == 0

@@ -9,7 +9,8 @@ import cbor2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.telemetry import cbor, cose, mqtt
+from agent.telemetry import cbor, cose
+from agent.telemetry.mqtt import codec, transport
 from agent.telemetry.cbor import CBORDecodeError
 from agent.telemetry.cose import CoseError
 from agent.telemetry.mqtt import MQTTProtocolError, MQTTTransportError
@@ -103,14 +104,14 @@ def test_cose_mutated_message_never_opens(ed):
 @given(st.binary(max_size=300))
 def test_mqtt_decode_arbitrary(data):
     try:
-        mqtt.decode_all(data)
+        codec.decode_all(data)
     except MQTTProtocolError:
         pass
 
 
 packets = st.sampled_from([
-    mqtt.encode_publish("medsentry/p/cmd", b"x" * 30, 1, False, False, 7),
-    mqtt.encode_publish("a/b", b"", 0),
+    codec.encode_publish("medsentry/p/cmd", b"x" * 30, 1, False, False, 7),
+    codec.encode_publish("a/b", b"", 0),
     b"\x20\x02\x01\x00", b"\x40\x02\x00\x05", b"\x90\x03\x00\x01\x01", b"\xd0\x00",
 ])
 
@@ -119,7 +120,7 @@ packets = st.sampled_from([
 @given(st.lists(packets, min_size=1, max_size=4), edits)
 def test_mqtt_decode_mutated(pkts, ed):
     try:
-        mqtt.decode_all(mutate(b"".join(pkts), ed))
+        codec.decode_all(mutate(b"".join(pkts), ed))
     except MQTTProtocolError:
         pass
 
@@ -134,7 +135,7 @@ def test_mqtt_stream_reader_bounded(data, limit):
         r = asyncio.StreamReader()
         r.feed_data(data)
         r.feed_eof()
-        reader = mqtt.PacketReader(mqtt.Stream(r, None), max_packet=limit)
+        reader = transport.PacketReader(transport.Stream(r, None), max_packet=limit)
         n = 0
         while True:
             try:
@@ -142,7 +143,7 @@ def test_mqtt_stream_reader_bounded(data, limit):
             except (MQTTProtocolError, MQTTTransportError):
                 return n
             n += 1
-            assert pkt[0] in (mqtt.CONNACK, mqtt.PUBLISH, mqtt.PUBACK, mqtt.SUBACK, mqtt.UNSUBACK, mqtt.PINGRESP)
+            assert pkt[0] in (codec.CONNACK, codec.PUBLISH, codec.PUBACK, codec.SUBACK, codec.UNSUBACK, codec.PINGRESP)
             assert n <= len(data)
 
     asyncio.run(go())
@@ -150,15 +151,15 @@ def test_mqtt_stream_reader_bounded(data, limit):
 
 def test_mqtt_stream_reader_discards_oversize_publish():
     async def go():
-        big = mqtt.encode_publish("medsentry/p/cmd", b"z" * 5000, 1, False, False, 9)
+        big = codec.encode_publish("medsentry/p/cmd", b"z" * 5000, 1, False, False, 9)
         r = asyncio.StreamReader()
         r.feed_data(big + b"\xd0\x00")
         r.feed_eof()
-        reader = mqtt.PacketReader(mqtt.Stream(r, None), max_packet=64)
+        reader = transport.PacketReader(transport.Stream(r, None), max_packet=64)
         first = await reader.read()
         second = await reader.read()
         return first, second
 
     first, second = asyncio.run(go())
-    assert first[:2] == (mqtt.PUBLISH, "medsentry/p/cmd") and first[2] is None and first[6] == 9
-    assert second == (mqtt.PINGRESP,)
+    assert first[:2] == (codec.PUBLISH, "medsentry/p/cmd") and first[2] is None and first[6] == 9
+    assert second == (codec.PINGRESP,)

@@ -1,0 +1,65 @@
+# Reconnect policy over MQTTClient: connect, on_connected(client), run until
+# the connection ends, back off (exponential, with jitter), reconnect. The
+# protocol (client.py) never reconnects by itself; recovery lives only here.
+import os
+
+from board.compat import asyncio
+
+
+def backoff_ms(attempt, base_ms=500, max_ms=60000):
+    # Exponential backoff with jitter: a random delay in [cap/2, cap], where
+    # cap = min(max_ms, base_ms * 2^attempt).
+    cap = base_ms << min(attempt, 20)
+    if cap > max_ms:
+        cap = max_ms
+    r = int.from_bytes(os.urandom(2), "big")
+    return cap // 2 + (cap - cap // 2) * r // 65535
+
+
+class Supervisor:
+    # Keeps an MQTTClient connected: connect, on_connected(client), run until
+    # it raises, back off, reconnect. Recovery lives here, not in the client.
+    def __init__(self, client, on_connected=None, base_ms=500, max_ms=60000):
+        self.client = client
+        self.on_connected = on_connected
+        self.base_ms = base_ms
+        self.max_ms = max_ms
+        self.attempt = 0
+        self.connects = 0
+        self.failures = 0
+        self.last_error = None
+        self._stop = False
+
+    def stop(self):
+        self._stop = True
+        self.client.close()
+
+    async def run(self):
+        while not self._stop:
+            try:
+                await self.client.connect()
+                self.connects += 1
+                self.attempt = 0
+                if self.on_connected is not None:
+                    await self.on_connected(self.client)
+                await self.client.run()
+            except (OSError, ValueError) as e:
+                # MQTTTransportError / MQTTProtocolError from the client, or a
+                # flash/data error from on_connected: back off and retry.
+                self.last_error = e
+                self.failures += 1
+            except MemoryError as e:
+                # The TLS handshake needs tens of KiB of heap at once; after a
+                # collection a later attempt may fit. Back off like a failure.
+                self.last_error = e
+                self.failures += 1
+                import gc
+
+                gc.collect()
+            finally:
+                self.client.close()
+            if self._stop:
+                break
+            delay = backoff_ms(self.attempt, self.base_ms, self.max_ms)
+            self.attempt += 1
+            await asyncio.sleep(delay / 1000)

@@ -287,3 +287,24 @@ def test_supervisor_survives_a_refused_connection():
     failures, connects, last = run_client(script, body)
     assert connects == 1 and failures == 1
     assert isinstance(last, MQTTRefused) and last.rc == 5
+
+
+def test_supervisor_moves_to_the_next_endpoint():
+    # Issue 15: a device given the nodes of a broker cluster moves on when its
+    # node is gone (here: a closed port first), and comes back round the list.
+    async def script(b, r, w):
+        await handshake(b, r, w)
+        await asyncio.sleep(2)
+
+    async def body(b, c):
+        dead = ("127.0.0.1", 1)
+        c.host, c.port = dead
+        sup = Supervisor(c, None, 20, 50, [dead, ("127.0.0.1", b.port)])
+        task = asyncio.create_task(sup.run())
+        await until(lambda: sup.connects == 1 or task.done())
+        sup.stop()
+        await asyncio.sleep(0)
+        return sup.failures, sup.connects, sup.endpoint
+
+    failures, connects, endpoint = run_client(script, body)
+    assert failures == 1 and connects == 1 and endpoint == 1

@@ -140,6 +140,8 @@ async def drive(devs: list[SimDevice], seconds: float, hz: float) -> dict[str, f
     while time.perf_counter() < deadline and any(d.inflight is not None and not d.inflight.done()
                                                  for d in devs):
         await asyncio.sleep(0.1)
+    for d in devs:
+        d.close()
     return {"connect_s": connect_s, "publish_s": publish_s}
 
 
@@ -184,8 +186,6 @@ def main() -> None:
                 counters = db.counters()
                 db.close()
             finally:
-                for d in devs:
-                    d.close()
                 for p in procs:
                     os.killpg(p.pid, signal.SIGTERM)
                     p.wait(30)

@@ -26,6 +26,7 @@ changed by MIGRATIONS (``meta.schema_version`` = the last one applied):
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from pathlib import Path
@@ -164,6 +165,8 @@ class FleetDB:
             self.conn = sqlite_connect(str(self.path))
         self.lock = threading.RLock()
         self._batch = False
+        #: Set by a caller that rolls a whole batch back on any error (no savepoints).
+        self.whole_batch = False
         with self.lock:
             self.migrate()
 
@@ -193,6 +196,11 @@ class FleetDB:
                 self.conn.execute("ROLLBACK")
                 raise
         return SCHEMA_VERSION
+
+    def deferred_writes(self) -> Any:
+        """PostgreSQL: send a batch's writes as one executemany per statement
+        (dbconn.PgConnection.deferred_writes). SQLite (in-process): nothing to save."""
+        return self.conn.deferred_writes() if self.kind == "postgresql" else contextlib.nullcontext()
 
     def lock_store(self) -> None:
         """Inside a batch: serialise storing with other collector processes (SQLite's
@@ -397,8 +405,12 @@ class _Txn:
     def __enter__(self) -> "_Txn":
         self.db.lock.acquire()
         self.nested = self.db.in_batch
+        # A whole-batch caller (Ingestor.handle_batch) rolls the batch back on any
+        # error, so its messages need no savepoint each.
+        self.savepoint = self.nested and not self.db.whole_batch
         try:
-            self.c.execute("SAVEPOINT msg" if self.nested else "BEGIN IMMEDIATE")
+            if self.savepoint or not self.nested:
+                self.c.execute("SAVEPOINT msg" if self.nested else "BEGIN IMMEDIATE")
         except BaseException:
             self.db.lock.release()
             raise
@@ -406,11 +418,11 @@ class _Txn:
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         try:
-            if self.nested:
+            if self.savepoint:
                 if exc_type:
                     self.c.execute("ROLLBACK TO msg")
                 self.c.execute("RELEASE msg")
-            else:
+            elif not self.nested:
                 self.c.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:
             self.db.lock.release()
@@ -430,6 +442,7 @@ class _Txn:
             self.c.execute("DELETE FROM rejections WHERE id <= ?", (row_id - MAX_REJECTION_ROWS,))
 
     def touch_device(self, device_id: str, now: float) -> None:
+        """Create the device row / refresh last_seen (``accept`` does it for records)."""
         self.c.execute("INSERT INTO devices (device_id, first_seen, last_seen) VALUES (?, ?, ?) "
                        "ON CONFLICT(device_id) DO UPDATE SET last_seen = excluded.last_seen",
                        (device_id, now, now))
@@ -438,8 +451,10 @@ class _Txn:
                now: float, highest: int) -> None:
         self.c.execute("INSERT INTO accepted VALUES (?, ?, ?, ?, ?, ?)",
                        (device_id, seq, kid, topic, digest, now))
-        self.c.execute("UPDATE devices SET highest_seq = ?, records = records + 1 WHERE device_id = ?",
-                       (highest, device_id))
+        self.c.execute("INSERT INTO devices (device_id, first_seen, last_seen, highest_seq, records) "
+                       "VALUES (?, ?, ?, ?, 1) ON CONFLICT(device_id) DO UPDATE SET "
+                       "last_seen = excluded.last_seen, highest_seq = excluded.highest_seq, "
+                       "records = devices.records + 1", (device_id, now, now, highest))
 
     def vitals(self, device_id: str, rec: Any, now: float, extra: str) -> None:
         self.c.execute(

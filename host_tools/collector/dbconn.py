@@ -5,10 +5,13 @@ FleetDB speaks one SQL dialect (qmark parameters, ``INSERT ... ON CONFLICT``,
 ``RETURNING``, savepoints); ``PgConnection`` makes psycopg 3 look like the part of
 ``sqlite3.Connection`` FleetDB uses: ``?`` becomes ``%s`` (FleetDB's SQL has no
 literal ``?`` nor ``%``), rows index by position and by name, statements are
-prepared by psycopg after their first executions (``prepare_threshold``).
+prepared by psycopg after their first executions (``prepare_threshold``); inside
+``deferred_writes`` the writes of a batch go out as one ``executemany`` per
+statement (one round trip each instead of one per row).
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
 from pathlib import Path
@@ -61,6 +64,9 @@ def pg_schema(sqlite_schema: str) -> str:
     return out
 
 
+_WRITE = re.compile(r"^\s*(?:INSERT INTO|UPDATE|DELETE FROM)\s+(\w+)")
+
+
 class Row(tuple):  # type: ignore[type-arg]
     """A result row usable as ``r[0]``, ``r["name"]`` and ``dict(r)`` (like sqlite3.Row)."""
 
@@ -85,14 +91,27 @@ def _row_factory(cursor: Any) -> Any:
 
 
 class _Cursor:
-    def __init__(self, cur: Any) -> None:
+    """A result (None for a deferred write, which has none)."""
+
+    def __init__(self, cur: Any, error: type[Exception]) -> None:
         self._cur = cur
+        self._error = error
 
     def fetchone(self) -> Any:
-        return self._cur.fetchone() if self._cur.description else None
+        if self._cur is None:
+            return None
+        try:
+            return self._cur.fetchone()
+        except self._error:  # the statement returns no rows
+            return None
 
     def fetchall(self) -> list[Any]:
-        return self._cur.fetchall() if self._cur.description else []
+        if self._cur is None:
+            return []
+        try:
+            return self._cur.fetchall()
+        except self._error:
+            return []
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.fetchall())
@@ -108,6 +127,7 @@ class PgConnection:
         self.conninfo = conninfo
         self._conn = psycopg.connect(conninfo, autocommit=True, row_factory=_row_factory,
                                      prepare_threshold=1, connect_timeout=10)
+        self._deferred: dict[str, list[tuple[str, tuple[Any, ...]]]] | None = None
 
     @property
     def in_transaction(self) -> bool:
@@ -115,7 +135,41 @@ class PgConnection:
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> _Cursor:
         sql = sql.replace("BEGIN IMMEDIATE", "BEGIN").replace("?", "%s")
-        return _Cursor(self._conn.execute(sql, tuple(args)))
+        if self._deferred is not None:
+            m = _WRITE.match(sql)
+            if m and "RETURNING" not in sql:
+                self._deferred.setdefault(m.group(1), []).append((sql, tuple(args)))
+                return _Cursor(None, self._psycopg.ProgrammingError)
+            if sql == "ROLLBACK":
+                self._deferred.clear()
+            else:
+                self.flush()
+        return _Cursor(self._conn.execute(sql, tuple(args)), self._psycopg.ProgrammingError)
+
+    @contextlib.contextmanager
+    def deferred_writes(self) -> Iterator[None]:
+        """Queue INSERT/UPDATE/DELETE per table (order kept within a table) and send
+        each run of one statement as one ``executemany`` (one round trip) when the
+        block ends or before anything reads (SELECT, RETURNING, COMMIT). Tables have
+        no foreign keys, so what a reader sees is the same as executing in order."""
+        self._deferred = {}
+        try:
+            yield
+            self.flush()
+        finally:
+            self._deferred = None
+
+    def flush(self) -> None:
+        queued, self._deferred = self._deferred, {}
+        for stmts in (queued or {}).values():
+            i = 0
+            while i < len(stmts):
+                j = i
+                while j < len(stmts) and stmts[j][0] == stmts[i][0]:
+                    j += 1
+                with self._conn.cursor() as cur:
+                    cur.executemany(stmts[i][0], [a for _, a in stmts[i:j]])
+                i = j
 
     def close(self) -> None:
         self._conn.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import threading
 import time
@@ -57,11 +58,12 @@ class KeyRing:
         self.pki = pki
         self._entries: dict[bytes, _KeyEntry] = {}
         self._stamp: int | None = None
+        self._dir = str(pki.devices_dir)
         self.reload()
 
     def _dir_stamp(self) -> int | None:
         try:
-            return self.pki.devices_dir.stat().st_mtime_ns
+            return os.stat(self._dir).st_mtime_ns
         except OSError:
             return None
 
@@ -121,6 +123,7 @@ class Ingestor:
             plans = [self._handle(topic, bytes(payload), now) for topic, payload in messages]
             devices = sorted({m.group(1) for m in (TOPIC_RE.match(t) for t, _ in messages) if m})
             self.db.begin_batch()
+            self.db.whole_batch = True
             try:
                 self.db.lock_store()
                 fresh = self.db.load_sequence_state(devices)
@@ -128,11 +131,14 @@ class Ingestor:
                     self.seq.pop(dev, None)
                     if dev in fresh:
                         self.seq[dev] = SeqState(*fresh[dev])
-                outs = [plan() for plan in plans]
+                with self.db.deferred_writes():
+                    outs = [plan() for plan in plans]
                 self.db.commit_batch()
             except BaseException:
                 self.db.rollback_batch()
                 raise
+            finally:
+                self.db.whole_batch = False
             for out in outs:
                 self.stats[out.kind] = self.stats.get(out.kind, 0) + 1
             return outs
@@ -235,7 +241,6 @@ class Ingestor:
         # Planned above without touching ``st``: if the transaction fails, the
         # in-memory state still matches the database.
         with self.db.transaction() as tx:
-            tx.touch_device(device_id, now)
             tx.accept(device_id, seq, sealed.kid, topic, digest, now, highest)
             if isinstance(rec, Status):
                 tx.status(device_id, rec, now)

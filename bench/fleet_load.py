@@ -12,7 +12,7 @@ Reported: connect time, sustained publish rate (PUBACKed records / S), collector
 storage rate, end-to-end latency send -> stored (p50/p99, from the database's
 received_at), loss (PUBACKed but never stored), duplicates.
 
-Run: .venv/bin/python bench/bench_fleet_load.py [DEVICES] [SECONDS] [HZ]
+Run: .venv/bin/python bench/fleet_load.py [DEVICES] [SECONDS] [HZ]
      (default 10000 60 1; issuing 10,000 identities takes ~1 min)
 """
 from __future__ import annotations

@@ -152,7 +152,16 @@ class RabbitCluster:
             time.sleep(0.3)
         raise BrokerError(f"node {self.names[i]} not ready:\n{self.log_text(i)[-3000:]}")
 
+    def _epmd(self, *args: str) -> bool:
+        try:
+            return subprocess.run(["epmd", *args], capture_output=True, timeout=10).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+
     def start(self) -> "RabbitCluster":
+        # The first node starts the shared Erlang port mapper if none runs; stop() ends
+        # it again then (and only if no other node is registered with it).
+        self._own_epmd = not self._epmd("-names")
         self._write()
         for i in range(self.n):
             self.start_node(i)
@@ -210,6 +219,11 @@ class RabbitCluster:
                     pass
         for i in range(self.n):
             self.stop_node(i)
+        if getattr(self, "_own_epmd", False):
+            out = subprocess.run(["epmd", "-names"], capture_output=True, text=True, timeout=10).stdout
+            if "name " not in out:
+                self._epmd("-kill")
+            self._own_epmd = False
 
     def __enter__(self) -> "RabbitCluster":
         return self.start()

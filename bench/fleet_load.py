@@ -3,7 +3,7 @@ drained by two collector processes into PostgreSQL. Host-side, loopback only.
 
 Every simulated device has its own fleet identity made by the real PKI (EC P-256
 certificate, AES-CCM telemetry key), its own mutual-TLS MQTT connection (the
-device's codec, agent/telemetry/mqtt/codec.py, over asyncio), and seals every
+device's codec, agent/telemetry/mqtt_codec.py, over asyncio), and seals every
 record in the device's format (COSE_Encrypt0, seq 1, 2, ...). Bounded: D
 connections opened at most 200 at a time, one QoS 1 record in flight per device
 (a record still unacknowledged at the next tick waits: counted as "late").
@@ -32,7 +32,7 @@ import cbor2
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from agent.telemetry.mqtt import codec  # noqa: E402
+from agent.telemetry import mqtt_codec as codec  # noqa: E402
 from host_tools.broker.cluster import RabbitCluster  # noqa: E402
 from host_tools.collector import FleetDB  # noqa: E402
 from host_tools.collector.cose import seal  # noqa: E402

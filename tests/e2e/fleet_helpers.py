@@ -65,7 +65,7 @@ def acked(info: mqtt.MQTTMessageInfo) -> bool:
 
 class Device(threading.Thread):
     """Host-side device: seal seq 1..N, publish QoS 1, resend until PUBACK; on a lost
-    connection move to the next endpoint (like agent/telemetry/mqtt/supervisor)."""
+    connection move to the next endpoint (like the Supervisor in agent/telemetry/mqtt.py)."""
 
     def __init__(self, pki: FleetPKI, dev: str, endpoints: list[tuple[str, int]]) -> None:
         super().__init__(daemon=True)

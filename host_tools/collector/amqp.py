@@ -10,9 +10,26 @@ redelivered (to this or another collector) and recognised as duplicates when
 they were stored already: each sealed record is stored once.
 
 Login is SASL EXTERNAL: the certificate CN is the user (no password exists).
+
+Threads (pika's BlockingConnection is not thread-safe; its FAQ and
+``add_callback_threadsafe``): the calling thread owns the connection and only
+runs its I/O loop, so heartbeats, deliveries and acks never wait for the
+database. One storer thread stores the batches in order and hands each ack (or
+nack) back to the I/O thread with ``add_callback_threadsafe``. Before, the one
+thread stored while holding the loop, so nothing was read or sent while a
+batch waited for the store lock.
+
+Stall guard: a consumer that holds nothing unsettled, has had no delivery for
+``stall_s`` and still sees ready messages in the queue (passive declare) is
+not being served by the broker: the prefetch window is used up on the broker's
+side (a settlement the broker never applied). It reconnects, which returns
+those deliveries to the queue; the copies already stored come back as
+duplicates.
 """
 from __future__ import annotations
 
+import functools
+import queue
 import ssl
 import threading
 import time
@@ -27,6 +44,7 @@ from .ingest import Ingestor
 BATCH_MAX = 128
 BATCH_DELAY = 0.02
 PREFETCH = 512
+STALL_S = 30.0
 _SWAP = str.maketrans("./", "/.")
 
 
@@ -46,11 +64,16 @@ def amqp_parameters(identity: Identity, host: str, port: int) -> Any:
         connection_attempts=1, socket_timeout=5, blocked_connection_timeout=30)
 
 
+class _Stalled(Exception):
+    """The broker sends nothing although the queue holds ready messages."""
+
+
 class AmqpCollector:
     """``run()`` blocks until ``stop()``, ``duration`` or ``max_records`` accepted."""
 
     def __init__(self, pki: FleetPKI, db: FleetDB, identity: str, endpoints: list[tuple[str, int]],
-                 *, batch_max: int = BATCH_MAX, batch_delay: float = BATCH_DELAY) -> None:
+                 *, batch_max: int = BATCH_MAX, batch_delay: float = BATCH_DELAY,
+                 prefetch: int = PREFETCH, stall_s: float = STALL_S) -> None:
         if not endpoints:
             raise ValueError("no AMQP endpoint")
         self.pki = pki
@@ -59,12 +82,19 @@ class AmqpCollector:
         self.endpoints = list(endpoints)
         self.batch_max = batch_max
         self.batch_delay = batch_delay
+        self.prefetch = prefetch
+        self.stall_s = stall_s
         self.ingestor = Ingestor(pki, db)
         self.stopping = threading.Event()
         self.errors: list[str] = []
         self.reconnects = 0
+        self.stalls = 0
         self.db_retries = 0
         self._next = 0
+        # deliveries received and not yet acked/nacked (I/O thread only)
+        self._in_hand = 0
+        # batches for the storer thread: at most `prefetch` deliveries in all
+        self._work: queue.Queue[tuple[Any, Any, list[tuple[int, str, bytes]]] | None] = queue.Queue()
 
     @property
     def stats(self) -> dict[str, int]:
@@ -86,18 +116,30 @@ class AmqpCollector:
                 time.sleep(0.5)
         return None
 
-    def _store(self, ch: Any, batch: list[tuple[int, str, bytes]]) -> None:
-        """Store, then ack the batch; on a database failure nack it (requeued) and
-        reconnect to the database before going on."""
+    # -- storer thread ---------------------------------------------------------
+    def _storer(self) -> None:
+        """Store batches in order; hand each settlement to the connection's thread."""
+        import pika
+
+        while (item := self._work.get()) is not None:
+            conn, ch, batch = item
+            ok = self._store(batch)
+            try:
+                conn.add_callback_threadsafe(functools.partial(self._settle, ch, batch[-1][0], len(batch), ok))
+            except pika.exceptions.AMQPError:
+                pass  # that connection is gone: the broker redelivers the batch
+
+    def _store(self, batch: list[tuple[int, str, bytes]]) -> bool:
+        """Store the batch in one transaction; on a database failure reconnect to the
+        database and report False (the batch is nacked and requeued)."""
         try:
             self.ingestor.handle_batch([(t, b) for _, t, b in batch])
+            return True
         except Exception as exc:  # noqa: BLE001 - storage failed: nothing of the batch is acked
             self.errors.append(f"store: {type(exc).__name__}: {exc}"[:300])
             self.db_retries += 1
-            ch.basic_nack(batch[-1][0], multiple=True, requeue=True)
             self._reopen_db()
-            return
-        ch.basic_ack(batch[-1][0], multiple=True)
+            return False
 
     def _reopen_db(self) -> None:
         delay = 0.2
@@ -110,6 +152,60 @@ class AmqpCollector:
                 time.sleep(delay)
                 delay = min(2.0, delay * 2)
 
+    # -- I/O thread --------------------------------------------------------------
+    def _settle(self, ch: Any, tag: int, count: int, ok: bool) -> None:
+        self._in_hand -= count
+        if ch.is_open:
+            self._send_settlement(ch, tag, ok)
+
+    def _send_settlement(self, ch: Any, tag: int, ok: bool) -> None:
+        if ok:
+            ch.basic_ack(tag, multiple=True)
+        else:
+            ch.basic_nack(tag, multiple=True, requeue=True)
+
+    def _check_stall(self, ch: Any, idle_since: float) -> float:
+        """Probe the queue when idle with nothing in hand; returns the new idle mark."""
+        now = time.monotonic()
+        if self._in_hand or now - idle_since < self.stall_s:
+            return idle_since
+        ready = ch.queue_declare(COLLECTOR_QUEUE, passive=True).method.message_count
+        if ready:
+            raise _Stalled(f"no delivery for {now - idle_since:.0f}s with {ready} ready")
+        return now
+
+    def _consume(self, conn: Any, done: Any) -> None:
+        ch = conn.channel()
+        ch.basic_qos(prefetch_count=self.prefetch)
+        batch: list[tuple[int, str, bytes]] = []
+        mark = {"first": 0.0, "last": time.monotonic()}
+
+        def on_message(_ch: Any, method: Any, _props: Any, body: bytes) -> None:
+            if not batch:
+                mark["first"] = time.monotonic()
+            mark["last"] = time.monotonic()
+            self._in_hand += 1
+            batch.append((method.delivery_tag, routing_key_topic(method.routing_key), body))
+
+        tag = ch.basic_consume(COLLECTOR_QUEUE, on_message)
+        while not done():
+            conn.process_data_events(time_limit=self.batch_delay / 2)
+            now = time.monotonic()
+            if batch and (len(batch) >= self.batch_max or now - mark["first"] >= self.batch_delay):
+                self._work.put((conn, ch, batch))
+                batch = []
+            mark["last"] = self._check_stall(ch, mark["last"])
+        if batch:
+            self._work.put((conn, ch, batch))
+        # let the storer finish what it was given and send those acks (bounded:
+        # whatever is not acked when the connection closes is redelivered)
+        until = time.monotonic() + 10
+        while self._in_hand and conn.is_open and time.monotonic() < until:
+            conn.process_data_events(time_limit=0.05)
+        if conn.is_open:
+            ch.basic_cancel(tag)
+            conn.close()
+
     def run(self, *, duration: float | None = None, max_records: int | None = None) -> dict[str, int]:
         import pika
 
@@ -119,31 +215,28 @@ class AmqpCollector:
             return (self.stopping.is_set() or (deadline is not None and time.monotonic() > deadline)
                     or (max_records is not None and self.ingestor.stats.get("accepted", 0) >= max_records))
 
-        while not done():
-            conn = self._connect()
-            if conn is None:
-                break
-            batch: list[tuple[int, str, bytes]] = []
-            try:
-                ch = conn.channel()
-                ch.basic_qos(prefetch_count=PREFETCH)
-                first = 0.0
-                for method, _props, body in ch.consume(COLLECTOR_QUEUE, inactivity_timeout=self.batch_delay / 2):
-                    if method is not None:
-                        if not batch:
-                            first = time.monotonic()
-                        batch.append((method.delivery_tag, routing_key_topic(method.routing_key), body))
-                    if batch and (len(batch) >= self.batch_max or time.monotonic() - first >= self.batch_delay
-                                  or method is None):
-                        self._store(ch, batch)
-                        batch = []
-                    if done():
-                        break
-                if conn.is_open:
-                    ch.cancel()
-                    conn.close()
-            except (pika.exceptions.AMQPError, OSError) as exc:
-                # The node went away: unacked messages go back to the queue.
-                self.errors.append(f"amqp: {type(exc).__name__}"[:200])
-                self.reconnects += 1
+        storer = threading.Thread(target=self._storer, name="collector-store", daemon=True)
+        storer.start()
+        try:
+            while not done():
+                conn = self._connect()
+                if conn is None:
+                    break
+                self._in_hand = 0
+                try:
+                    self._consume(conn, done)
+                except (pika.exceptions.AMQPError, OSError, _Stalled) as exc:
+                    # The node went away, or serves us nothing: unacked messages go
+                    # back to the queue (stored ones return as duplicates).
+                    self.errors.append(f"amqp: {type(exc).__name__}: {exc}"[:200])
+                    self.reconnects += 1
+                    self.stalls += isinstance(exc, _Stalled)
+                    if conn.is_open:
+                        try:
+                            conn.close()
+                        except pika.exceptions.AMQPError:
+                            pass
+        finally:
+            self._work.put(None)
+            storer.join()
         return self.stats

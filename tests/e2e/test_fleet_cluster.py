@@ -23,12 +23,12 @@ import pytest
 
 from host_tools.broker.cluster import RabbitCluster
 from host_tools.collector import FleetDB
-from host_tools.collector.amqp import AmqpCollector
+from host_tools.collector.amqp import PREFETCH, AmqpCollector
 from host_tools.collector.pg_local import LocalPostgres
 from host_tools.pki import FleetPKI
 from tests.e2e.fleet_helpers import N, Device, collector_proc, connect, sealed
 
-DEVICES = ("pump-1", "pump-2", "pump-3")
+DEVICES = ("pump-1", "pump-2", "pump-3", "unsettled-1")
 STREAMERS = [f"stream-{i}" for i in range(1, 5)]
 
 
@@ -165,6 +165,44 @@ def test_client_id_of_another_device_gains_nothing(cluster):
     for cl in (real, op):
         cl.disconnect()
         cl.loop_stop()
+
+
+class _BrokerAppliesNoAck(AmqpCollector):
+    """Fault: on its first connection the broker applies none of this collector's
+    acks (the bench stall: 512 deliveries unacked on the broker's side while the
+    collector holds none and the queue still has ready messages)."""
+
+    def _send_settlement(self, ch, tag, ok):
+        if self.reconnects:
+            super()._send_settlement(ch, tag, ok)
+
+
+def test_collector_not_served_by_the_broker_reconnects(cluster, tmp_path):
+    pki, dev = cluster.pki, "unsettled-1"
+    n = PREFETCH + 88
+    c, why = connect(cluster, dev, 0)
+    assert c is not None, why
+    infos = [c.publish(f"medsentry/{dev}/telemetry", sealed(pki, dev, s), qos=1) for s in range(1, n + 1)]
+    for i in infos:
+        i.wait_for_publish(30)
+    c.disconnect()
+    c.loop_stop()
+    db = FleetDB(tmp_path / "fleet.db")
+    col = _BrokerAppliesNoAck(pki, db, "collector", cluster.amqp_endpoints, stall_s=3)
+    t = threading.Thread(target=col.run, kwargs={"duration": 90}, daemon=True)
+    t.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(db.seqs(dev)) < n:
+            time.sleep(0.2)
+        assert db.seqs(dev) == list(range(1, n + 1))
+        assert col.stalls >= 1 and any("_Stalled" in e for e in col.errors), col.errors
+        # the first connection's deliveries came back, and were not stored twice
+        assert db.counters().get("duplicate", 0) >= 1
+    finally:
+        col.stop()
+        t.join(30)
+        db.close()
 
 
 def test_node_collector_and_database_die_nothing_lost(cluster, pg):

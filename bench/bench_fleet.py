@@ -28,6 +28,8 @@ import cbor2
 import paho.mqtt.client as mqtt
 
 REPO = Path(__file__).resolve().parent.parent
+# the throw-away fleet CA of this run (tests/conftest.py does the same)
+os.environ.setdefault("MEDSENTRY_KEY_PASSPHRASE_FLEET_CA", "bench-fleet-ca-passphrase")
 sys.path.insert(0, str(REPO))
 
 from host_tools.broker.cluster import RabbitCluster  # noqa: E402

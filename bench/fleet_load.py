@@ -30,6 +30,8 @@ from pathlib import Path
 import cbor2
 
 REPO = Path(__file__).resolve().parent.parent
+# the throw-away fleet CA of this run (tests/conftest.py does the same)
+os.environ.setdefault("MEDSENTRY_KEY_PASSPHRASE_FLEET_CA", "bench-fleet-ca-passphrase")
 sys.path.insert(0, str(REPO))
 
 from agent.telemetry import mqtt_codec as codec  # noqa: E402
@@ -172,7 +174,7 @@ def main() -> None:
             amqp = ",".join(f"{h}:{p}" for h, p in cluster.amqp_endpoints)
             procs = [subprocess.Popen([sys.executable, "-m", "host_tools.cli.main", "--workdir", str(work),
                                        "collector", "--identity", name, "--amqp", amqp, "--db", pg.url],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      stdout=(work / f"{name}.out").open("wb"), stderr=subprocess.STDOUT,
                                       start_new_session=True) for name in ("collector", "collector-b")]
             devs = [SimDevice(pki, d, cluster.endpoints[i % 3]) for i, d in enumerate(ids)]
             try:
@@ -189,6 +191,8 @@ def main() -> None:
                 for p in procs:
                     os.killpg(p.pid, signal.SIGTERM)
                     p.wait(30)
+                for name in ("collector", "collector-b"):  # stats, reconnects and stalls
+                    print(f"{name}: " + (work / f"{name}.out").read_text().strip().replace("\n", " | "))
     by_dev = {d.dev: d for d in devs}
     lat = [r[2] - by_dev[r[0]].sent[r[1]] for r in rows if r[1] in by_dev[r[0]].sent]
     sent = sum(len(d.sent) for d in devs)

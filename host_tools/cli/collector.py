@@ -95,3 +95,5 @@ def _run_amqp(workdir: str, amqp: str, identity: str, db_url: str | None, durati
     except KeyboardInterrupt:
         stats = col.stats
     click.echo(json.dumps({k: v for k, v in stats.items() if v}, sort_keys=True))
+    if col.reconnects:
+        click.echo(f"collector {identity}: {col.reconnects} reconnects ({col.stalls} for a stall)", err=True)

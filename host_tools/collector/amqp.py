@@ -103,10 +103,10 @@ class AmqpCollector:
     def stop(self) -> None:
         self.stopping.set()
 
-    def _connect(self) -> Any:
+    def _connect(self, done: Any) -> Any:
         import pika
 
-        while not self.stopping.is_set():
+        while not done():
             host, port = self.endpoints[self._next % len(self.endpoints)]
             self._next += 1
             try:
@@ -219,7 +219,7 @@ class AmqpCollector:
         storer.start()
         try:
             while not done():
-                conn = self._connect()
+                conn = self._connect(done)
                 if conn is None:
                     break
                 self._in_hand = 0
@@ -237,6 +237,9 @@ class AmqpCollector:
                         except pika.exceptions.AMQPError:
                             pass
         finally:
+            # the storer stores what it was given (redelivered copies become
+            # duplicates) and stops retrying a database that is down
+            self.stopping.set()
             self._work.put(None)
             storer.join()
         return self.stats

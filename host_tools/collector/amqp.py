@@ -93,6 +93,7 @@ class AmqpCollector:
         self._next = 0
         # deliveries received and not yet acked/nacked (I/O thread only)
         self._in_hand = 0
+        self._last_settle = 0.0  # I/O thread: when the last ack/nack was sent
         # batches for the storer thread: at most `prefetch` deliveries in all
         self._work: queue.Queue[tuple[Any, Any, list[tuple[int, str, bytes]]] | None] = queue.Queue()
 
@@ -155,6 +156,7 @@ class AmqpCollector:
     # -- I/O thread --------------------------------------------------------------
     def _settle(self, ch: Any, tag: int, count: int, ok: bool) -> None:
         self._in_hand -= count
+        self._last_settle = time.monotonic()  # a freed window: deliveries may follow
         if ch.is_open:
             self._send_settlement(ch, tag, ok)
 
@@ -167,6 +169,7 @@ class AmqpCollector:
     def _check_stall(self, ch: Any, idle_since: float) -> float:
         """Probe the queue when idle with nothing in hand; returns the new idle mark."""
         now = time.monotonic()
+        idle_since = max(idle_since, self._last_settle)
         if self._in_hand or now - idle_since < self.stall_s:
             return idle_since
         ready = ch.queue_declare(COLLECTOR_QUEUE, passive=True).method.message_count

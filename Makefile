@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench bench-fleet clean
 
 setup:
 	@bash scripts/setup.sh
@@ -15,6 +15,10 @@ test: setup
 
 bench: setup
 	@for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+# The simulated fleet (10,000 devices, 60 s; ~15 min with set-up): not part of `make bench`.
+bench-fleet: setup
+	$(PY) bench/fleet_load.py
 
 clean:
 	rm -rf .medsentry demo-out .pytest_cache

@@ -48,8 +48,13 @@ def backoff_ms(attempt, base_ms=500, max_ms=60000):
 class Supervisor:
     # Keeps an MQTTClient connected: connect, on_connected(client), run until
     # it raises, back off, reconnect. Recovery lives here, not in the client.
-    def __init__(self, client, on_connected=None, base_ms=500, max_ms=60000):
+    # endpoints: optional list of (host, port), e.g. the nodes of a broker
+    # cluster. After a failed attempt or a lost connection the next one is
+    # tried, so a device moves on when its node dies.
+    def __init__(self, client, on_connected=None, base_ms=500, max_ms=60000, endpoints=None):
         self.client = client
+        self.endpoints = list(endpoints) if endpoints else None
+        self.endpoint = 0
         self.on_connected = on_connected
         self.base_ms = base_ms
         self.max_ms = max_ms
@@ -89,6 +94,9 @@ class Supervisor:
                 self.client.close()
             if self._stop:
                 break
+            if self.endpoints:
+                self.endpoint = (self.endpoint + 1) % len(self.endpoints)
+                self.client.host, self.client.port = self.endpoints[self.endpoint]
             delay = backoff_ms(self.attempt, self.base_ms, self.max_ms)
             self.attempt += 1
             await asyncio.sleep(delay / 1000)

@@ -155,7 +155,10 @@ class Telemetry:
         s = self.sender
         t = self.cfg
         client = s.make_client(self.ident["host"], self.ident["port"], self.tls, t["keepalive_s"])
-        self.sup = Supervisor(client, s.on_connected, t["backoff_base_ms"], t["backoff_max_ms"])
+        # identity "endpoints": [[host, port], ...] (broker cluster nodes), first = host/port
+        eps = self.ident.get("endpoints")
+        self.sup = Supervisor(client, s.on_connected, t["backoff_base_ms"], t["backoff_max_ms"],
+                              [(e[0], e[1]) for e in eps] if eps else None)
         self._tasks = [asyncio.create_task(self.sup.run()), asyncio.create_task(s.publisher(self.sup)),
                        asyncio.create_task(s.receiver(client))]
         self._sampling = asyncio.create_task(self.sampler())

@@ -88,7 +88,7 @@ class BrokerSettings:
 
     host: str = "127.0.0.1"
     port: int = 8883
-    persistence: bool = False
+    persistence: bool = True
     persistence_dir: Path | None = None
     #: Save the persistence DB after every change (survives SIGKILL better; slow).
     autosave_on_changes: bool = False

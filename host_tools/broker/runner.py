@@ -64,7 +64,7 @@ class Broker:
         *,
         host: str = "127.0.0.1",
         port: int | None = None,
-        persistence: bool = False,
+        persistence: bool = True,
         autosave_on_changes: bool = False,
         run_as_root: bool | None = None,
         ready_timeout: float = 10.0,

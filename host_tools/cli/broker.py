@@ -51,10 +51,16 @@ def config(ctx: click.Context, out: str | None, host: str, port: int, persistenc
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=None, help="Default: a free port.")
 @click.option("--duration", type=float, default=None, help="Stop after N seconds (default: Ctrl-C).")
+@click.option("--cluster", "nodes", type=click.IntRange(1, 9), default=None,
+              help="Fleet deployment: a RabbitMQ cluster of N local nodes (MQTT plugin) instead "
+                   "of Mosquitto; writes the nodes' MQTT and AMQP endpoints to address.json.")
 @click.pass_context
-def run(ctx: click.Context, host: str, port: int | None, duration: float | None) -> None:
+def run(ctx: click.Context, host: str, port: int | None, duration: float | None, nodes: int | None) -> None:
     """Run Mosquitto in the foreground on a loopback port; writes <workdir>/broker/address.json."""
     pki = FleetPKI(ctx.obj["workdir"])
+    if nodes is not None:
+        _run_cluster(pki, host, nodes, duration)
+        return
     run_dir = pki.workdir / "broker" / "run"
     broker = Broker(pki, run_dir, host=host, port=port, persistence=True)
     try:
@@ -77,4 +83,32 @@ def run(ctx: click.Context, host: str, port: int | None, duration: float | None)
         pass
     finally:
         broker.stop()
+        addr.unlink(missing_ok=True)
+
+
+def _run_cluster(pki: FleetPKI, host: str, nodes: int, duration: float | None) -> None:
+    from host_tools.broker.cluster import RabbitCluster
+
+    cluster = RabbitCluster(pki, pki.workdir / "broker" / "cluster", nodes=nodes, host=host)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+    addr = pki.workdir / "broker" / "address.json"
+    try:
+        try:
+            cluster.start()
+        except (BrokerError, PkiError, OSError) as exc:
+            raise click.ClickException(str(exc)) from None
+        host0, port0 = cluster.endpoints[0]
+        addr.write_text(json.dumps({"host": host0, "port": port0, "mqtt": cluster.endpoints,
+                                    "amqp": cluster.amqp_endpoints}) + "\n")
+        amqp = ",".join(f"{h}:{p}" for h, p in cluster.amqp_endpoints)
+        click.echo(f"cluster of {nodes}: MQTT {cluster.endpoints}; collectors: "
+                   f"medsentry collector --amqp {amqp} --identity NAME; Ctrl-C stops")
+        deadline = None if duration is None else time.monotonic() + duration
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cluster.stop()
         addr.unlink(missing_ok=True)

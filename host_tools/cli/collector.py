@@ -36,17 +36,25 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 @click.option("--identity", default="collector", show_default=True,
               help="Client identity under pki/clients (one per collector instance: "
                    "`medsentry pki issue-service collector-b`).")
+@click.option("--db", "db_url", default=None,
+              help="sqlite:///PATH (default <workdir>/fleet.db) or postgresql://USER@HOST:PORT/DB.")
+@click.option("--amqp", default=None, metavar="HOST:PORT,...",
+              help="Fleet cluster: consume the shared collector queue over AMQPS from these "
+                   "nodes (competing collectors) instead of subscribing over MQTT.")
 @click.pass_context
 def cli(ctx: click.Context, host: str | None, port: int | None, duration: float | None,
-        max_records: int | None, identity: str) -> None:
+        max_records: int | None, identity: str, db_url: str | None, amqp: str | None) -> None:
     """Subscribe over mutual TLS; verify, decrypt, de-duplicate and store records in fleet.db."""
     workdir = ctx.obj["workdir"]
-    h, p = broker_address(workdir, host, port)
     # SIGTERM (service managers) stops as cleanly as Ctrl-C: commit, ack, disconnect.
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_interrupt)
+    if amqp is not None:
+        _run_amqp(workdir, amqp, identity, db_url, duration, max_records)
+        return
+    h, p = broker_address(workdir, host, port)
     try:
-        col = open_collector(workdir, h, p, identity=identity)
+        col = open_collector(workdir, h, p, db_url=db_url, identity=identity)
         click.echo(f"collector: {h}:{p} -> {col.db.path} (Ctrl-C stops)")
         stats = col.run(duration=duration, max_records=max_records)
     except (PkiError, ConnectionError) as exc:
@@ -54,3 +62,38 @@ def cli(ctx: click.Context, host: str | None, port: int | None, duration: float 
     click.echo(json.dumps({k: v for k, v in stats.items() if v}, sort_keys=True))
     if col.errors:
         raise click.ClickException("; ".join(col.errors))
+
+
+def parse_endpoints(text: str) -> list[tuple[str, int]]:
+    out = []
+    for item in text.split(","):
+        h, sep, p = item.strip().rpartition(":")
+        if not sep or not h or not p.isdigit():
+            raise click.BadParameter(f"{item!r} is not HOST:PORT", param_hint="--amqp")
+        out.append((h, int(p)))
+    return out
+
+
+def _run_amqp(workdir: str, amqp: str, identity: str, db_url: str | None, duration: float | None,
+              max_records: int | None) -> None:
+    from host_tools.collector import FleetDB
+    from host_tools.collector.amqp import AmqpCollector
+    from host_tools.collector.dbconn import DatabaseURLError
+    from host_tools.pki import FleetPKI
+
+    endpoints = parse_endpoints(amqp)
+    try:
+        db = FleetDB(db_url or Path(workdir) / "fleet.db")
+    except (DatabaseURLError, RuntimeError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - driver errors (server down, auth) end in a message
+        raise click.ClickException(f"database: {type(exc).__name__}: {exc}") from None
+    col = AmqpCollector(FleetPKI(workdir), db, identity, endpoints)
+    click.echo(f"collector {identity}: AMQPS {amqp} -> {db.url} (Ctrl-C stops)", err=True)
+    try:
+        stats = col.run(duration=duration, max_records=max_records)
+    except KeyboardInterrupt:
+        stats = col.stats
+    click.echo(json.dumps({k: v for k, v in stats.items() if v}, sort_keys=True))
+    if col.reconnects:
+        click.echo(f"collector {identity}: {col.reconnects} reconnects ({col.stalls} for a stall)", err=True)

@@ -6,6 +6,7 @@ the benchmark and the demo; tests seal with pycose instead, independently).
 """
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass
 
@@ -59,8 +60,7 @@ def nonce(base_iv: bytes, piv: bytes) -> bytes:
     """RFC 9052 §3.1: left-pad the Partial IV to 13 bytes, XOR with the context IV."""
     if len(base_iv) != NONCE_LEN:
         raise ValueError("base IV must be 13 bytes")
-    padded = bytes(NONCE_LEN - len(piv)) + piv
-    return bytes(a ^ b for a, b in zip(base_iv, padded))
+    return (int.from_bytes(base_iv, "big") ^ int.from_bytes(piv, "big")).to_bytes(NONCE_LEN, "big")
 
 
 def aad(external_aad: bytes) -> bytes:
@@ -68,6 +68,7 @@ def aad(external_aad: bytes) -> bytes:
     return cbor2.dumps(["Encrypt0", PROTECTED, external_aad])
 
 
+@functools.lru_cache(maxsize=65536)
 def topic_aad(topic: str) -> bytes:
     return aad(topic.encode("utf-8"))
 

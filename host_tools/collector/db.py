@@ -1,6 +1,7 @@
 """The fleet database (SQLite, ``<workdir>/fleet.db``): telemetry, status, gaps, counters.
 
-Tables (created if missing; ``meta.schema_version`` = 1):
+Or PostgreSQL, by URL (``postgresql://...``; dbconn.py). Tables are created and
+changed by MIGRATIONS (``meta.schema_version`` = the last one applied):
 
 ``devices``      one row per device seen: highest accepted sequence number, counts,
                  last status (state, fw, queued, dropped) and times.
@@ -27,21 +28,20 @@ Tables (created if missing; ``meta.schema_version`` = 1):
 """
 from __future__ import annotations
 
+import contextlib
 import json
-import sqlite3
 import threading
 from pathlib import Path
 from typing import Any, Iterable
 
 from . import security_db
+from .dbconn import PgConnection, parse_url, pg_schema, sqlite_connect
 from .outcomes import REJECTIONS
 from .records import jsonable
 
-SCHEMA_VERSION = 1
 MAX_REJECTION_ROWS = 100_000
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS devices (
     device_id     TEXT PRIMARY KEY,
     highest_seq   INTEGER,
@@ -105,18 +105,6 @@ CREATE TABLE IF NOT EXISTS updates (
     detail      TEXT NOT NULL,
     received_at REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS command_results (
-    id          INTEGER PRIMARY KEY,
-    device_id   TEXT NOT NULL,
-    seq         INTEGER,
-    t           REAL,
-    cmd         TEXT,
-    issuer      TEXT,
-    ctr         INTEGER,
-    result      TEXT NOT NULL,
-    reason      TEXT,
-    received_at REAL NOT NULL
-);
 CREATE TABLE IF NOT EXISTS missing (
     device_id TEXT NOT NULL,
     first_seq INTEGER NOT NULL,
@@ -148,6 +136,31 @@ CREATE TABLE IF NOT EXISTS rejections (
 );
 """
 
+COMMAND_RESULTS = """
+CREATE TABLE IF NOT EXISTS command_results (
+    id          INTEGER PRIMARY KEY,
+    device_id   TEXT NOT NULL,
+    seq         INTEGER,
+    t           REAL,
+    cmd         TEXT,
+    issuer      TEXT,
+    ctr         INTEGER,
+    result      TEXT NOT NULL,
+    reason      TEXT,
+    received_at REAL NOT NULL
+);
+"""
+
+#: Schema migrations, applied in order (``meta.schema_version`` = the last applied).
+#: Append new ones; never edit an applied one.
+MIGRATIONS: list[tuple[int, str]] = [
+    (1, SCHEMA),
+    (2, "CREATE INDEX IF NOT EXISTS vitals_received ON vitals (received_at)"),
+    (3, security_db.SCHEMA),  # posture reports, security event-log entries
+    (4, COMMAND_RESULTS),  # signed-command results
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
 #: Sealed status records with this state carry an update agent report.
 UPDATE_STATE = "update"
 COMMAND_STATE = "command"
@@ -157,29 +170,79 @@ VITAL_COLUMNS = ("seq", "t", "hr", "spo2", "bp_sys", "bp_dia", "temp", "pump_sta
 
 
 class FleetDB:
-    """Thread-safe wrapper around one SQLite connection (WAL, synchronous=NORMAL)."""
+    """Thread-safe wrapper around one database connection: SQLite (WAL,
+    synchronous=NORMAL; a path or ``sqlite:///PATH``) or PostgreSQL
+    (``postgresql://...``, see dbconn.py). Same SQL, same behaviour."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        self.conn.row_factory = sqlite3.Row
+        self.kind, where = parse_url(path)
+        self.url = str(path)
+        self.conn: Any
+        if self.kind == "postgresql":
+            self.path = Path("/nonexistent-postgresql")
+            self.conn = PgConnection(where)
+        else:
+            self.path = Path(where)
+            self.conn = sqlite_connect(str(self.path))
         self.lock = threading.RLock()
         self._batch = False
+        #: Set by a caller that rolls a whole batch back on any error (no savepoints).
+        self.whole_batch = False
         with self.lock:
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.conn.executescript(SCHEMA)
-            self.conn.executescript(security_db.SCHEMA)
-            row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                self.conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise RuntimeError(f"{self.path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
+            self.migrate()
+
+    def migrate(self) -> int:
+        """Apply the missing MIGRATIONS in order, each in its own transaction; return
+        the schema version. A database newer than this code is refused."""
+        schema = pg_schema if self.kind == "postgresql" else (lambda s: s)
+        self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        have = 0 if row is None else int(row[0])
+        if have > SCHEMA_VERSION:
+            raise RuntimeError(f"{self.url}: schema version {have}, this collector knows {SCHEMA_VERSION}")
+        for version, ddl in MIGRATIONS[have:]:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                if self.kind == "postgresql":  # concurrent collectors migrate one at a time
+                    self.conn.execute("SELECT pg_advisory_xact_lock(4243)")
+                row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+                if row is None or int(row[0]) < version:
+                    for stmt in schema(ddl).split(";"):
+                        if stmt.strip():
+                            self.conn.execute(stmt)
+                    self.conn.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT(key) "
+                                      "DO UPDATE SET value = excluded.value", (str(version),))
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+        return SCHEMA_VERSION
+
+    def deferred_writes(self) -> Any:
+        """PostgreSQL: send a batch's writes as one executemany per statement
+        (dbconn.PgConnection.deferred_writes). SQLite (in-process): nothing to save."""
+        return self.conn.deferred_writes() if self.kind == "postgresql" else contextlib.nullcontext()
+
+    def lock_store(self) -> None:
+        """Inside a batch: serialise storing with other collector processes (SQLite's
+        BEGIN IMMEDIATE already does; PostgreSQL takes a transaction advisory lock)."""
+        if self.kind == "postgresql":
+            self.conn.execute("SELECT pg_advisory_xact_lock(4242)")
 
     def close(self) -> None:
         with self.lock:
             self.conn.close()
+
+    def reopen(self) -> None:
+        """A new connection (after the server restarted or the connection broke)."""
+        with self.lock:
+            self._batch = False
+            try:
+                self.conn.close()
+            except Exception:  # noqa: BLE001 - the old connection is already broken
+                pass
+            _, where = parse_url(self.url)
+            self.conn = PgConnection(where) if self.kind == "postgresql" else sqlite_connect(where)
 
     # -- transactions ------------------------------------------------------------
     def transaction(self) -> "_Txn":
@@ -211,13 +274,19 @@ class FleetDB:
                 self.conn.execute("COMMIT")
 
     # -- state loading (collector start) -------------------------------------------
-    def load_sequence_state(self) -> dict[str, tuple[int | None, list[list[int]], float | None]]:
-        """{device: (highest_seq, [[first, last], ...] open holes, last_seen)}."""
+    def load_sequence_state(self, devices: list[str] | None = None
+                            ) -> dict[str, tuple[int | None, list[list[int]], float | None]]:
+        """{device: (highest_seq, [[first, last], ...] open holes, last_seen)}, of all
+        devices or of those listed."""
+        where, args = "", tuple(devices or ())
+        if devices is not None:
+            where = f" WHERE device_id IN ({', '.join('?' * len(devices))})" if devices else " WHERE 1=0"
         with self.lock:
             out: dict[str, tuple[int | None, list[list[int]], float | None]] = {}
-            for r in self.conn.execute("SELECT device_id, highest_seq, last_seen FROM devices"):
+            for r in self.conn.execute("SELECT device_id, highest_seq, last_seen FROM devices" + where, args):
                 out[r["device_id"]] = (r["highest_seq"], [], r["last_seen"])
-            for r in self.conn.execute("SELECT device_id, first_seq, last_seq FROM missing ORDER BY device_id, first_seq"):
+            for r in self.conn.execute("SELECT device_id, first_seq, last_seq FROM missing" + where
+                                       + " ORDER BY device_id, first_seq", args):
                 out.setdefault(r["device_id"], (None, [], None))[1].append([r["first_seq"], r["last_seq"]])
             return out
 
@@ -367,8 +436,12 @@ class _Txn:
     def __enter__(self) -> "_Txn":
         self.db.lock.acquire()
         self.nested = self.db.in_batch
+        # A whole-batch caller (Ingestor.handle_batch) rolls the batch back on any
+        # error, so its messages need no savepoint each.
+        self.savepoint = self.nested and not self.db.whole_batch
         try:
-            self.c.execute("SAVEPOINT msg" if self.nested else "BEGIN IMMEDIATE")
+            if self.savepoint or not self.nested:
+                self.c.execute("SAVEPOINT msg" if self.nested else "BEGIN IMMEDIATE")
         except BaseException:
             self.db.lock.release()
             raise
@@ -376,11 +449,11 @@ class _Txn:
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         try:
-            if self.nested:
+            if self.savepoint:
                 if exc_type:
                     self.c.execute("ROLLBACK TO msg")
                 self.c.execute("RELEASE msg")
-            else:
+            elif not self.nested:
                 self.c.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:
             self.db.lock.release()
@@ -388,17 +461,19 @@ class _Txn:
     def bump(self, device_id: str, name: str, n: int = 1) -> None:
         self.c.execute(
             "INSERT INTO counters VALUES (?, ?, ?) ON CONFLICT(device_id, name) "
-            "DO UPDATE SET count = count + excluded.count", (device_id, name, n))
+            "DO UPDATE SET count = counters.count + excluded.count", (device_id, name, n))
 
     def reject(self, now: float, topic: str, device_id: str, reason: str, detail: str, size: int) -> None:
-        cur = self.c.execute("INSERT INTO rejections (received_at, topic, device_id, reason, detail, size) "
-                             "VALUES (?, ?, ?, ?, ?, ?)", (now, topic, device_id, reason, detail[:200], size))
+        row_id = self.c.execute("INSERT INTO rejections (received_at, topic, device_id, reason, detail, size) "
+                                "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                                (now, topic, device_id, reason, detail[:200], size)).fetchone()[0]
         # Bounded log (a flood of bad messages must not fill the disk); the
         # counters keep the full totals.
-        if cur.lastrowid and cur.lastrowid % 1000 == 0:
-            self.c.execute("DELETE FROM rejections WHERE id <= ?", (cur.lastrowid - MAX_REJECTION_ROWS,))
+        if row_id and row_id % 1000 == 0:
+            self.c.execute("DELETE FROM rejections WHERE id <= ?", (row_id - MAX_REJECTION_ROWS,))
 
     def touch_device(self, device_id: str, now: float) -> None:
+        """Create the device row / refresh last_seen (``accept`` does it for records)."""
         self.c.execute("INSERT INTO devices (device_id, first_seen, last_seen) VALUES (?, ?, ?) "
                        "ON CONFLICT(device_id) DO UPDATE SET last_seen = excluded.last_seen",
                        (device_id, now, now))
@@ -407,8 +482,10 @@ class _Txn:
                now: float, highest: int) -> None:
         self.c.execute("INSERT INTO accepted VALUES (?, ?, ?, ?, ?, ?)",
                        (device_id, seq, kid, topic, digest, now))
-        self.c.execute("UPDATE devices SET highest_seq = ?, records = records + 1 WHERE device_id = ?",
-                       (highest, device_id))
+        self.c.execute("INSERT INTO devices (device_id, first_seen, last_seen, highest_seq, records) "
+                       "VALUES (?, ?, ?, ?, 1) ON CONFLICT(device_id) DO UPDATE SET "
+                       "last_seen = excluded.last_seen, highest_seq = excluded.highest_seq, "
+                       "records = devices.records + 1", (device_id, now, now, highest))
 
     def vitals(self, device_id: str, rec: Any, now: float, extra: str) -> None:
         self.c.execute(

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Callable
 
 from host_tools.pki import FleetPKI
 from host_tools.pki.records import is_reserved_id
@@ -56,11 +58,12 @@ class KeyRing:
         self.pki = pki
         self._entries: dict[bytes, _KeyEntry] = {}
         self._stamp: int | None = None
+        self._dir = str(pki.devices_dir)
         self.reload()
 
     def _dir_stamp(self) -> int | None:
         try:
-            return self.pki.devices_dir.stat().st_mtime_ns
+            return os.stat(self._dir).st_mtime_ns
         except OSError:
             return None
 
@@ -104,9 +107,41 @@ class Ingestor:
         because we (re)subscribed (MQTT retain flag), i.e. it may be old."""
         now = time.time() if now is None else now
         with self.lock:
-            out = self._handle(topic, bytes(payload), now, retained)
+            out = self._handle(topic, bytes(payload), now, retained)()
             self.stats[out.kind] = self.stats.get(out.kind, 0) + 1
             return out
+
+    def handle_batch(self, messages: list[tuple[str, bytes]], now: float | None = None) -> list[Outcome]:
+        """Competing collectors (several processes, one database): verify and decrypt
+        every message without holding the database, then store them all in ONE
+        transaction under the store lock (``FleetDB.lock_store``), each touched
+        device's sequence state read fresh from the database inside it (another
+        collector may have stored its newer records). A failure rolls the whole
+        batch back and raises: the caller acknowledges nothing of it."""
+        now = time.time() if now is None else now
+        with self.lock:
+            plans = [self._handle(topic, bytes(payload), now) for topic, payload in messages]
+            devices = sorted({m.group(1) for m in (TOPIC_RE.match(t) for t, _ in messages) if m})
+            self.db.begin_batch()
+            self.db.whole_batch = True
+            try:
+                self.db.lock_store()
+                fresh = self.db.load_sequence_state(devices)
+                for dev in devices:
+                    self.seq.pop(dev, None)
+                    if dev in fresh:
+                        self.seq[dev] = SeqState(*fresh[dev])
+                with self.db.deferred_writes():
+                    outs = [plan() for plan in plans]
+                self.db.commit_batch()
+            except BaseException:
+                self.db.rollback_batch()
+                raise
+            finally:
+                self.db.whole_batch = False
+            for out in outs:
+                self.stats[out.kind] = self.stats.get(out.kind, 0) + 1
+            return outs
 
     def _count_only(self, out: Outcome, topic: str, size: int, now: float) -> Outcome:
         with self.db.transaction() as tx:
@@ -115,49 +150,51 @@ class Ingestor:
                 tx.reject(now, topic, out.device_id, out.kind, out.detail, size)
         return out
 
-    def _handle(self, topic: str, payload: bytes, now: float, retained: bool = False) -> Outcome:
+    def _handle(self, topic: str, payload: bytes, now: float, retained: bool = False) -> Callable[[], Outcome]:
+        """Steps 1-5 (parse, key lookup, verify, decrypt, record checks) now; the
+        returned call does the rest and writes the database."""
         m = TOPIC_RE.match(topic)
         if not m:
-            return self._count_only(Outcome("ignored", UNKNOWN_DEVICE, detail="unexpected topic"),
+            return lambda: self._count_only(Outcome("ignored", UNKNOWN_DEVICE, detail="unexpected topic"),
                                     topic, len(payload), now)
         device_id, kind = m.group(1), m.group(2)
         if is_reserved_id(device_id):  # service names (see broker ACL notes)
-            return self._count_only(Outcome("ignored", UNKNOWN_DEVICE, detail="reserved name in topic"),
+            return lambda: self._count_only(Outcome("ignored", UNKNOWN_DEVICE, detail="reserved name in topic"),
                                     topic, len(payload), now)
 
         if kind == "status" and payload[:1] != b"\xd0":
-            return self._unsealed_status(device_id, topic, payload, now, retained)
+            return lambda: self._unsealed_status(device_id, topic, payload, now, retained)
 
         try:
             sealed = cose.parse(payload)
         except cose.CoseError as exc:
-            return self._count_only(Outcome("malformed", device_id, detail=str(exc)), topic, len(payload), now)
+            return lambda d=str(exc): self._count_only(Outcome("malformed", device_id, detail=d), topic, len(payload), now)
         seq = sealed.seq
 
         entry = self.keys.lookup(sealed.kid)
         if entry is None:
-            return self._count_only(Outcome("unknown_kid", device_id, seq, f"kid {sealed.kid.hex()}"),
+            return lambda: self._count_only(Outcome("unknown_kid", device_id, seq, f"kid {sealed.kid.hex()}"),
                                     topic, len(payload), now)
         if entry.device_id != device_id:
-            return self._count_only(
+            return lambda: self._count_only(
                 Outcome("wrong_device", device_id, seq, f"kid of {entry.device_id} on {device_id}'s topic"),
                 topic, len(payload), now)
         if entry.retired:
-            return self._count_only(Outcome("retired_key", device_id, seq, f"kid {sealed.kid.hex()} retired"),
+            return lambda: self._count_only(Outcome("retired_key", device_id, seq, f"kid {sealed.kid.hex()} retired"),
                                     topic, len(payload), now)
 
         try:
             plaintext = entry.opener.open(sealed, topic)
         except cose.AuthError as exc:
-            return self._count_only(Outcome("forged", device_id, seq, str(exc)), topic, len(payload), now)
+            return lambda d=str(exc): self._count_only(Outcome("forged", device_id, seq, d), topic, len(payload), now)
 
         try:
             rec = parse_telemetry(plaintext, seq) if kind == "telemetry" else parse_status(plaintext, seq)
         except RecordError as exc:
-            return self._count_only(Outcome("malformed", device_id, seq, f"authentic but {exc}"),
+            return lambda d=f"authentic but {exc}": self._count_only(Outcome("malformed", device_id, seq, d),
                                     topic, len(payload), now)
 
-        return self._sequence_and_store(device_id, topic, payload, sealed, rec, now, entry.since)
+        return lambda: self._sequence_and_store(device_id, topic, payload, sealed, rec, now, entry.since)
 
     # -- sealed, authentic records ------------------------------------------------------
     def _sequence_and_store(self, device_id: str, topic: str, payload: bytes, sealed: cose.Sealed,
@@ -204,7 +241,6 @@ class Ingestor:
         # Planned above without touching ``st``: if the transaction fails, the
         # in-memory state still matches the database.
         with self.db.transaction() as tx:
-            tx.touch_device(device_id, now)
             tx.accept(device_id, seq, sealed.kid, topic, digest, now, highest)
             if isinstance(rec, Status):
                 tx.status(device_id, rec, now)

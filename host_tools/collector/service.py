@@ -213,8 +213,9 @@ class Collector:
         return self.stats
 
 
-def open_collector(workdir: str | Path, host: str, port: int, **kw: object) -> Collector:
-    """Collector using ``<workdir>/pki`` and ``<workdir>/fleet.db``."""
+def open_collector(workdir: str | Path, host: str, port: int, db_url: str | None = None,
+                   **kw: object) -> Collector:
+    """Collector using ``<workdir>/pki`` and ``db_url`` (default ``<workdir>/fleet.db``)."""
     pki = FleetPKI(workdir)
-    db = FleetDB(Path(workdir) / "fleet.db")
+    db = FleetDB(db_url or Path(workdir) / "fleet.db")
     return Collector(pki, db, CollectorConfig(host=host, port=port, **kw))  # type: ignore[arg-type]

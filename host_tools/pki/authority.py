@@ -277,11 +277,15 @@ class FleetPKI:
         days: float | None = None,
         not_after: str | datetime | None = None,
         renew: bool = False,
+        taken_kids: set[bytes] | None = None,
     ) -> DeviceRecord:
         """Issue a device key + certificate and (for a new device) a telemetry key.
 
         ``renew`` re-issues the certificate of an existing device (new key pair,
         same telemetry keys); without it an existing device id is refused.
+        ``taken_kids``: bulk issuing passes one set for all its calls (it must hold
+        every kid already issued; each new kid is added) instead of re-reading every
+        device record per call.
         """
         check_device_id(device_id)
         check_model(model)
@@ -310,7 +314,9 @@ class FleetPKI:
         if old is not None:
             tkeys = old.telemetry_keys
         else:
-            tkeys = [TelemetryKey.generate(self._all_kids())]
+            tkeys = [TelemetryKey.generate(self._all_kids() if taken_kids is None else taken_kids)]
+            if taken_kids is not None:
+                taken_kids.add(tkeys[0].kid)
         record = DeviceRecord(
             device_id=device_id,
             model=model,

@@ -93,6 +93,15 @@ async def recv(c, timeout=3):
     return await asyncio.wait_for(c.recv(), timeout)
 
 
+async def until_first_connect(sup):
+    # Run the supervisor until its first successful connect (or its end), stop it.
+    task = asyncio.create_task(sup.run())
+    await until(lambda: sup.connects == 1 or task.done())
+    sup.stop()
+    await asyncio.sleep(0)
+    return sup
+
+
 async def until(pred, timeout_ms=3000):
     for _ in range(timeout_ms // 10):
         if pred():
@@ -278,13 +287,26 @@ def test_supervisor_survives_a_refused_connection():
         await asyncio.sleep(2)
 
     async def body(b, c):
-        sup = Supervisor(c, None, 20, 50)
-        task = asyncio.create_task(sup.run())
-        await until(lambda: sup.connects == 1 or task.done())
-        sup.stop()
-        await asyncio.sleep(0)
+        sup = await until_first_connect(Supervisor(c, None, 20, 50))
         return sup.failures, sup.connects, sup.last_error
 
     failures, connects, last = run_client(script, body)
     assert connects == 1 and failures == 1
     assert isinstance(last, MQTTRefused) and last.rc == 5
+
+
+def test_supervisor_moves_to_the_next_endpoint():
+    # Issue 15: a device given the nodes of a broker cluster moves on when its
+    # node is gone (here: a closed port first), and comes back round the list.
+    async def script(b, r, w):
+        await handshake(b, r, w)
+        await asyncio.sleep(2)
+
+    async def body(b, c):
+        dead = ("127.0.0.1", 1)
+        c.host, c.port = dead
+        sup = await until_first_connect(Supervisor(c, None, 20, 50, [dead, ("127.0.0.1", b.port)]))
+        return sup.failures, sup.connects, sup.endpoint
+
+    failures, connects, endpoint = run_client(script, body)
+    assert failures == 1 and connects == 1 and endpoint == 1

@@ -1,0 +1,178 @@
+"""Fleet deployment ingest: competing collectors on a 3-node RabbitMQ cluster, ratios
+against a raw AMQP consumer draining the same queue in the same run.
+
+For each figure N sealed records (D devices, real per-device keys and certificates)
+are published over MQTT/TLS QoS 1 into the cluster while no consumer runs, so the
+quorum queue ``medsentry.collector`` holds them; then one consumer drains it:
+
+  * anchor: a raw pika consumer (EXTERNAL login, prefetch 512, ack multiple per 128)
+    that does nothing with the bodies;
+  * 1 collector: AmqpCollector (parse, AES-CCM verify/decrypt, sequence logic,
+    one transaction per batch, ack after commit) on SQLite, then on PostgreSQL;
+  * 2 collectors: two collector PROCESSES on PostgreSQL draining 2N together.
+
+Run: .venv/bin/python bench/bench_fleet.py [N]   (default 4000; cluster start ~40 s)
+"""
+from __future__ import annotations
+
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cbor2
+import paho.mqtt.client as mqtt
+
+REPO = Path(__file__).resolve().parent.parent
+# the throw-away fleet CA of this run (tests/conftest.py does the same)
+os.environ.setdefault("MEDSENTRY_KEY_PASSPHRASE_FLEET_CA", "bench-fleet-ca-passphrase")
+sys.path.insert(0, str(REPO))
+
+from host_tools.broker.cluster import RabbitCluster  # noqa: E402
+from host_tools.broker.rabbit_config import COLLECTOR_QUEUE  # noqa: E402
+from host_tools.collector import FleetDB  # noqa: E402
+from host_tools.collector.amqp import AmqpCollector, amqp_parameters  # noqa: E402
+from host_tools.collector.cose import seal  # noqa: E402
+from host_tools.collector.pg_local import LocalPostgres  # noqa: E402
+from host_tools.pki import FleetPKI  # noqa: E402
+
+DEVICES = [f"bench-{i}" for i in range(1, 9)]
+
+
+def publish(pki: FleetPKI, cluster: RabbitCluster, n: int, start: int) -> None:
+    """n records spread over DEVICES, seq numbers from ``start``, QoS 1, all PUBACKed."""
+    per = n // len(DEVICES)
+    for k, dev in enumerate(DEVICES):
+        tk = pki.device(dev).active_key()
+        ident = pki.device_identity(dev)
+        topic = f"medsentry/{dev}/telemetry"
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=dev)
+        c.tls_set(ca_certs=str(ident.ca), certfile=str(ident.cert), keyfile=str(ident.key),
+                  cert_reqs=ssl.CERT_REQUIRED)
+        c.max_inflight_messages_set(200)
+        c.max_queued_messages_set(0)
+        host, port = cluster.endpoints[k % len(cluster.endpoints)]
+        c.connect(host, port)
+        c.loop_start()
+        infos = [c.publish(topic, seal(cbor2.dumps({"t": 1764489600 + s, "seq": s, "hr": 70, "spo2": 97}),
+                                       key=tk.key, base_iv=tk.base_iv, kid=tk.kid, seq=s, topic=topic), qos=1)
+                 for s in range(start, start + per)]
+        for i in infos:
+            i.wait_for_publish(60)
+        c.disconnect()
+        c.loop_stop()
+
+
+def raw_drain(pki: FleetPKI, cluster: RabbitCluster, n: int) -> float:
+    import pika
+
+    conn = pika.BlockingConnection(amqp_parameters(pki.client_identity("collector"),
+                                                   *cluster.amqp_endpoints[0]))
+    ch = conn.channel()
+    ch.basic_qos(prefetch_count=512)
+    got = 0
+    t0 = 0.0
+    for method, _p, _b in ch.consume(COLLECTOR_QUEUE, inactivity_timeout=5):
+        if method is None:
+            break
+        if got == 0:
+            t0 = time.perf_counter()  # from the first message, like the collectors' figure
+        got += 1
+        if got % 128 == 0 or got == n:
+            ch.basic_ack(method.delivery_tag, multiple=True)
+        if got == n:
+            break
+    dt = time.perf_counter() - t0
+    ch.cancel()
+    conn.close()
+    if got != n:
+        raise SystemExit(f"raw consumer got {got}/{n}")
+    return (n - 1) / dt
+
+
+def stored_rate(db: FleetDB, since: float, n: int) -> float:
+    """Records stored since ``since`` per second, from the first to the last batch
+    (received_at is the batch's time): process start-up is not counted."""
+    count, first, last = db.conn.execute(
+        "SELECT COUNT(*), MIN(received_at), MAX(received_at) FROM accepted WHERE received_at >= ?",
+        (since,)).fetchone()
+    if count != n:
+        raise SystemExit(f"stored {count}/{n}")
+    return (n - 1) / max(1e-6, last - first)
+
+
+def collector_drain(pki: FleetPKI, cluster: RabbitCluster, url: str, n: int) -> float:
+    db = FleetDB(url)
+    col = AmqpCollector(pki, db, "collector", cluster.amqp_endpoints)
+    since = time.time()
+    stats = col.run(duration=300, max_records=n)
+    if stats.get("accepted", 0) != n:
+        raise SystemExit(f"collector accepted {stats}")
+    rate = stored_rate(db, since, n)
+    db.close()
+    return rate
+
+
+def two_processes(work: Path, cluster: RabbitCluster, url: str, n: int) -> float:
+    amqp = ",".join(f"{h}:{p}" for h, p in cluster.amqp_endpoints)
+    db = FleetDB(url)
+    base = db.counters().get("accepted", 0)
+    since = time.time()
+    procs = [subprocess.Popen([sys.executable, "-m", "host_tools.cli.main", "--workdir", str(work),
+                               "collector", "--identity", name, "--amqp", amqp, "--db", url],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+             for name in ("collector", "collector-b")]
+    t0 = time.perf_counter()
+    try:
+        while db.counters().get("accepted", 0) - base < n and time.perf_counter() - t0 < 300:
+            time.sleep(0.05)
+        dt = time.perf_counter() - t0
+    finally:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait(30)
+    got = db.counters().get("accepted", 0) - base
+    if got != n or dt <= 0:
+        raise SystemExit(f"two collectors stored {got}/{n}")
+    rate = stored_rate(db, since, n)
+    db.close()
+    return rate
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 4000
+    n -= n % len(DEVICES)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        pki = FleetPKI(work)
+        pki.init()
+        for dev in DEVICES:
+            pki.issue(dev, "pump-v2")
+        pki.issue_client("collector-b")
+        with LocalPostgres() as pg, RabbitCluster(pki, work / "cluster", nodes=3) as cluster:
+            seq = 1
+            rates = {}
+            for name in ("raw", "sqlite", "postgresql", "raw2"):
+                publish(pki, cluster, n, seq)
+                seq += n // len(DEVICES)
+                if name.startswith("raw"):
+                    rates[name] = raw_drain(pki, cluster, n)
+                else:
+                    url = f"sqlite:///{work}/fleet.db" if name == "sqlite" else pg.url
+                    rates[name] = collector_drain(pki, cluster, url, n)
+            publish(pki, cluster, 2 * n, seq)
+            rates["2 collectors"] = two_processes(work, cluster, pg.url, 2 * n)
+    raw = (rates["raw"] + rates["raw2"]) / 2
+    print(f"raw AMQP consumer: {raw:,.0f} msg/s (runs: {rates['raw']:,.0f}, {rates['raw2']:,.0f})")
+    for k in ("sqlite", "postgresql", "2 collectors"):
+        print(f"collector {k}: {rates[k]:,.0f} records/s; ratio vs raw {rates[k] / raw:.2f}")
+    print(f"scale-out 1 -> 2 collector processes (PostgreSQL): "
+          f"{rates['2 collectors'] / rates['postgresql']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""A competing collector on the fleet broker cluster (RabbitMQ): AMQP 0-9-1 over mutual TLS.
+
+Every collector process consumes the one durable quorum queue ``medsentry.collector``
+(bound to the device topics on ``amq.topic``), so the broker splits the stream
+between them. Each process verifies and decrypts its messages on its own, then
+stores a batch in one transaction (``Ingestor.handle_batch``: store lock, fresh
+sequence state) and only then acknowledges it (``multiple``). Whatever dies —
+this process, its broker node, the database — unacknowledged messages are
+redelivered (to this or another collector) and recognised as duplicates when
+they were stored already: each sealed record is stored once.
+
+Login is SASL EXTERNAL: the certificate CN is the user (no password exists).
+
+Threads (pika's BlockingConnection is not thread-safe; its FAQ and
+``add_callback_threadsafe``): the calling thread owns the connection and only
+runs its I/O loop, so heartbeats, deliveries and acks never wait for the
+database. One storer thread stores the batches in order and hands each ack (or
+nack) back to the I/O thread with ``add_callback_threadsafe``. Before, the one
+thread stored while holding the loop, so nothing was read or sent while a
+batch waited for the store lock.
+
+Stall guard: a consumer that holds nothing unsettled, has had no delivery for
+``stall_s`` and still sees ready messages in the queue (passive declare) is
+not being served by the broker: the prefetch window is used up on the broker's
+side (a settlement the broker never applied). It reconnects, which returns
+those deliveries to the queue; the copies already stored come back as
+duplicates.
+"""
+from __future__ import annotations
+
+import functools
+import queue
+import ssl
+import threading
+import time
+from typing import Any
+
+from host_tools.broker.rabbit_config import COLLECTOR_QUEUE
+from host_tools.pki import FleetPKI, Identity
+
+from .db import FleetDB
+from .ingest import Ingestor
+
+BATCH_MAX = 128
+BATCH_DELAY = 0.02
+PREFETCH = 512
+STALL_S = 30.0
+_SWAP = str.maketrans("./", "/.")
+
+
+def routing_key_topic(routing_key: str) -> str:
+    """amq.topic routing key -> MQTT topic (the MQTT plugin swaps ``.`` and ``/``)."""
+    return routing_key.translate(_SWAP)
+
+
+def amqp_parameters(identity: Identity, host: str, port: int) -> Any:
+    import pika
+
+    ctx = ssl.create_default_context(cafile=str(identity.ca))
+    ctx.load_cert_chain(str(identity.cert), str(identity.key))
+    return pika.ConnectionParameters(
+        host=host, port=port, ssl_options=pika.SSLOptions(ctx, host),
+        credentials=pika.credentials.ExternalCredentials(), heartbeat=10,
+        connection_attempts=1, socket_timeout=5, blocked_connection_timeout=30)
+
+
+class _Stalled(Exception):
+    """The broker sends nothing although the queue holds ready messages."""
+
+
+class AmqpCollector:
+    """``run()`` blocks until ``stop()``, ``duration`` or ``max_records`` accepted."""
+
+    def __init__(self, pki: FleetPKI, db: FleetDB, identity: str, endpoints: list[tuple[str, int]],
+                 *, batch_max: int = BATCH_MAX, batch_delay: float = BATCH_DELAY,
+                 prefetch: int = PREFETCH, stall_s: float = STALL_S) -> None:
+        if not endpoints:
+            raise ValueError("no AMQP endpoint")
+        self.pki = pki
+        self.db = db
+        self.identity = pki.client_identity(identity)
+        self.endpoints = list(endpoints)
+        self.batch_max = batch_max
+        self.batch_delay = batch_delay
+        self.prefetch = prefetch
+        self.stall_s = stall_s
+        self.ingestor = Ingestor(pki, db)
+        self.stopping = threading.Event()
+        self.errors: list[str] = []
+        self.reconnects = 0
+        self.stalls = 0
+        self.db_retries = 0
+        self._next = 0
+        # deliveries received and not yet acked/nacked (I/O thread only)
+        self._in_hand = 0
+        self._last_settle = 0.0  # I/O thread: when the last ack/nack was sent
+        # batches for the storer thread: at most `prefetch` deliveries in all
+        self._work: queue.Queue[tuple[Any, Any, list[tuple[int, str, bytes]]] | None] = queue.Queue()
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return dict(self.ingestor.stats)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def _connect(self, done: Any) -> Any:
+        import pika
+
+        while not done():
+            host, port = self.endpoints[self._next % len(self.endpoints)]
+            self._next += 1
+            try:
+                return pika.BlockingConnection(amqp_parameters(self.identity, host, port))
+            except (pika.exceptions.AMQPError, OSError) as exc:
+                self.errors.append(f"{host}:{port}: {type(exc).__name__}")
+                time.sleep(0.5)
+        return None
+
+    # -- storer thread ---------------------------------------------------------
+    def _storer(self) -> None:
+        """Store batches in order; hand each settlement to the connection's thread."""
+        import pika
+
+        while (item := self._work.get()) is not None:
+            conn, ch, batch = item
+            ok = self._store(batch)
+            try:
+                conn.add_callback_threadsafe(functools.partial(self._settle, ch, batch[-1][0], len(batch), ok))
+            except pika.exceptions.AMQPError:
+                pass  # that connection is gone: the broker redelivers the batch
+
+    def _store(self, batch: list[tuple[int, str, bytes]]) -> bool:
+        """Store the batch in one transaction; on a database failure reconnect to the
+        database and report False (the batch is nacked and requeued)."""
+        try:
+            self.ingestor.handle_batch([(t, b) for _, t, b in batch])
+            return True
+        except Exception as exc:  # noqa: BLE001 - storage failed: nothing of the batch is acked
+            self.errors.append(f"store: {type(exc).__name__}: {exc}"[:300])
+            self.db_retries += 1
+            self._reopen_db()
+            return False
+
+    def _reopen_db(self) -> None:
+        delay = 0.2
+        while not self.stopping.is_set():
+            try:
+                self.db.reopen()
+                return
+            except Exception as exc:  # noqa: BLE001 - server still down: retry
+                self.errors.append(f"db: {type(exc).__name__}"[:200])
+                time.sleep(delay)
+                delay = min(2.0, delay * 2)
+
+    # -- I/O thread --------------------------------------------------------------
+    def _settle(self, ch: Any, tag: int, count: int, ok: bool) -> None:
+        self._in_hand -= count
+        self._last_settle = time.monotonic()  # a freed window: deliveries may follow
+        if ch.is_open:
+            self._send_settlement(ch, tag, ok)
+
+    def _send_settlement(self, ch: Any, tag: int, ok: bool) -> None:
+        if ok:
+            ch.basic_ack(tag, multiple=True)
+        else:
+            ch.basic_nack(tag, multiple=True, requeue=True)
+
+    def _check_stall(self, ch: Any, idle_since: float) -> float:
+        """Probe the queue when idle with nothing in hand; returns the new idle mark."""
+        now = time.monotonic()
+        idle_since = max(idle_since, self._last_settle)
+        if self._in_hand or now - idle_since < self.stall_s:
+            return idle_since
+        ready = ch.queue_declare(COLLECTOR_QUEUE, passive=True).method.message_count
+        if ready:
+            raise _Stalled(f"no delivery for {now - idle_since:.0f}s with {ready} ready")
+        return now
+
+    def _consume(self, conn: Any, done: Any) -> None:
+        ch = conn.channel()
+        ch.basic_qos(prefetch_count=self.prefetch)
+        batch: list[tuple[int, str, bytes]] = []
+        mark = {"first": 0.0, "last": time.monotonic()}
+
+        def on_message(_ch: Any, method: Any, _props: Any, body: bytes) -> None:
+            if not batch:
+                mark["first"] = time.monotonic()
+            mark["last"] = time.monotonic()
+            self._in_hand += 1
+            batch.append((method.delivery_tag, routing_key_topic(method.routing_key), body))
+
+        tag = ch.basic_consume(COLLECTOR_QUEUE, on_message)
+        while not done():
+            conn.process_data_events(time_limit=self.batch_delay / 2)
+            now = time.monotonic()
+            if batch and (len(batch) >= self.batch_max or now - mark["first"] >= self.batch_delay):
+                self._work.put((conn, ch, batch))
+                batch = []
+            mark["last"] = self._check_stall(ch, mark["last"])
+        if batch:
+            self._work.put((conn, ch, batch))
+        # let the storer finish what it was given and send those acks (bounded:
+        # whatever is not acked when the connection closes is redelivered)
+        until = time.monotonic() + 10
+        while self._in_hand and conn.is_open and time.monotonic() < until:
+            conn.process_data_events(time_limit=0.05)
+        if conn.is_open:
+            ch.basic_cancel(tag)
+            conn.close()
+
+    def run(self, *, duration: float | None = None, max_records: int | None = None) -> dict[str, int]:
+        import pika
+
+        deadline = None if duration is None else time.monotonic() + duration
+
+        def done() -> bool:
+            return (self.stopping.is_set() or (deadline is not None and time.monotonic() > deadline)
+                    or (max_records is not None and self.ingestor.stats.get("accepted", 0) >= max_records))
+
+        storer = threading.Thread(target=self._storer, name="collector-store", daemon=True)
+        storer.start()
+        try:
+            while not done():
+                conn = self._connect(done)
+                if conn is None:
+                    break
+                self._in_hand = 0
+                try:
+                    self._consume(conn, done)
+                except (pika.exceptions.AMQPError, OSError, _Stalled) as exc:
+                    # The node went away, or serves us nothing: unacked messages go
+                    # back to the queue (stored ones return as duplicates).
+                    self.errors.append(f"amqp: {type(exc).__name__}: {exc}"[:200])
+                    self.reconnects += 1
+                    self.stalls += isinstance(exc, _Stalled)
+                    if conn.is_open:
+                        try:
+                            conn.close()
+                        except pika.exceptions.AMQPError:
+                            pass
+        finally:
+            # the storer stores what it was given (redelivered copies become
+            # duplicates) and stops retrying a database that is down
+            self.stopping.set()
+            self._work.put(None)
+            storer.join()
+        return self.stats

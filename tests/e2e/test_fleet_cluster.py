@@ -1,0 +1,271 @@
+"""Issue 15: the fleet broker cluster (3 RabbitMQ nodes, MQTT plugin), real processes.
+
+The cluster starts ONCE for this module (40-60 s on 2 loaded cores) and is stopped at its end.
+Attacks repeat those of test_broker_acl / test_broker_auth against the cluster, plus
+the RabbitMQ-specific one: a user name/password in CONNECT must not override the
+client certificate (RabbitMQ prefers them; /work/shared/NOTES.md).
+
+The last test streams from 4 host-side devices while a broker node is SIGKILLed, a
+collector process is SIGKILLed and PostgreSQL restarts (two competing collector
+processes, `medsentry collector --amqp --db postgresql://`): every sealed record
+stored once, per device in order, none lost, no hole left; in-flight QoS 1 on the
+dying node is measured (printed with -s; see host_tools/broker/NOTES.md).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from host_tools.broker.cluster import RabbitCluster
+from host_tools.collector import FleetDB
+from host_tools.collector.amqp import PREFETCH, AmqpCollector
+from host_tools.collector.pg_local import LocalPostgres
+from host_tools.pki import FleetPKI
+from tests.e2e.fleet_helpers import N, Device, collector_proc, connect, sealed
+
+DEVICES = ("pump-1", "pump-2", "pump-3", "unsettled-1")
+STREAMERS = [f"stream-{i}" for i in range(1, 5)]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    work = tmp_path_factory.mktemp("fleet")
+    pki = FleetPKI(work)
+    pki.init()
+    for dev in (*DEVICES, *STREAMERS):
+        pki.issue(dev, "pump-v2")
+    pki.issue_client("collector-b")
+    c = RabbitCluster(pki, work / "cluster", nodes=3)
+    c.start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture(scope="module")
+def pg():
+    server = LocalPostgres().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.mark.parametrize("username,password", [
+    ("guest", "guest"), ("collector", ""), ("collector", "x"), ("pump-2", "pump-2"), ("operator", None)])
+def test_password_in_connect_cannot_override_the_certificate(cluster, username, password):
+    ok, _ = connect(cluster, "pump-1")  # positive control: the certificate alone
+    assert ok is not None
+    ok.disconnect()
+    ok.loop_stop()
+    client, why = connect(cluster, "pump-1", 1, username=username, password=password)
+    assert client is None, f"pump-1's certificate logged in as {username!r}"
+
+
+def test_no_user_has_a_password_and_guest_is_gone(cluster):
+    users = cluster.ctl("list_users", "--silent")
+    assert "guest" not in users.split()
+    import json
+    defs = json.loads((cluster.run_dir / "definitions.json").read_text())
+    assert all(u["password_hash"] == "" for u in defs["users"])
+
+
+def test_topic_authorisation_matches_the_acl(cluster, tmp_path):
+    pki = cluster.pki
+    db = FleetDB(tmp_path / "fleet.db")
+    col = AmqpCollector(pki, db, "collector", cluster.amqp_endpoints)
+    t = threading.Thread(target=col.run, kwargs={"duration": 60}, daemon=True)
+    t.start()
+    try:
+        # forged topic: pump-1 publishes as pump-2 -> connection dropped, nothing stored
+        c, _ = connect(cluster, "pump-1")
+        c.publish("medsentry/pump-2/telemetry", sealed(pki, "pump-2", 1), qos=1)
+        time.sleep(1.0)
+        assert not c.is_connected()
+        c.loop_stop()
+        # subscribing to another device's commands -> dropped
+        c, _ = connect(cluster, "pump-1", 2)
+        c.subscribe("medsentry/pump-2/cmd", 1)
+        time.sleep(1.0)
+        assert not c.is_connected()
+        c.loop_stop()
+        # positive control: own topic, after the forged one (ordering through one queue)
+        c, _ = connect(cluster, "pump-1", 1)
+        c.publish("medsentry/pump-1/telemetry", sealed(pki, "pump-1", 1), qos=1).wait_for_publish(10)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and db.seqs("pump-1") != [1]:
+            time.sleep(0.1)
+        assert db.seqs("pump-1") == [1]
+        assert db.seqs("pump-2") == [] and db.counters().get("wrong_device", 0) == 0
+        # own commands: the operator publishes, the device receives
+        got = threading.Event()
+        c.on_message = lambda cl, u, m: got.set() if m.topic == "medsentry/pump-1/cmd" else None
+        c.subscribe("medsentry/pump-1/cmd", 1)
+        time.sleep(0.5)
+        op, why = connect(cluster, "operator", 2)
+        assert op is not None, why
+        op.publish("medsentry/pump-1/cmd", b"reboot", qos=1).wait_for_publish(10)
+        assert got.wait(10) and c.is_connected()
+        for cl in (c, op):
+            cl.disconnect()
+            cl.loop_stop()
+    finally:
+        col.stop()
+        t.join(30)
+        db.close()
+
+
+def test_revoked_certificate_is_refused_without_restart(cluster):
+    ok, why = connect(cluster, "pump-3", 2)
+    assert ok is not None, why
+    ok.disconnect()
+    ok.loop_stop()
+    cluster.pki.revoke("pump-3")
+    cluster.refresh_crl()
+    for node in range(3):
+        client, why = connect(cluster, "pump-3", node)
+        assert client is None, f"revoked pump-3 connected to node {node}"
+
+
+def test_client_id_of_another_device_gains_nothing(cluster):
+    """Residual (host_tools/broker/NOTES.md): RabbitMQ 3.10 cannot tie the client id to
+    the certificate, so pump-1's certificate asking for client id ``pump-2`` may
+    disconnect pump-2 (seen in some runs, not all). It gains nothing: it never reads
+    pump-2's commands, and a command queued in pump-2's persistent session while
+    pump-2 is away still reaches the real pump-2 (the session is not wiped)."""
+    real, why = connect(cluster, "pump-2", 0, clean=False)
+    assert real is not None, why
+    real.subscribe("medsentry/pump-2/cmd", 1)
+    time.sleep(1.0)
+    real.disconnect()
+    real.loop_stop()
+    op, why = connect(cluster, "operator", 2)
+    assert op is not None, why
+    op.publish("medsentry/pump-2/cmd", b"cmd-1", qos=1).wait_for_publish(10)
+    stolen: list[bytes] = []
+    for clean in (True, False, True):
+        attacker, _ = connect(cluster, "pump-1", 1, client_id="pump-2", clean=clean,
+                              on_message=lambda c, u, m: stolen.append(m.payload))
+        if attacker is not None:
+            attacker.subscribe("medsentry/pump-2/cmd", 1)
+            time.sleep(1.0)
+            attacker.disconnect()
+            attacker.loop_stop()
+    op.publish("medsentry/pump-2/cmd", b"cmd-2", qos=1).wait_for_publish(10)
+    got: list[bytes] = []
+    real, why = connect(cluster, "pump-2", 0, clean=False, on_message=lambda c, u, m: got.append(m.payload))
+    assert real is not None, why
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(got) < 2:
+        time.sleep(0.1)
+    assert stolen == []
+    assert got == [b"cmd-1", b"cmd-2"]
+    for cl in (real, op):
+        cl.disconnect()
+        cl.loop_stop()
+
+
+class _BrokerAppliesNoAck(AmqpCollector):
+    """Fault: on its first connection the broker applies none of this collector's
+    acks (the bench stall: 512 deliveries unacked on the broker's side while the
+    collector holds none and the queue still has ready messages)."""
+
+    def _send_settlement(self, ch, tag, ok):
+        if self.reconnects:
+            super()._send_settlement(ch, tag, ok)
+
+
+def test_collector_not_served_by_the_broker_reconnects(cluster, tmp_path):
+    pki, dev = cluster.pki, "unsettled-1"
+    n = PREFETCH + 88
+    c, why = connect(cluster, dev, 0)
+    assert c is not None, why
+    infos = [c.publish(f"medsentry/{dev}/telemetry", sealed(pki, dev, s), qos=1) for s in range(1, n + 1)]
+    for i in infos:
+        i.wait_for_publish(30)
+    c.disconnect()
+    c.loop_stop()
+    db = FleetDB(tmp_path / "fleet.db")
+    col = _BrokerAppliesNoAck(pki, db, "collector", cluster.amqp_endpoints, stall_s=3)
+    t = threading.Thread(target=col.run, kwargs={"duration": 90}, daemon=True)
+    t.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(db.seqs(dev)) < n:
+            time.sleep(0.2)
+        assert db.seqs(dev) == list(range(1, n + 1))
+        assert col.stalls >= 1 and any("_Stalled" in e for e in col.errors), col.errors
+        # the first connection's deliveries came back, and were not stored twice
+        assert db.counters().get("duplicate", 0) >= 1
+    finally:
+        col.stop()
+        t.join(30)
+        db.close()
+
+
+def test_node_collector_and_database_die_nothing_lost(cluster, pg):
+    """Last in this module: it kills node 2 (restarted at the end), a collector,
+    and restarts PostgreSQL, while streaming devices move between nodes."""
+    work, pki = cluster.pki.workdir, cluster.pki
+    FleetDB(pg.url).close()  # schema before the collectors race for it
+    amqp = ",".join(f"{h}:{p}" for h, p in cluster.amqp_endpoints)
+    cols = {name: collector_proc(work, name, amqp, pg.url) for name in ("collector", "collector-b")}
+    # devices start on node 2 (index 1), then 3, then 1
+    eps = cluster.endpoints[1:] + cluster.endpoints[:1]
+    devices = [Device(pki, d, eps) for d in STREAMERS]
+    procs_to_stop = list(cols.values())
+    try:
+        for d in devices:
+            d.start()
+        db = FleetDB(pg.url)
+
+        def stored() -> int:
+            return sum(len(db.seqs(d)) for d in STREAMERS)
+
+        def wait_stored(n: int, timeout: float) -> None:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and stored() < n:
+                time.sleep(0.2)
+
+        wait_stored(len(STREAMERS) * N // 5, 60)
+        acked_before = sum(len(d.acked) for d in devices)
+        cluster.kill(1)                                     # 1. broker node SIGKILL
+        killed_at = time.monotonic()
+        wait_stored(len(STREAMERS) * N * 2 // 5, 60)
+        os.killpg(cols["collector-b"].pid, signal.SIGKILL)  # 2. collector SIGKILL mid-stream
+        cols["collector-b"].wait(10)
+        db.close()
+        pg.restart()                                        # 3. PostgreSQL restart
+        db = FleetDB(pg.url)
+        cols["collector-b"] = collector_proc(work, "collector-b", amqp, pg.url)
+        procs_to_stop.append(cols["collector-b"])
+        for d in devices:
+            d.join(180)
+        assert all(len(d.acked) == N for d in devices), [len(d.acked) for d in devices]
+        wait_stored(len(STREAMERS) * N, 120)
+        for d in STREAMERS:
+            assert db.seqs(d) == list(range(1, N + 1)), d   # once each, in order, none lost
+            assert db.missing(d) == []
+        assert db.lost() == 0
+        c = db.counters()
+        assert c.get("accepted") == len(STREAMERS) * N
+        moved = sum(1 for d in devices for ep in d.acked.values() if ep != 0)
+        print(f"\nin-flight on the dying node: {acked_before} PUBACKed before SIGKILL (all stored), "
+              f"{sum(len(d.unacked_at_loss) for d in devices)} unacknowledged -> resent to another node; "
+              f"duplicates dropped by the collectors: {c.get('duplicate', 0)}; records acked after the "
+              f"move: {moved}; failover {time.monotonic() - killed_at:.1f}s incl. rest of stream")
+        db.close()
+    finally:
+        for d in devices:
+            d.stop = True
+        for p in procs_to_stop:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+                try:
+                    p.wait(20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait(5)
+        cluster.start_node(1)  # leave the cluster whole for the fixture's stop

@@ -16,7 +16,7 @@ import socket
 import time
 
 from host_tools.demo.context import DemoContext
-from host_tools.demo.updates import PASSPHRASES, SELFTEST, _publish
+from host_tools.demo.updates import PASSPHRASES, SELFTEST, publish
 from host_tools.ops import commands as ops_commands
 from host_tools.ops.keys import OpsKeyring, key_name
 from host_tools.ops.policy import publish_policy
@@ -94,7 +94,7 @@ def stage_commands(ctx: DemoContext) -> None:
     sink.listen(1)
     try:
         patched = SELFTEST.read_bytes() + PROBE % sink.getsockname()[1]
-        _publish(ctx, "pump-v2", "1.2.0", 3, {"agent/selftest.py": patched})
+        publish(ctx, "pump-v2", "1.2.0", 3, {"agent/selftest.py": patched})
         ctx.console.print("[bold]egress[/] pump-v2 1.2.0 published: its self-test phones home to 127.0.0.1:"
                           f"{sink.getsockname()[1]} (not on the allow-list)")
         _wait(lambda: _blocked(ctx, TARGET), STAGE_TIMEOUT, f"{TARGET} to run 1.2.0 and block its egress")

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from host_tools.collector import FleetDB, Ingestor
+from host_tools.collector.db import SCHEMA_VERSION
 from host_tools.collector.cose import seal
 from host_tools.collector.dbconn import DatabaseURLError, parse_url
 from host_tools.collector.pg_local import LocalPostgres
@@ -82,9 +83,9 @@ def test_migrations_bring_an_old_database_forward(pg):
     db.conn.execute("DROP INDEX vitals_received")
     db.conn.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     db.close()
-    db = FleetDB(url)  # applies migration 2 again
+    db = FleetDB(url)  # applies migration 2 (and the later ones) again
     row = db.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-    assert int(row[0]) == 2
+    assert int(row[0]) == SCHEMA_VERSION
     assert db.conn.execute("SELECT 1 FROM pg_indexes WHERE indexname='vitals_received'").fetchone()
     db.conn.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
     db.close()

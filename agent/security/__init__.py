@@ -1,0 +1,1 @@
+# Device security services (events, flags, posture).

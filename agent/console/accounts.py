@@ -53,6 +53,31 @@ def save(state_dir, users):
     write_atomic(state_dir + FILE, json.dumps({"format": 1, "users": users}))
 
 
+NAME_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789-_."
+
+
+def valid_name(name):
+    if not 0 < len(name) <= 32:
+        return False
+    for c in name:
+        if c not in NAME_CHARS:
+            return False
+    return True
+
+
+def make_record(device_key, name, role, salt, iterations, verifier, totp_secret):
+    # One account as stored: the verifier (PBKDF2 output, computed by the
+    # host) and the TOTP key sealed under this board's device key.
+    if role not in ROLES:
+        raise AccountError("unknown role %s" % role)
+    if not valid_name(name):
+        raise AccountError("bad user name %r" % name)
+    h = binascii.hexlify
+    return {"role": role, "salt": h(salt).decode(), "iter": int(iterations),
+            "verifier": h(keystore.seal(device_key, pw_name(name), verifier)).decode(),
+            "totp": h(keystore.seal(device_key, totp_name(name), totp_secret)).decode()}
+
+
 def check(users, device_key, name, password, code, now, last_step):
     # (password_ok and totp_ok, accepted step). Both factors are always
     # computed, for known and unknown names alike; comparisons are constant

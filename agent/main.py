@@ -22,6 +22,9 @@ from board.compat import sleep_ms, ticks_ms, ticks_diff
 from agent import config as agent_config
 from agent import identity as agent_identity
 
+CONSOLE_POLL_MS = 20
+
+
 class Agent:
     def __init__(self, board, slot, trial=False):
         self.board = board
@@ -69,9 +72,24 @@ class Agent:
             self.updates.network_checks.append(lambda: self.tel.stats()["acked"] > 0)
             # Update work gives the event loop back (publishing) every slice.
             self.updates.slice_ms = SLICE_MS
+        self.console = self._console()
         st = self.updates.installer.boot_state()
         # Events the loader recorded (rollbacks, fallbacks) are reported once.
         self.boot_events = st.get("events", [])[-4:]
+
+    def _console(self):
+        # A locked (provisioned) board offers the login console on its UART
+        # (agent/console); an open factory board keeps the ROM's REPL.
+        lock_state = getattr(self.board, "lock_state", None)
+        if lock_state is None or lock_state() == "open":
+            return None
+        try:
+            from agent.console.port import ConsolePort, AgentOps
+
+            return ConsolePort(self.board, AgentOps(self).table())
+        except (OSError, ValueError, MemoryError) as e:
+            print("console disabled:", e)
+            return None
 
     def _on_update(self, ev):
         self.update_state = ev
@@ -128,7 +146,13 @@ class Agent:
             return
         every = self.cfg.get("status_every_ms", 1000)
         while not self._housekeep(max_loops):
-            sleep_ms(every)
+            if self.console is None:
+                sleep_ms(every)
+                continue
+            t0 = ticks_ms()
+            while ticks_diff(ticks_ms(), t0) < every:
+                self.console.service()
+                sleep_ms(CONSOLE_POLL_MS)
 
     def _housekeep(self, max_loops):
         # One turn of the 1 Hz loop: watchdog, update agent, (sampling that a
@@ -147,7 +171,13 @@ class Agent:
         every = self.cfg.get("status_every_ms", 1000)
         try:
             while not self._housekeep(max_loops):
-                await asyncio.sleep(every / 1000)
+                if self.console is None:
+                    await asyncio.sleep(every / 1000)
+                    continue
+                t0 = ticks_ms()
+                while ticks_diff(ticks_ms(), t0) < every:
+                    self.console.service()
+                    await asyncio.sleep(CONSOLE_POLL_MS / 1000)
         finally:
             await self.tel.shutdown()
 

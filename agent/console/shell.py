@@ -17,6 +17,8 @@ from agent.console import lockout, totp
 MAX_LINE = 128
 IDLE_MS = 300000
 PROMPT_LOGIN = b"login: "
+# The answer to a raw-REPL request; host tools fail on "console locked".
+LOCKED_LINE = b"console locked: provisioned board, no code runs here; log in with `medsentry console`\r\n"
 
 
 def _emit(kind, severity, detail):
@@ -92,6 +94,11 @@ class Shell:
         if c == 3:  # Ctrl-C drops the line (and a login in progress)
             self.line = bytearray()
             self.out(b"^C\r\n")
+            self._reset_login()
+            return self._prompt()
+        if c == 1:  # Ctrl-A: a tool asking for the raw REPL (mpremote, provisioning)
+            self.line = bytearray()
+            self.out(b"\r\n" + LOCKED_LINE)
             self._reset_login()
             return self._prompt()
         if c == 4 and not self.line and self.stage == "shell":

@@ -10,11 +10,41 @@
 import json
 
 from board.compat import ticks_ms, ticks_diff
-from agent.console import accounts as acc
-from agent.console import commands as cmds
-from agent.console import lockout, totp
+from agent.console import auth as acc
+from agent.console import lockout
 
 MAX_LINE = 128
+# Commands and the least role each needs. No command reads a key or runs code:
+# each one calls an operation the agent hands in (ops[name]).
+RANK = {"viewer": 0, "technician": 1, "admin": 2}
+# command -> (least role, usage)
+COMMANDS = {
+    "help": ("viewer", "help"),
+    "whoami": ("viewer", "whoami"),
+    "logout": ("viewer", "logout"),
+    "status": ("viewer", "status"),
+    "version": ("viewer", "version"),
+    "posture": ("viewer", "posture"),
+    "events": ("viewer", "events"),
+    "selftest": ("technician", "selftest"),
+    "check-updates": ("technician", "check-updates"),
+    "maint-window": ("technician", "maint-window MINUTES"),
+    "export-logs": ("technician", "export-logs"),
+    "users": ("admin", "users"),
+    "unlock": ("admin", "unlock USER"),
+    "user-remove": ("admin", "user-remove USER"),
+    "clear-queue": ("admin", "clear-queue CONFIRM"),
+}
+
+
+def allowed(role, command):
+    need = COMMANDS.get(command)
+    return need is not None and RANK.get(role, -1) >= RANK[need[0]]
+
+
+def usable(role):
+    return [c for c in sorted(COMMANDS) if allowed(role, c)]
+
 IDLE_MS = 300000
 PROMPT_LOGIN = b"login: "
 # The answer to a raw-REPL request; host tools fail on "console locked".
@@ -178,7 +208,7 @@ class Shell:
         if refused is not None:
             return self._say("login refused: account %s, retry in %d s" % (
                 "locked" if refused[0] == "locked" else "delayed", refused[1]))
-        if now < totp.CLOCK_MIN:
+        if now < acc.CLOCK_MIN:
             return self._say("login refused: board clock unset, TOTP cannot be checked")
         lock.begin(key, now)  # committed before the answer
         ok, step = acc.check(users, self.device_key, name, password, code, now, lock.last_step(key))
@@ -215,12 +245,12 @@ class Shell:
         if not words:
             return
         name, args = words[0], words[1:]
-        if name not in cmds.COMMANDS:
+        if name not in COMMANDS:
             return self._say("error: unknown command %s (try help)" % name)
-        if not cmds.allowed(self.role, name):
+        if not allowed(self.role, name):
             return self._say("denied: %s may not run %s" % (self.role, name))
         if name == "help":
-            return self._say(" ".join(cmds.usable(self.role)))
+            return self._say(" ".join(usable(self.role)))
         if name == "whoami":
             return self._say("%s (%s)" % (self.user, self.role))
         if name == "logout":
@@ -232,7 +262,7 @@ class Shell:
             self.confirm = "clear-queue"
             return
         if name in ("unlock", "user-remove", "maint-window") and len(args) != 1:
-            return self._say("usage: " + cmds.COMMANDS[name][1])
+            return self._say("usage: " + COMMANDS[name][1])
         if name == "unlock":
             return self._unlock(args[0])
         if name == "user-remove":

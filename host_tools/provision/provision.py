@@ -67,7 +67,7 @@ print(binascii.hexlify(_b).decode())
 _ACCOUNTS = """import sys
 if {slot!r} not in sys.path:
     sys.path.insert(0, {slot!r})
-from agent.console import accounts as _ac
+from agent.console import auth as _ac
 _u = {{}}
 for _r in json.loads({js!r}):
     _h = binascii.unhexlify

@@ -4,7 +4,8 @@
 import binascii
 
 import devtest
-from agent.console import mac, totp
+from agent.console import auth as mac
+from agent.console import auth as totp
 
 H = binascii.unhexlify
 
@@ -59,15 +60,15 @@ def test_totp_window_and_replay():
     now = 1800000015  # step 60000000, 15 s into it
     step = now // 30
     for d in (-1, 0, 1):
-        assert totp.verify(key, totp.hotp(key, step + d), now) == step + d
+        assert totp.verify_totp(key, totp.hotp(key, step + d), now) == step + d
     for d in (-2, 2):
-        assert totp.verify(key, totp.hotp(key, step + d), now) is None
+        assert totp.verify_totp(key, totp.hotp(key, step + d), now) is None
     code = totp.hotp(key, step)
-    assert totp.verify(key, code, now, last_step=step) is None  # replayed
-    assert totp.verify(key, code, now, last_step=step - 1) == step
-    assert totp.verify(key, "12345x", now) is None
-    assert totp.verify(key, "", now) is None
-    devtest.raises(totp.ClockUnset, totp.verify, key, code, 1000)
+    assert totp.verify_totp(key, code, now, last_step=step) is None  # replayed
+    assert totp.verify_totp(key, code, now, last_step=step - 1) == step
+    assert totp.verify_totp(key, "12345x", now) is None
+    assert totp.verify_totp(key, "", now) is None
+    devtest.raises(totp.ClockUnset, totp.verify_totp, key, code, 1000)
 
 
 def test_constant_time_compare():

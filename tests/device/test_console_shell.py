@@ -5,7 +5,10 @@ import json
 import os
 
 import devtest
-from agent.console import accounts, commands, mac, totp
+from agent.console import auth as accounts
+from agent.console import auth as mac
+from agent.console import auth as totp
+from agent.console import shell as commands
 from agent.console.shell import Shell
 from agent.console import lockout
 
@@ -173,6 +176,7 @@ def test_fuzzed_line_editor_never_logs_in_nor_crashes():
             seed = (seed * 1103515245 + 12345) & 0x7FFFFFFF
             buf[j] = (seed >> 16) & 0xFF
         sh.feed(bytes(buf))
+        assert "welcome" not in b.take()
         assert sh.stage != "shell"
         assert len(sh.line) <= 128
     sh.feed(b"A" * 5000 + b"\r")

@@ -1,1 +1,0 @@
-# Device security services (events, flags, posture).

@@ -139,6 +139,8 @@ class Agent:
             (", device " + self.ident["device_id"]) if self.ident else ""))
         if self.telemetry_error:
             print("telemetry disabled:", self.telemetry_error)
+        if self.console is not None:
+            self.console.shell.start()
         if self.tel is not None:
             from board.compat import asyncio
 

@@ -88,7 +88,6 @@ class ConsolePort:
             pass
         self.shell = Shell(state, board.device_key(), board.time, ops, self.write)
         self.open = True
-        self.shell.start()
 
     def write(self, b):
         self._out.write(b)
@@ -104,8 +103,13 @@ class ConsolePort:
             if not b:
                 self.open = False  # the line hung up
                 break
-            self.shell.feed(b)
             n += 1
+            try:
+                self.shell.feed(b)
+            except (MemoryError, OSError, ValueError) as e:
+                # The console never takes the agent down: drop the attempt.
+                gc.collect()
+                self.shell.abort("error: %s" % (e.__class__.__name__,))
         self.shell.poll()
         if n:
             gc.collect()

@@ -7,6 +7,7 @@
 # check; the attempt is committed to flash as a failure before the
 # credentials are checked (agent/console/lockout.py). Passwords and codes
 # are never echoed and never written anywhere.
+import gc
 import json
 
 from board.compat import ticks_ms, ticks_diff
@@ -193,7 +194,19 @@ class Shell:
             self._command(text)
         self._prompt()
 
+    def abort(self, message):
+        # An operation failed (out of memory, flash error): say so, drop any
+        # login in progress; a session stays open.
+        self.line = bytearray()
+        self.pending = None
+        if self.stage != "shell":
+            self.stage = "user"
+        self.confirm = None
+        self._say(message)
+        self._prompt()
+
     def _login(self, name, password, code):
+        gc.collect()
         now = int(self.clock())
         if _quarantined(self.state_dir, now):
             return self._say("login refused: device quarantined (needs a signed unlock-console)")

@@ -48,6 +48,12 @@ class Fleet:
     def code(self, name: str, steps: int = 0) -> str:
         return pyotp.TOTP(self.secrets[name]).at(self.now() + 30 * steps)
 
+    def fresh_code(self, name: str, last_used_board_time: float) -> str:
+        """A code of a step later than the one used at that board time (waits for it)."""
+        while int(self.now()) // 30 <= int(last_used_board_time) // 30:
+            time.sleep(0.2)
+        return self.code(name)
+
     def port(self) -> str:
         return self.boards.status(BOARD)["port"]
 
@@ -113,8 +119,8 @@ def test_login_with_totp_window_edges_and_replay(fleet):
 
 
 def test_roles_over_the_uart(fleet):
-    # The next step's code (+1 window): later than any step used above.
-    with fleet.login("vera", code=fleet.code("vera", 1)) as s:
+    # Steps later than any used above (a used code is refused as a replay).
+    with fleet.login("vera", code=fleet.fresh_code("vera", fleet.now() + 30)) as s:
         assert '"slot": "a"' in s.run("status")
         with pytest.raises(ConsoleFailure) as e:
             s.run("selftest")

@@ -122,6 +122,10 @@ class Agent:
         }
         if self.ident is not None:
             st["device_id"] = self.ident["device_id"]
+        if self.console is not None:
+            from agent.console import stats
+
+            st["console"] = stats.stats(b.mounts()["state"], b.time())
         if self.tel is not None:
             st["telemetry"] = self.tel.stats()
         elif self.telemetry_error:

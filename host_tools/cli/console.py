@@ -45,14 +45,24 @@ def user() -> None:
 @click.pass_context
 def user_add(ctx: click.Context, target: str, name: str, role: str, qr_path: str | None) -> None:
     """Add account NAME with ROLE for TARGET (a board name or a model)."""
+    workdir = ctx.obj["workdir"]
+    store.ensure_dir(workdir)
+    if name in store.load(workdir, target):  # the store is usable before anything is asked
+        raise store.ConsoleError(f"{name} already has an account on {target}; remove it first")
+    path = Path(qr_path) if qr_path else Path(workdir) / "console" / f"{target}-{name}.png"
+    if (path.exists() and not path.is_file()) or (qr_path and not path.parent.is_dir()):
+        raise store.ConsoleError(f"cannot write the QR code to {path}: not a regular file in a directory")
     password = os.environ.get("MEDSENTRY_CONSOLE_PASSWORD")
     if password is None:
         password = click.prompt("password", hide_input=True, confirmation_prompt=True)
-    workdir = ctx.obj["workdir"]
     e = store.add(workdir, target, name, role, password)
-    path = Path(qr_path) if qr_path else Path(workdir) / "console" / f"{target}-{name}.png"
-    term = store.write_qr(e.uri, path)
-    os.chmod(path, 0o600)
+    try:
+        term = store.write_qr(e.uri, path)
+        os.chmod(path, 0o600)
+    except OSError as exc:
+        store.remove(workdir, target, name)  # nothing half-done: enrol again with a good path
+        raise store.ConsoleError(f"cannot write the QR code to {path}: {exc.strerror or exc}; "
+                                 f"{name} was not added") from None
     click.echo(term)
     click.echo(f"{name} ({role}) added for {target}; enrol the authenticator app with the QR code above "
                f"(also written to {path}) or this URI:\n{e.uri}")
@@ -74,6 +84,7 @@ def user_remove(ctx: click.Context, target: str, name: str) -> None:
 @click.pass_context
 def user_list(ctx: click.Context, target: str) -> None:
     """List the accounts of TARGET."""
+    store.ensure_dir(ctx.obj["workdir"])
     for name, u in sorted(store.load(ctx.obj["workdir"], target).items()):
         click.echo(f"{name}\t{u['role']}")
 

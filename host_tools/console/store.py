@@ -42,6 +42,18 @@ def _dir(workdir: str | Path) -> Path:
     return Path(workdir) / "console"
 
 
+def ensure_dir(workdir: str | Path) -> Path:
+    """<workdir>/console (0700), created when missing; a clear error otherwise."""
+    d = _dir(workdir)
+    try:
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not os.access(d, os.W_OK | os.X_OK):
+            raise PermissionError(13, "not writable", str(d))
+    except OSError as e:
+        raise ConsoleError(f"cannot use {d}: {e.strerror or e}") from None
+    return d
+
+
 def _path(workdir: str | Path, target: str) -> Path:
     if not TARGET_RE.match(target):
         raise ConsoleError(f"bad board or model name {target!r}")

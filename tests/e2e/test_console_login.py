@@ -142,6 +142,37 @@ def test_device_provision_fails_at_once_on_the_login_console(fleet):
     assert time.monotonic() - t0 < 5
 
 
+def test_fuzzed_line_editor_with_the_agent_running(fleet):
+    """Long lines, control bytes and bursts of random bytes on the UART: the
+    agent keeps running (no reset), nobody logs in, a real login still works."""
+    import random
+
+    rnd = random.Random(13)
+    st0 = fleet.boards.status(BOARD)
+    loops0 = st0["device"]["loops"]
+    with Session(fleet.port(), timeout=20) as s:
+        for i in range(60):
+            kind = i % 4
+            if kind == 0:
+                data = bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 600)))
+            elif kind == 1:
+                data = b"A" * 3000 + b"\r"
+            elif kind == 2:
+                data = bytes(rnd.choice(b"\x00\x01\x02\x03\x04\x08\x1b\x7f\r\n[") for _ in range(200))
+            else:
+                data = b"tom\rtechnician-pass-1\r" + bytes(rnd.randrange(48, 58) for _ in range(6)) + b"\r"
+            s.ser.write(data)
+            time.sleep(0.05)
+        time.sleep(2)
+        out = s.ser.read(1 << 20)
+    assert b"@medsentry$ " not in out
+    st = fleet.boards.wait_for(BOARD, lambda x: x["device"].get("loops", 0) > loops0 + 3, 30, "agent loops")
+    assert st["boots"] == st0["boots"] and st["device"]["state"] == "running"
+    # a step after any tom used (the wait also outlasts the delays the random codes earned)
+    with fleet.login("tom", code=fleet.fresh_code("tom", fleet.now() + 30)) as s:
+        s.logout()
+
+
 def _guess(fleet, at: int | None) -> bytes:
     """One wrong guess for vera; with a power cut armed at flash write `at`
     from the moment the code is sent. Returns what the console answered."""

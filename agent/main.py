@@ -84,7 +84,7 @@ class Agent:
         if lock_state is None or lock_state() == "open":
             return None
         try:
-            from agent.console.port import ConsolePort, AgentOps
+            from agent.console.shell import ConsolePort, AgentOps
 
             return ConsolePort(self.board, AgentOps(self).table())
         except (OSError, ValueError, MemoryError) as e:

@@ -181,3 +181,8 @@ def test_fuzzed_line_editor_never_logs_in_nor_crashes():
         assert len(sh.line) <= 128
     sh.feed(b"A" * 5000 + b"\r")
     assert "line too long" in b.take()
+    # an overlong line dropped with Ctrl-C leaves a clean editor behind
+    sh.feed(b"B" * 300 + b"\x03")
+    b.take()
+    b.now += 100
+    assert "welcome tom" in _login(b, sh, "tom")

@@ -23,6 +23,69 @@ from agent import config as agent_config
 from agent import identity as agent_identity
 
 CONSOLE_POLL_MS = 20
+CONSOLE_BUDGET = 256  # UART bytes handled per turn: a flood never starves the loop
+CONSOLE_BANNER = b"\r\nmedsentry maintenance console\r\nlogin: "
+
+
+class ConsolePort:
+    # The login console on the UART of a locked (provisioned) board, serviced
+    # from the agent's loop. The shell (agent/console/shell.py) is imported at
+    # the first byte that arrives: an unused console costs no heap.
+    def __init__(self, agent):
+        import select
+
+        self.agent = agent
+        self.inp, self.out = agent.board.console()
+        self.poller = select.poll()
+        self.poller.register(self.inp, select.POLLIN)
+        self.shell = None
+        self.open = True
+
+    def write(self, b):
+        self.out.write(b)
+        try:
+            self.out.flush()
+        except AttributeError:
+            pass
+
+    def start(self):
+        self.write(CONSOLE_BANNER)
+
+    def _shell(self):
+        from agent.console.shell import Shell, AgentOps
+
+        b = self.agent.board
+        state = b.mounts()["state"]
+        try:
+            import os
+
+            os.mkdir(state + "/console")
+        except OSError:
+            pass
+        return Shell(state, b.device_key(), b.time, AgentOps(self.agent).table(), self.write)
+
+    def service(self):
+        n = 0
+        while self.open and n < CONSOLE_BUDGET and self.poller.poll(0):
+            c = self.inp.read(1)
+            if not c:
+                self.open = False  # the line hung up
+                break
+            n += 1
+            try:
+                if self.shell is None:
+                    self.shell = self._shell()
+                self.shell.feed(c)
+            except (MemoryError, OSError, ValueError) as e:
+                # The console never takes the agent down: drop the attempt.
+                gc.collect()
+                if self.shell is not None:
+                    self.shell.abort("error: %s" % (e.__class__.__name__,))
+        if self.shell is not None:
+            self.shell.poll()
+        if n:
+            gc.collect()
+        return n
 
 
 class Agent:
@@ -84,9 +147,7 @@ class Agent:
         if lock_state is None or lock_state() == "open":
             return None
         try:
-            from agent.console.shell import ConsolePort, AgentOps
-
-            return ConsolePort(self.board, AgentOps(self).table())
+            return ConsolePort(self)
         except (OSError, ValueError, MemoryError) as e:
             print("console disabled:", e)
             return None
@@ -122,7 +183,7 @@ class Agent:
         }
         if self.ident is not None:
             st["device_id"] = self.ident["device_id"]
-        if self.console is not None:
+        if self.console is not None and self.console.shell is not None:
             from agent.console import stats
 
             st["console"] = stats.stats(b.mounts()["state"], b.time())
@@ -144,7 +205,7 @@ class Agent:
         if self.telemetry_error:
             print("telemetry disabled:", self.telemetry_error)
         if self.console is not None:
-            self.console.shell.start()
+            self.console.start()
         if self.tel is not None:
             from board.compat import asyncio
 

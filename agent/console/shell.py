@@ -311,13 +311,10 @@ class Shell:
         self._say("removed %s" % name)
 
 
-# -- the UART side ---------------------------------------------------------
-# The login console on the UART of a locked (provisioned) board, serviced
-# from the agent's loop: bytes waiting on the UART go to the shell, a bounded
-# number per turn, so a flood never keeps the agent from feeding its watchdog.
-# The operations the commands call are the agent's own (AgentOps).
+# -- the agent's side ------------------------------------------------------
+# The operations the commands call are the agent's own (AgentOps); the UART
+# side is agent/main.py ConsolePort.
 
-BUDGET = 256  # bytes per service() call
 
 
 class AgentOps:
@@ -379,48 +376,3 @@ class AgentOps:
         if tel is None or not hasattr(tel, "clear_queue"):
             raise ValueError("no telemetry queue on this board")
         return {"cleared": tel.clear_queue()}
-
-
-class ConsolePort:
-    def __init__(self, board, ops):
-        import select
-
-        self.inp, out = board.console()
-        self._out = out
-        self._poll = select.poll()
-        self._poll.register(self.inp, select.POLLIN)
-        state = board.mounts()["state"]
-        try:
-            import os
-
-            os.mkdir(state + "/console")
-        except OSError:
-            pass
-        self.shell = Shell(state, board.device_key(), board.time, ops, self.write)
-        self.open = True
-
-    def write(self, b):
-        self._out.write(b)
-        try:
-            self._out.flush()
-        except AttributeError:
-            pass
-
-    def service(self):
-        n = 0
-        while self.open and n < BUDGET and self._poll.poll(0):
-            b = self.inp.read(1)
-            if not b:
-                self.open = False  # the line hung up
-                break
-            n += 1
-            try:
-                self.shell.feed(b)
-            except (MemoryError, OSError, ValueError) as e:
-                # The console never takes the agent down: drop the attempt.
-                gc.collect()
-                self.shell.abort("error: %s" % (e.__class__.__name__,))
-        self.shell.poll()
-        if n:
-            gc.collect()
-        return n

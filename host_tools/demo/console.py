@@ -56,7 +56,9 @@ def stage_console(ctx: DemoContext) -> None:
             time.sleep(int(m.group(1)) + 0.5)
         else:
             ctx.console.print(f"[bold]console[/] wrong code: {msg.splitlines()[0]}")
-    dev = ctx.boards.wait_for(name, lambda s: "console" in (s.get("device") or {}), 10, "console stats")["device"]
+    # the board's own counters (its status, written once a second)
+    dev = ctx.boards.wait_for(name, lambda s: ((s.get("device") or {}).get("console") or {}).get("lockouts", 0)
+                              >= int(locked), 15, "console counters")["device"]
     stats = dev["console"]
     ctx.summary["console"] = {"board": name, "logins_ok": int(ok), "logins_failed": stats["failed_logins"],
                               "lockouts": stats["lockouts"], "locked_accounts": stats["locked_accounts"],

@@ -24,6 +24,7 @@ from agent import identity as agent_identity
 
 CONSOLE_POLL_MS = 20
 CONSOLE_BUDGET = 256  # UART bytes handled per turn: a flood never starves the loop
+CONSOLE_UNLOAD_MS = 5000  # an idle login prompt unloads the shell after this
 CONSOLE_BANNER = b"\r\nmedsentry maintenance console\r\nlogin: "
 
 
@@ -39,6 +40,8 @@ class ConsolePort:
         self.poller = select.poll()
         self.poller.register(self.inp, select.POLLIN)
         self.shell = None
+        self.stats = None
+        self.last = ticks_ms()
         self.open = True
 
     def write(self, b):
@@ -81,11 +84,30 @@ class ConsolePort:
                 gc.collect()
                 if self.shell is not None:
                     self.shell.abort("error: %s" % (e.__class__.__name__,))
+        if n:
+            self.last = ticks_ms()
         if self.shell is not None:
             self.shell.poll()
+            if self.shell.stage == "user" and not self.shell.line and \
+                    ticks_diff(ticks_ms(), self.last) > CONSOLE_UNLOAD_MS:
+                self._unload()
         if n:
             gc.collect()
         return n
+
+    def _unload(self):
+        # No session and the line quiet: give the shell's heap back to the
+        # agent (updates need it); keep the counters for the status report.
+        import sys
+        from agent.console import stats
+
+        b = self.agent.board
+        self.stats = stats.stats(b.mounts()["state"], b.time())
+        self.shell = None
+        for name in ("agent.console.shell", "agent.console.auth", "agent.console.lockout",
+                     "agent.console.stats"):
+            sys.modules.pop(name, None)
+        gc.collect()
 
 
 class Agent:
@@ -187,6 +209,8 @@ class Agent:
             from agent.console import stats
 
             st["console"] = stats.stats(b.mounts()["state"], b.time())
+        elif self.console is not None and self.console.stats is not None:
+            st["console"] = self.console.stats
         if self.tel is not None:
             st["telemetry"] = self.tel.stats()
         elif self.telemetry_error:

@@ -104,13 +104,9 @@ class ConsolePort:
         b = self.agent.board
         self.stats = stats.stats(b.mounts()["state"], b.time())
         self.shell = None
-        pkg = sys.modules.get("agent.console")
-        for name in ("shell", "auth", "lockout", "stats"):
-            sys.modules.pop("agent.console." + name, None)
-            try:
-                delattr(pkg, name)  # the package keeps a reference too
-            except (AttributeError, TypeError, KeyError):
-                pass
+        for name in ("agent.console.shell", "agent.console.auth", "agent.console.lockout",
+                     "agent.console.stats"):
+            sys.modules.pop(name, None)
         gc.collect()
 
 

@@ -206,9 +206,12 @@ class Agent:
         if self.ident is not None:
             st["device_id"] = self.ident["device_id"]
         if self.console is not None and self.console.shell is not None:
-            from agent.console import stats
+            try:
+                from agent.console import stats
 
-            st["console"] = stats.stats(b.mounts()["state"], b.time())
+                st["console"] = stats.stats(b.mounts()["state"], b.time())
+            except MemoryError:
+                st["console"] = {"error": "out of memory"}
         elif self.console is not None and self.console.stats is not None:
             st["console"] = self.console.stats
         if self.tel is not None:

@@ -22,6 +22,94 @@ from board.compat import sleep_ms, ticks_ms, ticks_diff
 from agent import config as agent_config
 from agent import identity as agent_identity
 
+CONSOLE_POLL_MS = 20
+CONSOLE_BUDGET = 256  # UART bytes handled per turn: a flood never starves the loop
+CONSOLE_UNLOAD_MS = 5000  # an idle login prompt unloads the shell after this
+CONSOLE_BANNER = b"\r\nmedsentry maintenance console\r\nlogin: "
+
+
+class ConsolePort:
+    # The login console on the UART of a locked (provisioned) board, serviced
+    # from the agent's loop. The shell (agent/console/shell.py) is imported at
+    # the first byte that arrives: an unused console costs no heap.
+    def __init__(self, agent):
+        import select
+
+        self.agent = agent
+        self.inp, self.out = agent.board.console()
+        self.poller = select.poll()
+        self.poller.register(self.inp, select.POLLIN)
+        self.shell = None
+        self.stats = None
+        self.last = ticks_ms()
+        self.open = True
+
+    def write(self, b):
+        self.out.write(b)
+        try:
+            self.out.flush()
+        except AttributeError:
+            pass
+
+    def start(self):
+        self.write(CONSOLE_BANNER)
+
+    def _shell(self):
+        from agent.console.shell import Shell, AgentOps
+
+        b = self.agent.board
+        state = b.mounts()["state"]
+        try:
+            import os
+
+            os.mkdir(state + "/console")
+        except OSError:
+            pass
+        return Shell(state, b.device_key(), b.time, AgentOps(self.agent).table(), self.write)
+
+    def service(self):
+        n = 0
+        while self.open and n < CONSOLE_BUDGET and self.poller.poll(0):
+            c = self.inp.read(1)
+            if not c:
+                self.open = False  # the line hung up
+                break
+            n += 1
+            try:
+                if self.shell is None:
+                    self.shell = self._shell()
+                self.shell.feed(c)
+            except (MemoryError, OSError, ValueError) as e:
+                # The console never takes the agent down: drop the attempt.
+                gc.collect()
+                if self.shell is not None:
+                    self.shell.abort("error: %s" % (e.__class__.__name__,))
+        if n:
+            self.last = ticks_ms()
+        if self.shell is not None:
+            self.shell.poll()
+            if self.shell.stage == "user" and not self.shell.line and \
+                    ticks_diff(ticks_ms(), self.last) > CONSOLE_UNLOAD_MS:
+                self._unload()
+        if n:
+            gc.collect()
+        return n
+
+    def _unload(self):
+        # No session and the line quiet: give the shell's heap back to the
+        # agent (updates need it); keep the counters for the status report.
+        import sys
+        from agent.console import stats
+
+        b = self.agent.board
+        self.stats = stats.stats(b.mounts()["state"], b.time())
+        self.shell = None
+        for name in ("agent.console.shell", "agent.console.auth", "agent.console.lockout",
+                     "agent.console.stats"):
+            sys.modules.pop(name, None)
+        gc.collect()
+
+
 class Agent:
     def __init__(self, board, slot, trial=False):
         self.board = board
@@ -69,9 +157,22 @@ class Agent:
             self.updates.network_checks.append(lambda: self.tel.stats()["acked"] > 0)
             # Update work gives the event loop back (publishing) every slice.
             self.updates.slice_ms = SLICE_MS
+        self.console = self._console()
         st = self.updates.installer.boot_state()
         # Events the loader recorded (rollbacks, fallbacks) are reported once.
         self.boot_events = st.get("events", [])[-4:]
+
+    def _console(self):
+        # A locked (provisioned) board offers the login console on its UART
+        # (agent/console); an open factory board keeps the ROM's REPL.
+        lock_state = getattr(self.board, "lock_state", None)
+        if lock_state is None or lock_state() == "open":
+            return None
+        try:
+            return ConsolePort(self)
+        except (OSError, ValueError, MemoryError) as e:
+            print("console disabled:", e)
+            return None
 
     def _on_update(self, ev):
         self.update_state = ev
@@ -104,6 +205,15 @@ class Agent:
         }
         if self.ident is not None:
             st["device_id"] = self.ident["device_id"]
+        if self.console is not None and self.console.shell is not None:
+            try:
+                from agent.console import stats
+
+                st["console"] = stats.stats(b.mounts()["state"], b.time())
+            except MemoryError:
+                st["console"] = {"error": "out of memory"}
+        elif self.console is not None and self.console.stats is not None:
+            st["console"] = self.console.stats
         if self.tel is not None:
             st["telemetry"] = self.tel.stats()
         elif self.telemetry_error:
@@ -121,6 +231,8 @@ class Agent:
             (", device " + self.ident["device_id"]) if self.ident else ""))
         if self.telemetry_error:
             print("telemetry disabled:", self.telemetry_error)
+        if self.console is not None:
+            self.console.start()
         if self.tel is not None:
             from board.compat import asyncio
 
@@ -128,7 +240,13 @@ class Agent:
             return
         every = self.cfg.get("status_every_ms", 1000)
         while not self._housekeep(max_loops):
-            sleep_ms(every)
+            if self.console is None:
+                sleep_ms(every)
+                continue
+            t0 = ticks_ms()
+            while ticks_diff(ticks_ms(), t0) < every:
+                self.console.service()
+                sleep_ms(CONSOLE_POLL_MS)
 
     def _housekeep(self, max_loops):
         # One turn of the 1 Hz loop: watchdog, update agent, (sampling that a
@@ -147,7 +265,13 @@ class Agent:
         every = self.cfg.get("status_every_ms", 1000)
         try:
             while not self._housekeep(max_loops):
-                await asyncio.sleep(every / 1000)
+                if self.console is None:
+                    await asyncio.sleep(every / 1000)
+                    continue
+                t0 = ticks_ms()
+                while ticks_diff(ticks_ms(), t0) < every:
+                    self.console.service()
+                    await asyncio.sleep(CONSOLE_POLL_MS / 1000)
         finally:
             await self.tel.shutdown()
 

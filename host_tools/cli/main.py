@@ -23,6 +23,7 @@ GROUP_MODULES = [
     "host_tools.cli.release",
     "host_tools.cli.repo",
     "host_tools.cli.timestamp",
+    "host_tools.cli.console",
 ]
 
 

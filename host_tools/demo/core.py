@@ -9,14 +9,14 @@ from typing import Callable
 
 from rich.console import Console
 
-from host_tools.demo import boards, telemetry, updates
+from host_tools.demo import boards, console, telemetry, updates
 from host_tools.demo.context import DEMO_BOARDS, DemoContext
 from host_tools.sim.boards import Boards
 
 
 def stages() -> list[Callable[[DemoContext], None]]:
-    return [updates.stage_release_server, telemetry.stage_fleet, boards.stage_boot, telemetry.stage_telemetry,
-            updates.stage_updates]
+    return [updates.stage_release_server, telemetry.stage_fleet, console.stage_accounts, boards.stage_boot,
+            console.stage_console, telemetry.stage_telemetry, updates.stage_updates]
 
 
 def run_demo(out: Path = Path("demo-out"), console: Console | None = None) -> dict:

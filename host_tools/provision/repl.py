@@ -80,7 +80,9 @@ class ReplSession:
                 chunk = ser.read(256)
                 if chunk:
                     data += chunk
-                if LOCKED_MARK in data and data.endswith(RAW_BANNER):
+                if LOCKED_MARK in data and (data.endswith(RAW_BANNER) or b"login: " in data):
+                    # A locked ROM console answers with its banner, the
+                    # agent's login console (agent/console) with its prompt.
                     # Leave the board running its application again (back to
                     # the friendly REPL, soft reset), not parked in the REPL.
                     ser.write(b"\r\x02\x04")

@@ -40,6 +40,8 @@ class ConsolePort:
         self.poller = select.poll()
         self.poller.register(self.inp, select.POLLIN)
         self.shell = None
+        self.session = False  # a user is (or was, until released) logged in
+        self.loaded = []  # modules the shell imported: released after a session
         self.stats = None
         self.last = ticks_ms()
         self.open = True
@@ -55,8 +57,15 @@ class ConsolePort:
         self.write(CONSOLE_BANNER)
 
     def _shell(self):
+        import sys
+
+        before = set(sys.modules)
         from agent.console.shell import Shell, AgentOps
 
+        # What the shell brought in is released when the session ends
+        # (agent.security.events stays: it holds unsent security events).
+        self.loaded = [m for m in sys.modules if m not in before and not m.startswith("agent.security")]
+        before = None
         b = self.agent.board
         state = b.mounts()["state"]
         try:
@@ -86,28 +95,34 @@ class ConsolePort:
                     self.shell.abort("error: %s" % (e.__class__.__name__,))
         if n:
             self.last = ticks_ms()
-        if self.shell is not None:
-            self.shell.poll()
-            if self.shell.stage == "user" and not self.shell.line and \
-                    ticks_diff(ticks_ms(), self.last) > CONSOLE_UNLOAD_MS:
-                self._unload()
+        sh = self.shell
+        if sh is not None:
+            sh.poll()
+            if sh.stage == "shell":
+                self.session = True
+            elif not sh.line and sh.stage == "user" and (
+                    self.session or ticks_diff(ticks_ms(), self.last) > CONSOLE_UNLOAD_MS):
+                self._unload()  # the session ended (logout, idle timeout) or the prompt is quiet
         if n:
             gc.collect()
         return n
 
     def _unload(self):
-        # No session and the line quiet: give the shell's heap back to the
-        # agent (updates need it); keep the counters for the status report.
-        import sys
+        # Give the shell's heap back to the agent (updates need it); keep the
+        # counters for the status report. The next byte imports it again.
         from agent.console import stats
+        from agent.updates import release_modules
 
         b = self.agent.board
-        self.stats = stats.stats(b.mounts()["state"], b.time())
+        try:
+            self.stats = stats.stats(b.mounts()["state"], b.time())
+        except MemoryError:
+            self.stats = {"error": "out of memory"}
+        stats = None
         self.shell = None
-        for name in ("agent.console.shell", "agent.console.auth", "agent.console.lockout",
-                     "agent.console.stats"):
-            sys.modules.pop(name, None)
-        gc.collect()
+        self.session = False
+        release_modules(self.loaded + ["agent.console"])
+        self.loaded = []
 
 
 class Agent:

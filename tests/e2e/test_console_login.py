@@ -173,6 +173,29 @@ def test_fuzzed_line_editor_with_the_agent_running(fleet):
         s.logout()
 
 
+def _heap_free(fleet) -> int:
+    """The board's heap_free two status reports from now (the agent's gc.collect first)."""
+    n = fleet.boards.status(BOARD)["device"]["loops"]
+    st = fleet.boards.wait_for(BOARD, lambda x: (x.get("device") or {}).get("loops", 0) >= n + 2, 20, "status")
+    return st["device"]["heap_free"]
+
+
+def test_the_shell_is_released_when_the_session_ends(fleet):
+    """The shell and its login code are on the heap only during a session: at
+    logout they are released (agent.updates.release_modules), so the heap a
+    board has free for updates comes back. (It stayed ~24 KB lower for good.)"""
+    with fleet.login("ada", code=fleet.code("ada", 1)) as s:
+        s.logout()
+    released = _heap_free(fleet)  # after a first session (MicroPython keeps interned names)
+    with fleet.login("tom", code=fleet.code("tom", 1)) as s:
+        s.run("version")
+        in_session = _heap_free(fleet)
+        s.logout()
+    after = _heap_free(fleet)
+    assert in_session < released - 10_000, (released, in_session)  # the shell was loaded
+    assert after > released - 3_000, (released, in_session, after)  # and is gone again
+
+
 def _guess(fleet, at: int | None) -> bytes:
     """One wrong guess for vera; with a power cut armed at flash write `at`
     from the moment the code is sent. Returns what the console answered."""

@@ -48,10 +48,9 @@ class ConsolePort:
 
     def write(self, b):
         self.out.write(b)
-        try:
-            self.out.flush()
-        except AttributeError:
-            pass
+        flush = getattr(self.out, "flush", None)  # a pty stream; a UART has none
+        if flush is not None:
+            flush()
 
     def start(self):
         self.write(CONSOLE_BANNER)
@@ -59,13 +58,16 @@ class ConsolePort:
     def _shell(self):
         import sys
 
+        gc.collect()  # the shell's code goes into the lowest free holes
         before = set(sys.modules)
-        from agent.console.shell import Shell, AgentOps
-
-        # What the shell brought in is released when the session ends
-        # (agent.security.events stays: it holds unsent security events).
-        self.loaded = [m for m in sys.modules if m not in before and not m.startswith("agent.security")]
-        before = None
+        try:
+            from agent.console.shell import Shell, AgentOps
+        finally:
+            # What the shell brought in is released when the session ends, or
+            # at once if the import ran out of memory (agent.security.events
+            # stays: it holds unsent security events).
+            self.loaded = [m for m in sys.modules if m not in before and not m.startswith("agent.security")]
+            before = None
         b = self.agent.board
         state = b.mounts()["state"]
         try:
@@ -93,6 +95,8 @@ class ConsolePort:
                 gc.collect()
                 if self.shell is not None:
                     self.shell.abort("error: %s" % (e.__class__.__name__,))
+                elif self.loaded:
+                    self._unload()
         if n:
             self.last = ticks_ms()
         sh = self.shell
@@ -110,16 +114,17 @@ class ConsolePort:
     def _unload(self):
         # Give the shell's heap back to the agent (updates need it); keep the
         # counters for the status report. The next byte imports it again.
-        from agent.console import stats
         from agent.updates import release_modules
 
+        self.shell = None
         b = self.agent.board
         try:
-            self.stats = stats.stats(b.mounts()["state"], b.time())
+            from agent.console.stats import stats
+
+            self.stats = stats(b.mounts()["state"], b.time())
         except MemoryError:
-            self.stats = {"error": "out of memory"}
+            pass  # the last counters stay
         stats = None
-        self.shell = None
         self.session = False
         release_modules(self.loaded + ["agent.console"])
         self.loaded = []

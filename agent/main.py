@@ -23,6 +23,113 @@ from agent import config as agent_config
 from agent import identity as agent_identity
 
 MONITOR_WAIT_S = 120
+CONSOLE_POLL_MS = 20
+CONSOLE_BUDGET = 256  # UART bytes handled per turn: a flood never starves the loop
+CONSOLE_UNLOAD_MS = 5000  # an idle login prompt unloads the shell after this
+CONSOLE_BANNER = b"\r\nmedsentry maintenance console\r\nlogin: "
+
+
+class ConsolePort:
+    # The login console on the UART of a locked (provisioned) board, serviced
+    # from the agent's loop. The shell (agent/console/shell.py) is imported at
+    # the first byte that arrives: an unused console costs no heap.
+    def __init__(self, agent):
+        import select
+
+        self.agent = agent
+        self.inp, self.out = agent.board.console()
+        self.poller = select.poll()
+        self.poller.register(self.inp, select.POLLIN)
+        self.shell = None
+        self.session = False  # a user is (or was, until released) logged in
+        self.loaded = []  # modules the shell imported: released after a session
+        self.stats = None
+        self.last = ticks_ms()
+        self.open = True
+
+    def write(self, b):
+        self.out.write(b)
+        flush = getattr(self.out, "flush", None)  # a pty stream; a UART has none
+        if flush is not None:
+            flush()
+
+    def start(self):
+        self.write(CONSOLE_BANNER)
+
+    def _shell(self):
+        import sys
+
+        gc.collect()  # the shell's code goes into the lowest free holes
+        before = set(sys.modules)
+        try:
+            from agent.console.shell import Shell, AgentOps
+        finally:
+            # What the shell brought in is released when the session ends, or
+            # at once if the import ran out of memory (agent.security.events
+            # stays: it holds unsent security events).
+            self.loaded = [m for m in sys.modules if m not in before and not m.startswith("agent.security")]
+            before = None
+        b = self.agent.board
+        state = b.mounts()["state"]
+        try:
+            import os
+
+            os.mkdir(state + "/console")
+        except OSError:
+            pass
+        return Shell(state, b.device_key(), b.time, AgentOps(self.agent).table(), self.write)
+
+    def service(self):
+        n = 0
+        while self.open and n < CONSOLE_BUDGET and self.poller.poll(0):
+            c = self.inp.read(1)
+            if not c:
+                self.open = False  # the line hung up
+                break
+            n += 1
+            try:
+                if self.shell is None:
+                    self.shell = self._shell()
+                self.shell.feed(c)
+            except (MemoryError, OSError, ValueError) as e:
+                # The console never takes the agent down: drop the attempt.
+                gc.collect()
+                if self.shell is not None:
+                    self.shell.abort("error: %s" % (e.__class__.__name__,))
+                elif self.loaded:
+                    self._unload()
+        if n:
+            self.last = ticks_ms()
+        sh = self.shell
+        if sh is not None:
+            sh.poll()
+            if sh.stage == "shell":
+                self.session = True
+            elif not sh.line and sh.stage == "user" and (
+                    self.session or ticks_diff(ticks_ms(), self.last) > CONSOLE_UNLOAD_MS):
+                self._unload()  # the session ended (logout, idle timeout) or the prompt is quiet
+        if n:
+            gc.collect()
+        return n
+
+    def _unload(self):
+        # Give the shell's heap back to the agent (updates need it); keep the
+        # counters for the status report. The next byte imports it again.
+        from agent.updates import release_modules
+
+        self.shell = None
+        b = self.agent.board
+        try:
+            from agent.console.stats import stats
+
+            self.stats = stats(b.mounts()["state"], b.time())
+        except MemoryError:
+            pass  # the last counters stay
+        stats = None
+        self.session = False
+        release_modules(self.loaded + ["agent.console"])
+        self.loaded = []
+
 
 class Agent:
     def __init__(self, board, slot, trial=False):
@@ -92,6 +199,7 @@ class Agent:
             self.cmds = CommandInbox(self, core)
             self.tel.sender.on_command = self.cmds.receive
             self.updates.target_hooks.append(self.cmds.fetch_policy)
+        self.console = self._console()
         st = self.updates.installer.boot_state()
         # Events the loader recorded (rollbacks, fallbacks) are reported once.
         self.boot_events = st.get("events", [])[-4:]
@@ -123,6 +231,18 @@ class Agent:
             self.monitor = None
             self.monitor_error = repr(e)[:120]
         gc.collect()
+
+    def _console(self):
+        # A locked (provisioned) board offers the login console on its UART
+        # (agent/console); an open factory board keeps the ROM's REPL.
+        lock_state = getattr(self.board, "lock_state", None)
+        if lock_state is None or lock_state() == "open":
+            return None
+        try:
+            return ConsolePort(self)
+        except (OSError, ValueError, MemoryError) as e:
+            print("console disabled:", e)
+            return None
 
     def _on_update(self, ev):
         self.update_state = ev
@@ -166,6 +286,15 @@ class Agent:
         st["egress"] = netguard.stats()
         if self.cmds is not None:
             st["commands"] = self.cmds.stats_map()
+        if self.console is not None and self.console.shell is not None:
+            try:
+                from agent.console import stats
+
+                st["console"] = stats.stats(b.mounts()["state"], b.time())
+            except MemoryError:
+                st["console"] = {"error": "out of memory"}
+        elif self.console is not None and self.console.stats is not None:
+            st["console"] = self.console.stats
         if self.tel is not None:
             st["telemetry"] = self.tel.stats()
         elif self.telemetry_error:
@@ -187,6 +316,8 @@ class Agent:
             (", device " + self.ident["device_id"]) if self.ident else ""))
         if self.telemetry_error:
             print("telemetry disabled:", self.telemetry_error)
+        if self.console is not None:
+            self.console.start()
         if self.tel is not None:
             from board.compat import asyncio
 
@@ -194,7 +325,13 @@ class Agent:
             return
         every = self.cfg.get("status_every_ms", 1000)
         while not self._housekeep(max_loops):
-            sleep_ms(every)
+            if self.console is None:
+                sleep_ms(every)
+                continue
+            t0 = ticks_ms()
+            while ticks_diff(ticks_ms(), t0) < every:
+                self.console.service()
+                sleep_ms(CONSOLE_POLL_MS)
 
     def _housekeep(self, max_loops):
         # One turn of the 1 Hz loop: watchdog, update agent, (sampling that a
@@ -219,7 +356,13 @@ class Agent:
         every = self.cfg.get("status_every_ms", 1000)
         try:
             while not self._housekeep(max_loops):
-                await asyncio.sleep(every / 1000)
+                if self.console is None:
+                    await asyncio.sleep(every / 1000)
+                    continue
+                t0 = ticks_ms()
+                while ticks_diff(ticks_ms(), t0) < every:
+                    self.console.service()
+                    await asyncio.sleep(CONSOLE_POLL_MS / 1000)
         finally:
             await self.tel.shutdown()
 

@@ -25,7 +25,7 @@ from board.sim.console import Console
 BOOT_BANNER = b"[ROM] boot: "
 
 # What provisioning writes before its commit (host_tools/provision/bundle.py).
-UNCOMMITTED = ("identity.json", "identity.json.tmp", "identity")
+UNCOMMITTED = ("identity.json", "identity.json.tmp", "identity", "console")
 
 
 def rollback_uncommitted(state_dir):

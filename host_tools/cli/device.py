@@ -7,6 +7,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from host_tools.console import store as console_store
 from host_tools.pki import FleetPKI
 from host_tools.provision import (
     BrokerAddress,
@@ -63,8 +64,9 @@ def provision_cmd(ctx: click.Context, name: str, port: str, broker_host: str | N
         root = check_tuf_root(read_regular(Path(tuf_root), SMALL_FILE, "TUF root"), tuf_root) if tuf_root else None
         console = Console(stderr=True)
         res = provision(FleetPKI(workdir), name, port, broker, config=config, tuf_root=root,
-                        reset=not no_reset, timeout=timeout, log=lambda m: console.print(f"  {m}"))
-    except (ProvisionError, InputError) as exc:
+                        reset=not no_reset, timeout=timeout, log=lambda m: console.print(f"  {m}"),
+                        accounts=lambda model: console_store.for_board(workdir, name, model))
+    except (ProvisionError, InputError, console_store.ConsoleError) as exc:
         raise click.ClickException(str(exc)) from None
     t = Table(title=f"{res.device_id} ({res.model}) provisioned on {res.port}")
     t.add_column("file on the board")

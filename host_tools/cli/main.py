@@ -32,6 +32,7 @@ GROUP_MODULES = [
     "host_tools.cli.rollout",
     "host_tools.cli.ops",
     "host_tools.cli.command",
+    "host_tools.cli.console",
 ]
 
 

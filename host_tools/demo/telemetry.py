@@ -22,6 +22,7 @@ from rich.table import Table
 from host_tools.broker import Broker
 from host_tools.collector import Collector, CollectorConfig, FleetDB
 from host_tools.demo.context import DEMO_BOARDS, DemoContext
+from host_tools.console import store as console_store
 from host_tools.pki import FleetPKI
 from host_tools.release.quickstart import DemoPassphrases
 from host_tools.provision import BrokerAddress, merge_config, provision
@@ -49,7 +50,8 @@ def stage_fleet(ctx: DemoContext) -> None:
         cfg = merge_config(ctx.shared.get("update_config") or {}, TELEMETRY_CONFIG)
         root = ctx.shared.get("tuf_root")
         provision(pki, name, port, BrokerAddress(broker.host, broker.port), config=cfg,
-                  tuf_root=root.read_bytes() if root is not None else None)
+                  tuf_root=root.read_bytes() if root is not None else None,
+                  accounts=lambda model: console_store.for_board(ctx.workdir, name, model))
 
     ctx.shared["provision"] = provision_board
     ctx.console.print(f"[bold]fleet PKI[/] issued {', '.join(ctx.names)}; broker on {broker.host}:{broker.port} "

@@ -61,6 +61,26 @@ if _ks.unseal(board.device_key(), {name!r}, _b) != _p:
 _p = None
 print(binascii.hexlify(_b).decode())
 """
+# Runs on the board: the console accounts (host_tools/console/store.py records),
+# each password verifier and TOTP key sealed under the device key by the agent's
+# own code (agent/console/accounts.py) before the file reaches flash.
+_ACCOUNTS = """import sys
+if {slot!r} not in sys.path:
+    sys.path.insert(0, {slot!r})
+from agent.console import auth as _ac
+_u = {{}}
+for _r in json.loads({js!r}):
+    _h = binascii.unhexlify
+    _u[_r["name"]] = _ac.make_record(board.device_key(), _r["name"], _r["role"], _h(_r["salt"]),
+                                     _r["iter"], _h(_r["verifier"]), _h(_r["totp"]))
+_r = None
+try:
+    os.mkdir({state!r} + "/console")
+except OSError:
+    pass
+_ac.save({state!r}, _u)
+print(len(_u))
+"""
 # Runs on the board: program the console lock fuse (the commit) and read it back.
 _COMMIT = """board.lock_console()
 print(json.dumps(board.lock_state()))
@@ -100,7 +120,8 @@ def broker_from_workdir(workdir: str | Path) -> BrokerAddress | None:
 
 def provision(pki: FleetPKI, device_id: str, port: str, broker: BrokerAddress, *,
               config: dict | None = None, tuf_root: bytes | None = None, reset: bool = True,
-              timeout: float = 10.0, log: Callable[[str], None] | None = None) -> ProvisionResult:
+              timeout: float = 10.0,
+              accounts: Callable[[str], list[dict]] | None = None, log: Callable[[str], None] | None = None) -> ProvisionResult:
     """Provision the board on serial ``port`` as ``device_id`` (issued by `pki issue`).
 
     Refuses a locked (already provisioned) board, a board whose active slot runs
@@ -168,6 +189,12 @@ def provision(pki: FleetPKI, device_id: str, port: str, broker: BrokerAddress, *
         if tuf_root is not None:
             s.mkdir(f"{state}/tuf")
             put(TUF_ROOT, tuf_root)
+        users = accounts(b.model) if accounts is not None else []
+        if users:
+            out = s.run(_ACCOUNTS.format(slot=slot_dir, state=state, js=json.dumps(users))).strip()
+            if out.splitlines()[-1:] != [str(len(users))]:
+                raise ProvisionError(f"the board did not store the console accounts: {out[-200:]!r}")
+            say(f"console accounts sealed on the board: {len(users)}")
         put("identity.json", json.dumps(identity, indent=1).encode())
         lock = s.run_json(_COMMIT)
         if lock != "locked":

@@ -83,6 +83,8 @@ class _Transport(SerialTransport):
         saved, self.serial.timeout = self.serial.timeout, POLL_S
         try:
             while not data.endswith(ending):
+                if self.watch_lock and LOCKED_MARK in data and data.endswith(b"\n"):
+                    break  # a locked console (the agent's login console sends no raw-REPL banner)
                 if self.watch_reboot and data.endswith(BOOT_BANNER):
                     raise BoardRebooted(f"board on {self.device_name} rebooted while we waited for {ending!r}")
                 if time.monotonic() > deadline:

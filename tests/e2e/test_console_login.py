@@ -23,6 +23,10 @@ from tests.e2e.sim_fixtures import sim_boards
 _LIBS = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
 pytestmark = pytest.mark.skipif(not _LIBS, reason="Debian faketime not installed")
 BOARD = "pump-c1"
+# A provisioned board runs telemetry, signed commands and the console: 384 KiB, as
+# the demo and the other provisioned-board tests (README: heap; 256 KiB left the
+# shell no room to load once the security agent landed).
+HEAP = "384k"
 PW = {"vera": "viewer-pass-1", "tom": "technician-pass-1", "ada": "admin-pass-12"}
 ROLE = {"vera": "viewer", "tom": "technician", "ada": "admin"}
 
@@ -80,7 +84,7 @@ def fleet(tmp_path_factory):
     with sim_boards(work) as boards:
         os.environ.update(env)
         try:
-            port = boards.start(BOARD, model="pump-v2")["port"]
+            port = boards.start(BOARD, model="pump-v2", heap=HEAP)["port"]
         finally:
             for k, v in saved.items():
                 os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)

@@ -194,6 +194,15 @@ class Installer:
         """Install target (a TUF target path) from source into the inactive
         slot. Returns the manifest. Raises InstallError subclasses for bad data
         or refusals, DownloadError for transport failures (then resumable)."""
+        try:
+            return self._install(source, target, manifest_sha256, urgent)
+        finally:
+            # The parsed manifest (one entry per file, up to MAX_FILES) is
+            # needed only while installing: a failed, paused or finished
+            # install must not keep ~20 KB of it between checks.
+            self.manifest = None
+
+    def _install(self, source, target, manifest_sha256, urgent):
         st = self.boot_state()
         if st.get("trial"):
             raise PolicyError("a trial boot is pending; confirm or roll back first")

@@ -143,11 +143,18 @@ class Agent:
 
     def _on_update(self, ev):
         self.update_state = ev
-        if getattr(self, "monitor", None) is not None:
-            self.monitor.on_update(ev)
-        if self.tel is not None:
-            self.tel.update_status(ev)
-            self.tel.keep_sampling()
+        try:
+            if getattr(self, "monitor", None) is not None:
+                self.monitor.on_update(ev)
+            if self.tel is not None:
+                self.tel.update_status(ev)
+                self.tel.keep_sampling()
+        except MemoryError:
+            # A report that finds no heap is dropped (the local status still
+            # carries it): it must never take the agent down, and this is
+            # called from the update agent's own out-of-memory handler.
+            self.reports_dropped = getattr(self, "reports_dropped", 0) + 1
+            gc.collect()
         self.board.watchdog_feed()
         if self.updates is not None:
             self.report()

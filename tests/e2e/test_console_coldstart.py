@@ -51,7 +51,9 @@ def fleet(tmp_path_factory):
     with sim_boards(work) as boards:
         for name in BOARDS:
             pki.issue(name, "pump-v2")
-            port = boards.start(name, model="pump-v2")["port"]
+            # Provisioned: telemetry, signed commands and the login console run,
+            # so the board gets 384 KiB like every provisioned board (README, heap).
+            port = boards.start(name, model="pump-v2", heap="384k")["port"]
             provision(pki, name, port, BrokerAddress("127.0.0.1", 18883), config={"watchdog_ms": WATCHDOG_MS})
         for name in BOARDS:
             boards.wait_for(name, lambda s: (s.get("device") or {}).get("device_id") == name, 20, "provisioned agent")

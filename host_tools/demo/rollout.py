@@ -1,9 +1,9 @@
 """Demo stage: two staged rollouts on the pumps (after stage_updates).
 
-pump-v2 1.2.0 is published held and rolled out in two stages (the first
+pump-v2 1.3.0 is published held and rolled out in two stages (the first
 holds one pump, 100): each stage is
 signed into the release's target, each pump decides from its own bucket, and the
-stage advances when the pumps in it confirmed (from fleet.db). pump-v2 1.3.0
+stage advances when the pumps in it confirmed (from fleet.db). pump-v2 1.4.0
 fails its health check: the pump(s) in the first stage it reaches roll back and
 the rollout halts by itself (stage 0 signed). Writes `rollouts` into the summary.
 """
@@ -55,6 +55,7 @@ def stage_rollouts(ctx: DemoContext) -> None:
     if "telemetry" not in ctx.shared:
         return  # the rollout reads device reports from the collector's fleet.db
     ctx.summary["rollouts"] = {
-        f"{MODEL} 1.2.0": _roll(ctx, "1.2.0", 3, {"agent/release.txt": b"1.2.0: staged\n"}, "complete"),
-        f"{MODEL} 1.3.0": _roll(ctx, "1.3.0", 4, {"agent/selftest.py": bad_selftest()}, "halted"),
+        # (1.2.0, counter 3, is the commands stage's egress release)
+        f"{MODEL} 1.3.0": _roll(ctx, "1.3.0", 4, {"agent/release.txt": b"1.3.0: staged\n"}, "complete"),
+        f"{MODEL} 1.4.0": _roll(ctx, "1.4.0", 5, {"agent/selftest.py": bad_selftest()}, "halted"),
     }

@@ -41,7 +41,9 @@ def arm_egress(ident, cfg, state_dir):
         # here, before the telemetry objects that must come first.
         flags = None
         if "agent.security.flags" not in before:
-            del sys.modules["agent.security.flags"]
-            pkg = sys.modules["agent.security"]
-            if "flags" in pkg.__dict__:
+            # (pop: the import may have come from the package's attribute
+            # when another release left it there without the sys.modules entry)
+            sys.modules.pop("agent.security.flags", None)
+            pkg = sys.modules.get("agent.security")
+            if pkg is not None and "flags" in pkg.__dict__:
                 delattr(pkg, "flags")

@@ -26,20 +26,11 @@ RETRIES = 3  # turns for a command whose verification ran out of memory
 POLICY_FILE = "command-policy.json"
 NEW_POLICY = "command-policy.new"
 def _file_sha256(path):
-    import hashlib
-    import binascii
+    # sha256 hex of a file, None when it cannot be read (the installer's
+    # hash_file: resident already beside the update agent).
+    from updater.install.slot import hash_file
 
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            while True:
-                b = f.read(512)
-                if not b:
-                    break
-                h.update(b)
-    except OSError:
-        return None
-    return binascii.hexlify(h.digest()).decode()
+    return hash_file(path, bytearray(512))[0]
 
 
 class CommandInbox:

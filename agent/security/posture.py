@@ -119,17 +119,10 @@ def cert_not_after(der):
 
 def file_digest(path):
     # First 8 bytes of the sha256 of a file, hex; None when absent.
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            while True:
-                b = f.read(512)
-                if not b:
-                    break
-                h.update(b)
-    except OSError:
-        return None
-    return binascii.hexlify(h.digest()[:8]).decode()
+    from updater.install.slot import hash_file
+
+    h = hash_file(path, bytearray(512))[0]
+    return None if h is None else h[:16]
 
 
 def flash_free(path):

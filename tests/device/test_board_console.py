@@ -130,3 +130,55 @@ def test_interrupt_of_the_app_on_a_locked_board_propagates():
     con, out = _console(b"")  # open (factory) board: the REPL follows, as on any MicroPython board
     con.run(app)
     assert b"KeyboardInterrupt" in out.getvalue()
+
+
+class _BurstConsole(Console):
+    # Ctrl-C bytes of one burst still arriving as signals: the first
+    # `interrupts` entries to the REPL (and one write) raise KeyboardInterrupt
+    # before the REPL could turn the tty's signals off.
+    def __init__(self, interrupts, lock="open"):
+        Console.__init__(self, io.BytesIO(b""), io.BytesIO(), lock_state=lambda: lock)
+        self.interrupts = interrupts
+        self.repl_entries = 0
+        self.writes_hit = 0
+
+    def write(self, b):
+        if b == b"\r\nKeyboardInterrupt\r\n" and self.writes_hit == 0:
+            self.writes_hit = 1
+            raise KeyboardInterrupt
+        Console.write(self, b)
+
+    def friendly_repl(self):
+        self.repl_entries += 1
+        if self.repl_entries <= self.interrupts:
+            raise KeyboardInterrupt
+        return Console.friendly_repl(self)
+
+
+def _interrupted_boot(board, console):
+    raise KeyboardInterrupt
+
+
+def test_a_burst_of_ctrl_c_lands_in_the_repl_not_out_of_the_rom():
+    # The ROM's loop must absorb interrupts that land in its own handlers
+    # (before: the second one escaped the VM: a crash and a reboot).
+    from board.sim.rom_main import serve
+
+    con = _BurstConsole(interrupts=3)
+    serve(None, con, _interrupted_boot)  # returns at EOF of the line, raises nothing
+    assert con.repl_entries == 4 and con.writes_hit == 1
+    assert b"KeyboardInterrupt" in con.out.getvalue() and con.out.getvalue().endswith(b">>> ")
+
+
+def test_an_interrupt_on_a_locked_board_resets_it():
+    from board.sim.rom_main import serve
+    from board.sim.simboard import EXIT_RESET
+
+    con = _BurstConsole(interrupts=0, lock="locked")
+    try:
+        serve(None, con, _interrupted_boot)
+    except SystemExit as e:
+        assert e.args[0] == EXIT_RESET
+    else:
+        assert False, "a locked board reached a REPL"
+    assert con.repl_entries == 0

@@ -24,11 +24,17 @@ def make_slot(nfiles=6, size=3000):
     os.mkdir(loader)
     files = []
     for i in range(nfiles):
-        body = bytes([i]) * size
+        # Written and hashed 1 KiB at a time: a 60 KB body in one piece does not
+        # always find a free block on a fragmented 256 KiB heap.
+        chunk = bytes([i]) * 1000
+        h = hashlib.sha256()
         rel = "agent/m%d.mpy" % i
         with open(slot + "/" + rel, "wb") as f:
-            f.write(body)
-        files.append({"path": rel, "sha256": sha(body), "size": len(body)})
+            for _ in range(size // 1000):
+                f.write(chunk)
+                h.update(chunk)
+        digest = binascii.hexlify(h.digest()).decode()
+        files.append({"path": rel, "sha256": digest, "size": size})
     for name in ("loader.mpy", "bootstate.mpy"):
         body = name.encode() * 50
         for p in (slot + "/updater/" + name, loader + "/" + name):

@@ -168,16 +168,17 @@ def inflate_verified(blob_path, dst, entry, buf, wbits):
 
 
 def walk_files(path, prefix=""):
-    # Relative paths of all files under path.
-    out = []
+    # Relative paths of all files under path, one at a time: only the
+    # listing of the directories on the way down is held, never the whole
+    # tree's (an 80-file slot's path list was what a verify ran out of heap on).
     for name in os.listdir(path):
         p = path + "/" + name
         rel = prefix + name
         if _is_dir(p):
-            out.extend(walk_files(p, rel + "/"))
+            for sub in walk_files(p, rel + "/"):
+                yield sub
         else:
-            out.append(rel)
-    return out
+            yield rel
 
 
 def verify(slot_path, manifest, buf):

@@ -33,6 +33,7 @@ def make_sbom(
     runtime: str,
     source_date_epoch: int = 0,
     lib_modules: list[str] | None = None,
+    runtime_manifest: dict | None = None,
 ) -> bytes:
     """SBOM listing the firmware package, the runtime it runs on and every
     file of the full slot.
@@ -41,7 +42,8 @@ def make_sbom(
     compiler (e.g. ``MicroPython v1.29.0 (mpy-cross emitting mpy v6.3)``),
     kept as a property of the MicroPython component. The runtime components
     (MicroPython, its mbedTLS, the micropython-lib modules in `lib_modules`,
-    the ones the package imports) come from runtime.json (:mod:`.runtime`)."""
+    the ones the package imports) come from runtime.json (:mod:`.runtime`), or
+    from `runtime_manifest` (same shape) for a package built for another VM."""
     identity = json.dumps(
         [model, version, security_counter, [(f["path"], f["sha256"]) for f in files]],
         separators=(",", ":"),
@@ -59,7 +61,7 @@ def make_sbom(
             Property(name="medsentry:compatible_models", value=",".join(compatible_models)),
         ],
     )
-    rt = runtime_components()
+    rt = runtime_components(runtime_manifest)
     wanted = ["runtime:micropython", "runtime:mbedtls"] + ["micropython-lib:" + n for n in sorted(lib_modules or [])]
     runtime_cs = {}
     for ref in wanted:

@@ -51,9 +51,9 @@ def fleet(tmp_path_factory):
     targets = f.workdir / "repository" / "targets"
     sbom(targets, "pump-v2", "1.0.0", [("micropython", "1.23.0", MP.format("1.23.0")),
                                        ("mbedtls", "2.28.3", TLS.format("2.28.3"))])
-    sbom(targets, "pump-v2", "1.1.0", [("micropython", "1.24.1", MP.format("1.24.1")),
-                                       ("mbedtls", "3.6.0", TLS.format("3.6.0"))])
-    sbom(targets, "pump-v2", "1.2.0", [("micropython", "1.24.1", MP.format("1.24.1"))])
+    sbom(targets, "pump-v2", "1.1.0", [("micropython", "1.28.0", MP.format("1.28.0")),
+                                       ("mbedtls", "3.6.7", TLS.format("3.6.7"))])
+    sbom(targets, "pump-v2", "1.2.0", [("micropython", "1.28.0", MP.format("1.28.0"))])
     (f.workdir / "release").mkdir()
     (f.workdir / "release" / "recalls.json").write_text(json.dumps(
         {"recalls": [{"model": "pump-v2", "version": "1.2.0", "reason": "pump stalls at 0.1 ml/h"}]}))
@@ -90,6 +90,11 @@ def test_version_ranges():
         version_key("mpy 6.3 (mpy-cross 1.29.0)")
     mp = parse(json.loads((ADVISORIES / "CVE-2024-8946.json").read_text()))
     assert not mp.matches("micropython", "mpy 6.3 (mpy-cross 1.29.0)") and mp.matches("micropython", "1.23.0")
+    # only the release the record names (its fix is a commit: the GIT range is not compared)
+    assert not mp.matches("micropython", "1.22.2") and not mp.matches("micropython", "1.24.0")
+    # a pre-release sorts below its release, above the one before
+    assert version_key("1.28.9") < version_key("1.29.0-preview") < version_key("1.29.0")
+    assert version_key("1.2") < version_key("1.2.0.5")
 
 
 def test_findings(fleet):
@@ -99,6 +104,8 @@ def test_findings(fleet):
     assert {("vulnerable", "CVE-2024-8946"), ("vulnerable", "CVE-2024-23170"),
             ("vulnerable", "MEDSENTRY-2026-0001"), ("behind", None)} <= old
     assert ("vulnerable", "CVE-2024-8947") not in old  # fixed in 1.23.0
+    assert ("vulnerable", "CVE-2025-27809") in old  # 2.28.3 < 2.28.10
+    assert ("vulnerable", "CVE-2026-34873") not in old  # 3.5.0 and later only
     assert kinds(d["pump-new"]) == set()
     bad = kinds(d["pump-bad"])
     assert ("recalled", None) in bad and ("behind", None) not in bad  # 1.2.0 is recalled, 1.1.0 is newest
@@ -204,3 +211,44 @@ def test_report_in_headless_chromium(fleet, tmp_path):
     assert s.returncode == 0 and shot.is_file(), s.stderr[-2000:]
     w, h, colors = png_size_and_colors(shot.read_bytes())
     assert (w, h) == (1200, 1600) and colors > 20  # text, bars and badges were drawn
+
+
+def _package_sbom(targets: Path, model: str, version: str, micropython: str, mbedtls: str) -> None:
+    """The SBOM `package build` writes (make_sbom), for a VM with these versions,
+    stored as `release publish` names its target."""
+    from host_tools.release.runtime import manifest
+    from host_tools.release.sbom import make_sbom
+
+    rt = manifest()
+    rt["micropython"]["version"], rt["mbedtls"]["version"] = micropython, mbedtls
+    data = make_sbom(model=model, version=version, compatible_models=[model], security_counter=1,
+                     min_base_version="0.0.0", files=[{"path": "agent/main.mpy", "size": 1, "sha256": "0" * 64}],
+                     runtime="mpy-cross", lib_modules=["ssl"], runtime_manifest=rt)
+    d = targets / model
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"{hashlib.sha256(data).hexdigest()}.{model}-{version}.cdx.json").write_bytes(data)
+
+
+def test_runtime_advisories_match_package_sboms(tmp_path):
+    """Real package SBOMs: an affected mbedTLS / MicroPython gives the finding,
+    an unaffected one does not (ranges from the shipped advisories)."""
+    f = Fleet(tmp_path)
+    try:
+        targets = f.workdir / "repository" / "targets"
+        _package_sbom(targets, "pump-v2", "2.0.0", "1.27.0", "3.6.5")  # CVE-2026-1998, -34873, -49300
+        _package_sbom(targets, "pump-v2", "2.1.0", "1.29.0-preview", "3.6.6")  # today's VM: -49300 only
+        _package_sbom(targets, "pump-v2", "2.2.0", "1.29.0", "3.6.7")  # none
+        for dev, fw in (("p-old", "2.0.0"), ("p-now", "2.1.0"), ("p-fixed", "2.2.0")):
+            f.issue(dev, "pump-v2")
+            assert f.status(dev, f.t0, fw=fw) == "accepted"
+        d = by_id(assess(f.workdir, ADVISORIES, now=f.t0 + 10))
+        vuln = {dev: {x["advisory"] for x in d[dev]["findings"] if x["kind"] == "vulnerable"} for dev in d}
+        assert vuln["p-old"] == {"CVE-2026-1998", "CVE-2026-34873", "CVE-2026-49300"}
+        assert vuln["p-now"] == {"CVE-2026-49300"}
+        assert vuln["p-fixed"] == set()
+        hit = [x for x in d["p-old"]["findings"] if x.get("advisory") == "CVE-2026-34873"][0]
+        assert hit["component"] == "mbedtls 3.6.5" and hit["severity"] == "high"
+        assert {c["name"]: c["version"] for c in d["p-now"]["components"]} == {
+            "medsentry-pump-v2": "2.1.0", "micropython": "1.29.0-preview", "mbedtls": "3.6.6", "ssl": "0.2.1"}
+    finally:
+        f.close()

@@ -252,3 +252,57 @@ def test_runtime_advisories_match_package_sboms(tmp_path):
             "medsentry-pump-v2": "2.1.0", "micropython": "1.29.0-preview", "mbedtls": "3.6.6", "ssl": "0.2.1"}
     finally:
         f.close()
+
+
+def test_stale_tuf_metadata(tmp_path):
+    """Devices report the TUF metadata they trust in their posture (agent/updates.py
+    _note_tuf: [version, expiry] per top-level role); assess compares it with the
+    repository's timestamp.json."""
+    import os
+
+    from tuf_repo import TufRepo
+
+    f = Fleet(tmp_path)
+    try:
+        repo = TufRepo(f.workdir / "repository")
+        repo.add_target("pump-v2/a.bin", b"a")
+        repo.publish()
+        repo.add_target("pump-v2/b.bin", b"b")
+        repo.publish()
+        ts = json.loads((f.workdir / "repository" / "metadata" / "timestamp.json").read_text())["signed"]
+        current, snap = ts["version"], ts["meta"]["snapshot.json"]["version"]
+        assert current >= 3
+        now = f.t0 + 10
+        later = now + 30 * 86400
+        reports = {"p-current": {"timestamp": [current, later], "snapshot": [snap, later], "root": [1, later]},
+                   "p-behind": {"timestamp": [current - 2, later], "snapshot": [snap - 2, later]},
+                   "p-expired": {"timestamp": [current, now - 60], "snapshot": [snap, later]},
+                   "p-old-fw": {"root": [1, later], "targets": [1, later]}}
+        for dev, tuf in reports.items():
+            f.issue(dev, "pump-v2")
+            assert f.status(dev, now - 5, fw="1.0.0") == "accepted"
+            assert f.status(dev, now - 4, state="posture", tuf=tuf, integrity={"ok": True}) == "accepted"
+        f.issue("p-silent", "pump-v2")
+        f.status("p-silent", now - 5, fw="1.0.0")
+
+        def stale(at):
+            d = by_id(assess(f.workdir, ADVISORIES, now=at))
+            return {dev: [(x["severity"], x["text"]) for x in d[dev]["findings"] if x["kind"] == "stale_tuf"]
+                    for dev in d}
+
+        # the repository's newest timestamp was written just now: devices get a check period to catch up
+        got = stale(now)
+        assert got["p-behind"] == [] and got["p-expired"][0][0] == "high"
+        assert "timestamp expired" in got["p-expired"][0][1]
+        # ... and two days later the device that still trusts an older one is stale
+        path = f.workdir / "repository" / "metadata" / "timestamp.json"
+        os.utime(path, (now - 2 * 86400, now - 2 * 86400))
+        got = stale(now)
+        assert got["p-behind"] == [("medium", f"trusts TUF timestamp v{current - 2}, repository at v{current} for 48 h")]
+        assert got["p-current"] == [] and got["p-old-fw"] == [] and got["p-silent"] == []
+        assert len(got["p-expired"]) == 1 and got["p-expired"][0][0] == "high"
+        rep = assess(f.workdir, ADVISORIES, now=now)
+        assert rep["repository_tuf"]["timestamp"] == current
+        assert by_id(rep)["p-current"]["tuf"]["timestamp"] == [current, later]
+    finally:
+        f.close()

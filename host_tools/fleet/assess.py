@@ -41,6 +41,13 @@ WEIGHTS = {"unknown": 2, "low": 1, "medium": 4, "high": 7, "critical": 10}
 RANK = {s: i for i, s in enumerate(("info",) + SEVERITIES)}
 
 
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema (2020-12) of the assessment (assessment.schema.json beside this file)."""
+    from importlib import resources
+
+    return json.loads(resources.files(__package__).joinpath("assessment.schema.json").read_text())
+
+
 class AssessError(ValueError):
     """Bad input (advisory folder missing, unknown --fail-on severity)."""
 

@@ -15,12 +15,13 @@ import zlib
 from html.parser import HTMLParser
 from pathlib import Path
 
+import jsonschema
 import pytest
 from click.testing import CliRunner
 
 from host_tools.cli.main import cli
 from host_tools.fleet.advisories import AdvisoryError, load_dir, parse, version_key
-from host_tools.fleet.assess import assess, fails, worst
+from host_tools.fleet.assess import assess, fails, json_schema, worst
 from host_tools.fleet.report import render_html
 from host_tools.fleet import FleetReader
 
@@ -175,6 +176,30 @@ def test_cli(fleet, tmp_path):
     assert r.exit_code == 1 and "no advisory folder" in r.output and "Traceback" not in r.output
 
 
+def test_json_schema(fleet):
+    """`assess --json` output validates against the shipped schema; a report with a
+    wrong field (an unknown finding kind, a severity, a risk as text) does not."""
+    r = CliRunner().invoke(cli, ["--workdir", str(fleet.workdir), "assess", "--advisories", str(ADVISORIES),
+                                 "--json"])
+    assert r.exit_code == 0, r.output
+    rep, schema = json.loads(r.output), json_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(rep, schema)
+    assert any(x["kind"] == "vulnerable" for d in rep["devices"] for x in d["findings"])
+    for path, bad in ((("devices", 0, "findings", 0, "kind"), "vulnrable"),
+                      (("devices", 0, "findings", 0, "severity"), "urgent"),
+                      (("devices", 0, "risk"), "17"),
+                      (("findings_by_severity",), {"high": 1}),
+                      (("generated_at",), "yesterday")):
+        broken = json.loads(r.output)
+        node = broken
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = bad
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, schema)
+
+
 def png_size_and_colors(data: bytes) -> tuple[int, int, int]:
     """(width, height, distinct byte values in the decoded scanlines) of a PNG."""
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -302,6 +327,7 @@ def test_stale_tuf_metadata(tmp_path):
         assert got["p-current"] == [] and got["p-old-fw"] == [] and got["p-silent"] == []
         assert len(got["p-expired"]) == 1 and got["p-expired"][0][0] == "high"
         rep = assess(f.workdir, ADVISORIES, now=now)
+        jsonschema.validate(rep, json_schema())
         assert rep["repository_tuf"]["timestamp"] == current
         assert by_id(rep)["p-current"]["tuf"]["timestamp"] == [current, later]
     finally:

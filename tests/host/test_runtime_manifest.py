@@ -7,6 +7,9 @@ import json
 import subprocess
 from pathlib import Path
 
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+
 from host_tools import mpvm
 from host_tools.release.build import build_package
 from host_tools.release.runtime import components, manifest
@@ -42,7 +45,9 @@ def _sbom(tmp: Path, uses_ssl: bool) -> dict:
     (src / "app" / "main.py").write_text("import json\nfrom app import net\n")
     r = build_package(model="pump-v2", version="1.0.0", sources=[src / "app"], base_dir=src,
                       security_counter=1, out_dir=tmp)
-    return json.loads(r.sbom_path.read_text())
+    text = r.sbom_path.read_text()
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None  # CycloneDX 1.6 schema
+    return json.loads(text)
 
 
 def test_package_sbom_names_the_runtime(tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import struct
 import subprocess
@@ -63,6 +64,8 @@ def fleet(tmp_path_factory):
         assert f.status(dev, f.t0, fw=fw) == "accepted"
         for i in range(3):
             f.vitals(dev, f.t0 + 1 + i, hr=70 + i)
+        assert f.update(dev, f.t0 + 4, fw, step="checking", version=fw) == "accepted"
+        assert f.update(dev, f.t0 + 5, fw, step="up_to_date", version=fw) == "accepted"
     f.issue("pump-cert", "pump-v2", days=5)
     f.status("pump-cert", f.t0, fw="1.1.0")
     yield f
@@ -159,7 +162,10 @@ def test_html_self_contained(fleet, tmp_path):
     rows = [a["data-device"] for t, a in doc.tags if t == "tr" and "data-device" in a]
     assert rows == [d["device_id"] for d in rep["devices"]]
     ids = {a.get("id") for _, a in doc.tags}
-    assert {"chart-versions", "chart-severity", "chart-latency", "chart-vitals", "devices"} <= ids
+    assert {"chart-versions", "chart-severity", "chart-latency", "chart-vitals", "chart-events", "devices"} <= ids
+    # the focus device's two update reports on the events timeline, each labelled
+    assert sum(1 for t, a in doc.tags if t == "circle" and a.get("class") == "event") == 2
+    assert "update: up_to_date 1." in "".join(doc.text)
     assert sum(1 for t, a in doc.tags if t == "rect") == (len(rep["fleet_by_version"]) + 4 + 1)
     assert "pump stalls at 0.1 ml/h" in "".join(doc.text)
 
@@ -231,11 +237,15 @@ def test_report_in_headless_chromium(fleet, tmp_path):
     rows = [a["data-device"] for t, a in doc.tags if t == "tr" and "data-device" in a]
     assert rows[-1] == "pump-new" and set(rows) == {"pump-old", "pump-new", "pump-bad", "pump-cert"}
     assert "CVE-2024-8946" in "".join(doc.text)
+    assert {"chart-versions", "chart-severity", "chart-latency", "chart-vitals", "chart-events"} <= {
+        a.get("id") for _, a in doc.tags}
     shot = tmp_path / "report.png"
     s = chromium(f"--screenshot={shot}", "--window-size=1200,1600", out.as_uri(), profile=tmp_path / "profile")
     assert s.returncode == 0 and shot.is_file(), s.stderr[-2000:]
     w, h, colors = png_size_and_colors(shot.read_bytes())
     assert (w, h) == (1200, 1600) and colors > 20  # text, bars and badges were drawn
+    if os.environ.get("MEDSENTRY_KEEP_SCREENSHOT"):
+        shutil.copy(shot, os.environ["MEDSENTRY_KEEP_SCREENSHOT"])
 
 
 def _package_sbom(targets: Path, model: str, version: str, micropython: str, mbedtls: str) -> None:

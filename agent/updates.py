@@ -106,7 +106,7 @@ class UpdateAgent:
         self.check_slices = 0
         self.pending = None  # an install continued over several ticks
         self.deferrals = 0
-        self.tuf_info = None  # {"root": [version, expires], "targets": [...]} after a refresh
+        self.tuf_info = None  # {"root": [version, expires], "targets", "snapshot", "timestamp": ...} after a refresh
         self.rejected = {}  # manifest hash -> reason: refused this boot for its own fault
         # Set by the agent from the provisioned identity: decides membership
         # in a staged rollout (policy.in_rollout); None waits for 100 %.
@@ -420,9 +420,11 @@ class UpdateAgent:
         return True
 
     def _note_tuf(self, up):
-        # Trusted root/targets [version, expiry] for posture (agent/security).
+        # Trusted top-level metadata [version, expiry] for posture
+        # (agent/security); the fleet's assessment compares timestamp and
+        # snapshot with the repository's ("stale TUF metadata").
         info = {}
-        for role in ("root", "targets"):
+        for role in ("root", "targets", "snapshot", "timestamp"):
             try:
                 s = up.trusted.get(role)
                 if s is not None:

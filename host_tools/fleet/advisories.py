@@ -3,8 +3,8 @@
 Only what matching needs is read: ``id``, ``aliases``, ``summary``, the
 severity label (``database_specific.severity``: LOW/MODERATE/MEDIUM/HIGH/CRITICAL,
 as GitHub's OSV records carry it), and ``affected[].package`` (name, purl) with
-``ranges`` (SEMVER/ECOSYSTEM events: introduced, fixed, last_affected) and
-``versions``. A file that is not a valid advisory is reported, never skipped
+``ranges`` (SEMVER/ECOSYSTEM events: introduced, fixed, last_affected; GIT
+ranges are carried for readers and not compared) and ``versions``. A file that is not a valid advisory is reported, never skipped
 silently, and never stops the others from loading.
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ SEVERITIES = ("low", "medium", "high", "critical")
 _SEV_ALIASES = {"moderate": "medium"}
 _NUM = re.compile(r"(\d+)")
 _VERSION = re.compile(r"^\d+(\.\d+)*$")
+_KEY_PARTS = 8
 
 
 class AdvisoryError(ValueError):
@@ -26,14 +27,16 @@ class AdvisoryError(ValueError):
 
 
 def version_key(v: str) -> tuple[int, ...]:
-    """``v1.22.0`` / ``1.22`` / ``2.28.2`` -> (1, 22, 0) ...; pre-release text ignored."""
-    core = str(v).lstrip("vV").split("-")[0].split("+")[0]
+    """``v1.22.0`` / ``1.22`` / ``2.28.2`` -> a sortable key. A pre-release
+    (``1.29.0-preview``) sorts just below its release and above every earlier
+    version (SemVer order); a ``+build`` suffix is ignored."""
+    text = str(v).lstrip("vV").split("+")[0]
+    core, pre = text.split("-")[0], "-" in text
     if not _VERSION.match(core):
         raise AdvisoryError(f"not a version: {v!r}")
     nums = [int(m) for m in _NUM.findall(core)]
-    while len(nums) > 1 and nums[-1] == 0:
-        nums.pop()
-    return tuple(nums)
+    nums += [0] * (max(0, _KEY_PARTS - len(nums)))
+    return tuple(nums) + (0 if pre else 1,)
 
 
 def severity_of(doc: dict[str, Any]) -> str:
@@ -105,6 +108,8 @@ def parse(doc: Any, path: str = "") -> Advisory:
             raise AdvisoryError(f"{path}: affected entry without package name")
         ranges = []
         for r in a.get("ranges") or []:
+            if isinstance(r, dict) and r.get("type") == "GIT":
+                continue  # commit ranges (kept for readers) are not compared with release versions
             evs = [(k, str(v)) for e in r.get("events", []) for k, v in e.items()]
             for k, v in evs:
                 if k != "introduced" or v != "0":

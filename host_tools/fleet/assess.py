@@ -14,6 +14,12 @@ published versions there and the local recall record. Findings per device:
 ``integrity``         the newest posture report's integrity scan failed
 ``event_chain``       ``events verify`` finds the event log broken
 ``lockouts``          console lockouts reported
+``stale_tuf``         the TUF metadata the device last reported trusting (its
+                      posture's ``tuf``: [version, expiry] per top-level role)
+                      has expired, or its timestamp (else snapshot) version is
+                      older than the repository's current one, when that one
+                      has been out for TUF_STALE_AFTER_S (a device checks
+                      periodically: a fresh timestamp is not yet "stale")
 Risk score per device = sum of its findings' weights (WEIGHTS), with the reasons.
 """
 from __future__ import annotations
@@ -25,12 +31,21 @@ from pathlib import Path
 from typing import Any
 
 from .advisories import SEVERITIES, Advisory, load_dir, version_key
+from .reader import FleetReader
 from .status import NOT_REPORTED, fleet_status, iso
 
 SCHEMA_ID = "medsentry-assessment/1"
 CERT_WARN_DAYS = 30
+TUF_STALE_AFTER_S = 24 * 3600
 WEIGHTS = {"unknown": 2, "low": 1, "medium": 4, "high": 7, "critical": 10}
 RANK = {s: i for i, s in enumerate(("info",) + SEVERITIES)}
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema (2020-12) of the assessment (assessment.schema.json beside this file)."""
+    from importlib import resources
+
+    return json.loads(resources.files(__package__).joinpath("assessment.schema.json").read_text())
 
 
 class AssessError(ValueError):
@@ -86,9 +101,55 @@ def recalls(workdir: Path) -> dict[tuple[str, str], str]:
             for r in entries or [] if isinstance(r, dict) and "model" in r and "version" in r}
 
 
+def repository_tuf(rdir: Path) -> dict[str, Any] | None:
+    """The repository's current timestamp: {"timestamp": version, "snapshot":
+    version, "expires": epoch, "since": when the file was written}, None when
+    there is no repository (or no readable timestamp.json)."""
+    path = rdir / "repository" / "metadata" / "timestamp.json"
+    try:
+        signed = json.loads(path.read_text())["signed"]
+        return {"timestamp": int(signed["version"]),
+                "snapshot": int(signed["meta"]["snapshot.json"]["version"]),
+                "expires": datetime.fromisoformat(signed["expires"].replace("Z", "+00:00")).timestamp(),
+                "since": path.stat().st_mtime}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def device_tuf(reader: FleetReader | None, device_id: str) -> dict[str, list[Any]] | None:
+    """{role: [version, expires]} from the device's newest posture report that carries it."""
+    p = reader.last_posture(device_id) if reader is not None else None
+    tuf = (p or {}).get("report", {}).get("tuf") if p else None
+    if not isinstance(tuf, dict):
+        return None
+    return {r: v for r, v in tuf.items() if isinstance(v, list) and len(v) == 2 and isinstance(v[0], int)}
+
+
+def tuf_findings(tuf: dict[str, list[Any]] | None, repo: dict[str, Any] | None, now: float) -> list[dict[str, Any]]:
+    if not tuf:
+        return []
+    expired = sorted(r for r, (_, exp) in tuf.items() if isinstance(exp, (int, float)) and exp <= now)
+    if expired:
+        when = min(tuf[r][1] for r in expired)
+        return [_finding("stale_tuf", "high", f"trusted TUF {', '.join(expired)} expired {iso(when)}: "
+                         "no successful update check since", roles=expired)]
+    if repo is None or now - repo["since"] < TUF_STALE_AFTER_S:
+        return []
+    for role in ("timestamp", "snapshot"):
+        if role in tuf:
+            have, current = tuf[role][0], repo[role]
+            if have < current:
+                age_h = int((now - repo["since"]) // 3600)
+                return [_finding("stale_tuf", "medium", f"trusts TUF {role} v{have}, repository at v{current} "
+                                 f"for {age_h} h", role=role, device_version=have, repository_version=current)]
+            return []
+    return []
+
+
 def device_findings(d: dict[str, Any], advisories: list[Advisory], comps: list[dict[str, Any]],
                     newest: tuple[str, float] | None, recalled: dict[tuple[str, str], str],
-                    certs_now: float) -> list[dict[str, Any]]:
+                    certs_now: float, tuf: dict[str, list[Any]] | None = None,
+                    repo_tuf: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     out = []
     model, fw = d["model"], d["firmware"]
     if fw != NOT_REPORTED:
@@ -118,6 +179,7 @@ def device_findings(d: dict[str, Any], advisories: list[Advisory], comps: list[d
         out.append(_finding("event_chain", "critical", "security event log chain broken"))
     if isinstance(d["console_lockouts"], int) and d["console_lockouts"] > 0:
         out.append(_finding("lockouts", "high", f"{d['console_lockouts']} console lockouts"))
+    out += tuf_findings(tuf, repo_tuf, certs_now)
     return out
 
 
@@ -137,12 +199,18 @@ def assess(workdir: str | Path, advisories_dir: str | Path | None, now: float | 
     targets = rdir / "repository" / "targets"
     rec = recalls(rdir)
     newest = published(targets, set(rec))
+    repo_tuf = repository_tuf(rdir)
+    reader = FleetReader(workdir / "fleet.db")  # fleet_status above raised ReaderError when there is none
     devices = []
+    try:
+        tufs = {d["device_id"]: device_tuf(reader, d["device_id"]) for d in status["devices"]}
+    finally:
+        reader.close()
     for d in status["devices"]:
         comps = sbom_components(targets, d["model"], d["firmware"]) if d["firmware"] != NOT_REPORTED else []
-        f = device_findings(d, advs, comps, newest.get(d["model"]), rec, now)
+        f = device_findings(d, advs, comps, newest.get(d["model"]), rec, now, tufs[d["device_id"]], repo_tuf)
         f.sort(key=lambda x: -RANK.get(x["severity"], 0))
-        devices.append(dict(d, findings=f, components=comps,
+        devices.append(dict(d, findings=f, components=comps, tuf=tufs[d["device_id"]],
                             risk=sum(WEIGHTS.get(x["severity"], 0) for x in f)))
     devices.sort(key=lambda x: (-x["risk"], x["device_id"]))
     by_sev = {s: 0 for s in SEVERITIES}
@@ -161,6 +229,9 @@ def assess(workdir: str | Path, advisories_dir: str | Path | None, now: float | 
                        for a in advs],
         "advisory_problems": problems,
         "newest": {m: {"version": v, "published_at": iso(t)} for m, (v, t) in sorted(newest.items())},
+        "repository_tuf": None if repo_tuf is None else {
+            "timestamp": repo_tuf["timestamp"], "snapshot": repo_tuf["snapshot"],
+            "expires": iso(repo_tuf["expires"]), "since": iso(repo_tuf["since"])},
         "devices": devices,
         "releases": status["releases"],
         "findings_by_severity": by_sev,

@@ -90,6 +90,14 @@ class FleetReader:
             r["report"] = {}
         return r
 
+    def sec_events(self, device_id: str) -> list[dict[str, Any]]:
+        """Security event-log entries of a device (kind, severity, t, received_at),
+        oldest first; [] when there is no event table."""
+        if not self.has("sec_events"):
+            return []
+        return self._all("SELECT n, kind, severity, t, received_at FROM sec_events WHERE device_id=? ORDER BY id",
+                         (device_id,))
+
     def chain_state(self, device_id: str) -> str | None:
         """``ok`` / ``broken`` from ``events verify``, None when not reported (no
         event table, no entries, or no chain verifier in this installation)."""

@@ -3,7 +3,8 @@
 Templates: Jinja2 (autoescaping on: device ids, reasons and advisory texts come
 from devices and files, never trusted as HTML). Charts are inline SVG bar charts
 drawn by the template from plain numbers (a chart library would add a JavaScript
-runtime to an offline file a security officer opens; bars are all these need).
+runtime to an offline file a security officer opens; bars, one line and one
+timeline of dots are all these need).
 """
 from __future__ import annotations
 
@@ -40,6 +41,28 @@ def vitals_series(reader: FleetReader | None, device_id: str | None, limit: int 
              "hr": r["hr"], "time": iso(r["t"])} for r in rows]
 
 
+EVENT_COLORS = {"update": "#4a7fb5", "rolling_back": "#8b0000", "rejected": "#d2461e"}
+
+
+def events_series(reader: FleetReader | None, device_id: str | None, limit: int = 300) -> list[dict[str, Any]]:
+    """Update reports and security events of one device on a time axis (when the
+    collector received them), as SVG circle positions: x (10-590 px), row (y:
+    update reports on top, security events below), color, label."""
+    if reader is None or device_id is None:
+        return []
+    evs = [{"t": r["received_at"], "row": 20, "label": f"update: {r['step']} {r.get('version') or ''}".strip(),
+            "color": EVENT_COLORS.get(r["step"], EVENT_COLORS["update"])} for r in reader.updates(device_id)]
+    evs += [{"t": e["received_at"], "row": 50, "label": f"security: {e['kind'] or '?'} ({e['severity'] or '?'})",
+             "color": SEV_COLORS.get(str(e["severity"]).lower(), SEV_COLORS["unknown"])}
+            for e in reader.sec_events(device_id)]
+    evs = sorted(evs, key=lambda e: e["t"])[-limit:]
+    if not evs:
+        return []
+    t0, t1 = evs[0]["t"], evs[-1]["t"]
+    span = (t1 - t0) or 1
+    return [dict(e, x=round(10 + 580 * (e["t"] - t0) / span, 1), y=e["row"], time=iso(e["t"])) for e in evs]
+
+
 def render_html(report: dict[str, Any], reader: FleetReader | None = None) -> str:
     env = Environment(loader=PackageLoader("host_tools.fleet", "templates"),
                       autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
@@ -47,11 +70,12 @@ def render_html(report: dict[str, Any], reader: FleetReader | None = None) -> st
     latency = {d["device_id"]: x["latency_days"] for d in report["devices"] for x in d["findings"]
                if x["kind"] == "behind"}
     points = vitals_series(reader, focus)
+    events = events_series(reader, focus)
     return env.get_template("report.html.j2").render(
         r=report, sev_colors=SEV_COLORS, rank=RANK,
         by_version=bars(report["fleet_by_version"]),
         by_severity=bars(report["findings_by_severity"]),
         latency=bars(latency, "#6a5acd"),
-        focus=focus, points=points,
+        focus=focus, points=points, events=events,
         polyline=" ".join(f"{p['x']},{p['y']}" for p in points),
     )

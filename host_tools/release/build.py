@@ -44,6 +44,7 @@ from .package import (
     verify_package_bytes,
     write_package,
 )
+from .runtime import used_lib_modules
 from .sbom import make_sbom
 from .versions import check_version, parse_version
 
@@ -196,6 +197,8 @@ def build_package(
         as_is = [{"path": r, "size": f.stat().st_size} for r, f in files if not r.endswith(".py") or r in keep_py]
         check_fits_slot({"model": model, "version": version, "files": as_is}, 0, slot_bytes)
     contents = compile_sources(files, keep_py)
+    lib_modules = used_lib_modules(
+        {rel: read_regular(src, MAX_FILE_SIZE, "source") for rel, src in files if rel.endswith(".py")})
     entries = [
         {"path": p, "size": len(c), "sha256": hashlib.sha256(c).hexdigest(), "stored": True}
         for p, c in contents.items()
@@ -250,6 +253,7 @@ def build_package(
         files=entries,
         runtime=runtime,
         source_date_epoch=source_date_epoch,
+        lib_modules=lib_modules,
     )
     blob = write_package(manifest, {e["path"]: contents[e["path"]] for e in entries}, sbom)
     # a build never writes a package that would fail its own verification

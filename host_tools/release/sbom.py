@@ -15,6 +15,9 @@ from cyclonedx.model.bom import Bom, BomMetaData
 from cyclonedx.model.component import Component, ComponentType
 from cyclonedx.model.dependency import Dependency
 from cyclonedx.output.json import JsonV1Dot6
+from packageurl import PackageURL
+
+from .runtime import components as runtime_components
 
 SBOM_FORMAT = "CycloneDX-1.6+json"
 
@@ -29,11 +32,18 @@ def make_sbom(
     files: list[dict],
     runtime: str,
     source_date_epoch: int = 0,
+    lib_modules: list[str] | None = None,
+    runtime_manifest: dict | None = None,
 ) -> bytes:
-    """SBOM listing the firmware package and every file of the full slot.
+    """SBOM listing the firmware package, the runtime it runs on and every
+    file of the full slot.
 
     `files`: manifest entries (path, size, sha256). `runtime`: the bytecode
-    target (e.g. ``mpy 6.3 (mpy-cross 1.29.0)``)."""
+    compiler (e.g. ``MicroPython v1.29.0 (mpy-cross emitting mpy v6.3)``),
+    kept as a property of the MicroPython component. The runtime components
+    (MicroPython, its mbedTLS, the micropython-lib modules in `lib_modules`,
+    the ones the package imports) come from runtime.json (:mod:`.runtime`), or
+    from `runtime_manifest` (same shape) for a package built for another VM."""
     identity = json.dumps(
         [model, version, security_counter, [(f["path"], f["sha256"]) for f in files]],
         separators=(",", ":"),
@@ -51,13 +61,23 @@ def make_sbom(
             Property(name="medsentry:compatible_models", value=",".join(compatible_models)),
         ],
     )
-    runtime_c = Component(
-        type=ComponentType.PLATFORM,
-        name="micropython",
-        version=runtime,
-        bom_ref="platform:micropython",
-        description="MicroPython bytecode (.mpy) runtime the package targets",
-    )
+    rt = runtime_components(runtime_manifest)
+    wanted = ["runtime:micropython", "runtime:mbedtls"] + ["micropython-lib:" + n for n in sorted(lib_modules or [])]
+    runtime_cs = {}
+    for ref in wanted:
+        r = rt[ref]
+        props = [Property(name="medsentry:mpy_cross", value=runtime)] if ref == "runtime:micropython" else []
+        runtime_cs[ref] = Component(
+            type=ComponentType.PLATFORM if r.kind == "platform" else ComponentType.LIBRARY,
+            name=r.name,
+            version=r.version,
+            bom_ref=r.key,
+            purl=PackageURL.from_string(r.purl),
+            cpe=r.cpe,
+            description=r.description,
+            properties=props,
+        )
+    runtime_c = runtime_cs["runtime:micropython"]
     file_components = [
         Component(
             type=ComponentType.FILE,
@@ -75,15 +95,20 @@ def make_sbom(
             component=package,
             timestamp=datetime.fromtimestamp(source_date_epoch, timezone.utc),
         ),
-        components=[runtime_c, *file_components],
+        components=[*runtime_cs.values(), *file_components],
     )
     bom.dependencies.add(
         Dependency(
             ref=package.bom_ref,
-            dependencies=[Dependency(ref=runtime_c.bom_ref)]
+            dependencies=[Dependency(ref=c.bom_ref) for c in runtime_cs.values()]
             + [Dependency(ref=c.bom_ref) for c in file_components],
         )
     )
+    # the VM carries its mbedTLS; a micropython-lib module runs on the VM
+    bom.dependencies.add(Dependency(ref=runtime_c.bom_ref, dependencies=[Dependency(ref=runtime_cs["runtime:mbedtls"].bom_ref)]))
+    for ref, c in runtime_cs.items():
+        if ref.startswith("micropython-lib:"):
+            bom.dependencies.add(Dependency(ref=c.bom_ref, dependencies=[Dependency(ref=runtime_c.bom_ref)]))
     text = JsonV1Dot6(bom).output_as_string(indent=None)
     # re-dump with sorted keys: stable bytes regardless of the library's key order
     return (json.dumps(json.loads(text), sort_keys=True, separators=(",", ":")) + "\n").encode()

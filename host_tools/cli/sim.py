@@ -124,3 +124,31 @@ def exec_(ctx: click.Context, name: str, code: str) -> None:
             click.echo(u.exec(code), nl=False)
     except RemoteError as e:
         raise click.ClickException(f"on the board:\n{e.traceback}") from None
+
+
+@cli.command("wait")
+@click.argument("name")
+@click.option("--version", "version", default=None, help="Until the board runs this firmware version (confirmed, not on trial).")
+@click.option("--step", default=None, help="Until the board's last update step is this one (e.g. up_to_date, deferred).")
+@click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds before giving up (exit 1).")
+@click.pass_context
+def wait_(ctx: click.Context, name: str, version: str | None, step: str | None, timeout: float) -> None:
+    """Wait until board NAME's agent runs, with --version/--step until it also
+    reached them (for scripts, like `rabbitmqctl wait`); prints the firmware
+    version and slot it runs. Gives up with exit 1 after --timeout."""
+    def reached(st: dict) -> bool:
+        dev = st.get("device") or {}
+        if dev.get("state") != "running":
+            return False
+        if version is not None and (dev.get("version") != version or dev.get("trial")):
+            return False
+        return step is None or (dev.get("update") or {}).get("step") == step
+
+    b = _boards(ctx)
+    b.existing(name)
+    st = b.wait_for(name, reached, timeout=timeout,
+                    what=" and ".join(x for x in (f"version {version}" if version else "",
+                                                   f"update step {step}" if step else "") if x)
+                    or "agent running")
+    dev = st.get("device") or {}
+    click.echo(f"{name}: running {dev.get('version')} from slot {dev.get('slot')}")

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import threading
 from pathlib import Path
+from types import TracebackType
 
 import click
 
-from host_tools.collector import open_collector
+from host_tools.collector import Outcome, open_collector
+from host_tools.collector.progress import Progress, follow_line
 from host_tools.pki import PkiError
 
 
@@ -22,6 +25,56 @@ def broker_address(workdir: str, host: str | None, port: int | None) -> tuple[st
         return host or d["host"], int(d["port"])
     except (OSError, ValueError, KeyError):
         raise click.ClickException(f"no --port given and no running broker recorded in {addr}") from None
+
+
+class _ProgressView:
+    """The progress line while the collector runs: a rich live line when stderr is a
+    terminal, else a plain line every ``every`` seconds; a last line at the end."""
+
+    def __init__(self, progress: Progress, every: float, quiet: bool) -> None:
+        self.progress = progress
+        self.every = every
+        self.quiet = quiet
+        self.live = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "_ProgressView":
+        if self.quiet:
+            return self
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.live import Live
+            from rich.text import Text
+
+            class _Line:
+                def __init__(self, progress: Progress) -> None:
+                    self.progress = progress
+
+                def __rich__(self) -> Text:
+                    return Text(self.progress.line(), style="bold")
+
+            self.live = Live(_Line(self.progress), console=Console(stderr=True), refresh_per_second=2,
+                             transient=True, redirect_stdout=sys.stdout.isatty(), redirect_stderr=False)
+            self.live.start()
+        else:
+            self._thread = threading.Thread(target=self._plain, name="collector-progress", daemon=True)
+            self._thread.start()
+        return self
+
+    def _plain(self) -> None:
+        while not self._stop.wait(self.every):
+            click.echo(self.progress.line(), err=True)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self.live is not None:
+            self.live.stop()
+        if not self.quiet:
+            click.echo(self.progress.line(), err=True)
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -41,10 +94,21 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 @click.option("--amqp", default=None, metavar="HOST:PORT,...",
               help="Fleet cluster: consume the shared collector queue over AMQPS from these "
                    "nodes (competing collectors) instead of subscribing over MQTT.")
+@click.option("--follow", is_flag=True,
+              help="Print each stored record like `mosquitto_sub -v`: the topic, then the decrypted "
+                   "record as compact JSON (stdout; progress goes to stderr).")
+@click.option("--progress-every", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+              help="Seconds between progress lines when stderr is not a terminal "
+                   "(on a terminal: one live line).")
+@click.option("--quiet", is_flag=True, help="No progress line.")
 @click.pass_context
 def cli(ctx: click.Context, host: str | None, port: int | None, duration: float | None,
-        max_records: int | None, identity: str, db_url: str | None, amqp: str | None) -> None:
-    """Subscribe over mutual TLS; verify, decrypt, de-duplicate and store records in fleet.db."""
+        max_records: int | None, identity: str, db_url: str | None, amqp: str | None,
+        follow: bool, progress_every: float, quiet: bool) -> None:
+    """Subscribe over mutual TLS; verify, decrypt, de-duplicate and store records in fleet.db.
+
+    While it runs it shows records/s, devices seen and rejections (a live line on a
+    terminal, a plain line every --progress-every seconds otherwise)."""
     workdir = ctx.obj["workdir"]
     # SIGTERM (service managers) stops as cleanly as Ctrl-C: commit, ack, disconnect.
     if threading.current_thread() is threading.main_thread():
@@ -55,8 +119,25 @@ def cli(ctx: click.Context, host: str | None, port: int | None, duration: float 
     h, p = broker_address(workdir, host, port)
     try:
         col = open_collector(workdir, h, p, db_url=db_url, identity=identity)
-        click.echo(f"collector: {h}:{p} -> {col.db.path} (Ctrl-C stops)")
-        stats = col.run(duration=duration, max_records=max_records)
+    except (PkiError, ConnectionError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"collector: {h}:{p} -> {col.db.path} (Ctrl-C stops)", err=True)
+    progress = Progress()
+    out_lock = threading.Lock()
+
+    def on_outcome(out: Outcome) -> None:
+        progress.add(out)
+        if follow:
+            text = follow_line(out)
+            if text is not None:
+                with out_lock:
+                    click.echo(text)
+                    sys.stdout.flush()
+
+    col.on_outcome = on_outcome
+    try:
+        with _ProgressView(progress, progress_every, quiet):
+            stats = col.run(duration=duration, max_records=max_records)
     except (PkiError, ConnectionError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps({k: v for k, v in stats.items() if v}, sort_keys=True))

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import json
+import queue
 import signal
 import sys
 import threading
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import click
 
@@ -29,15 +31,22 @@ def broker_address(workdir: str, host: str | None, port: int | None) -> tuple[st
 
 class _ProgressView:
     """The progress line while the collector runs: a rich live line when stderr is a
-    terminal, else a plain line every ``every`` seconds; a last line at the end."""
+    terminal, else a plain line every ``every`` seconds; a last line at the end.
+
+    ``emit(text)`` prints a --follow record on stdout. With the live line, one
+    printer thread does all terminal output (records from a queue, then the line),
+    so a record never lands inside the line being redrawn."""
 
     def __init__(self, progress: Progress, every: float, quiet: bool) -> None:
         self.progress = progress
         self.every = every
         self.quiet = quiet
-        self.live = None
+        self.live: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._queue: queue.Queue[str] = queue.Queue()
+        self._lock = threading.Lock()
+        self._same_terminal = False
 
     def __enter__(self) -> "_ProgressView":
         if self.quiet:
@@ -52,19 +61,53 @@ class _ProgressView:
                     self.progress = progress
 
                 def __rich__(self) -> Text:
-                    return Text(self.progress.line(), style="bold")
+                    return Text(self.progress.line(), style="bold", no_wrap=True, overflow="ellipsis")
 
-            self.live = Live(_Line(self.progress), console=Console(stderr=True), refresh_per_second=2,
-                             transient=True, redirect_stdout=sys.stdout.isatty(), redirect_stderr=False)
-            self.live.start()
+            self._same_terminal = sys.stdout.isatty()
+            self.live = Live(_Line(self.progress), console=Console(stderr=True), auto_refresh=False,
+                             transient=True, redirect_stdout=False, redirect_stderr=False)
+            self.live.start(refresh=True)
+            self._thread = threading.Thread(target=self._printer, name="collector-live", daemon=True)
         else:
             self._thread = threading.Thread(target=self._plain, name="collector-progress", daemon=True)
-            self._thread.start()
+        self._thread.start()
         return self
+
+    def emit(self, text: str) -> None:
+        if self.live is not None:
+            self._queue.put(text)
+            return
+        with self._lock:
+            click.echo(text)
+            sys.stdout.flush()
 
     def _plain(self) -> None:
         while not self._stop.wait(self.every):
             click.echo(self.progress.line(), err=True)
+
+    def _printer(self) -> None:
+        while True:
+            try:
+                texts = [self._queue.get(timeout=0.5)]
+            except queue.Empty:
+                texts = []
+            while texts and len(texts) < 200:
+                try:
+                    texts.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if texts:
+                if self._same_terminal:
+                    # the live line is the cursor's line: clear it, the records
+                    # take its place and the line is drawn again below them
+                    self.live.console.file.write("\r\x1b[2K")
+                    self.live.console.file.flush()
+                for t in texts:
+                    click.echo(t)
+                sys.stdout.flush()
+            if self._stop.is_set() and self._queue.empty():
+                return
+            self.live.refresh()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
@@ -123,20 +166,18 @@ def cli(ctx: click.Context, host: str | None, port: int | None, duration: float 
         raise click.ClickException(str(exc)) from None
     click.echo(f"collector: {h}:{p} -> {col.db.path} (Ctrl-C stops)", err=True)
     progress = Progress()
-    out_lock = threading.Lock()
+    view = _ProgressView(progress, progress_every, quiet)
 
     def on_outcome(out: Outcome) -> None:
         progress.add(out)
         if follow:
             text = follow_line(out)
             if text is not None:
-                with out_lock:
-                    click.echo(text)
-                    sys.stdout.flush()
+                view.emit(text)
 
     col.on_outcome = on_outcome
     try:
-        with _ProgressView(progress, progress_every, quiet):
+        with view:
             stats = col.run(duration=duration, max_records=max_records)
     except (PkiError, ConnectionError) as exc:
         raise click.ClickException(str(exc)) from None

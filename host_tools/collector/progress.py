@@ -66,7 +66,7 @@ class Progress:
             why = f" ({', '.join(f'{k} {v}' for k, v in rej.items())})" if rej else ""
             return (f"collector: {rate:.1f} records/s, {self.accepted} accepted, {len(self.devices)} devices, "
                     f"{n_rej} rejected{why}, {self.counts.get('duplicate', 0)} duplicates, "
-                    f"up {int(self.clock() - self.started)} s")
+                    f"up {int(self.clock() - self.started)}s")
 
 
 def follow_line(out: Outcome) -> str | None:

@@ -44,7 +44,8 @@ def _provision(work, name, port, *extra):
     return res.output
 
 
-def test_board_provisioned_as_the_readme_shows_gets_updates(tmp_path):
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_board_provisioned_as_the_readme_shows_gets_updates(tmp_path, tls):
     work = tmp_path / "work"
     ensure_models(work, PASS, ("pump-v2",))
     publish({"work": work, "tmp": tmp_path / "trees"}, "pump-v2", "1.1.0", 2, {"agent/release.txt": b"1.1.0\n"})
@@ -52,7 +53,7 @@ def test_board_provisioned_as_the_readme_shows_gets_updates(tmp_path):
     pki.init()
     pki.issue("pump-1", "pump-v2")
     srv = subprocess.Popen([sys.executable, "-m", "host_tools.cli.main", "--workdir", str(work), "repo", "serve",
-                            "--port", str(_free_port())], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            "--port", str(_free_port()), *(["--tls"] if tls else [])], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 20
         while not record_path(work).exists():
@@ -64,6 +65,8 @@ def test_board_provisioned_as_the_readme_shows_gets_updates(tmp_path):
             port = boards.start("pump-1", model="pump-v2", heap=HEAP)["port"]
             out = _provision(work, "pump-1", port)
             assert f"updates: on, {url}" in out and "1.root.json" in out, out
+            assert url.startswith("https://" if tls else "http://")
+            assert ("/state/tuf/server-ca.pem" in out) == tls, out  # the served certificate, for HTTPS
             st = boards.wait_for("pump-1", lambda s: bool({"installed", "error", "rejected"} & set(steps(s))),
                                  90, "the release installed")
             assert "installed" in steps(st), st["update_history"][-6:]
@@ -90,3 +93,13 @@ def test_board_without_an_update_server_says_updates_are_off(tmp_path):
         assert st["device"]["updates"] == "off"
         assert st["device"]["update"]["step"] == "off", st["device"]["update"]
         assert "no update URL" in st["device"]["update"]["reason"]
+
+
+def test_bad_update_url_is_one_line_error_before_the_board_is_touched(tmp_path):
+    work = tmp_path / "work"
+    FleetPKI(work).init()
+    res = CliRunner().invoke(cli, ["--workdir", str(work), "device", "provision", "pump-1", "--port",
+                                   str(tmp_path / "no-such-port"), "--broker-port", DEAD_BROKER,
+                                   "--update-url", "ftp://repo.example/"])
+    assert res.exit_code == 1 and "is not an http(s)://HOST[:PORT][/PATH] URL" in res.output, res.output
+    assert "Traceback" not in res.output and "no-such-port" not in res.output

@@ -20,9 +20,11 @@ import pytest
 from click.testing import CliRunner
 
 from host_tools.cli.main import cli
+from host_tools.fleet import fleet_status
 from host_tools.pki import FleetPKI
 from host_tools.release.quickstart import ensure_models
 from host_tools.release.served import record_path
+from tests.e2e.broker_fixtures import running_fleet
 from tests.e2e.sim_fixtures import sim_boards
 from tests.e2e.test_update_attacks import confirmed
 from tests.e2e.test_update_board import PASS, publish, steps
@@ -79,20 +81,25 @@ def test_board_provisioned_as_the_readme_shows_gets_updates(tmp_path, tls):
 
 
 def test_board_without_an_update_server_says_updates_are_off(tmp_path):
-    work = tmp_path / "work"
-    pki = FleetPKI(work)
-    pki.init()
-    pki.issue("pump-1", "pump-v2")
-    with sim_boards(work) as boards:
-        port = boards.start("pump-1", model="pump-v2")["port"]
-        out = _provision(work, "pump-1", port)
-        assert "updates: OFF (no update URL" in out, out
-        # (a factory board reports "off" too: wait for the provisioned agent)
-        st = boards.wait_for("pump-1", lambda s: (s.get("device") or {}).get("device_id") == "pump-1", 30,
-                             "the provisioned agent's status")
-        assert st["device"]["updates"] == "off"
-        assert st["device"]["update"]["step"] == "off", st["device"]["update"]
-        assert "no update URL" in st["device"]["update"]["reason"]
+    # the real broker and collector: the board's sealed "off" report reaches fleet status
+    with running_fleet(tmp_path, devices=[("pump-1", "pump-v2")]) as fleet:
+        col = fleet.collector()
+        with sim_boards(fleet.workdir) as boards:
+            port = boards.start("pump-1", model="pump-v2")["port"]
+            res = CliRunner().invoke(cli, ["--workdir", str(fleet.workdir), "device", "provision", "pump-1",
+                                           "--port", port, "--broker-port", str(fleet.broker.port)])
+            assert res.exit_code == 0, res.output
+            assert "updates: OFF (no update URL" in res.output, res.output
+            # (a factory board reports "off" too: wait for the provisioned agent)
+            st = boards.wait_for("pump-1", lambda s: (s.get("device") or {}).get("device_id") == "pump-1", 30,
+                                 "the provisioned agent's status")
+            assert st["device"]["updates"] == "off"
+            assert st["device"]["update"]["step"] == "off", st["device"]["update"]
+            assert "no update URL" in st["device"]["update"]["reason"]
+            assert col.wait_for(lambda s: s["accepted"] >= 2 and col.db.updates("pump-1"), 30), col.stats
+        col.flush()
+        d = {x["device_id"]: x for x in fleet_status(fleet.workdir)["devices"]}["pump-1"]
+        assert d["updates"] == "off" and "no update URL" in d["updates_off_reason"], d
 
 
 def test_bad_update_url_is_one_line_error_before_the_board_is_touched(tmp_path):

@@ -157,6 +157,8 @@ def cli(ctx: click.Context, host: str | None, port: int | None, duration: float 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_interrupt)
     if amqp is not None:
+        if follow:
+            raise click.UsageError("--follow works with the MQTT collector only, not with --amqp")
         _run_amqp(workdir, amqp, identity, db_url, duration, max_records)
         return
     h, p = broker_address(workdir, host, port)

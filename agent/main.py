@@ -178,6 +178,7 @@ class Agent:
             "update": self.update_state,
             "boot_events": self.boot_events,
             "recalled": self.updates.recalled,
+            "updates": "off" if self.updates.off else "on",
         }
         if self.ident is not None:
             st["device_id"] = self.ident["device_id"]

@@ -80,6 +80,19 @@ class UpdateAgent:
             self.window = gate.parse_window(self.cfg.get("window"))
         except ValueError as e:
             self.report({"step": "config_error", "reason": str(e)})
+        # Updates are off without an update URL or a trusted TUF root: say
+        # so once per boot (a sealed report; the local status and the
+        # posture carry "updates": "off") instead of staying silent.
+        self.off = None
+        if not self.cfg.get("metadata_url"):
+            self.off = "no update URL (update.metadata_url in config.json)"
+        else:
+            try:
+                open(self.mounts["state"] + "/" + TUF_DIR + "/root.json").close()
+            except OSError:
+                self.off = "no trusted TUF root (/state/tuf/root.json)"
+        if self.off:
+            self.report({"step": "off", "reason": self.off, "version": self.version})
         self.healthy_loops = 0
         self.health_reason = None
         self.started_ms = ticks_ms()  # trial deadline counts this boot's uptime
@@ -200,7 +213,7 @@ class UpdateAgent:
             return self._activation_tick(now, j)
         if self.pending is not None:
             return self._install(now)
-        if self.cfg.get("metadata_url") and (self.next_check is None or now >= self.next_check):
+        if not self.off and (self.next_check is None or now >= self.next_check):
             self.next_check = now + self._every()
             self.check_and_install(now)
 

@@ -184,6 +184,8 @@ def build(mon, now):
          "config": file_digest(m["state"] + "/config.json"), "cert_exp": ps.get("cert_exp"),
          "heap": [heap_free(), mon.stats["heap_low"]], "flash_free": flash_free(m["data"]),
          "ev": [mon.log.head_n, mon.log.head_h], "ev_dropped": events.stats["dropped"]}
+    if u is not None:
+        p["updates"] = "off" if getattr(u, "off", None) else "on"
     tuf = getattr(u, "tuf_info", None)
     if tuf:
         p["tuf"] = tuf

@@ -71,8 +71,19 @@ def run(ctx: click.Context, host: str, port: int | None, duration: float | None,
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_interrupt)
     addr = pki.workdir / "broker" / "address.json"
+    try:
+        # Every collector identity gets its persistent session now: records the
+        # boards publish before the first `medsentry collector` are queued for it.
+        from host_tools.collector import prime_session
+
+        for name in pki.collector_identities():
+            prime_session(pki, broker.host, broker.port, name)
+    except (ConnectionError, PkiError) as exc:
+        broker.stop()
+        raise click.ClickException(str(exc)) from None
     addr.write_text(json.dumps({"host": broker.host, "port": broker.port}) + "\n")
-    click.echo(f"broker listening on {broker.host}:{broker.port} (log {broker.log_path}); Ctrl-C stops")
+    click.echo(f"broker listening on {broker.host}:{broker.port} (log {broker.log_path}); "
+               f"collector sessions open: {', '.join(pki.collector_identities()) or 'none'}; Ctrl-C stops")
     try:
         deadline = None if duration is None else time.monotonic() + duration
         while broker.running and (deadline is None or time.monotonic() < deadline):

@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import json
+import queue
 import signal
+import sys
 import threading
 from pathlib import Path
+from types import TracebackType
+from typing import Any
 
 import click
 
-from host_tools.collector import open_collector
+from host_tools.collector import Outcome, open_collector
+from host_tools.collector.progress import Progress, follow_line
 from host_tools.pki import PkiError
 
 
@@ -22,6 +27,97 @@ def broker_address(workdir: str, host: str | None, port: int | None) -> tuple[st
         return host or d["host"], int(d["port"])
     except (OSError, ValueError, KeyError):
         raise click.ClickException(f"no --port given and no running broker recorded in {addr}") from None
+
+
+class _ProgressView:
+    """The progress line while the collector runs: a rich live line when stderr is a
+    terminal, else a plain line every ``every`` seconds; a last line at the end.
+
+    ``emit(text)`` prints a --follow record on stdout. With the live line, one
+    printer thread does all terminal output (records from a queue, then the line),
+    so a record never lands inside the line being redrawn."""
+
+    def __init__(self, progress: Progress, every: float, quiet: bool) -> None:
+        self.progress = progress
+        self.every = every
+        self.quiet = quiet
+        self.live: Any = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._queue: queue.Queue[str] = queue.Queue()
+        self._lock = threading.Lock()
+        self._same_terminal = False
+
+    def __enter__(self) -> "_ProgressView":
+        if self.quiet:
+            return self
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.live import Live
+            from rich.text import Text
+
+            class _Line:
+                def __init__(self, progress: Progress) -> None:
+                    self.progress = progress
+
+                def __rich__(self) -> Text:
+                    return Text(self.progress.line(), style="bold", no_wrap=True, overflow="ellipsis")
+
+            self._same_terminal = sys.stdout.isatty()
+            self.live = Live(_Line(self.progress), console=Console(stderr=True), auto_refresh=False,
+                             transient=True, redirect_stdout=False, redirect_stderr=False)
+            self.live.start(refresh=True)
+            self._thread = threading.Thread(target=self._printer, name="collector-live", daemon=True)
+        else:
+            self._thread = threading.Thread(target=self._plain, name="collector-progress", daemon=True)
+        self._thread.start()
+        return self
+
+    def emit(self, text: str) -> None:
+        if self.live is not None:
+            self._queue.put(text)
+            return
+        with self._lock:
+            click.echo(text)
+            sys.stdout.flush()
+
+    def _plain(self) -> None:
+        while not self._stop.wait(self.every):
+            click.echo(self.progress.line(), err=True)
+
+    def _printer(self) -> None:
+        while True:
+            try:
+                texts = [self._queue.get(timeout=0.5)]
+            except queue.Empty:
+                texts = []
+            while texts and len(texts) < 200:
+                try:
+                    texts.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if texts:
+                if self._same_terminal:
+                    # the live line is the cursor's line: clear it, the records
+                    # take its place and the line is drawn again below them
+                    self.live.console.file.write("\r\x1b[2K")
+                    self.live.console.file.flush()
+                for t in texts:
+                    click.echo(t)
+                sys.stdout.flush()
+            if self._stop.is_set() and self._queue.empty():
+                return
+            self.live.refresh()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self.live is not None:
+            self.live.stop()
+        if not self.quiet:
+            click.echo(self.progress.line(), err=True)
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -41,22 +137,50 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 @click.option("--amqp", default=None, metavar="HOST:PORT,...",
               help="Fleet cluster: consume the shared collector queue over AMQPS from these "
                    "nodes (competing collectors) instead of subscribing over MQTT.")
+@click.option("--follow", is_flag=True,
+              help="Print each stored record like `mosquitto_sub -v`: the topic, then the decrypted "
+                   "record as compact JSON (stdout; progress goes to stderr).")
+@click.option("--progress-every", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+              help="Seconds between progress lines when stderr is not a terminal "
+                   "(on a terminal: one live line).")
+@click.option("--quiet", is_flag=True, help="No progress line.")
 @click.pass_context
 def cli(ctx: click.Context, host: str | None, port: int | None, duration: float | None,
-        max_records: int | None, identity: str, db_url: str | None, amqp: str | None) -> None:
-    """Subscribe over mutual TLS; verify, decrypt, de-duplicate and store records in fleet.db."""
+        max_records: int | None, identity: str, db_url: str | None, amqp: str | None,
+        follow: bool, progress_every: float, quiet: bool) -> None:
+    """Subscribe over mutual TLS; verify, decrypt, de-duplicate and store records in fleet.db.
+
+    While it runs it shows records/s, devices seen and rejections (a live line on a
+    terminal, a plain line every --progress-every seconds otherwise)."""
     workdir = ctx.obj["workdir"]
     # SIGTERM (service managers) stops as cleanly as Ctrl-C: commit, ack, disconnect.
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_interrupt)
     if amqp is not None:
+        if follow:
+            raise click.UsageError("--follow works with the MQTT collector only, not with --amqp")
         _run_amqp(workdir, amqp, identity, db_url, duration, max_records)
         return
     h, p = broker_address(workdir, host, port)
     try:
         col = open_collector(workdir, h, p, db_url=db_url, identity=identity)
-        click.echo(f"collector: {h}:{p} -> {col.db.path} (Ctrl-C stops)")
-        stats = col.run(duration=duration, max_records=max_records)
+    except (PkiError, ConnectionError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"collector: {h}:{p} -> {col.db.path} (Ctrl-C stops)", err=True)
+    progress = Progress()
+    view = _ProgressView(progress, progress_every, quiet)
+
+    def on_outcome(out: Outcome) -> None:
+        progress.add(out)
+        if follow:
+            text = follow_line(out)
+            if text is not None:
+                view.emit(text)
+
+    col.on_outcome = on_outcome
+    try:
+        with view:
+            stats = col.run(duration=duration, max_records=max_records)
     except (PkiError, ConnectionError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps({k: v for k, v in stats.items() if v}, sort_keys=True))

@@ -13,10 +13,10 @@ from host_tools.provision import (
     BrokerAddress,
     ProvisionError,
     broker_from_workdir,
-    check_tuf_root,
     load_config_file,
     provision,
 )
+from host_tools.provision.updates import update_settings
 from host_tools.release.inputs import InputError, read_regular
 
 SMALL_FILE = 1024 * 1024  # a provisioning config or a TUF root is a few KiB
@@ -36,14 +36,18 @@ def cli() -> None:
               help="Name the broker certificate must carry [default: the broker host].")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="JSON merged into the board's /state/config.json (update agent, telemetry).")
+@click.option("--update-url", default=None, metavar="URL",
+              help="Update server (TUF metadata/ and targets/ below it) [default: the running "
+                   "`repo serve` of this work dir].")
 @click.option("--tuf-root", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Trusted TUF root.json, written to /state/tuf/root.json.")
+              help="Trusted TUF root.json, written to /state/tuf/root.json [default: this work dir's "
+                   "repository, its newest N.root.json].")
 @click.option("--no-reset", is_flag=True, help="Leave the board in its REPL instead of resetting it.")
 @click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for the board.")
 @click.pass_context
 def provision_cmd(ctx: click.Context, name: str, port: str, broker_host: str | None, broker_port: int | None,
-                  server_hostname: str | None, config_file: str | None, tuf_root: str | None, no_reset: bool,
-                  timeout: float) -> None:
+                  server_hostname: str | None, config_file: str | None, update_url: str | None,
+                  tuf_root: str | None, no_reset: bool, timeout: float) -> None:
     """Write device NAME's identity (issued by `pki issue`) into the board on PORT.
 
     Factory mode only: the board's console is locked afterwards (no raw REPL),
@@ -61,10 +65,12 @@ def provision_cmd(ctx: click.Context, name: str, port: str, broker_host: str | N
     try:
         config = load_config_file(read_regular(Path(config_file), SMALL_FILE, "config"), config_file) \
             if config_file else None
-        root = check_tuf_root(read_regular(Path(tuf_root), SMALL_FILE, "TUF root"), tuf_root) if tuf_root else None
+        upd = update_settings(workdir, update_url, tuf_root, config)
         console = Console(stderr=True)
-        res = provision(FleetPKI(workdir), name, port, broker, config=config, tuf_root=root,
-                        reset=not no_reset, timeout=timeout, log=lambda m: console.print(f"  {m}"),
+        if upd.off:
+            console.print(f"[bold yellow]updates will be OFF on this board[/]: {upd.off}")
+        res = provision(FleetPKI(workdir), name, port, broker, config=upd.config or None, tuf_root=upd.tuf_root,
+                        update_ca=upd.ca, reset=not no_reset, timeout=timeout, log=lambda m: console.print(f"  {m}"),
                         accounts=lambda model: console_store.for_board(workdir, name, model))
     except (ProvisionError, InputError, console_store.ConsoleError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -76,3 +82,7 @@ def provision_cmd(ctx: click.Context, name: str, port: str, broker_host: str | N
     Console().print(t)
     click.echo(f"broker {broker.host}:{broker.port} (TLS name {broker.tls_name}); raw REPL locked"
                + ("; board reset" if res.reset else ""))
+    if upd.off:
+        click.echo(f"updates: OFF ({upd.off})")
+    else:
+        click.echo(f"updates: on, {upd.url} (from {upd.url_from}), TUF root {upd.root_from}")

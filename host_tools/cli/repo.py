@@ -55,12 +55,21 @@ def serve_cmd(ctx, host, port, tls, cert, key, head_timeout, idle_timeout, max_c
         click.echo(f"serving the mip index {served} at {server.url}/  (mpremote mip install --index "
                    f"{server.url} medsentry-agent; unsigned: development boards only); Ctrl-C to stop")
     else:
+        from host_tools.release.served import write_record
+
+        # `device provision` in this work dir takes the update URL from here.
+        write_record(layout.workdir, server.url, Path(cert) if tls and cert else None)
         click.echo(f"serving {layout.repository} at {server.url}/  (metadata: {server.url}/metadata/, "
                    f"targets: {server.url}/targets/); Ctrl-C to stop", )
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
+    finally:
+        if not mip_index:
+            from host_tools.release.served import remove_record
+
+            remove_record(layout.workdir)
 
 
 @cli.command("status")

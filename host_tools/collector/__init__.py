@@ -2,7 +2,7 @@
 from .db import FleetDB
 from .ingest import Ingestor
 from .outcomes import OUTCOMES, REJECTIONS, Outcome
-from .service import SUBSCRIPTIONS, Collector, CollectorConfig, open_collector, tls_client
+from .service import SUBSCRIPTIONS, Collector, CollectorConfig, open_collector, prime_session, tls_client
 
 __all__ = [
     "OUTCOMES",
@@ -14,5 +14,6 @@ __all__ = [
     "Ingestor",
     "Outcome",
     "open_collector",
+    "prime_session",
     "tls_client",
 ]

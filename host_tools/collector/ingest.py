@@ -194,11 +194,12 @@ class Ingestor:
             return lambda d=f"authentic but {exc}": self._count_only(Outcome("malformed", device_id, seq, d),
                                     topic, len(payload), now)
 
-        return lambda: self._sequence_and_store(device_id, topic, payload, sealed, rec, now, entry.since)
+        return lambda: self._sequence_and_store(device_id, topic, payload, sealed, rec, now, entry.since,
+                                                plaintext)
 
     # -- sealed, authentic records ------------------------------------------------------
     def _sequence_and_store(self, device_id: str, topic: str, payload: bytes, sealed: cose.Sealed,
-                            rec: object, now: float, since: float) -> Outcome:
+                            rec: object, now: float, since: float, plaintext: bytes | None = None) -> Outcome:
         """Steps 6-8 of SEALING.md section 6. Touches O(1) hole rows per record."""
         seq = sealed.seq
         st = self.seq.get(device_id) or SeqState()
@@ -257,7 +258,7 @@ class Ingestor:
         st.highest = highest
         st.last_at = now
         self.seq[device_id] = st
-        return Outcome("accepted", device_id, seq)
+        return Outcome("accepted", device_id, seq, topic=topic, plaintext=plaintext)
 
     def _unsealed_status(self, device_id: str, topic: str, payload: bytes, now: float,
                          retained: bool) -> Outcome:
@@ -281,4 +282,4 @@ class Ingestor:
             tx.touch_device(device_id, now)
             tx.status(device_id, Status(seq=None, state="offline", sealed=False), now)
             tx.bump(device_id, "status_unsealed")
-        return Outcome("status_unsealed", device_id)
+        return Outcome("status_unsealed", device_id, topic=topic, plaintext=payload)

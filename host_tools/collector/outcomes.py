@@ -5,7 +5,7 @@ use it without importing each other.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 OUTCOMES = ("accepted", "duplicate", "replayed", "forged", "malformed", "unknown_kid",
             "wrong_device", "retired_key", "implausible_seq", "status_unsealed", "ignored")
@@ -19,6 +19,10 @@ class Outcome:
     device_id: str
     seq: int | None = None
     detail: str = ""
+    #: The MQTT topic and, for an accepted record, its decrypted plaintext (CBOR):
+    #: what ``collector --follow`` prints. Not part of the decision.
+    topic: str = field(default="", compare=False, repr=False)
+    plaintext: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def rejected(self) -> bool:

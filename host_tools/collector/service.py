@@ -213,6 +213,49 @@ class Collector:
         return self.stats
 
 
+def prime_session(pki: FleetPKI, host: str, port: int, identity: str = "collector",
+                  timeout: float = 10.0) -> None:
+    """Open ``identity``'s persistent session on the broker before any collector ran:
+    connect with clean_session=False, subscribe to SUBSCRIPTIONS at QoS 1, disconnect.
+
+    From then on the broker queues every record for the collector, so records a
+    device publishes before the first ``collector`` starts are not lost (the
+    README order: broker, boards, then the collector). Nothing is acknowledged
+    here (manual ack): a message the broker hands this short session stays
+    unacknowledged and is delivered again to the real collector."""
+    client = tls_client(pki.client_identity(identity), identity, clean_session=False, manual_ack=True)
+    done = threading.Event()
+    errors: list[str] = []
+
+    def on_connect(c: mqtt.Client, u: object, flags: object, reason: object, props: object = None) -> None:
+        if getattr(reason, "is_failure", False):
+            errors.append(f"connect refused: {reason}")
+            done.set()
+        else:
+            c.subscribe([(t, 1) for t in SUBSCRIPTIONS])
+
+    def on_subscribe(c: mqtt.Client, u: object, mid: int, reasons: list, props: object) -> None:
+        if any(getattr(r, "is_failure", False) for r in reasons):
+            errors.append(f"subscription refused: {reasons}")
+        done.set()
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    try:
+        client.connect(host, port, keepalive=30)
+    except OSError as exc:
+        raise ConnectionError(f"{identity}: cannot reach the broker at {host}:{port}: {exc}") from None
+    client.loop_start()
+    try:
+        if not done.wait(timeout):
+            errors.append("timeout")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    if errors:
+        raise ConnectionError(f"could not open {identity}'s session on {host}:{port}: {'; '.join(errors)}")
+
+
 def open_collector(workdir: str | Path, host: str, port: int, db_url: str | None = None,
                    **kw: object) -> Collector:
     """Collector using ``<workdir>/pki`` and ``db_url`` (default ``<workdir>/fleet.db``)."""

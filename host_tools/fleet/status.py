@@ -14,6 +14,10 @@ from typing import Any
 from host_tools.pki import FleetPKI
 from host_tools.pki.errors import PkiError
 
+from updater.install.policy import in_rollout
+
+from .advisories import version_key
+from .published import offered
 from .reader import FleetReader
 
 NOT_REPORTED = "not reported"
@@ -68,6 +72,21 @@ def running_slot(reports: list[dict[str, Any]]) -> str | None:
     return slot
 
 
+def updates_state(reports: list[dict[str, Any]], posture: dict[str, Any] | None) -> tuple[str, str | None]:
+    """("on" | "off" | NOT_REPORTED, why off): the newest update report decides (an
+    agent whose updates are off reports step "off" with the reason once per boot; one
+    that checks reports every check), else the posture report's ``updates`` field."""
+    for r in reversed(reports):
+        if r.get("step") == "off":
+            return "off", r.get("reason")
+        if r.get("step") not in (None, "config_error", "error"):
+            return "on", None
+    rep = (posture or {}).get("report") or {}
+    if rep.get("updates") in ("on", "off"):
+        return rep["updates"], None
+    return NOT_REPORTED, None
+
+
 def _security(reader: FleetReader, device_id: str) -> dict[str, Any]:
     p = reader.last_posture(device_id)
     chain = reader.chain_state(device_id)
@@ -101,8 +120,11 @@ def device_status(reader: FleetReader, row: dict[str, Any], rec: Any, now: float
         link = "silent"
     else:
         link = "online"
+    upd, upd_off = updates_state(reports, reader.last_posture(dev))
     out: dict[str, Any] = {
         "device_id": dev,
+        "updates": upd,
+        "updates_off_reason": upd_off,
         "model": rec.model if rec else NOT_REPORTED,
         "firmware": row.get("fw") or NOT_REPORTED,
         "slot": running_slot(reports) or NOT_REPORTED,
@@ -125,10 +147,43 @@ def device_status(reader: FleetReader, row: dict[str, Any], rec: Any, now: float
     return out
 
 
-def release_counts(devices: list[dict[str, Any]], reports: dict[str, list[dict[str, Any]]]
-                   ) -> list[dict[str, Any]]:
+def _vkey(version: str) -> tuple[int, ...] | None:
+    try:
+        return version_key(version)
+    except ValueError:
+        return None
+
+
+def targeted(d: dict[str, Any], offers: dict[str, list[dict[str, Any]]]) -> str | None:
+    """The release the repository offers device ``d`` now, as the device itself would
+    choose it: its model's newest stable package above its firmware whose signed
+    rollout stage includes it (updater.install.policy.in_rollout, the device's own
+    function). None: nothing newer offered, or firmware/model unknown."""
+    fw = _vkey(d["firmware"]) if d["firmware"] != NOT_REPORTED else None
+    if fw is None or d["updates"] == "off":
+        return None
+    best: tuple[tuple[int, ...], str] | None = None
+    for c in offers.get(d["model"], []):
+        v = _vkey(str(c["version"]))
+        if v is None or v <= fw or c.get("channel", "stable") != "stable":
+            continue
+        try:
+            if not in_rollout(c, d["device_id"]):
+                continue
+        except TypeError:
+            continue  # a malformed stage: the device skips the release too
+        if best is None or v > best[0]:
+            best = (v, str(c["version"]))
+    return best[1] if best else None
+
+
+def release_counts(devices: list[dict[str, Any]], reports: dict[str, list[dict[str, Any]]],
+                   offers: dict[str, list[dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
     """Per (model, version): devices in each state (each device's newest report
-    about that version), plus ``running`` (devices whose firmware is that version)."""
+    about that version), plus ``running`` (devices whose firmware is that version).
+    ``pending``: devices the repository offers the release to now (``targeted``) that
+    have not started on it (no report about it, or only "available"); with no
+    repository, devices whose newest report about it is "available"."""
     table: dict[tuple[str, str], dict[str, Any]] = {}
 
     def entry(model: str, version: str) -> dict[str, Any]:
@@ -141,6 +196,9 @@ def release_counts(devices: list[dict[str, Any]], reports: dict[str, list[dict[s
             version, state = release_state(r)
             if version:
                 latest[version] = state  # type: ignore[assignment]
+        offer = targeted(d, offers or {})
+        if offer is not None and latest.get(offer) is None:
+            latest[offer] = "pending"
         for version, state in latest.items():
             entry(d["model"], version)[state] += 1
         if d["firmware"] != NOT_REPORTED:
@@ -172,6 +230,7 @@ def fleet_status(workdir: str | Path, now: float | None = None, release_dir: str
     """``{"generated_at", "devices": [...], "releases": [...], "security_tables": bool}``.
     `release_dir`: the release tools' work directory when it is not `workdir`."""
     workdir = Path(workdir)
+    rdir = Path(release_dir or workdir)
     now = time.time() if now is None else now
     reader = FleetReader(workdir / "fleet.db")
     try:
@@ -185,7 +244,7 @@ def fleet_status(workdir: str | Path, now: float | None = None, release_dir: str
         return {
             "generated_at": iso(now),
             "devices": devices,
-            "releases": with_rollouts(release_counts(devices, reports), Path(release_dir or workdir)),
+            "releases": with_rollouts(release_counts(devices, reports, offered(rdir / "repository")), rdir),
             "security_tables": reader.has("posture") and reader.has("sec_events"),
         }
     finally:

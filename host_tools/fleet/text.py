@@ -27,7 +27,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 DEVICE_COLUMNS = (
     ("device", "device_id"), ("model", "model"), ("firmware", "firmware"), ("slot", "slot"),
-    ("link", "link"), ("last seen (UTC)", "last_seen"), ("update", "update_step"),
+    ("link", "link"), ("last seen (UTC)", "last_seen"), ("updates", "updates"), ("update", "update_step"),
     ("version", "update_version"), ("reason", "update_reason"), ("last rollback", "last_rollback"),
     ("cert until", "cert_not_after"), ("integrity", "integrity"), ("event chain", "event_chain"),
     ("lockouts", "console_lockouts"),
@@ -41,6 +41,7 @@ def status_text(doc: dict[str, Any]) -> str:
     rels = [[r[k] for k in RELEASE_TABLE] for r in doc["releases"]]
     out = f"Fleet status at {doc['generated_at']} ({len(devs)} devices; n/r = not reported)\n\n"
     out += table([h for h, _ in DEVICE_COLUMNS], devs) if devs else "no devices seen yet\n"
-    out += "\nReleases (devices per state, from update reports)\n\n"
+    out += ("\nReleases (devices per state, from update reports; pending = offered by the repository "
+            "now, not started)\n\n")
     out += table(RELEASE_TABLE, rels) if rels else "no update reports yet\n"
     return out

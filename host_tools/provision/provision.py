@@ -22,6 +22,7 @@ from .repl import ReplSession
 
 CONFIG_FILE = "config.json"
 TUF_ROOT = "tuf/root.json"
+UPDATE_CA = "tuf/server-ca.pem"  # the update server's CA (`repo serve --tls`), config update.ca
 
 # Runs on the board: where flash is mounted, whether it is locked or provisioned,
 # and which model its active slot runs.
@@ -119,7 +120,8 @@ def broker_from_workdir(workdir: str | Path) -> BrokerAddress | None:
 
 
 def provision(pki: FleetPKI, device_id: str, port: str, broker: BrokerAddress, *,
-              config: dict | None = None, tuf_root: bytes | None = None, reset: bool = True,
+              config: dict | None = None, tuf_root: bytes | None = None, update_ca: bytes | None = None,
+              reset: bool = True,
               timeout: float = 10.0,
               accounts: Callable[[str], list[dict]] | None = None, log: Callable[[str], None] | None = None) -> ProvisionResult:
     """Provision the board on serial ``port`` as ``device_id`` (issued by `pki issue`).
@@ -186,9 +188,12 @@ def provision(pki: FleetPKI, device_id: str, port: str, broker: BrokerAddress, *
             old = s.read_file(f"{state}/{CONFIG_FILE}")
             base = bundlemod.load_config_file(old, f"{CONFIG_FILE} on the board") if old else {}
             put(CONFIG_FILE, json.dumps(bundlemod.merge_config(base, config), indent=1).encode())
-        if tuf_root is not None:
+        if tuf_root is not None or update_ca is not None:
             s.mkdir(f"{state}/tuf")
+        if tuf_root is not None:
             put(TUF_ROOT, tuf_root)
+        if update_ca is not None:
+            put(UPDATE_CA, update_ca)
         users = accounts(b.model) if accounts is not None else []
         if users:
             out = s.run(_ACCOUNTS.format(slot=slot_dir, state=state, js=json.dumps(users))).strip()

@@ -83,6 +83,15 @@ def test_scan_from_ticks_then_a_changed_file_is_an_event():
     events.reset()
 
 
+def test_posture_says_whether_updates_are_on():
+    # (the report of an agent whose update agent has updates off says so)
+    mon, slot = start()
+    assert mon.report()["updates"] == "on"
+    mon.updates.off = "no update URL (update.metadata_url in config.json)"
+    assert mon.report()["updates"] == "off"
+    events.reset()
+
+
 def test_no_scan_while_an_update_is_in_progress():
     mon, slot = start()
     mon.updates.pending = {"version": "1.1.0"}

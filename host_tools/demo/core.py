@@ -9,7 +9,7 @@ from typing import Callable
 
 from rich.console import Console
 
-from host_tools.demo import boards, commands, console, fleetview, rollout, security, telemetry, updates
+from host_tools.demo import boards, commands, console, fleetview, network, rollout, security, telemetry, updates
 from host_tools.demo.context import DEMO_BOARDS, DemoContext
 from host_tools.sim.boards import Boards
 
@@ -17,7 +17,7 @@ from host_tools.sim.boards import Boards
 def stages() -> list[Callable[[DemoContext], None]]:
     return [updates.stage_release_server, telemetry.stage_fleet, console.stage_accounts, boards.stage_boot,
             console.stage_console, telemetry.stage_telemetry, updates.stage_updates, commands.stage_commands,
-            security.stage_security, rollout.stage_rollouts, fleetview.stage_operator]
+            security.stage_security, network.stage_network, rollout.stage_rollouts, fleetview.stage_operator]
 
 
 def run_demo(out: Path = Path("demo-out"), console: Console | None = None) -> dict:

@@ -93,32 +93,18 @@ def main():
     console = Console(inp, out, tty=True, lock_state=board.lock_state)
     console.globals["board"] = board
     console.write(b"\r\n" + BOOT_BANNER + board.reset_reason().encode() + b"\r\n")
-    serve(board, console, _boot)
-
-
-def serve(board, console, boot):
-    # Boot, then the REPL once the application stops (open board only).
-    # Ctrl-C bytes sent in a burst (mpremote sends two) can raise again after
-    # the application stopped, in these handlers or before the REPL turns the
-    # tty's signals off: each one comes back round this loop, never out of
-    # the VM (a KeyboardInterrupt escaping the ROM is a crash and a reboot).
-    stage = "boot"
-    while True:
-        try:
-            if stage == "boot":
-                stage = "repl"
-                if not boot(board, console):
-                    return
-            elif stage == "interrupted":
-                stage = "repl"
-                if console.locked():
-                    # Never a REPL on a locked or not-yet-known board: reset instead.
-                    sys.exit(EXIT_RESET)
-                # Ctrl-C while a factory board boots: straight to the REPL.
-                console.write(b"\r\nKeyboardInterrupt\r\n")
-            console.friendly_repl()
+    try:
+        if not _boot(board, console):
             return
-        except KeyboardInterrupt:
-            stage = "interrupted"
-        except EOFError:
-            return
+    except KeyboardInterrupt:
+        if console.locked():
+            # Never a REPL on a locked or not-yet-known board: reset instead.
+            sys.exit(EXIT_RESET)
+        # Ctrl-C while a factory board boots: straight to the REPL.
+        console.write(b"\r\nKeyboardInterrupt\r\n")
+    except EOFError:
+        return
+    try:
+        console.friendly_repl()
+    except EOFError:
+        pass

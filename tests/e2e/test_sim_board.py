@@ -53,9 +53,13 @@ def test_files_on_flash_survive_reset(boards):
     port = boards.start("b2")["port"]
     with Uart(port) as u:
         u.exec("f = open('/data/note.txt', 'w'); f.write('kept across reset'); f.close()")
+    # Counted from here: under CPU load, mpremote's double Ctrl-C can interrupt
+    # the ROM's own KeyboardInterrupt handler on an open board, which then
+    # reboots once (a sim limitation: /work/shared/NOTES.md, "Ctrl-C bursts").
+    before = boards.status("b2")["boots"]
     boards.reset("b2")
-    st = boards.wait_for("b2", lambda s: s.get("boots") == 2 and (s.get("device") or {}).get("loops", 0) >= 1,
-                         what="second boot")
+    st = boards.wait_for("b2", lambda s: s.get("boots", 0) > before and s.get("last_reset_reason") == "reset"
+                         and (s.get("device") or {}).get("loops", 0) >= 1, what="boot after the reset")
     assert st["last_reset_reason"] == "reset"
     with Uart(st["port"]) as u:
         assert u.exec("print(open('/data/note.txt').read())").strip() == "kept across reset"

@@ -152,6 +152,44 @@ class RabbitCluster:
             time.sleep(0.3)
         raise BrokerError(f"node {self.names[i]} not ready:\n{self.log_text(i)[-3000:]}")
 
+    def wait_mqtt(self, i: int, timeout: float | None = None) -> None:
+        """Until node ``i`` accepts an MQTT session (CONNACK success) from the
+        collector's certificate: a node answers TLS, and even CONNECT with
+        "Server unavailable", before its MQTT client-id tracking has a leader
+        (seconds after the cluster forms, longer on a loaded machine)."""
+        import ssl
+        import threading
+
+        import paho.mqtt.client as mqtt
+
+        ident = self.pki.client_identity("collector")
+        deadline = time.monotonic() + (timeout or self.ready_timeout)
+        last = "no answer"
+        while time.monotonic() < deadline:
+            done = threading.Event()
+            got: dict = {}
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="collector", clean_session=True)
+            c.tls_set(ca_certs=str(ident.ca), certfile=str(ident.cert), keyfile=str(ident.key),
+                      cert_reqs=ssl.CERT_REQUIRED)
+            c.on_connect = lambda cl, u, f, rc, p=None: (got.setdefault("rc", rc), done.set())
+            c.on_disconnect = lambda cl, u, f, rc, p=None: (got.setdefault("gone", rc), done.set())
+            try:
+                c.connect(self.host, self.ports[i].mqtt, keepalive=10)
+                c.loop_start()
+                done.wait(5.0)
+                rc = got.get("rc")
+                if rc is not None and not rc.is_failure and "gone" not in got:
+                    return
+                last = str(got or "timeout")
+            except (OSError, ssl.SSLError) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            finally:
+                c.disconnect()
+                c.loop_stop()
+            time.sleep(0.5)
+        raise BrokerError(f"node {self.names[i]}: MQTT sessions not accepted ({last}):\n"
+                          f"{self.log_text(i)[-3000:]}")
+
     def _epmd(self, *args: str) -> bool:
         try:
             return subprocess.run(["epmd", *args], capture_output=True, timeout=10).returncode == 0
@@ -171,6 +209,8 @@ class RabbitCluster:
             self.ctl("await_online_nodes", str(self.n), "--timeout", "120")
             self.load_definitions()
             self.ctl("delete_user", "guest", check=False)
+            for i in range(self.n):
+                self.wait_mqtt(i)
         except BaseException:
             self.stop()
             raise

@@ -1,6 +1,8 @@
 """`medsentry sim ...`: simulated boards."""
 from __future__ import annotations
 
+import json
+
 import click
 from rich.console import Console
 from rich.table import Table
@@ -42,17 +44,43 @@ def start(ctx: click.Context, name: str, heap: str | None, flash_size: str | Non
 
 
 @cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the boards as a JSON array.")
 @click.pass_context
-def list_(ctx: click.Context) -> None:
-    """List boards with their state and port."""
-    b = _boards(ctx)
-    table = Table("board", "state", "port", "heap", "slot", "reset reason", "boots")
-    for name in b.names():
-        st = b.status(name)
-        dev = st.get("device") or {}
-        table.add_row(name, st.get("state", "?"), st.get("port") or "-", str(st.get("heap")),
-                      str(dev.get("slot", "-")), str(st.get("last_reset_reason") or "-"), str(st.get("boots", 0)))
-    Console().print(table)
+def list_(ctx: click.Context, as_json: bool) -> None:
+    """List boards: state, model, firmware, slot, provisioned, link, updates, port."""
+    from host_tools.sim.listing import COLUMNS, rows
+
+    found = rows(_boards(ctx))
+    if as_json:
+        click.echo(json.dumps(found, indent=1))
+        return
+    shown = [c for c in COLUMNS if c != "error"]
+    table = Table(*shown)
+
+    def cell(v: object) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        return str(v)
+
+    for r in found:
+        table.add_row(*(cell(r[c]) for c in shown))
+    out = Console(width=max(Console().width, 150))  # a pipe or a log gets whole lines
+    out.print(table)
+    for r in found:
+        if r["error"]:
+            out.print(f"{r['board']}: {r['state']}: {r['error']}", markup=False, highlight=False)
+
+
+@cli.command("rm")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Stop the board first if it runs.")
+@click.pass_context
+def rm(ctx: click.Context, name: str, force: bool) -> None:
+    """Remove board NAME and its flash image (its identity and data are gone for good)."""
+    _boards(ctx).remove(name, force=force)
+    click.echo(f"{name}: removed")
 
 
 @cli.command()

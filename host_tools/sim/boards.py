@@ -21,6 +21,7 @@ import os
 import random
 import re
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -284,6 +285,16 @@ class Boards:
             raise BoardError("rate and volume to be infused must be positive")
         self.set_pump(name, {"state": "infusing", "rate": rate_ml_h, "vtbi": vtbi_ml,
                              "started": time.time(), "alarms": []})
+
+    def remove(self, name: str, force: bool = False) -> None:
+        """Delete board ``name``'s directory (flash image, fuses, logs). A running
+        board is refused unless ``force``, which stops it first."""
+        d = self.existing(name)
+        if self.is_running(name):
+            if not force:
+                raise BoardError(f"board {name!r} is running: stop it first (`sim stop {name}`) or use --force")
+            self.stop(name)
+        shutil.rmtree(d)
 
     def stop_infusion(self, name: str) -> None:
         self.set_pump(name, {"state": "idle", "rate": 0, "vtbi": 0, "alarms": []})

@@ -34,6 +34,11 @@ from host_tools.sim.inject import PlanError, UartInjector
 
 CONSOLE_LOG_MAX = 1024 * 1024
 RESTART_DELAY = 0.2
+# A board whose VM crashes this often within this window is halted (powered
+# off, the reason kept) instead of rebooting for ever; watchdog, power cut and
+# reset restarts do not count.
+CRASH_LOOP_N = 5
+CRASH_LOOP_WINDOW_S = 30.0
 
 
 def _set_nonblock(fd: int) -> None:
@@ -68,6 +73,7 @@ class Supervisor:
         self.error: str | None = None
         self.running = True
         self.kill_reason: str | None = None
+        self.crashes: list[float] = []  # monotonic times of recent crash exits
         self.stage: str | None = None
         self.inject = UartInjector()
         self._open_ptys()
@@ -114,6 +120,34 @@ class Supervisor:
             # with no listener loses bytes.
             if e.errno not in (errno.EAGAIN, errno.EIO):
                 raise
+
+    def _crash_loop(self) -> bool:
+        # Record a crash; on a crash loop halt the board with the VM's last
+        # error line from console.log as the reason. True when halted.
+        now = time.monotonic()
+        self.crashes = [t for t in self.crashes if now - t < CRASH_LOOP_WINDOW_S] + [now]
+        if len(self.crashes) < CRASH_LOOP_N:
+            return False
+        self.state = "halted"
+        self.error = (f"crash loop: {len(self.crashes)} crashes within {CRASH_LOOP_WINDOW_S:.0f} s; "
+                      f"last: {self._last_error_line()}")
+        self.proc = None
+        self.running = False
+        self._save_status()
+        return True
+
+    def _last_error_line(self) -> str:
+        try:
+            with open(self.dir / "console.log", "rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+                tail = f.read().decode(errors="replace")
+        except OSError:
+            return "(no console log)"
+        lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
+        for ln in reversed(lines):
+            if "Error" in ln or "Exception" in ln:
+                return ln[:200]
+        return lines[-1][:200] if lines else "(the VM printed nothing)"
 
     # -- the VM ----------------------------------------------------------------
     def _power_up_uart(self) -> None:
@@ -192,6 +226,8 @@ class Supervisor:
             }.get(code, "crash")
             if code == EXIT_SOFT_RESET_RAW:
                 self.next_mode = "raw_repl"
+        if reason == "crash" and self._crash_loop():
+            return
         if reason in ("watchdog", "power_cut", "power_on", "reset", "crash"):
             # Hard resets clear the watchdog; soft resets do not.
             self.wdt_ms = 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -265,3 +266,33 @@ def test_factory_loader_boots_the_confirmed_slot_of_a_newer_boot_state(boards):
     assert "boot state format 99 is newer than this loader" in log and "trial boot" not in log
     with Uart(st["port"]) as u:
         assert u.exec("print(open('/state/boot.json').read())").strip() == newer
+
+
+def test_a_crash_looping_board_is_halted_with_the_reason_from_its_console(boards):
+    # 16 KiB cannot even run the ROM: every boot dies with MemoryError. Before,
+    # the supervisor rebooted it for ever (77 boots in 15 s) and `sim start`
+    # timed out saying nothing.
+    with pytest.raises(BoardError) as e:
+        boards.start("loop", heap="16k")
+    assert "crash loop" in str(e.value) and "MemoryError" in str(e.value), e.value
+    st = boards.status("loop")
+    assert st["state"] == "halted" and st["boots"] == 5 and "MemoryError" in st["error"], st
+    r = CliRunner().invoke(cli, ["--workdir", str(boards.root.parent), "sim", "list"])
+    assert r.exit_code == 0 and "loop: halted: crash loop" in r.output, r.output
+
+
+def test_sim_list_json_and_sim_rm(boards):
+    work = str(boards.root.parent)
+    boards.start("lst")
+    _running(boards, "lst")
+    r = CliRunner().invoke(cli, ["--workdir", work, "sim", "list", "--json"])
+    assert r.exit_code == 0, r.output
+    row = {x["board"]: x for x in json.loads(r.output)}["lst"]
+    assert row["state"] == "running" and row["model"] == "pump-v2" and row["firmware"] == "1.0.0"
+    assert row["provisioned"] is False and row["updates"] == "off" and row["port"].startswith("/dev/pts/")
+    r = CliRunner().invoke(cli, ["--workdir", work, "sim", "rm", "lst"])
+    assert r.exit_code == 1 and "is running" in r.output and boards.is_running("lst")
+    r = CliRunner().invoke(cli, ["--workdir", work, "sim", "rm", "lst", "--force"])
+    assert r.exit_code == 0 and "lst" not in boards.names(), r.output
+    r = CliRunner().invoke(cli, ["--workdir", work, "sim", "rm", "lst"])
+    assert r.exit_code == 1 and "unknown board" in r.output

@@ -34,4 +34,21 @@ class TopGroup(click.Group):
         try:
             return super().invoke(ctx)
         except OSError as exc:
-            raise click.ClickException(os_error_message(exc)) from None
+            raise click.ClickException(os_error_message(exc) + no_workdir_hint(ctx)) from None
+        except click.UsageError:
+            raise
+        except click.ClickException as exc:
+            exc.message += no_workdir_hint(ctx)
+            raise
+
+
+def no_workdir_hint(ctx: click.Context) -> str:
+    """When a command failed and its work dir does not exist: say so and how
+    to point at one (a newcomer in the wrong directory sees "no fleet database")."""
+    from pathlib import Path
+
+    workdir = Path(ctx.params.get("workdir") or ".medsentry")
+    if workdir.exists():
+        return ""
+    return (f"\n(no work dir at {workdir.resolve()}: run from the directory that holds it, "
+            "or point at it with --workdir DIR or MEDSENTRY_WORKDIR=DIR)")

@@ -60,3 +60,14 @@ def test_telemetry_stats_table_and_json(tmp_path):
     assert row[head.index("accepted")] == str(doc["pump-1"]["accepted"]) == "3"
     assert row[-3:-1] == ["up_to_date", "1.0.0"]
     assert any(line.startswith("(all)") for line in lines)
+
+
+def test_a_command_outside_a_work_dir_says_so_and_how_to_point_at_one(tmp_path):
+    missing = tmp_path / "nowhere"
+    r = CliRunner().invoke(cli, ["--workdir", str(missing), "fleet", "status"])
+    assert r.exit_code == 1 and "no fleet database" in r.output
+    assert f"no work dir at {missing}" in r.output and "--workdir DIR or MEDSENTRY_WORKDIR" in r.output, r.output
+    assert not missing.exists()  # asking created nothing
+    missing.mkdir()  # a work dir that exists but lacks the database: no such hint
+    r = CliRunner().invoke(cli, ["--workdir", str(missing), "fleet", "status"])
+    assert r.exit_code == 1 and "no fleet database" in r.output and "no work dir" not in r.output

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 import time
@@ -58,9 +59,17 @@ def config(ctx: click.Context, out: str | None, host: str, port: int, persistenc
 def run(ctx: click.Context, host: str, port: int | None, duration: float | None, nodes: int | None) -> None:
     """Run Mosquitto in the foreground on a loopback port; writes <workdir>/broker/address.json."""
     pki = FleetPKI(ctx.obj["workdir"])
-    if nodes is not None:
-        _run_cluster(pki, host, nodes, duration)
-        return
+    lock = _one_broker(pki.workdir / "broker")
+    try:
+        if nodes is not None:
+            _run_cluster(pki, host, nodes, duration)
+        else:
+            _run_mosquitto(pki, host, port, duration)
+    finally:
+        os.close(lock)
+
+
+def _run_mosquitto(pki: FleetPKI, host: str, port: int | None, duration: float | None) -> None:
     run_dir = pki.workdir / "broker" / "run"
     broker = Broker(pki, run_dir, host=host, port=port, persistence=True)
     try:
@@ -95,6 +104,25 @@ def run(ctx: click.Context, host: str, port: int | None, duration: float | None,
     finally:
         broker.stop()
         addr.unlink(missing_ok=True)
+
+
+def _one_broker(broker_dir: Path) -> int:
+    """Hold <workdir>/broker/run.lock for this `broker run` (released when the
+    process ends, however it ends): a second one in the same work dir would
+    share the first one's persistence file and address record."""
+    import fcntl
+
+    broker_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(broker_dir / "run.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        addr = broker_dir / "address.json"
+        where = f" on {addr.read_text().strip()}" if addr.exists() else ""
+        raise click.ClickException(f"a broker already runs in this work dir{where} "
+                                   f"(another `medsentry broker run`); stop it first") from None
+    return fd
 
 
 def _run_cluster(pki: FleetPKI, host: str, nodes: int, duration: float | None) -> None:

@@ -149,3 +149,15 @@ def test_collector_follow_prints_records_and_progress_lines(broker_run):
     assert len(prog) >= 2, err
     assert "4 accepted" in prog[-1] and "1 devices" in prog[-1] and "1 rejected" in prog[-1], prog[-1]
     assert "\x1b[" not in err
+
+
+def test_a_second_broker_run_in_the_same_work_dir_is_refused(broker_run):
+    # Before: a second Mosquitto started on the first one's persistence file
+    # and overwrote its address record.
+    work, _pki, host, port = broker_run
+    before = (work / "broker" / "address.json").read_text()
+    r = subprocess.run([*MEDSENTRY, "--workdir", str(work), "broker", "run", "--duration", "1"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "a broker already runs in this work dir" in r.stderr, r.stderr
+    assert str(port) in r.stderr and "Traceback" not in r.stderr
+    assert (work / "broker" / "address.json").read_text() == before

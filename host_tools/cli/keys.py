@@ -43,9 +43,12 @@ class CliPassphrases:
     """Passphrases from MEDSENTRY_KEY_PASSPHRASE_<NAME> (MEDSENTRY_NEW_KEY_PASSPHRASE_<NAME>
     for a rotation's new key), else asked for on the terminal."""
 
+    TRIES = 3  # typed passphrases per key, the first one included
+
     def __init__(self, prompt: bool = True) -> None:
         self.env = EnvPassphrases()
         self.prompt = prompt
+        self.typed: dict[str, int] = {}  # key name -> passphrases typed for it
 
     def existing(self, keyname: str) -> str:
         try:
@@ -53,7 +56,17 @@ class CliPassphrases:
         except MissingPassphrase:
             if not self.prompt:
                 raise
+            self.typed[keyname] = 1
             return click.prompt(f"Passphrase for key {keyname}", hide_input=True)
+
+    def again(self, keyname: str) -> str | None:
+        """After a wrong passphrase: ask again if it was typed (None: give up)."""
+        n = self.typed.get(keyname, 0)
+        if n == 0 or n >= self.TRIES:
+            return None
+        self.typed[keyname] = n + 1
+        click.echo(f"wrong passphrase for key {keyname} (try {n + 1} of {self.TRIES})", err=True)
+        return click.prompt(f"Passphrase for key {keyname}", hide_input=True)
 
     def new(self, keyname: str, rotation: bool = False) -> str:
         try:

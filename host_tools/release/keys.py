@@ -204,18 +204,26 @@ class KeyStore:
         return CryptoSigner(priv, public)
 
     def open(self, name: str, pem_path: Path, passphrase: str | None = None) -> keyfile.Loaded:
-        """Decrypt key file `pem_path` of key `name`."""
+        """Decrypt key file `pem_path` of key `name`. A wrong passphrase that was
+        typed is asked for again (the source's `again`, if it has one: at most
+        3 tries in all); one from the environment or the caller fails at once."""
+        again = getattr(self.passphrases, "again", None) if passphrase is None else None
         if passphrase is None:
             passphrase = self.passphrases.existing(name)
-        try:
-            return keyfile.load(pem_path.read_bytes(), passphrase)
-        except keyfile.BadPassphrase:
-            raise WrongPassphrase(
-                f"wrong passphrase for key {name!r} ({pem_path.name}); "
-                f"check {env_name(name)} or the passphrase typed"
-            ) from None
-        except keyfile.KeyFileFormatError as exc:
-            raise KeyFileError(f"{pem_path}: {exc}") from None
+        data = pem_path.read_bytes()
+        while True:
+            try:
+                return keyfile.load(data, passphrase)
+            except keyfile.BadPassphrase:
+                retry = again(name) if again is not None else None
+                if retry is None:
+                    raise WrongPassphrase(
+                        f"wrong passphrase for key {name!r} ({pem_path.name}); "
+                        f"check {env_name(name)} or the passphrase typed"
+                    ) from None
+                passphrase = retry
+            except keyfile.KeyFileFormatError as exc:
+                raise KeyFileError(f"{pem_path}: {exc}") from None
 
     def rekey(self, keyid: str, new_passphrase: bool = False) -> tuple[str, str, str] | None:
         """Re-encrypt key `keyid` with today's KDF; a new passphrase is asked for

@@ -53,6 +53,15 @@ def test_full_cli_workflow(tmp_path):
                       env=no_model_env, input="secret-for-model_pump_v2\n")
     assert r.exit_code == 0, r.output
     assert "Passphrase for key model-pump-v2" in r.output
+    # A mistyped passphrase is asked for again (before: the command failed at the first typo),
+    # three tries in all.
+    no_ts_env = {k: v for k, v in env.items() if "TIMESTAMP" not in k}
+    r = runner.invoke(cli, ["--workdir", str(wd), "timestamp", "refresh"], env=no_ts_env,
+                      input="typo-1\nsecret-for-timestamp\n")
+    assert r.exit_code == 0 and "wrong passphrase for key timestamp (try 2 of 3)" in r.output, r.output
+    r = runner.invoke(cli, ["--workdir", str(wd), "timestamp", "refresh"], env=no_ts_env,
+                      input="typo-1\ntypo-2\ntypo-3\nsecret-for-timestamp\n")
+    assert r.exit_code == 1 and "try 3 of 3" in r.output and "wrong passphrase for key 'timestamp'" in r.output
 
     rels = json.loads(run("release", "list", "--json"))
     assert [(r["version"], r["channel"], r["package_kind"]) for r in rels] == [

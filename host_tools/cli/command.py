@@ -1,6 +1,7 @@
 """`medsentry command send|list`: signed commands to devices."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -56,13 +57,18 @@ def send_cmd(ctx: click.Context, device: str, command: str, args: tuple[str, ...
 
 
 @cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def list_cmd(ctx: click.Context) -> None:
+def list_cmd(ctx: click.Context, as_json: bool) -> None:
     """Commands sent from this work directory and their results."""
     from host_tools.ops import commands
 
     wd = workdir(ctx)
-    for s in commands.listing(OpsKeyring(wd), Path(wd) / "fleet.db"):
+    sent = commands.listing(OpsKeyring(wd), Path(wd) / "fleet.db")
+    if as_json:
+        click.echo(json.dumps(list(sent), indent=1, default=str))
+        return
+    for s in sent:
         args = " ".join(map(str, s["args"]))
         why = f" ({s['reason']})" if s.get("reason") else ""
         click.echo(f"{s['device']:12} {s['cmd']} {args:10} by {s['operator']:10} ctr {s['ctr']}: {s['result']}{why}")

@@ -81,11 +81,16 @@ def user_remove(ctx: click.Context, target: str, name: str) -> None:
 
 @user.command("list")
 @click.argument("target")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def user_list(ctx: click.Context, target: str) -> None:
-    """List the accounts of TARGET."""
+def user_list(ctx: click.Context, target: str, as_json: bool) -> None:
+    """List the accounts of TARGET (names and roles; never secrets)."""
     store.ensure_dir(ctx.obj["workdir"])
-    for name, u in sorted(store.load(ctx.obj["workdir"], target).items()):
+    accounts = sorted(store.load(ctx.obj["workdir"], target).items())
+    if as_json:
+        click.echo(json.dumps([{"name": name, "role": u["role"]} for name, u in accounts], indent=1))
+        return
+    for name, u in accounts:
         click.echo(f"{name}\t{u['role']}")
 
 

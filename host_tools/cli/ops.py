@@ -1,6 +1,8 @@
 """`medsentry ops keys init|add|revoke|list|publish`: operator keys and roles."""
 from __future__ import annotations
 
+import json
+
 import click
 
 from host_tools.cli.keys import CliPassphrases, ReleaseGroup, no_prompt_option, workdir
@@ -51,10 +53,17 @@ def revoke_cmd(ctx: click.Context, name: str) -> None:
 
 
 @keys_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def list_cmd(ctx: click.Context) -> None:
+def list_cmd(ctx: click.Context, as_json: bool) -> None:
     """Operators, roles and key ids."""
     ring = OpsKeyring(workdir(ctx))
+    if as_json:
+        click.echo(json.dumps({
+            "operators": [{"name": op.name, "role": op.role, "revoked": bool(op.revoked), "keyid": op.keyid}
+                          for op in ring.operators()],
+            "roles": {role: list(cmds) for role, cmds in ring.roles().items()}}, indent=1))
+        return
     for op in ring.operators():
         state = "REVOKED" if op.revoked else "active"
         click.echo(f"{op.name:16} {op.role:10} {state:8} {op.keyid[:16]}")

@@ -73,18 +73,27 @@ def serve_cmd(ctx, host, port, tls, cert, key, head_timeout, idle_timeout, max_c
 
 
 @cli.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def status_cmd(ctx) -> None:
+def status_cmd(ctx, as_json: bool) -> None:
     """Versions and expiries of every role."""
+    import json
+
     from host_tools.release.keys import EnvPassphrases
     from host_tools.release.session import open_session
 
     with open_session(workdir(ctx), EnvPassphrases(), lock=False) as s:
         repo = s.repo
+        rows = []
         for role in ("root", "timestamp", "snapshot", "targets", *repo.models()):
             signed = repo.md(role).signed
-            state = "EXPIRED" if signed.is_expired(repo.now) else "ok"
-            click.echo(f"{role:<12} v{signed.version:<5} expires {signed.expires:%Y-%m-%d %H:%M} UTC  {state}")
+            rows.append({"role": role, "version": signed.version, "expires": signed.expires.isoformat(),
+                         "expired": bool(signed.is_expired(repo.now))})
+            state = "EXPIRED" if rows[-1]["expired"] else "ok"
+            if not as_json:
+                click.echo(f"{role:<12} v{signed.version:<5} expires {signed.expires:%Y-%m-%d %H:%M} UTC  {state}")
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
 
 
 @cli.command("recover")

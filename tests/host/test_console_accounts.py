@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import stat
 
 import pyotp
@@ -58,6 +59,8 @@ def test_cli_user_commands_and_qr(tmp_path):
     assert res.exit_code == 1 and "already has an account" in res.output and "Traceback" not in res.output
     res = r.invoke(cli, [*wd, "console", "user", "list", "pump-v2"])
     assert res.output.split() == ["tom", "technician"]
+    res = r.invoke(cli, [*wd, "console", "user", "list", "pump-v2", "--json"])
+    assert json.loads(res.output) == [{"name": "tom", "role": "technician"}]
     res = r.invoke(cli, [*wd, "console", "user", "remove", "pump-v2", "nobody"])
     assert res.exit_code == 1 and "no account" in res.output
     res = r.invoke(cli, [*wd, "console", "no-such-board", "--user", "tom", "--code", "123456", "--exec", "status"],

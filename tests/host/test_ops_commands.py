@@ -94,6 +94,10 @@ def test_cli_bad_input_is_a_clear_error(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     r = runner.invoke(cli, ["--workdir", wd, "ops", "keys", "list"])
     assert "alice" in r.output and "admin" in r.output
+    r = runner.invoke(cli, ["--workdir", wd, "ops", "keys", "list", "--json"])
+    ops = json.loads(r.output)
+    assert [(o["name"], o["role"], o["revoked"]) for o in ops["operators"]] == [("alice", "admin", False)]
+    assert ops["roles"]["admin"] == ["*"]  # admins may send every command
     for argv, msg in ((["command", "send", "pump-1", "format-flash", "--as", "alice", "--port", "1"], "unknown command"),
                       (["command", "send", "pump-1", "reboot", "--as", "mallory", "--port", "1"], "no operator"),
                       (["command", "send", "pump-1", "report-now", "--as", "alice", "--port", "1"], "operator TLS"),
@@ -102,3 +106,5 @@ def test_cli_bad_input_is_a_clear_error(tmp_path, monkeypatch):
         assert r.exit_code == 1 and msg in r.output and "Traceback" not in r.output, (argv, r.output)
     r = runner.invoke(cli, ["--workdir", wd, "command", "list"])
     assert r.exit_code == 0
+    r = runner.invoke(cli, ["--workdir", wd, "command", "list", "--json"])
+    assert r.exit_code == 0 and json.loads(r.output) == [], r.output

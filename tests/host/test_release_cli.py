@@ -75,6 +75,9 @@ def test_full_cli_workflow(tmp_path):
     assert "timestamp v" in out
     status = run("repo", "status")
     assert "timestamp" in status and "EXPIRED" not in status
+    roles = {r["role"]: r for r in json.loads(run("repo", "status", "--json"))}
+    assert set(roles) == {"root", "timestamp", "snapshot", "targets", "pump-v2"}
+    assert not roles["timestamp"]["expired"] and roles["root"]["version"] >= 1
     run("repo", "expiry", "snapshot", "3d")
     run("repo", "expiry", "snapshot", "three days", code=1)
 

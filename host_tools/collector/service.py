@@ -13,6 +13,7 @@ instance needs its own identity (``collector``, ``collector-b``, ...).
 from __future__ import annotations
 
 import ssl
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -167,7 +168,15 @@ class Collector:
 
     # -- control ---------------------------------------------------------------
     def start(self, wait: float = 10.0) -> "Collector":
-        """Connect and start the network thread; wait until subscribed."""
+        """Connect and start the network thread; wait until subscribed. Nothing
+        listening on the broker's address is said at once, not after `wait`."""
+        try:
+            socket.create_connection((self.config.host, self.config.port), timeout=min(wait, 3.0)).close()
+        except ConnectionRefusedError:
+            raise ConnectionError(f"collector: connection refused by {self.config.host}:{self.config.port} "
+                                  "(no broker listens there: is `medsentry broker run` running?)") from None
+        except OSError:
+            pass  # unreachable or slow: the MQTT connect below says what it finds
         self._stop_flusher.clear()
         self._flusher_thread = threading.Thread(target=self._flusher, name="collector-flush", daemon=True)
         self._flusher_thread.start()

@@ -71,3 +71,16 @@ def test_a_command_outside_a_work_dir_says_so_and_how_to_point_at_one(tmp_path):
     missing.mkdir()  # a work dir that exists but lacks the database: no such hint
     r = CliRunner().invoke(cli, ["--workdir", str(missing), "fleet", "status"])
     assert r.exit_code == 1 and "no fleet database" in r.output and "no work dir" not in r.output
+
+
+def test_collector_without_a_broker_says_connection_refused_at_once(tmp_path):
+    import time
+
+    from host_tools.broker.runner import free_port
+
+    FleetPKI(tmp_path).init()
+    port = free_port("127.0.0.1")  # nothing listens there
+    t0 = time.monotonic()
+    r = CliRunner().invoke(cli, ["--workdir", str(tmp_path), "collector", "--port", str(port), "--duration", "30"])
+    assert r.exit_code == 1 and "connection refused" in r.output and "broker run" in r.output, r.output
+    assert time.monotonic() - t0 < 5  # before: "timeout" after 10 s

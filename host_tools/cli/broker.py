@@ -50,8 +50,8 @@ def config(ctx: click.Context, out: str | None, host: str, port: int, persistenc
 
 @cli.command("run")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=None, help="Default: a free port.")
-@click.option("--duration", type=float, default=None, help="Stop after N seconds (default: Ctrl-C).")
+@click.option("--port", type=int, default=None, help="TCP port to listen on [default: a free port].")
+@click.option("--duration", type=float, default=None, help="Stop after N seconds [default: run until Ctrl-C].")
 @click.option("--cluster", "nodes", type=click.IntRange(1, 9), default=None,
               help="Fleet deployment: a RabbitMQ cluster of N local nodes (MQTT plugin) instead "
                    "of Mosquitto; writes the nodes' MQTT and AMQP endpoints to address.json.")

@@ -133,7 +133,7 @@ def _raise_interrupt(signum: int, frame: object) -> None:
               help="Client identity under pki/clients (one per collector instance: "
                    "`medsentry pki issue-service collector-b`).")
 @click.option("--db", "db_url", default=None,
-              help="sqlite:///PATH (default <workdir>/fleet.db) or postgresql://USER@HOST:PORT/DB.")
+              help="sqlite:///PATH or postgresql://USER@HOST:PORT/DB [default: sqlite <workdir>/fleet.db].")
 @click.option("--amqp", default=None, metavar="HOST:PORT,...",
               help="Fleet cluster: consume the shared collector queue over AMQPS from these "
                    "nodes (competing collectors) instead of subscribing over MQTT.")

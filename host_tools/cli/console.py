@@ -41,7 +41,7 @@ def user() -> None:
 @click.argument("name")
 @click.option("--role", type=click.Choice(store.ROLES), required=True)
 @click.option("--qr", "qr_path", type=click.Path(dir_okay=False), default=None,
-              help="Where to write the QR code image (default <workdir>/console/<target>-<name>.png).")
+              help="Where to write the QR code image [default: <workdir>/console/<target>-<name>.png].")
 @click.pass_context
 def user_add(ctx: click.Context, target: str, name: str, role: str, qr_path: str | None) -> None:
     """Add account NAME with ROLE for TARGET (a board name or a model)."""

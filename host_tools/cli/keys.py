@@ -150,7 +150,7 @@ def init_cmd(ctx, key_type, root_keys, threshold, expiries, no_prompt) -> None:
 
 @cli.command("add-model")
 @click.argument("model")
-@click.option("--key-type", type=click.Choice(KEY_TYPES), default=None, help="Default: the one chosen at init.")
+@click.option("--key-type", type=click.Choice(KEY_TYPES), default=None, help="Key type of the model key [default: the one chosen at init].")
 @no_prompt_option
 @click.pass_context
 def add_model_cmd(ctx, model, key_type, no_prompt) -> None:
@@ -169,7 +169,7 @@ def add_model_cmd(ctx, model, key_type, no_prompt) -> None:
     "--replace",
     multiple=True,
     metavar="KEYNAME",
-    help="For root: replace only these root keys (e.g. root-2); default: all.",
+    help="For root: replace only these root keys (e.g. root-2) [default: all].",
 )
 @click.option("--key-type", type=click.Choice(KEY_TYPES), default=None)
 @no_prompt_option

@@ -90,12 +90,12 @@ def config(ctx: click.Context, out: str | None, host: str, port: int, client: st
 
 @cli.command("run")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=None, help="Default: a free UDP port.")
-@click.option("--duration", type=float, default=None, help="Stop after N seconds (default: Ctrl-C).")
+@click.option("--port", type=int, default=None, help="UDP port to listen on [default: a free port].")
+@click.option("--duration", type=float, default=None, help="Stop after N seconds [default: run until Ctrl-C].")
 @click.option("--refresh", type=float, default=10.0, show_default=True,
               help="Re-read fleet data every N seconds; restart when a decision changed.")
 @click.option("--secret-file", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="NAS shared secret (default: a new random one, written to <workdir>/nac/run/secret).")
+              help="NAS shared secret [default: a new random one, written to <workdir>/nac/run/secret].")
 @click.option("--coa", "coa_to", default=None, metavar="HOST:PORT",
               help="Switch's RFC 5176 port: send a Disconnect-Request when a device's decision changes.")
 @click.pass_context

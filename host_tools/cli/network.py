@@ -43,7 +43,7 @@ def init(ctx: click.Context, force: bool) -> None:
 
 @cli.command("policy")
 @click.option("--format", "fmt", type=click.Choice(["nftables"]), default="nftables", show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Default: stdout.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="File to write [default: stdout].")
 @click.pass_context
 def policy(ctx: click.Context, fmt: str, out: str | None) -> None:
     """Print (or write) the router ruleset generated from network.json."""

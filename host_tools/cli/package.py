@@ -41,7 +41,7 @@ def _next_counter(wd: str, model: str) -> int:
     "--security-counter",
     type=int,
     default=None,
-    help="Anti-rollback counter (must rise with every release). Default: last published + 1.",
+    help="Anti-rollback counter (must rise with every release) [default: last published + 1].",
 )
 @click.option("--also-compatible", multiple=True, metavar="MODEL", help="More models this package fits.")
 @click.option("--min-base-version", default="0.0.0", show_default=True, help="Oldest version it may be applied over.")
@@ -53,9 +53,9 @@ def _next_counter(wd: str, model: str) -> int:
     show_default=True,
     help="Paths inside the package are relative to this directory.",
 )
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Default: <workdir>/packages/MODEL-VERSION.mspk")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Package file to write [default: <workdir>/packages/MODEL-VERSION.mspk].")
 @click.option("--keep-py", multiple=True, default=("boot.py", "main.py"), show_default=True, help="Package paths kept as .py source (MicroPython runs these as source).")
-@click.option("--source-date-epoch", type=int, default=None, help="SBOM timestamp (default $SOURCE_DATE_EPOCH or 0).")
+@click.option("--source-date-epoch", type=int, default=None, help="SBOM timestamp [default: $SOURCE_DATE_EPOCH, else 0].")
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True))
 @click.pass_context
 def build_cmd(ctx, model, version, security_counter, also_compatible, min_base_version, base, base_dir,
@@ -137,7 +137,7 @@ def sbom_cmd(package) -> None:
 @click.option("-o", "--out", "out", type=click.Path(file_okay=False), required=True,
               help="Directory to write the index into (serve it with `repo serve --mip-index DIR`).")
 @click.option("--source-root", type=click.Path(file_okay=False, exists=True), default=None,
-              help="Source tree with agent/, updater/, board/ manifest.py (default: this checkout).")
+              help="Source tree with agent/, updater/, board/ manifest.py [default: this checkout].")
 def mip_index_cmd(out, source_root) -> None:
     """Write a mip package index (micropython-lib layout) of the device packages.
 

@@ -16,7 +16,7 @@ def cli() -> None:
 
 
 @cli.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=int, default=8080, show_default=True, help="0 picks a free port.")
 @click.option("--tls", is_flag=True, help="HTTPS; without --cert a self-signed certificate is made in <workdir>/tls/.")
 @click.option("--cert", type=click.Path(dir_okay=False, exists=True), default=None)

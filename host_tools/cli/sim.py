@@ -33,9 +33,9 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("name")
-@click.option("--heap", default=None, help="Heap cap, e.g. 256k (default 256k).")
-@click.option("--flash-size", default=None, help="Flash image size for a new board, e.g. 2M (default 2M).")
-@click.option("--model", default=None, help="Device model of a new board, e.g. pump-v2 (default) or monitor-v1.")
+@click.option("--heap", default=None, help="Heap cap, e.g. 384k [default: 256k; the board's own once created].")
+@click.option("--flash-size", default=None, help="Flash image size for a new board, e.g. 1.5M [default: 2M].")
+@click.option("--model", default=None, help="Device model of a new board, e.g. monitor-v1 [default: pump-v2].")
 @click.pass_context
 def start(ctx: click.Context, name: str, heap: str | None, flash_size: str | None, model: str | None) -> None:
     """Start board NAME (created on first use) and print its serial port."""

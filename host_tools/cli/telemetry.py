@@ -41,7 +41,7 @@ def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> floa
 @click.option("--since", callback=_when, default=None, help="Board time, ISO 8601 (UTC if no zone).")
 @click.option("--until", callback=_when, default=None, help="Board time, ISO 8601 (UTC if no zone).")
 @click.option("--raw", is_flag=True, help="CSV with the database columns (epoch seconds, no units).")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="Default: stdout.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="File to write [default: stdout].")
 @click.pass_context
 def export_cmd(ctx: click.Context, device_ids: tuple[str, ...], all_devices: bool, fmt: str,
                since: float | None, until: float | None, raw: bool, output: str | None) -> None:

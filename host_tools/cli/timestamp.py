@@ -16,7 +16,7 @@ def cli() -> None:
 @click.option(
     "--margin",
     default=None,
-    help="Re-sign online roles expiring within this duration (default: two timestamp periods).",
+    help="Re-sign online roles expiring within this duration [default: two timestamp periods].",
 )
 @no_prompt_option
 @click.pass_context

@@ -84,3 +84,29 @@ def test_collector_without_a_broker_says_connection_refused_at_once(tmp_path):
     r = CliRunner().invoke(cli, ["--workdir", str(tmp_path), "collector", "--port", str(port), "--duration", "30"])
     assert r.exit_code == 1 and "connection refused" in r.output and "broker run" in r.output, r.output
     assert time.monotonic() - t0 < 5  # before: "timeout" after 10 s
+
+
+def test_help_states_defaults_in_one_style():
+    """Every option with a default shows it (click's show_default), and help text
+    that describes a computed default says it the same way: "[default: ...]"."""
+    import click
+
+    found: list[str] = []
+
+    def walk(cmd: click.Command, path: list[str]) -> None:
+        if isinstance(cmd, click.Group):
+            for n, c in cmd.commands.items():
+                walk(c, [*path, n])
+            return
+        for p in cmd.params:
+            if not isinstance(p, click.Option) or p.hidden:
+                continue
+            where = f"{' '.join(path)} {p.opts[0]}"
+            has_default = not p.is_flag and not p.multiple and p.default is not None and not p.required
+            if has_default and not p.show_default:
+                found.append(f"{where}: default {p.default!r} not shown")
+            if "default" in (p.help or "").lower() and "[default: " not in (p.help or ""):
+                found.append(f"{where}: help says its default another way: {p.help!r}")
+
+    walk(cli, [])
+    assert not found, "\n".join(found)

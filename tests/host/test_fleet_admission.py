@@ -50,3 +50,20 @@ def test_status_admission_cli(fleet):
     assert r.exit_code == 0, r.output
     line = next(ln for ln in r.output.splitlines() if "pump-bad" in ln)
     assert "quarantine" in line and "integrity" in line
+
+
+def test_assess_admission_json_and_html(fleet, tmp_path):
+    import jsonschema
+
+    from host_tools.fleet.assess import json_schema
+
+    out = tmp_path / "r.html"
+    r = CliRunner().invoke(cli, ["--workdir", str(fleet.workdir), "assess", "--json", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.output)
+    jsonschema.validate(rep, json_schema())
+    d = {x["device_id"]: x for x in rep["devices"]}
+    assert (d["pump-bad"]["segment"], d["pump-bad"]["admission"]) == ("quarantine", "quarantine")
+    assert d["pump-rev"]["admission"] == "refuse" and "revoked" in d["pump-rev"]["admission_reason"]
+    html = out.read_text()
+    assert "quarantine: " in html and "refuse: certificate revoked" in html

@@ -15,7 +15,9 @@ Documented differences (tests/host/test_network_egress_agree.py checks the rest)
 """
 from __future__ import annotations
 
-from host_tools.network.config import NetworkConfig
+from pathlib import Path
+
+from host_tools.network.config import CONFIG_NAME, NetworkConfig, NetworkConfigError, load_config
 
 
 def update_url(cfg: NetworkConfig) -> str:
@@ -27,3 +29,11 @@ def update_url(cfg: NetworkConfig) -> str:
 def device_services(cfg: NetworkConfig) -> tuple[tuple[str, int], str]:
     """``((broker_host, broker_port), update_base_url)`` for provisioning a board."""
     return (cfg.broker.address, cfg.broker.port), update_url(cfg)
+
+
+def services_from_workdir(workdir: str | Path) -> tuple[tuple[str, int], str]:
+    """:func:`device_services` of ``<workdir>/network.json`` (`network init`); it must exist:
+    a default config's documentation-range addresses are never written to a board."""
+    if not (Path(workdir) / CONFIG_NAME).exists():
+        raise NetworkConfigError(f"no {Path(workdir) / CONFIG_NAME}: run `medsentry network init` first")
+    return device_services(load_config(workdir))

@@ -92,3 +92,25 @@ def test_one_side_changed_is_caught(pki):
     # the boards moved to another broker, the firewall not
     other = dataclasses.replace(cfg, broker=Service("192.0.2.11", cfg.broker.port))
     assert any("192.0.2.11" in m for m in disagreements(pki, cfg, other))
+
+
+def test_provision_from_network_json(pki):
+    """`device provision --from-network` reads the same network.json the policy is made from."""
+    from click.testing import CliRunner
+
+    from host_tools.cli.main import cli
+    from host_tools.network.config import CONFIG_NAME, save_config
+    from host_tools.network.egress import services_from_workdir
+
+    wd = pki.workdir
+    (wd / CONFIG_NAME).unlink(missing_ok=True)
+    r = CliRunner().invoke(cli, ["--workdir", str(wd), "device", "provision", "pump-1", "--port", "/nonexistent",
+                                 "--from-network"])
+    assert r.exit_code == 1 and "network init" in r.output and "Traceback" not in r.output
+    cfg = dataclasses.replace(default_config(MODELS), broker=Service("192.0.2.12", 8884))
+    save_config(wd, cfg)
+    assert services_from_workdir(wd) == device_services(cfg) == (("192.0.2.12", 8884), "https://192.0.2.20:8443")
+    r = CliRunner().invoke(cli, ["--workdir", str(wd), "device", "provision", "pump-1", "--port", "/nonexistent",
+                                 "--from-network", "--broker-port", "1883"])
+    assert r.exit_code == 2 and "--from-network" in r.output
+    (wd / CONFIG_NAME).unlink()

@@ -8,6 +8,8 @@ from rich.console import Console
 from rich.table import Table
 
 from host_tools.console import store as console_store
+from host_tools.network.config import NetworkConfigError
+from host_tools.network.egress import services_from_workdir
 from host_tools.pki import FleetPKI
 from host_tools.provision import (
     BrokerAddress,
@@ -42,17 +44,28 @@ def cli() -> None:
 @click.option("--tuf-root", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Trusted TUF root.json, written to /state/tuf/root.json [default: this work dir's "
                    "repository, its newest N.root.json].")
+@click.option("--from-network", is_flag=True,
+              help="Broker and update server from <workdir>/network.json (the addresses the generated "
+                   "firewall policy allows), so the board's egress allow-list matches it.")
 @click.option("--no-reset", is_flag=True, help="Leave the board in its REPL instead of resetting it.")
 @click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for the board.")
 @click.pass_context
 def provision_cmd(ctx: click.Context, name: str, port: str, broker_host: str | None, broker_port: int | None,
                   server_hostname: str | None, config_file: str | None, update_url: str | None,
-                  tuf_root: str | None, no_reset: bool, timeout: float) -> None:
+                  tuf_root: str | None, from_network: bool, no_reset: bool, timeout: float) -> None:
     """Write device NAME's identity (issued by `pki issue`) into the board on PORT.
 
     Factory mode only: the board's console is locked afterwards (no raw REPL),
     and a locked board is refused."""
     workdir = ctx.obj["workdir"]
+    if from_network:
+        if broker_host or broker_port is not None or update_url:
+            raise click.UsageError("--from-network takes broker and update server from network.json: "
+                                   "drop --broker-host/--broker-port/--update-url")
+        try:
+            (broker_host, broker_port), update_url = services_from_workdir(workdir)
+        except NetworkConfigError as exc:
+            raise click.ClickException(str(exc)) from None
     if broker_port is None:
         rec = broker_from_workdir(workdir)
         if rec is None:

@@ -225,6 +225,28 @@ def with_rollouts(releases: list[dict[str, Any]], workdir: Path) -> list[dict[st
     return [rows[k] for k in sorted(rows)]
 
 
+#: A device in fleet.db without a PKI record (the policy refuses unknown CNs).
+UNKNOWN_ADMISSION = {"segment": None, "admission": "refuse",
+                     "admission_reason": "unknown device: no fleet certificate record"}
+
+
+def admission_by_device(workdir: Path, now: float) -> dict[str, dict[str, Any]]:
+    """The NAC policy's answer per device (host_tools/nac/policy.py, not re-derived here):
+    ``segment``, ``admission`` (admit/quarantine/refuse) and ``admission_reason``."""
+    from host_tools.nac.policy import fleet_decisions
+    from host_tools.network.config import load_config
+
+    try:
+        pki = FleetPKI(workdir)
+        models = sorted({r.model for r in pki.devices()})
+        cfg = load_config(workdir, models)
+        decisions = fleet_decisions(pki, cfg, now)
+    except (PkiError, ValueError, OSError):
+        return {}
+    return {d.device_id: {"segment": d.segment.name if d.segment else None, "admission": d.action,
+                          "admission_reason": "; ".join(d.reasons)} for d in decisions}
+
+
 def fleet_status(workdir: str | Path, now: float | None = None, release_dir: str | Path | None = None
                  ) -> dict[str, Any]:
     """``{"generated_at", "devices": [...], "releases": [...], "security_tables": bool}``.
@@ -235,12 +257,15 @@ def fleet_status(workdir: str | Path, now: float | None = None, release_dir: str
     reader = FleetReader(workdir / "fleet.db")
     try:
         recs = pki_records(workdir)
+        admission = admission_by_device(workdir, now)
         devices, reports = [], {}
         for row in reader.devices():
             if row["device_id"] == "?":
                 continue
             reports[row["device_id"]] = reader.updates(row["device_id"])
-            devices.append(device_status(reader, row, recs.get(row["device_id"]), now))
+            d = device_status(reader, row, recs.get(row["device_id"]), now)
+            d.update(admission.get(row["device_id"], UNKNOWN_ADMISSION))
+            devices.append(d)
         return {
             "generated_at": iso(now),
             "devices": devices,

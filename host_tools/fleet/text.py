@@ -30,7 +30,8 @@ DEVICE_COLUMNS = (
     ("link", "link"), ("last seen (UTC)", "last_seen"), ("updates", "updates"), ("update", "update_step"),
     ("version", "update_version"), ("reason", "update_reason"), ("last rollback", "last_rollback"),
     ("cert until", "cert_not_after"), ("integrity", "integrity"), ("event chain", "event_chain"),
-    ("lockouts", "console_lockouts"),
+    ("lockouts", "console_lockouts"), ("segment", "segment"), ("admission", "admission"),
+    ("why", "admission_reason"),
 )
 RELEASE_TABLE = ("model", "version", "running", "pending", "downloading", "installed", "confirmed",
                  "rolled_back", "deferred", "rejected", "rollout")

@@ -192,9 +192,12 @@ def test_json_schema(fleet):
     jsonschema.Draft202012Validator.check_schema(schema)
     jsonschema.validate(rep, schema)
     assert any(x["kind"] == "vulnerable" for d in rep["devices"] for x in d["findings"])
+    assert all(d["admission"] in ("admit", "quarantine", "refuse") and d["admission_reason"] for d in rep["devices"])
     for path, bad in ((("devices", 0, "findings", 0, "kind"), "vulnrable"),
                       (("devices", 0, "findings", 0, "severity"), "urgent"),
                       (("devices", 0, "risk"), "17"),
+                      (("devices", 0, "admission"), "allow"),
+                      (("devices", 0, "admission_reason"), ""),
                       (("findings_by_severity",), {"high": 1}),
                       (("generated_at",), "yesterday")):
         broken = json.loads(r.output)

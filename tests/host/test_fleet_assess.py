@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import os
 import shutil
 import struct
@@ -23,6 +24,7 @@ from click.testing import CliRunner
 from host_tools.cli.main import cli
 from host_tools.fleet.advisories import AdvisoryError, load_dir, parse, version_key
 from host_tools.fleet.assess import assess, fails, json_schema, worst
+from host_tools.fleet import charts
 from host_tools.fleet.report import render_html
 from host_tools.fleet import FleetReader
 
@@ -148,6 +150,29 @@ class _Doc(HTMLParser):
         self.text.append(data)
 
 
+def figure(html: str, fig_id: str) -> _Doc:
+    """The parsed contents of one <figure id=...> of the report."""
+    m = re.search(rf'<figure id="{fig_id}">(.*?)</figure>', html, re.S)
+    assert m, fig_id
+    doc = _Doc()
+    doc.feed(m.group(1))
+    return doc
+
+
+def test_chart_labels_from_devices_are_escaped():
+    """A device id or event label is text in the SVG, never markup: an id made
+    of HTML stays visible text and adds no element or script to the report."""
+    evil = '<img src=x onerror=alert(1)></svg><script>alert(2)</script>'
+    svg = str(charts.bars("chart-x", {evil: 2, "pump-v2 1.1.0": 1}))
+    svg += str(charts.timeline("chart-y", [{"t": 1.0e9, "row": 1, "label": evil, "series": evil, "color": "#123456"},
+                                            {"t": 1.0e9 + 5, "row": 0, "label": "x", "series": "s", "color": "#000"}]))
+    doc = _Doc()
+    doc.feed(svg)
+    names = {t for t, _ in doc.tags}
+    assert "img" not in names and "script" not in names, names
+    assert evil in "".join(doc.text)
+
+
 def test_html_self_contained(fleet, tmp_path):
     rep = assess(fleet.workdir, ADVISORIES, now=fleet.t0 + 10)
     reader = FleetReader(fleet.workdir / "fleet.db")
@@ -163,10 +188,17 @@ def test_html_self_contained(fleet, tmp_path):
     assert rows == [d["device_id"] for d in rep["devices"]]
     ids = {a.get("id") for _, a in doc.tags}
     assert {"chart-versions", "chart-severity", "chart-latency", "chart-vitals", "chart-events", "devices"} <= ids
-    # the focus device's two update reports on the events timeline, each labelled
-    assert sum(1 for t, a in doc.tags if t == "circle" and a.get("class") == "event") == 2
-    assert "update: up_to_date 1." in "".join(doc.text)
-    assert sum(1 for t, a in doc.tags if t == "rect") == (len(rep["fleet_by_version"]) + 4 + 1)
+    # the focus device's two update reports on the events timeline, each titled for hover
+    events = figure(html, "chart-events")
+    assert sum(1 for t, a in events.tags if t == "circle" and "dot" in a.get("class", "")) == 2
+    assert "update: up_to_date 1." in "".join(events.text)
+    # one bar per version, per severity, per device behind
+    for fig_id, n in (("chart-versions", len(rep["fleet_by_version"])),
+                      ("chart-severity", len(rep["findings_by_severity"])),
+                      ("chart-latency", sum(1 for d in rep["devices"] for x in d["findings"] if x["kind"] == "behind"))):
+        bars = [a for t, a in figure(html, fig_id).tags if t == "rect" and "reactive" in a.get("class", "")]
+        assert len(bars) == n > 0, fig_id
+    assert sum(1 for t, a in figure(html, "chart-vitals").tags if t == "path" and "nofill" in a.get("class", "")) == 1
     assert "pump stalls at 0.1 ml/h" in "".join(doc.text)
 
 

@@ -86,6 +86,10 @@ class UpdateAgent:
         self.off = None
         if not self.cfg.get("metadata_url"):
             self.off = "no update URL (update.metadata_url in config.json)"
+        elif self.cfg["metadata_url"].startswith("https:") and not self.cfg.get("ca"):
+            # The TLS client requires a verified server and the board has no
+            # CA store: without update.ca no HTTPS check could ever succeed.
+            self.off = "HTTPS update URL and no server certificate to trust (update.ca in config.json)"
         else:
             try:
                 open(self.mounts["state"] + "/" + TUF_DIR + "/root.json").close()

@@ -44,6 +44,9 @@ def cli() -> None:
 @click.option("--tuf-root", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Trusted TUF root.json, written to /state/tuf/root.json [default: this work dir's "
                    "repository, its newest N.root.json].")
+@click.option("--update-ca", type=click.Path(dir_okay=False), default=None,
+              help="PEM certificate (or its CA) of an HTTPS update server [default: the certificate of the "
+                   "running `repo serve --tls` when it serves the update URL].")
 @click.option("--from-network", is_flag=True,
               help="Broker and update server from <workdir>/network.json (the addresses the generated "
                    "firewall policy allows), so the board's egress allow-list matches it.")
@@ -52,7 +55,7 @@ def cli() -> None:
 @click.pass_context
 def provision_cmd(ctx: click.Context, name: str, port: str, broker_host: str | None, broker_port: int | None,
                   server_hostname: str | None, config_file: str | None, update_url: str | None,
-                  tuf_root: str | None, from_network: bool, no_reset: bool, timeout: float) -> None:
+                  tuf_root: str | None, update_ca: str | None, from_network: bool, no_reset: bool, timeout: float) -> None:
     """Write device NAME's identity (issued by `pki issue`) into the board on PORT.
 
     Factory mode only: the board's console is locked afterwards (no raw REPL),
@@ -78,7 +81,7 @@ def provision_cmd(ctx: click.Context, name: str, port: str, broker_host: str | N
     try:
         config = load_config_file(read_regular(Path(config_file), SMALL_FILE, "config"), config_file) \
             if config_file else None
-        upd = update_settings(workdir, update_url, tuf_root, config)
+        upd = update_settings(workdir, update_url, tuf_root, config, update_ca)
         console = Console(stderr=True)
         if upd.off:
             console.print(f"[bold yellow]updates will be OFF on this board[/]: {upd.off}")

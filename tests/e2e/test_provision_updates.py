@@ -110,3 +110,51 @@ def test_bad_update_url_is_one_line_error_before_the_board_is_touched(tmp_path):
                                    "--update-url", "ftp://repo.example/"])
     assert res.exit_code == 1 and "is not an http(s)://HOST[:PORT][/PATH] URL" in res.output, res.output
     assert "Traceback" not in res.output and "no-such-port" not in res.output
+
+
+def test_https_update_url_without_a_certificate_to_trust_is_off_on_host_and_board(tmp_path):
+    """An HTTPS update URL and no certificate for it: the board (no CA store,
+    server verification required) could never check; provisioning and the board
+    both say updates are off and why, instead of a board that silently never updates."""
+    work = tmp_path / "work"
+    ensure_models(work, PASS, ("pump-v2",))
+    FleetPKI(work).init()
+    FleetPKI(work).issue("pump-1", "pump-v2")
+    with sim_boards(work) as boards:
+        port = boards.start("pump-1", model="pump-v2", heap=HEAP)["port"]
+        out = _provision(work, "pump-1", port, "--update-url", f"https://127.0.0.1:{_free_port()}")
+        assert "updates: OFF (" in out and "is HTTPS and no certificate to trust" in out, out
+        st = boards.wait_for("pump-1", lambda s: (s.get("device") or {}).get("device_id") == "pump-1", 30,
+                             "the provisioned agent's status")
+        assert st["device"]["updates"] == "off"
+        assert "HTTPS update URL and no server certificate" in st["device"]["update"]["reason"], st["device"]
+
+
+def test_explicit_https_url_of_the_running_server_takes_its_certificate(tmp_path):
+    """`--update-url` (or --from-network) naming the URL the running `repo serve
+    --tls` serves: the board gets that server's certificate and installs."""
+    work = tmp_path / "work"
+    ensure_models(work, PASS, ("pump-v2",))
+    publish({"work": work, "tmp": tmp_path / "trees"}, "pump-v2", "1.1.0", 2, {"agent/release.txt": b"1.1.0\n"})
+    pki = FleetPKI(work)
+    pki.init()
+    pki.issue("pump-1", "pump-v2")
+    srv = subprocess.Popen([sys.executable, "-m", "host_tools.cli.main", "--workdir", str(work), "repo", "serve",
+                            "--port", str(_free_port()), "--tls"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not record_path(work).exists():
+            assert srv.poll() is None, srv.communicate()
+            assert time.monotonic() < deadline, "repo serve wrote no release/serve.json"
+            time.sleep(0.05)
+        url = json.loads(record_path(work).read_text())["url"]
+        with sim_boards(work) as boards:
+            port = boards.start("pump-1", model="pump-v2", heap=HEAP)["port"]
+            out = _provision(work, "pump-1", port, "--update-url", url)
+            assert f"updates: on, {url} (from --update-url, certificate of repo serve" in out, out
+            st = boards.wait_for("pump-1", confirmed("1.1.0"), 120, "1.1.0 confirmed")
+            assert st["device"]["updates"] == "on"
+    finally:
+        srv.send_signal(signal.SIGINT)
+        srv.wait(10)

@@ -36,10 +36,15 @@ def cli() -> None:
 @click.option("--heap", default=None, help="Heap cap, e.g. 384k [default: 256k; the board's own once created].")
 @click.option("--flash-size", default=None, help="Flash image size for a new board, e.g. 1.5M [default: 2M].")
 @click.option("--model", default=None, help="Device model of a new board, e.g. monitor-v1 [default: pump-v2].")
+@click.option("--netns", default=None, metavar="NAME",
+              help="Run the board inside network namespace NAME (`ip netns add NAME`; needs root): its "
+                   "sockets live on that network, its serial port stays on this host [default: this host's "
+                   "network].")
 @click.pass_context
-def start(ctx: click.Context, name: str, heap: str | None, flash_size: str | None, model: str | None) -> None:
+def start(ctx: click.Context, name: str, heap: str | None, flash_size: str | None, model: str | None,
+          netns: str | None) -> None:
     """Start board NAME (created on first use) and print its serial port."""
-    st = _boards(ctx).start(name, heap=heap, flash_size=flash_size, model=model)
+    st = _boards(ctx).start(name, heap=heap, flash_size=flash_size, model=model, netns=netns)
     click.echo(st["port"])
 
 

@@ -152,8 +152,14 @@ class Boards:
         return d
 
     def start(self, name: str, heap: str | None = None, flash_size: str | None = None,
-              model: str | None = None) -> dict:
-        """Start a board (creating it on first use) and return its status with the port."""
+              model: str | None = None, netns: str | None = None) -> dict:
+        """Start a board (creating it on first use) and return its status with the port.
+
+        ``netns``: run the supervisor and its VM inside that network namespace
+        (``ip netns exec``), so the board's sockets are on that network; its pty
+        and control socket are files, reachable from here as ever."""
+        if netns is not None and not (Path("/run/netns") / netns).exists():
+            raise BoardError(f"no network namespace {netns!r} (create it with `ip netns add {netns}`, as root)")
         d = self.board_dir(name)
         if (d / "board.json").exists():
             if self.is_running(name):
@@ -186,7 +192,7 @@ class Boards:
                 pass
         log = os.fdopen(os.open(d / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         subprocess.Popen(
-            [sys.executable, "-m", "host_tools.sim.supervisor", str(d)],
+            (["ip", "netns", "exec", netns] if netns else []) + [sys.executable, "-m", "host_tools.sim.supervisor", str(d)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
             cwd=str(mpvm.REPO_ROOT),
         )

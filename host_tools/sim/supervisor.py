@@ -373,8 +373,11 @@ class Supervisor:
                 if self.proc is not None:
                     code = self.proc.poll()
                     if code is not None:
-                        # Drain what the VM printed last before rebooting.
+                        # Drain what the VM printed and reported last before rebooting
+                        # (a halting VM's last status names the error it halts on).
                         self._pump_bytes(self.board_master, self.user_master, log=True)
+                        while select.select([self.udp], [], [], 0)[0]:
+                            self._on_udp()
                         self._on_exit(code)
                         continue
                 if self.wdt_ms and self.proc is not None:

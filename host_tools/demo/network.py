@@ -7,7 +7,9 @@ identity the operator revoked. The answers come from the fleet database through
 host_tools/nac/policy.py: healthy boards get their model's VLAN, the board with
 the integrity alert gets the quarantine VLAN, the revoked certificate is refused.
 Summary ``network``: admitted, quarantined, refused, decisions (per device: the
-RADIUS answer, VLAN, segment and why). Where FreeRADIUS or eapol_test is
+RADIUS answer, VLAN, segment and why), then the quarantined board's traffic
+through the generated firewall (segmentation.py): blocked_flows, dropped_packets,
+flows. Where FreeRADIUS or eapol_test is
 missing the stage says so in the summary (``skipped``) and the demo goes on.
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ import shutil
 
 from rich.table import Table
 
+from host_tools.demo import segmentation
 from host_tools.demo.context import DEMO_BOARDS, DemoContext
 from host_tools.nac.eapol import admit
 from host_tools.nac.policy import ADMIT, QUARANTINE, REFUSE, fleet_decisions
@@ -65,9 +68,13 @@ def stage_network(ctx: DemoContext) -> None:
         t.add_row(r["device"], r["answer"], str(r["vlan"] or "-"), r["segment"] or "-", "; ".join(r["why"]))
     ctx.console.print(t)
     accepted = [r for r in rows if r["answer"] == "accept"]
+    quarantined = next((r["device"] for r in accepted if r["action"] == QUARANTINE), None)
+    healthy = next((r["device"] for r in accepted if r["action"] == ADMIT and DEMO_BOARDS.get(r["device"]) == "pump-v2"),
+                   None)
     ctx.summary["network"] = {
         "admitted": sum(1 for r in accepted if r["action"] == ADMIT),
         "quarantined": sum(1 for r in accepted if r["action"] == QUARANTINE),
         "refused": sum(1 for r in rows if r["answer"] == "reject"),
         "decisions": rows,
+        **segmentation.traffic(ctx, cfg, healthy, quarantined),
     }

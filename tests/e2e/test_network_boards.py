@@ -34,7 +34,7 @@ from tests.e2e.sim_fixtures import sim_boards
 from tests.e2e.test_update_attacks import confirmed
 from tests.e2e.test_update_board import PASS, publish
 
-from .netns_world import World, namespaces_unavailable
+from host_tools.network.lab import World, namespaces_unavailable
 
 _WHY = namespaces_unavailable()
 pytestmark = pytest.mark.skipif(_WHY is not None, reason=_WHY or "")

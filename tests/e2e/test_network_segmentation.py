@@ -18,7 +18,7 @@ from host_tools.cli.main import cli
 from host_tools.network.config import default_config, save_config
 from host_tools.pki import FleetPKI
 
-from .netns_world import World, namespaces_unavailable
+from host_tools.network.lab import World, namespaces_unavailable
 
 _WHY = namespaces_unavailable()
 pytestmark = pytest.mark.skipif(_WHY is not None, reason=_WHY or "")

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from host_tools.demo.context import DEMO_BOARDS, DemoContext
 from host_tools.demo.network import STOLEN, stage_network
+from host_tools.network.lab import namespaces_unavailable
 from host_tools.nac.policy import set_quarantine
 from host_tools.pki import FleetPKI
 from host_tools.sim.boards import Boards
@@ -39,3 +40,15 @@ def test_demo_network_stage_admits_quarantines_and_refuses(tmp_path):
     assert by["pump-2"]["vlan"] == 999 and "integrity alert" in " ".join(by["pump-2"]["why"])
     assert by[STOLEN]["answer"] == "reject" and "revoked" in " ".join(by[STOLEN]["why"])
     assert "802.1X admission" in out.getvalue()
+    why = namespaces_unavailable()
+    if why is not None:
+        assert net["blocked_flows"] is None and net["segmentation_skipped"] == why
+        return
+    # the quarantined pump-2 reaches only the update server; the healthy pump-1
+    # the broker and the update server; the router dropped the rest
+    flows = {f["flow"]: f for f in net["flows"]}
+    assert [f for f, r in flows.items() if r["pump-2"] == "allowed"] == ["update server (HTTPS)"]
+    assert sorted(f for f, r in flows.items() if r["pump-1"] == "allowed") == ["broker (MQTT/TLS)",
+                                                                            "update server (HTTPS)"]
+    assert net["blocked_flows"] == 7 and net["dropped_packets"] >= 7, net
+    assert "traffic through the generated nftables ruleset" in out.getvalue()

@@ -1,4 +1,5 @@
-"""A small routed world in Linux network namespaces for the segmentation tests.
+"""A small routed world in Linux network namespaces: the segmentation tests and the
+demo's network stage apply the generated ruleset on its router.
 
 Namespaces (names prefixed per run): ``router`` (forwards, applies the ruleset),
 one namespace per device port (``ward-a``, ``ward-b``: the switch isolates device

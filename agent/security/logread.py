@@ -137,13 +137,20 @@ def verify(directory):
     return log.anchor[0] + 1, log.head_n, log.head_h
 
 
+def resend(mon):
+    # The newest entries from before this boot, sent again (a cut between log
+    # and queue loses none). Called before anything new is logged, so records
+    # are sealed in log order: an entry whose first sending a cut prevented
+    # must not arrive after a newer one (the host names that a reorder).
+    if mon.tel is not None:
+        for n, e in entries(mon.log, mon.log.head_n - RESEND):
+            mon.send(e)
+
+
 def start(mon, reset_reason, boot_events):
     # Once per boot: count the boot, say if the log on flash did not verify,
-    # then the boot and rollback events. The newest entries from before
-    # this boot and those of the boot go out sealed with the first report
-    # (a cut between log and queue loses none; telemetry starts later).
+    # then the boot and rollback events.
     mon.ps["boots"] = _count_boot(mon.board.mounts()["state"] + "/boots")
-    mon.ps["resend"] = mon.log.head_n - RESEND
     if mon.log.error:
         events.emit("integrity_violation", "critical", {"what": "event log", "error": mon.log.error})
     events.emit("boot", "info", {"reset": reset_reason, "boot": mon.ps["boots"], "slot": mon.slot})

@@ -62,6 +62,7 @@ class Monitor:
         from agent.security import logread
 
         self.log = logread.load(board.mounts()["data"] + "/events")
+        logread.resend(self)   # before the events that waited for the log (set_sink)
         events.set_sink(self._sink)
 
     def boot(self, reset_reason, boot_events=()):

@@ -16,16 +16,6 @@ from agent.security import events
 MAX_ENDPOINTS = 4
 
 
-def _resend(mon):
-    after = mon.ps.pop("resend", None)
-    if after is None or mon.tel is None:
-        return
-    from agent.security import logread
-
-    for n, e in logread.entries(mon.log, after):
-        mon.send(e)
-
-
 def scan_step(mon, t):
     # One step of the integrity scan (a new scan when none runs).
     if mon.scanner is None:
@@ -50,7 +40,6 @@ def scan_step(mon, t):
 def report(mon, now, gap):
     # Build the posture report and send it, unless (gap: ms since the last
     # one) nothing stable changed within the period. -> the report or None.
-    _resend(mon)
     p = build(mon, now)
     key = p.pop("key")
     ps = mon.ps

@@ -102,3 +102,44 @@ def test_no_scan_while_an_update_is_in_progress():
     tick_until_scanned(mon)
     assert mon.scan["ok"]
     events.reset()
+
+
+class Sender:
+    # Records what the monitor seals, in order (the telemetry sender's
+    # enqueue_status: seq on success).
+    def __init__(self):
+        self.sent = []
+        self.queue = type("Q", (), {"dropped": 0})()
+
+    def enqueue_status(self, state, extra=None):
+        self.sent.append(logread.decode_entry(extra["e"])[0])
+        return len(self.sent)
+
+
+class Tel:
+    def __init__(self):
+        self.sender = Sender()
+        self.sup = None
+
+
+def test_entry_cut_before_it_was_queued_is_sent_before_anything_newer():
+    # A cut between the flash log and the queue: entry 3 is on flash, never sealed.
+    # On the next boot it goes out again before the boot entry and before
+    # events that waited for the log: sealing order stays log order (the host's
+    # verifier names a late first arrival a reorder).
+    events.reset()
+    slot, loader = make_slot()
+    board = Board(devtest.tmpdir(), slot, loader)
+    cfg = {"posture": {"scan_s": 1, "min_gap_s": 1}}
+    mon = Monitor(board, "a", cfg, Tel(), Updates())
+    mon.boot("power_on", [{"type": "rolled_back", "version": "1.1.0"}])
+    assert mon.tel.sender.sent == [1, 2]
+    mon.log.append("update_step", "info", {"step": "installed"}, int(board.time()))  # the cut: never sent
+    events.set_sink(None)
+    events.reset()
+    events.emit("tls_failure", "warning", {"why": "before the monitor started"})  # waits for the log
+    mon = Monitor(board, "a", cfg, Tel(), Updates())
+    mon.boot("watchdog", [])
+    sent = mon.tel.sender.sent
+    assert sent[:2] == [2, 3] and sent == sorted(sent) and sent[-1] == 5, sent
+    events.reset()

@@ -11,6 +11,7 @@ from board.compat import write_atomic
 from board.sim import flash as simflash
 
 ENOSPC = 28
+EEXIST = 17
 
 
 def _is_dir(path):
@@ -29,8 +30,11 @@ def copy_tree(src, dst):
         if _is_dir(s):
             try:
                 os.mkdir(d)
-            except OSError:
-                pass
+            except OSError as e:
+                # An existing directory is fine; a full partition is not (the
+                # files below would then fail as "no such directory").
+                if not (e.args and e.args[0] == EEXIST):
+                    raise
             count += copy_tree(s, d)
             continue
         with open(s, "rb") as fi:

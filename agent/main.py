@@ -23,6 +23,21 @@ from agent import config as agent_config
 from agent import identity as agent_identity
 
 MONITOR_WAIT_S = 120
+# The security monitor is on by default where it fits beside telemetry and the
+# update agent (a 384 KiB board); below this heap it is off unless the signed
+# configuration turns it on (posture.on = 1), and the status says why.
+MONITOR_MIN_HEAP = 300 * 1024  # usable heap: a --heap 320k board has 316 KiB
+
+
+def heap_size():
+    # The whole heap (free + allocated) on MicroPython; None on CPython (no
+    # fixed heap). Here, not in board/compat.py: an app release must run on
+    # the board firmware already in the field, which has no such helper.
+    if not hasattr(gc, "mem_alloc"):
+        return None
+    return gc.mem_free() + gc.mem_alloc()
+
+
 CONSOLE_POLL_MS = 20  # how often the loop services the login console (agent/console/port.py)
 
 
@@ -98,16 +113,24 @@ class Agent:
         st = self.updates.installer.boot_state()
         # Events the loader recorded (rollbacks, fallbacks) are reported once.
         self.boot_events = st.get("events", [])[-4:]
-        # The security monitor (event log, integrity scan, posture reports)
-        # runs when the signed configuration says so (posture.on = 1): on a
-        # 256 KiB heap it does not fit yet beside telemetry and the update
-        # agent (README: Security monitoring, heap). It starts after the first
+        # The security monitor (event log, integrity scan, posture reports):
+        # posture.on = 1 / 0 in the signed configuration turns it on / off;
+        # without it, it runs where the heap is MONITOR_MIN_HEAP or more (on
+        # a 256 KiB heap it does not fit yet beside telemetry and the update
+        # agent: README, Security monitoring, heap). It starts after the first
         # TLS handshake (or MONITOR_WAIT_S without one): the handshake needs
         # contiguous heap. Events before it wait in agent/security/events.py's
         # bounded pending list.
         self.monitor = None
+        self.monitor_error = None
         posture = self.cfg.get("posture")
-        self.monitor_error = None if isinstance(posture, dict) and posture.get("on") == 1 else "off"
+        on = posture.get("on") if isinstance(posture, dict) else None
+        heap = heap_size()
+        if on == 0:
+            self.monitor_error = "off: posture.on = 0 in config.json"
+        elif on != 1 and heap is not None and heap < MONITOR_MIN_HEAP:
+            self.monitor_error = "off: heap %d KiB < %d KiB (posture.on = 1 turns it on)" % (
+                heap // 1024, MONITOR_MIN_HEAP // 1024)
         gc.collect()
 
     def _start_monitor(self):
@@ -184,7 +207,9 @@ class Agent:
             st["device_id"] = self.ident["device_id"]
         if self.monitor is not None:
             st["security"] = self.monitor.status()
-        elif self.monitor_error and self.monitor_error != "off":
+        elif self.monitor_error and self.monitor_error.startswith("off"):
+            st["security"] = {"off": self.monitor_error[5:]}
+        elif self.monitor_error:
             st["security"] = {"error": self.monitor_error}
         import sys
 

@@ -116,6 +116,12 @@ def _netns_of(pid: int) -> str:
                           timeout=10).stdout.strip()
 
 
+def _integrity(work, device_id: str) -> str:
+    from host_tools.fleet import fleet_status
+    devs = {d["device_id"]: d for d in fleet_status(work)["devices"]}
+    return devs.get(device_id, {}).get("integrity", "")
+
+
 def _stored(work, device_id: str) -> int:
     db = FleetDB(work / "fleet.db")
     try:
@@ -137,6 +143,9 @@ def test_board_streams_and_updates_through_the_router_and_in_quarantine_only_upd
     #    and the signed release from the update server.
     boards.wait_for("pump-a", confirmed("1.1.0"), 150, "1.1.0 confirmed through the router")
     _wait(lambda: _stored(work, "pump-a") >= 3, 60, "pump-a's records stored by the collector in the core")
+    # the security monitor is on by default on a 384 KiB board: its posture report
+    # (integrity of the slot it scanned) came through the router too
+    _wait(lambda: _integrity(work, "pump-a") == "ok", 90, "pump-a's posture report with a clean integrity scan")
 
     # 2. Moved to the quarantine VLAN: same board, same flash, its port now in quarantine.
     boards.stop("pump-a")

@@ -96,6 +96,8 @@ def test_board_without_an_update_server_says_updates_are_off(tmp_path):
             assert st["device"]["updates"] == "off"
             assert st["device"]["update"]["step"] == "off", st["device"]["update"]
             assert "no update URL" in st["device"]["update"]["reason"]
+            # a 256 KiB board runs no security monitor unless its config says so, and says why
+            assert "KiB < 300 KiB" in st["device"]["security"]["off"], st["device"].get("security")
             assert col.wait_for(lambda s: s["accepted"] >= 2 and col.db.updates("pump-1"), 30), col.stats
         col.flush()
         d = {x["device_id"]: x for x in fleet_status(fleet.workdir)["devices"]}["pump-1"]

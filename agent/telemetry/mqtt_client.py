@@ -45,6 +45,11 @@ class MQTTClient:
         self.on_puback = on_puback  # fn(pid)
         self._stream = None
         self._reader = None
+        # The packet buffer, allocated once and reused by every connection: a
+        # new one per reconnect needs another contiguous 2 KiB while the old
+        # one may still be referenced, which a fragmented 256 KiB heap after a
+        # broker outage does not always have (MemoryError, board stays off).
+        self._rbuf = bytearray(max_packet)
         self._rtask = None
         self._error = None
         self._lock = asyncio.Lock()
@@ -94,7 +99,7 @@ class MQTTClient:
         self._error = None
         stream = await open_stream(self.host, self.port, self.tls, self.connect_timeout_ms)
         self._stream = stream
-        reader = PacketReader(stream, self.max_packet)
+        reader = PacketReader(stream, self.max_packet, self._rbuf)
 
         async def handshake():
             # On MicroPython the TLS handshake runs inside this first write.
@@ -139,6 +144,7 @@ class MQTTClient:
             except (RuntimeError, ValueError):
                 pass
             self._rtask = None
+        self._reader = None
         if self._stream is not None:
             self._stream.close()
             self._stream = None
@@ -156,9 +162,10 @@ class MQTTClient:
     # -- reading
 
     async def _read_loop(self):
+        reader = self._reader  # this connection's (close() lets go of it)
         try:
             while True:
-                pkt = await self._reader.read()
+                pkt = await reader.read()
                 self._last_rx = ticks_ms()
                 await self._dispatch(pkt)
         except (MQTTProtocolError, MQTTTransportError) as e:

@@ -131,9 +131,11 @@ class PacketReader:
     # larger than the buffer is not loaded: its header is parsed, the rest is
     # read and discarded in buffer-sized chunks, and it is returned with
     # payload None so the client can acknowledge and count it.
-    def __init__(self, stream, max_packet=DEFAULT_MAX_PACKET):
+    def __init__(self, stream, max_packet=DEFAULT_MAX_PACKET, buf=None):
+        # buf: a preallocated buffer of at least max_packet bytes (the client's,
+        # reused across connections); None allocates one.
         self._s = stream
-        self._buf = bytearray(max_packet)
+        self._buf = buf if buf is not None else bytearray(max_packet)
         self._mv = memoryview(self._buf)
         self._max = max_packet
         self._hdr = bytearray(1)

@@ -310,3 +310,28 @@ def test_supervisor_moves_to_the_next_endpoint():
 
     failures, connects, endpoint = run_client(script, body)
     assert failures == 1 and connects == 1 and endpoint == 1
+
+
+def test_reconnects_reuse_one_packet_buffer():
+    # Every connection reads into the buffer the client allocated once: a
+    # reconnect after an outage needs no new contiguous 2 KiB (on a fragmented
+    # 256 KiB board a fresh one per reconnect ran out: MemoryError, no link).
+    async def script(b, r, w):
+        await b.expect(r, codec.CONNECT)
+        w.write(b"\x20\x02\x00\x00")
+        w.write(codec.encode_publish(TOPIC, b"hello %d" % len(b.log), 0, False, False, 0))
+        await w.drain()
+        await asyncio.sleep(1)
+
+    async def body(b, c):
+        got, bufs = [], []
+        for _ in range(3):
+            await c.connect()
+            bufs.append(c._reader._buf)
+            got.append(await recv(c))
+            c.close()
+        return got, bufs, c._rbuf
+
+    got, bufs, rbuf = run_client(script, body)
+    assert [m[1] for m in got] == [b"hello 1", b"hello 2", b"hello 3"]
+    assert all(buf is rbuf for buf in bufs)

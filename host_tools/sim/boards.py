@@ -158,6 +158,8 @@ class Boards:
         ``netns``: run the supervisor and its VM inside that network namespace
         (``ip netns exec``), so the board's sockets are on that network; its pty
         and control socket are files, reachable from here as ever."""
+        if netns is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", netns):
+            raise BoardError(f"bad network namespace name {netns!r} (letters, digits, '_', '.', '-')")
         if netns is not None and not (Path("/run/netns") / netns).exists():
             raise BoardError(f"no network namespace {netns!r} (create it with `ip netns add {netns}`, as root)")
         d = self.board_dir(name)

@@ -160,3 +160,13 @@ def test_board_streams_and_updates_through_the_router_and_in_quarantine_only_upd
     assert _drops(w, "other core ports") > before           # the router dropped its MQTT attempts
     time.sleep(2)
     assert _stored(work, "pump-a") == stored_before         # nothing arrived from quarantine
+
+
+def test_sim_start_names_a_missing_or_bad_namespace(tmp_path):
+    from host_tools.sim.boards import BoardError, Boards
+
+    boards = Boards(tmp_path / "work")
+    for bad, why in (("../../etc", "bad network namespace name"), ("ms-no-such-ns", "no network namespace")):
+        with pytest.raises(BoardError, match=why):
+            boards.start("pump-x", netns=bad)
+    assert not boards.names() or not boards.is_running("pump-x")

@@ -72,7 +72,7 @@ class ConsolePort:
                 if self.shell is None:
                     self.shell = self._shell()
                 self.shell.feed(c)
-            except (MemoryError, OSError, ValueError) as e:
+            except (MemoryError, OSError, ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
                 # The console never takes the agent down: drop the attempt.
                 gc.collect()
                 if self.shell is not None:

@@ -47,6 +47,7 @@ def usable(role):
     return [c for c in sorted(COMMANDS) if allowed(role, c)]
 
 IDLE_MS = 300000
+EVENTS_SHOWN = 10  # `events` / `export-logs`: the newest entries of the log
 PROMPT_LOGIN = b"login: "
 # The answer to a raw-REPL request; host tools fail on "console locked".
 LOCKED_LINE = b"console locked: provisioned board, no code runs here; log in with `medsentry console`\r\n"
@@ -293,9 +294,13 @@ class Shell:
             return self._say("error: %s not available on this board" % name)
         try:
             res = op(*args)
+            text = json.dumps(res)
         except (ValueError, OSError) as e:
             return self._say("error: %s" % e)
-        self._say(json.dumps(res))
+        except (TypeError, KeyError, IndexError, AttributeError) as e:
+            # A fault in an operation ends this command, never the agent.
+            return self._say("error: %s failed (%s)" % (name, e.__class__.__name__))
+        self._say(text)
 
     def _unlock(self, name):
         lock = lockout.Lockout(self.state_dir + "/console/lockout.json", int(self.clock()))
@@ -346,11 +351,34 @@ class AgentOps:
         return {"console": stats.stats(self.a.board.mounts()["state"])}
 
     def events(self):
+        # The newest entries of the flash event log, decoded, and how many
+        # events wait for a log (the monitor is off or not started yet).
         try:
-            from agent.security import events
+            from agent.security import events, logread
         except ImportError:
-            return []
-        return [list(e) for e in events.pending()[-10:]]
+            return {"entries": [], "pending": 0}
+        mon = self.a.monitor
+        out = []
+        try:
+            if mon is not None:
+                log = mon.log
+            else:
+                import os
+
+                path = self.a.board.mounts()["data"] + "/events"
+                os.stat(path)  # OSError: no log on this board (nothing to read)
+                log = logread.load(path)
+            for n, e in logread.entries(log, log.head_n - EVENTS_SHOWN):
+                d = logread.decode_entry(e)
+                out.append({"n": d[0], "t": d[1], "kind": d[2], "severity": d[3], "detail": d[4]})
+        except OSError:
+            pass
+        finally:
+            if mon is None:
+                import sys
+
+                sys.modules.pop("agent.security.logread", None)  # resident only beside the monitor
+        return {"entries": out, "pending": events.pending()}
 
     def selftest(self):
         from agent import selftest

@@ -143,3 +143,43 @@ def test_entry_cut_before_it_was_queued_is_sent_before_anything_newer():
     sent = mon.tel.sender.sent
     assert sent[:2] == [2, 3] and sent == sorted(sent) and sent[-1] == 5, sent
     events.reset()
+
+
+class Ag:
+    # The agent as the console's AgentOps sees it (monitor, board).
+    def __init__(self, mon):
+        self.monitor = mon
+        self.board = mon.board
+
+
+def test_console_events_and_export_logs_read_the_flash_log():
+    # The real operations behind the viewer's `events` and the technician's
+    # `export-logs` (they crashed the agent: a TypeError out of the console).
+    import json
+
+    from agent.console.shell import AgentOps
+
+    mon, slot = start()
+    ops = AgentOps(Ag(mon)).table()
+    res = ops["events"]()
+    assert [e["kind"] for e in res["entries"]] == ["boot", "rollback"], res
+    assert res["entries"][0]["n"] == 1 and res["pending"] == 0
+    assert ops["export-logs"]() == res
+    json.dumps(res)
+    # monitor off (a 256 KiB board): read from flash, events waiting counted
+    events.set_sink(None)
+    events.emit("console_login_failed", "warning", {"user": "x"})
+    ag = Ag(mon)
+    ag.monitor = None
+    res = AgentOps(ag).table()["events"]()
+    assert [e["kind"] for e in res["entries"]] == ["boot", "rollback"] and res["pending"] == 1
+    events.reset()
+
+
+def test_a_faulty_console_operation_ends_the_command_not_the_agent():
+    from agent.console.shell import Shell
+
+    out = []
+    sh = Shell(devtest.tmpdir(), b"k" * 32, lambda: 0, {"events": lambda: [].missing}, out.append)
+    sh._run("events", [])
+    assert b"error: events failed (AttributeError)" in b"".join(out)

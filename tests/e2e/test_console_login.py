@@ -133,18 +133,26 @@ def test_login_with_totp_window_edges_and_replay(fleet):
 
 
 def test_roles_over_the_uart(fleet):
+    def faults():
+        r = fleet.boards.status(BOARD)["resets"]
+        return r.get("crash", 0) + r.get("watchdog", 0)
+
+    before = faults()
     with fleet.login("vera") as s:
         assert '"slot": "a"' in s.run("status")
+        assert '"entries": ' in s.run("events")   # (crashed the agent once: a TypeError)
         with pytest.raises(ConsoleFailure) as e:
             s.run("selftest")
         assert e.value.code == EXIT_DENIED
         s.logout()
     with fleet.login("tom") as s:
         assert '"failures": null' in s.run("selftest")
+        assert '"pending": ' in s.run("export-logs")
         with pytest.raises(ConsoleFailure) as e:
             s.run("users")
         assert e.value.code == EXIT_DENIED
         s.logout()
+    assert faults() == before  # the agent ran on throughout (no crash, no watchdog reset)
 
 
 def test_device_provision_fails_at_once_on_the_login_console(fleet):

@@ -251,9 +251,13 @@ class AgentCommands:
         ag.report()
         if ag.tel is not None:
             ag.tel.sender.enqueue_status("online")
-        hook = getattr(ag, "report_posture", None)  # the posture module, when present
-        if hook is not None:
-            hook()
+        self._posture_soon()
+
+    def _posture_soon(self):
+        # A posture report at the monitor's next tick, whatever changed.
+        mon = getattr(self.agent, "monitor", None)
+        if mon is not None:
+            mon.ps["at"] = None
 
     def check_update(self, args):
         up = self.agent.updates
@@ -274,6 +278,7 @@ class AgentCommands:
         on = args[0] == "on"
         flags.set_quarantine(self.state, on)
         netguard.narrow(self.inbox.core if on else None)
+        self._posture_soon()  # the posture's quarantine field says so at once
 
     def reboot(self, args):
         b = self.agent.board

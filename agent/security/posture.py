@@ -190,6 +190,7 @@ def build(mon, now):
         p["console"] = con
     if ps.get("check_ok") is not None:
         p["since_check_s"] = int(now - ps["check_ok"])
+    p["quarantine"] = quarantined(m["state"])
     p["key"] = stable_key(p)
     return p
 
@@ -199,7 +200,16 @@ def stable_key(p):
     i = p.get("integrity") or {}
     c = p.get("console") or {}
     return (p.get("version"), p.get("slot"), i.get("ok"), tuple(i.get("bad") or ()), p.get("config"),
-            p.get("cert_exp"), str(p.get("tuf")), p.get("blocked"), c.get("lockouts"), c.get("locked"))
+            p.get("cert_exp"), str(p.get("tuf")), p.get("blocked"), c.get("lockouts"), c.get("locked"),
+            p.get("quarantine"))
+
+
+def quarantined(state_dir):
+    # The signed quarantine command's flag as agent/security/flags.py reads
+    # it (a corrupt flag file is reported there as an integrity violation).
+    from agent.security import flags
+
+    return bool(flags.load(state_dir).get("quarantine"))
 
 
 # Incremental code-integrity scan of the active slot and the loader against

@@ -98,6 +98,9 @@ def _security(reader: FleetReader, device_id: str) -> dict[str, Any]:
         console = (p.get("report") or {}).get("console")
         if isinstance(console, dict) and isinstance(console.get("lockouts"), int):
             out["console_lockouts"] = console["lockouts"]
+        q = (p.get("report") or {}).get("quarantine")
+        if isinstance(q, bool):
+            out["device_quarantine"] = q  # as the device itself reports it
     return out
 
 

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from host_tools.collector import security_db
+from host_tools.fleet import fleet_status
 from host_tools.ops import commands as ops_commands
 from host_tools.ops import envelope as E
 from host_tools.ops.keys import OpsKeyring
@@ -72,6 +74,27 @@ def _results_after(f, n, k, timeout=60.0):
     return rs[:k]
 
 
+def _wait_posture(f, pred, what, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not pred(security_db.postures(f.db, DEVICE)):
+        assert time.monotonic() < deadline, f"{what}: none in {timeout:.0f} s"
+        time.sleep(0.2)
+
+
+def _wait_quiet_postures(f, quiet=3.0, timeout=60.0):
+    # Until the start-up posture reports are in and none came for `quiet` s.
+    deadline = time.monotonic() + timeout
+    n, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        m = len(security_db.postures(f.db, DEVICE))
+        if m != n:
+            n, since = m, time.monotonic()
+        elif m > 0 and time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.2)
+    raise AssertionError("posture reports did not settle")
+
+
 def _send(f, data):
     ops_commands.publish(f.workdir, f.broker.host, f.broker.port, DEVICE, data)
 
@@ -106,10 +129,14 @@ def test_signed_commands_and_egress_on_a_board(tmp_path):
         f.boards.wait_for(DEVICE, lambda st: ((st.get("device") or {}).get("commands") or {}).get("policy") == 3,
                           90, "command policy fetched through TUF")
 
-        # 1. accepted: an operator's report-now
+        # 1. accepted: an operator's report-now, which sends a posture report
+        #    (the security monitor is on by default on a 384 KiB board)
+        _wait_quiet_postures(f)
+        n_post = len(security_db.postures(f.db, DEVICE))
         sent = ops_commands.sign(ring, "bob", OPS_PASS, DEVICE, "report-now", [])
         _send(f, sent.envelope)
         assert _result(f, sent.ctr)["result"] == "done"
+        _wait_posture(f, lambda ps: len(ps) > n_post, "a posture report for report-now")
 
         # 2. forged: the signed payload changed in transit
         good = ops_commands.sign(ring, "alice", OPS_PASS, DEVICE, "set-telemetry-period", ["2"])
@@ -136,6 +163,9 @@ def test_signed_commands_and_egress_on_a_board(tmp_path):
         q = ops_commands.sign(ring, "alice", OPS_PASS, DEVICE, "quarantine", ["on"])
         _send(f, q.envelope)
         assert _result(f, q.ctr)["result"] == "done"
+        _wait_posture(f, lambda ps: ps and ps[-1]["report"].get("quarantine") is True,
+                      "the posture report saying quarantine")
+        assert fleet_status(f.workdir)["devices"][0]["device_quarantine"] is True
 
         # 6. replay across a reset (counters on flash)
         f.boards.reset(DEVICE)

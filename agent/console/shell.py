@@ -264,7 +264,12 @@ class Shell:
         if name not in COMMANDS:
             return self._say("error: unknown command %s (try help)" % name)
         if not allowed(self.role, name):
+            _emit("console_denied", "warning", {"user": self.user, "cmd": name})
             return self._say("denied: %s may not run %s" % (self.role, name))
+        if name not in ("help", "whoami", "logout"):
+            # Every action to the event log: who, what, and the argument of
+            # the admin/technician commands that take one (a user, minutes).
+            _emit("console_action", "info", {"user": self.user, "cmd": name, "arg": args[0][:32] if args else ""})
         if name == "help":
             return self._say(" ".join(usable(self.role)))
         if name == "whoami":

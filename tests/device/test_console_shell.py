@@ -186,3 +186,23 @@ def test_fuzzed_line_editor_never_logs_in_nor_crashes():
     b.take()
     b.now += 100
     assert "welcome tom" in _login(b, sh, "tom")
+
+
+def test_every_action_and_every_denial_goes_to_the_event_log():
+    from agent.security import events
+
+    got = []
+    events.reset()
+    events.set_sink(lambda kind, severity, detail: got.append((kind, severity, detail)))
+    try:
+        d, b, sh = _setup()
+        _login(b, sh, "tom")
+        sh.feed(b"maint-window 30\rversion\rusers\rwhoami\r")
+        b.take()
+    finally:
+        events.set_sink(None)
+        events.reset()
+    acts = [(k, det.get("cmd"), det.get("arg")) for k, s, det in got if k.startswith("console_")]
+    assert acts == [("console_login_ok", None, None), ("console_action", "maint-window", "30"),
+                    ("console_action", "version", ""), ("console_denied", "users", None)], acts
+    assert all(det.get("user") == "tom" for k, s, det in got if k in ("console_action", "console_denied"))

@@ -206,3 +206,23 @@ def test_every_action_and_every_denial_goes_to_the_event_log():
     assert acts == [("console_login_ok", None, None), ("console_action", "maint-window", "30"),
                     ("console_action", "version", ""), ("console_denied", "users", None)], acts
     assert all(det.get("user") == "tom" for k, s, det in got if k in ("console_action", "console_denied"))
+
+
+def test_quarantine_refuses_login_until_a_signed_unlock_window_opens():
+    from agent.security import flags
+
+    d, b, sh = _setup()
+    flags.set_quarantine(d, True)
+    out = _login(b, sh, "ada")
+    assert "login refused: device quarantined" in out and "welcome" not in out
+    flags.set_console_unlock(d, NOW + 600)   # what unlock-console 10 does
+    b.now += 30                              # a fresh TOTP step
+    assert "welcome ada" in _login(b, sh, "ada")
+    sh.feed(b"logout\r")
+    b.take()
+    b.now = NOW + 630                        # the window has closed
+    out = _login(b, sh, "ada")
+    assert "login refused: device quarantined" in out, out
+    flags.set_quarantine(d, False)
+    b.now += 30
+    assert "welcome ada" in _login(b, sh, "ada")

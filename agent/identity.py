@@ -4,7 +4,8 @@
 #   /state/identity.json
 #     {"version": 2,
 #      "device_id": "pump-1", "model": "pump-v2",
-#      "broker": {"host": "127.0.0.1", "port": 8883, "server_hostname": "127.0.0.1"},
+#      "broker": {"host": "127.0.0.1", "port": 8883, "server_hostname": "127.0.0.1",
+#                 "endpoints": [["127.0.0.1", 8883], ...]},   (optional: a broker cluster's nodes)
 #      "telemetry": {"kid": hex (8 bytes), "base_iv": hex (13),
 #                    "sealed_key": hex (the 16-byte AES key, sealed as "telemetry-key")},
 #      "files": {"cert": "identity/cert.der", "key": "identity/key.sealed",
@@ -106,6 +107,7 @@ def load(state_dir, board):
     port = broker.get("port")
     if not isinstance(host, str) or not host or not isinstance(port, int) or not 0 < port < 65536:
         raise IdentityError("identity.json: bad broker address")
+    endpoints = _endpoints(broker.get("endpoints"), host, port)
     tel = d.get("telemetry")
     if not isinstance(tel, dict):
         raise IdentityError("identity.json: no telemetry key")
@@ -135,4 +137,27 @@ def load(state_dir, board):
         "key_der": key_der,
         "ca_der": _read_der(state_dir, files.get("ca"), "ca"),
         "pump": bool(d.get("pump", True)),
+        "endpoints": endpoints,
     }
+
+
+MAX_ENDPOINTS = 8
+
+
+def _endpoints(value, host, port):
+    # broker.endpoints: the nodes of a broker cluster, [[host, port], ...], the
+    # first being host/port; None for a single broker. The supervisor moves
+    # to the next node when one fails; the egress guard allows them all.
+    if value is None:
+        return None
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_ENDPOINTS:
+        raise IdentityError("identity.json: broker.endpoints must be a list of 1..%d [host, port]" % MAX_ENDPOINTS)
+    out = []
+    for e in value:
+        if (not isinstance(e, list) or len(e) != 2 or not isinstance(e[0], str) or not e[0]
+                or not isinstance(e[1], int) or isinstance(e[1], bool) or not 0 < e[1] < 65536):
+            raise IdentityError("identity.json: bad broker endpoint %r" % (e,))
+        out.append((e[0], e[1]))
+    if out[0] != (host, port):
+        raise IdentityError("identity.json: broker.endpoints must start with broker host/port")
+    return out

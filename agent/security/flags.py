@@ -106,6 +106,10 @@ def core_endpoints(ident, cfg):
     eps = []
     if ident is not None:
         eps.append("%s:%d" % (ident["host"], ident["port"]))
+        for h, p in ident.get("endpoints") or ():  # every node of a broker cluster
+            e = "%s:%d" % (h, p)
+            if e not in eps:
+                eps.append(e)
     up = cfg.get("update") or {}
     for k in ("metadata_url", "targets_url"):
         e = _url_endpoint(up.get(k))

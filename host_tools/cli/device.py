@@ -75,7 +75,9 @@ def provision_cmd(ctx: click.Context, name: str, port: str, broker_host: str | N
             raise click.ClickException(
                 f"no --broker-port given and no broker recorded in {Path(workdir) / 'broker' / 'address.json'} "
                 "(start one with `medsentry broker run`)")
-        broker = BrokerAddress(broker_host or rec.host, rec.port, server_hostname)
+        # a cluster's other nodes go along unless --broker-host names another host
+        broker = BrokerAddress(broker_host or rec.host, rec.port, server_hostname,
+                               rec.endpoints if broker_host is None else ())
     else:
         broker = BrokerAddress(broker_host or "127.0.0.1", broker_port, server_hostname)
     try:
@@ -96,7 +98,8 @@ def provision_cmd(ctx: click.Context, name: str, port: str, broker_host: str | N
     for path, digest in res.written.items():
         t.add_row(path, digest)
     Console().print(t)
-    click.echo(f"broker {broker.host}:{broker.port} (TLS name {broker.tls_name}); raw REPL locked"
+    nodes = f"; cluster nodes {', '.join(f'{h}:{p}' for h, p in broker.endpoints)}" if broker.endpoints else ""
+    click.echo(f"broker {broker.host}:{broker.port} (TLS name {broker.tls_name}){nodes}; raw REPL locked"
                + ("; board reset" if res.reset else ""))
     if upd.off:
         click.echo(f"updates: OFF ({upd.off})")

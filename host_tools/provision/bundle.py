@@ -44,6 +44,9 @@ class BrokerAddress:
     host: str
     port: int
     server_hostname: str | None = None
+    #: Every node of a broker cluster, the first being (host, port); the board
+    #: moves to the next when its node fails, and its egress guard allows them all.
+    endpoints: tuple[tuple[str, int], ...] = ()
 
     @property
     def tls_name(self) -> str:
@@ -109,13 +112,23 @@ def build_bundle(pki: FleetPKI, device_id: str, broker: BrokerAddress, *,
         "device_id": device_id,
         "model": rec.model,
         "serial": rec.serial,
-        "broker": {"host": broker.host, "port": broker.port, "server_hostname": broker.tls_name},
+        "broker": _broker_entry(broker),
         "telemetry": {"kid": tk.kid.hex(), "base_iv": tk.base_iv.hex()},
         "files": dict(FILES),
         "pump": has_pump(rec.model),
         "provisioned_at": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     return Bundle(device_id=device_id, model=rec.model, files=files, identity=identity, secrets=secrets)
+
+
+def _broker_entry(broker: BrokerAddress) -> dict:
+    entry: dict = {"host": broker.host, "port": broker.port, "server_hostname": broker.tls_name}
+    if len(broker.endpoints) > 1:
+        eps = [[h, int(p)] for h, p in broker.endpoints]
+        if eps[0] != [broker.host, broker.port]:
+            raise ValueError("broker endpoints must start with the broker's host and port")
+        entry["endpoints"] = eps
+    return entry
 
 
 def merge_config(base: dict, over: dict) -> dict:

@@ -110,11 +110,13 @@ class ProvisionResult:
 
 
 def broker_from_workdir(workdir: str | Path) -> BrokerAddress | None:
-    """The broker recorded by `medsentry broker run` (<workdir>/broker/address.json)."""
+    """The broker recorded by `medsentry broker run` (<workdir>/broker/address.json),
+    with every node's MQTT endpoint when it is a cluster (``--cluster N``)."""
     path = Path(workdir) / "broker" / "address.json"
     try:
         d = json.loads(path.read_text())
-        return BrokerAddress(str(d["host"]), int(d["port"]))
+        eps = tuple((str(h), int(p)) for h, p in d.get("mqtt") or ())
+        return BrokerAddress(str(d["host"]), int(d["port"]), endpoints=eps if len(eps) > 1 else ())
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

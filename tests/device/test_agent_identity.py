@@ -93,8 +93,23 @@ def test_server_hostname_defaults_to_host():
     assert i["server_hostname"] == "10.0.0.5"
 
 
+def test_cluster_endpoints_are_read_and_allowed_by_the_egress_guard():
+    from agent.security import flags
+
+    b = {"host": "10.0.0.5", "port": 8883, "endpoints": [["10.0.0.5", 8883], ["10.0.0.6", 8884], ["10.0.0.7", 8885]]}
+    i = identity.load(_provisioned({"broker": b}), BOARD)
+    assert i["endpoints"] == [("10.0.0.5", 8883), ("10.0.0.6", 8884), ("10.0.0.7", 8885)]
+    assert flags.core_endpoints(i, {}) == ["10.0.0.5:8883", "10.0.0.6:8884", "10.0.0.7:8885"]
+    assert identity.load(_provisioned(), BOARD)["endpoints"] is None
+
+
 def test_bad_identities_are_loud():
     bad = [
+        {"broker": {"host": "h", "port": 1, "endpoints": []}},
+        {"broker": {"host": "h", "port": 1, "endpoints": [["h", 1], ["g", 0]]}},
+        {"broker": {"host": "h", "port": 1, "endpoints": [["g", 1], ["h", 1]]}},   # not first
+        {"broker": {"host": "h", "port": 1, "endpoints": [["h", 1]] * 9}},
+        {"broker": {"host": "h", "port": 1, "endpoints": "h:1"}},
         {"version": 3},
         {"version": 1, "telemetry": {"kid": "01" * 8, "key": "02" * 16, "base_iv": "03" * 13}},
         {"device_id": ""},

@@ -29,6 +29,7 @@ from host_tools.pki import FleetPKI
 from tests.e2e.fleet_helpers import N, Device, collector_proc, connect, sealed
 
 DEVICES = ("pump-1", "pump-2", "pump-3", "unsettled-1")
+BOARD = "pump-board"  # a real simulated board (MicroPython agent) on the cluster
 STREAMERS = [f"stream-{i}" for i in range(1, 5)]
 
 
@@ -37,7 +38,7 @@ def cluster(tmp_path_factory):
     work = tmp_path_factory.mktemp("fleet")
     pki = FleetPKI(work)
     pki.init()
-    for dev in (*DEVICES, *STREAMERS):
+    for dev in (*DEVICES, *STREAMERS, BOARD):
         pki.issue(dev, "pump-v2")
     pki.issue_client("collector-b")
     c = RabbitCluster(pki, work / "cluster", nodes=3)
@@ -203,6 +204,39 @@ def test_collector_not_served_by_the_broker_reconnects(cluster, tmp_path):
         col.stop()
         t.join(30)
         db.close()
+
+
+def _tel(st: dict) -> dict:
+    return (st.get("device") or {}).get("telemetry") or {}
+
+
+def test_a_real_board_moves_to_the_next_node_when_its_node_dies(cluster):
+    """A board provisioned as `device provision` does after `broker run --cluster 3`
+    (every node's MQTT endpoint in its identity) streams through node 1; node 1 is
+    SIGKILLed; the board's agent moves on to the next node (its egress guard allows
+    every node: nothing blocked) and its records keep being acknowledged."""
+    from host_tools.provision import BrokerAddress, provision
+    from host_tools.sim.boards import Boards
+
+    pki = cluster.pki
+    boards = Boards(pki.workdir)
+    host, port0 = cluster.endpoints[0]
+    try:
+        port = boards.start(BOARD, model="pump-v2", heap="384k")["port"]
+        provision(pki, BOARD, port, BrokerAddress(host, port0, endpoints=tuple(cluster.endpoints)),
+                  config={"telemetry": {"period_ms": 1000}})
+        st = boards.wait_for(BOARD, lambda s: _tel(s).get("connected") and _tel(s).get("acked", 0) >= 3, 90,
+                             "the board streaming through node 1")
+        acked = _tel(st)["acked"]
+        cluster.kill(0)
+        st = boards.wait_for(BOARD, lambda s: _tel(s).get("connected") and _tel(s).get("acked", 0) >= acked + 5,
+                             120, "the board acknowledged by another node")
+        assert ((st["device"].get("egress") or {}).get("blocked") or 0) == 0, st["device"].get("egress")
+    finally:
+        if boards.is_running(BOARD):
+            boards.stop(BOARD)
+        cluster.start_node(0)
+        cluster.wait_mqtt(0)
 
 
 def test_node_collector_and_database_die_nothing_lost(cluster, pg):

@@ -54,6 +54,24 @@ def test_bundle_holds_the_device_identity(pki):
     assert build_bundle(pki, "mon-1", BrokerAddress("h", 1, "broker.example")).identity["pump"] is False
 
 
+def test_cluster_broker_recorded_by_broker_run_reaches_the_identity(pki, tmp_path):
+    from host_tools.provision import broker_from_workdir
+
+    (tmp_path / "broker").mkdir()
+    (tmp_path / "broker" / "address.json").write_text(json.dumps(
+        {"host": "127.0.0.1", "port": 18001, "mqtt": [["127.0.0.1", 18001], ["127.0.0.1", 18002]],
+         "amqp": [["127.0.0.1", 15671]]}))
+    rec = broker_from_workdir(tmp_path)
+    assert rec is not None and rec.endpoints == (("127.0.0.1", 18001), ("127.0.0.1", 18002))
+    ident = build_bundle(pki, "pump-1", rec).identity
+    assert ident["broker"]["endpoints"] == [["127.0.0.1", 18001], ["127.0.0.1", 18002]]
+    # a single broker: no endpoint list
+    (tmp_path / "broker" / "address.json").write_text(json.dumps({"host": "127.0.0.1", "port": 8883}))
+    assert "endpoints" not in build_bundle(pki, "pump-1", broker_from_workdir(tmp_path)).identity["broker"]
+    with pytest.raises(ValueError):
+        build_bundle(pki, "pump-1", BrokerAddress("127.0.0.1", 1, endpoints=(("h", 2), ("h", 3))))
+
+
 def test_refusals(pki):
     addr = BrokerAddress("127.0.0.1", 8883)
     with pytest.raises(ProvisionError, match="pki issue"):

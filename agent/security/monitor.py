@@ -21,7 +21,7 @@ from board.compat import ticks_ms, ticks_diff
 from agent import config as agent_config
 from agent.security import events
 
-LAZY = ("agent.security.posture", "agent.security.logread")
+LAZY = ("agent.security.posture", "agent.security.logread", "agent.security.flags")
 SCAN_WAIT_S = 120
 DEFAULTS = {"on": 0, "period_s": 300, "scan_s": 60, "budget_ms": 30, "min_gap_s": 10, "clock_jump_s": 120}
 SCAN_BUF = 512  # the one buffer the scan reads files into, allocated once

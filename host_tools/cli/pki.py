@@ -86,12 +86,15 @@ def issue(ctx: click.Context, device_id: str, model: str, days: float | None, no
 @click.pass_context
 def issue_service(ctx: click.Context, name: str, days: float | None) -> None:
     """Issue a service identity: one more collector instance (collector-NAME) or re-issue
-    collector/operator. Restart the broker afterwards so its ACL includes it."""
+    collector/operator (the old certificate goes on the CRL). Restart the broker
+    afterwards so its ACL includes it and it reads the CRL."""
     pki = _pki(ctx)
     if service_role(name) is None:
         raise click.ClickException(f"{name!r} is not a service name (collector, operator, collector-<x>)")
+    existed = pki.client_identity(name).cert.exists()
     ident = _run(pki.issue_client, name, days=days)
-    click.echo(f"{name}: {ident.cert}")
+    click.echo(f"{name}: {ident.cert}" + ("; the previous certificate is revoked (restart the broker)"
+                                          if existed else ""))
 
 
 @cli.command("rekey")

@@ -264,8 +264,19 @@ class FleetPKI:
                                not_before=start, not_after=end, ou="fleet-service",
                                uris=[certs.SERVICE_URN_PREFIX + name])
         ident = self.client_identity(name)
+        old = None
+        if ident.cert.exists():
+            try:
+                old = x509.load_pem_x509_certificate(ident.cert.read_bytes())
+            except ValueError:
+                old = None  # unreadable: nothing a client could present either
         write_private(ident.key, certs.key_pem(key))
         write_public(ident.cert, certs.cert_pem(cert))
+        if old is not None and old.serial_number != cert.serial_number:
+            # A re-issued service identity (a stolen collector key, a rotation):
+            # the old certificate goes on the CRL, as `pki issue --renew` does for devices.
+            self._add_revoked(record_serial(old), name)
+            self.refresh_crl()
         return ident
 
     # -- devices -------------------------------------------------------------

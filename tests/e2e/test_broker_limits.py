@@ -172,3 +172,23 @@ def test_renewed_device_certificate_revokes_the_old_one(fleet, tmp_path):
     assert try_connect(fleet.broker.host, fleet.broker.port, new.ca, new.cert, new.key) is None
     # the renewed device is not treated as revoked
     assert fleet.pki.device("pump-1").revoked is None
+
+
+def test_reissued_service_certificate_revokes_the_old_one(fleet, tmp_path):
+    """`pki issue-service NAME` again (a leaked collector key, a rotation): the old
+    certificate goes on the CRL, as for a renewed device, and the broker refuses it."""
+    old = fleet.pki.issue_client("collector-r")
+    keep = tmp_path / "old"
+    keep.mkdir()
+    old_cert, old_key = keep / "c.crt", keep / "c.key"
+    shutil.copy(old.cert, old_cert)
+    shutil.copy(old.key, old_key)
+    fleet.broker.restart()
+    assert try_connect(fleet.broker.host, fleet.broker.port, old.ca, old_cert, old_key) is None
+    new = fleet.pki.issue_client("collector-r")
+    from cryptography import x509
+    old_serial = x509.load_pem_x509_certificate(old_cert.read_bytes()).serial_number
+    assert old_serial in fleet.pki.revoked_serials()
+    fleet.broker.restart()  # re-reads the CRL
+    assert try_connect(fleet.broker.host, fleet.broker.port, old.ca, old_cert, old_key) is not None
+    assert try_connect(fleet.broker.host, fleet.broker.port, new.ca, new.cert, new.key) is None

@@ -37,7 +37,8 @@ def test_infusion_starting_mid_download_stops_the_install_and_it_resumes_later(r
 def test_slow_download_longer_than_the_watchdog_period_completes(repo, tmp_path):
     import random
 
-    blob = random.Random(3).randbytes(48 * 1024)  # incompressible
+    # incompressible; with the app (about 470 KiB of 4 KiB blocks) it must fit the 512 KiB slot
+    blob = random.Random(3).randbytes(36 * 1024)
     rel = publish(repo, "pump-v5", "1.1.0", 2, {"agent/release.txt": b"1.1.0\n", "agent/blob.bin": blob})
     srv = repo["srv"]
     pkg_url = "/targets/" + rel.target.rsplit("/", 1)[0] + "/" + rel.sha256 + "." + rel.target.rsplit("/", 1)[1]

@@ -255,6 +255,8 @@ class Ingestor:
                 tx.gap_event(device_id, kind, a, b, now)
             tx.bump(device_id, "accepted")
         apply(st, deleted + expired, added)
+        if st.highest is None or highest > st.highest:
+            st.spend_jump(highest - (st.highest or 0), now, since)
         st.highest = highest
         st.last_at = now
         self.seq[device_id] = st

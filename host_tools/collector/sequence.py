@@ -6,9 +6,14 @@ cannot make each record cost more (issue 11 item 4). Limits that keep a key
 holder from inventing or hiding loss (SEALING.md section 6):
 
 * a jump above the highest accepted number must be plausible: at most
-  ``JUMP_SLACK + MAX_RATE * elapsed`` numbers, ``elapsed`` being the collector's
+  ``slack + MAX_RATE * elapsed`` numbers, ``elapsed`` being the collector's
   seconds since the device's last accepted record (or since its first telemetry
-  key was issued). Otherwise the record is rejected (``implausible_seq``);
+  key was issued). ``slack`` is a per-device budget of ``JUMP_SLACK`` numbers that
+  a jump beyond ``MAX_RATE * elapsed`` spends and that refills over
+  ``SLACK_REFILL_S``: back-to-back records cannot each claim the whole slack (they
+  did: 200 records invented 26 million lost numbers). Otherwise the record is
+  rejected (``implausible_seq``). The budget lives in memory: a collector restart
+  gives every device its full slack once more;
 * a ``skip`` may only cover numbers of the jump its own record makes (above the
   previous highest), at most ``MAX_SKIP`` of them; a wider one is refused and the
   numbers stay missing;
@@ -22,8 +27,10 @@ from bisect import bisect_left, bisect_right
 MAX_MISSING_RANGES = 10000
 #: Records per second no device can exceed (the agent samples at 1 Hz by default).
 MAX_RATE = 100
-#: Jump always allowed (reservation blocks, clock skew, a restored database).
+#: Jump allowed beyond the rate (reservation blocks, clock skew, a restored
+#: database): a budget per device, spent by jumps, refilled over SLACK_REFILL_S.
 JUMP_SLACK = 1 << 17
+SLACK_REFILL_S = 3600.0
 #: Widest ``skip`` believed: the device reserves sequence numbers in blocks of 64
 #: (agent/telemetry/seqstore.py); a block must stay at or below this.
 MAX_SKIP = 1024
@@ -34,7 +41,7 @@ Range = tuple[int, int]
 class SeqState:
     """Highest accepted number, sorted disjoint inclusive holes, last accept time."""
 
-    __slots__ = ("highest", "starts", "ends", "last_at")
+    __slots__ = ("highest", "starts", "ends", "last_at", "slack")
 
     def __init__(self, highest: int | None = None, missing: list[list[int]] | None = None,
                  last_at: float | None = None) -> None:
@@ -43,6 +50,7 @@ class SeqState:
         self.starts = [a for a, _ in ranges]
         self.ends = [b for _, b in ranges]
         self.last_at = last_at
+        self.slack = float(JUMP_SLACK)  # jump budget left (refilled by time)
 
     @property
     def missing(self) -> list[list[int]]:
@@ -53,10 +61,21 @@ class SeqState:
         i = bisect_right(self.starts, seq) - 1
         return i if i >= 0 and self.ends[i] >= seq else None
 
+    def _elapsed_and_slack(self, now: float, since: float) -> tuple[float, float]:
+        ref = self.last_at if self.last_at is not None else since
+        elapsed = max(0.0, now - ref)
+        return elapsed, min(float(JUMP_SLACK), self.slack + JUMP_SLACK * elapsed / SLACK_REFILL_S)
+
     def allowed_jump(self, now: float, since: float) -> int:
         """How far above the highest number the next record may plausibly be."""
-        ref = self.last_at if self.last_at is not None else since
-        return JUMP_SLACK + int(MAX_RATE * max(0.0, now - ref))
+        elapsed, slack = self._elapsed_and_slack(now, since)
+        return max(1, int(slack + MAX_RATE * elapsed))
+
+    def spend_jump(self, jump: int, now: float, since: float) -> None:
+        """An accepted record ``jump`` above the highest: what it took beyond the
+        rate comes out of the slack (call before ``last_at`` moves to ``now``)."""
+        elapsed, slack = self._elapsed_and_slack(now, since)
+        self.slack = max(0.0, slack - max(0.0, jump - 1 - MAX_RATE * elapsed))
 
     # -- planning (no mutation) ---------------------------------------------------
     def plan_jump(self, seq: int, skip: Range | None) -> tuple[list[Range], list[Range], str]:

@@ -29,7 +29,7 @@ def topic(dev: str) -> str:
 def pki(tmp_path_factory):
     p = FleetPKI(tmp_path_factory.mktemp("pki"))
     p.init()
-    for dev in ("pump-a", "pump-b", "pump-c", "pump-d"):
+    for dev in ("pump-a", "pump-b", "pump-c", "pump-d", "pump-e"):
         p.issue(dev, "pump-v2")
     return p
 
@@ -98,6 +98,32 @@ def test_implausible_jump_is_rejected_and_invents_no_loss(pki, ing):
         "implausible_seq"
     assert ing.handle(topic("pump-c"), msg(pki, "pump-c", limit), now=t0 + 3 + quiet).kind == "accepted"
     assert ing.db.lost("pump-c") == (far - 3) + (limit - far - 1)
+
+
+def test_back_to_back_jumps_cannot_each_claim_the_slack(pki, ing):
+    """The review's attack, repeated: a key holder sends records that each jump the
+    whole slack, back to back. It invented 26 million lost numbers with 200 records;
+    now the slack is a budget: the first jump spends it, the next are refused, and
+    the loss stays within one slack plus what the rate allows."""
+    t0 = time.time()
+    assert ing.handle(topic("pump-e"), msg(pki, "pump-e", 1), now=t0).kind == "accepted"
+    seq, kinds = 1, []
+    for i in range(200):
+        nxt = seq + sequence.JUMP_SLACK
+        out = ing.handle(topic("pump-e"), msg(pki, "pump-e", nxt), now=t0 + 1 + i * 0.01)
+        kinds.append(out.kind)
+        if out.kind == "accepted":
+            seq = nxt
+    assert kinds[0] == "accepted" and kinds.count("accepted") == 1, kinds.count("accepted")
+    assert ing.db.lost("pump-e") <= sequence.JUMP_SLACK + sequence.MAX_RATE * 3
+    # the slack comes back with time: an hour later one more such jump is plausible
+    out = ing.handle(topic("pump-e"), msg(pki, "pump-e", seq + sequence.JUMP_SLACK),
+                     now=t0 + 3 + sequence.SLACK_REFILL_S)
+    assert out.kind == "accepted"
+    # and a device in order never spends any
+    for i in range(1, 50):
+        assert ing.handle(topic("pump-e"), msg(pki, "pump-e", seq + sequence.JUMP_SLACK + i),
+                          now=t0 + 3 + sequence.SLACK_REFILL_S + i).kind == "accepted"
 
 
 def test_first_record_jump_is_bounded_by_key_age(pki, ing):

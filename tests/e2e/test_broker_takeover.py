@@ -42,10 +42,12 @@ def counting_disconnects(client) -> list[int]:
     return hits
 
 
-def connect_as(fleet, attacker: str, client_id: str) -> None:
+def connect_as(fleet, attacker: str, client_id: str, clean_session: bool = True) -> None:
     """One takeover attempt: connect with ``attacker``'s certificate and a chosen
-    client id (clean session: that is what wiped the collector's queue), then leave."""
-    c = tls_client(fleet.identity(attacker), client_id, clean_session=True)
+    client id, then leave. Clean session is what wiped the collector's queue; a
+    resumed session (clean_session False) is what discarded its backlog while the
+    collector was down (the review's "+58 lost")."""
+    c = tls_client(fleet.identity(attacker), client_id, clean_session=clean_session)
     done = threading.Event()
     c.on_connect = lambda *a, **k: done.set()
     c.connect(fleet.broker.host, fleet.broker.port, keepalive=10)
@@ -74,8 +76,9 @@ def test_no_certificate_kicks_a_device_off(fleet, attacker):
     assert log.count("as pump-2 (") == 1
 
 
+@pytest.mark.parametrize("clean", [True, False], ids=["clean", "resumed"])
 @pytest.mark.parametrize("attacker", ["pump-1", "operator", "collector-b"])
-def test_no_certificate_wipes_the_collector_session(fleet, attacker):
+def test_no_certificate_wipes_the_collector_session(fleet, attacker, clean):
     col = fleet.collector()
     kicked = counting_disconnects(col.client)
     dev = fleet.client("pump-2", client_id="pump-2", clean_session=False)
@@ -83,7 +86,7 @@ def test_no_certificate_wipes_the_collector_session(fleet, attacker):
     # collector online: every takeover attempt between two records
     for _ in range(ROUNDS):
         for cid in ("medsentry-collector", "collector"):
-            connect_as(fleet, attacker, cid)
+            connect_as(fleet, attacker, cid, clean)
         seq += 1
         fleet.publish(dev, T2, sealed(fleet, seq))
     assert col.wait_for(lambda s: s["accepted"] == seq, 10), col.stats
@@ -95,7 +98,7 @@ def test_no_certificate_wipes_the_collector_session(fleet, attacker):
         seq += 1
         fleet.publish(dev, T2, sealed(fleet, seq))
         for cid in ("medsentry-collector", "collector"):
-            connect_as(fleet, attacker, cid)
+            connect_as(fleet, attacker, cid, clean)
     col2 = fleet.collector()
     assert col2.wait_for(lambda s: s["accepted"] == ROUNDS, 10), col2.stats
     col2.flush()

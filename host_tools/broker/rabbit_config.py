@@ -28,7 +28,7 @@ from pathlib import Path
 from host_tools.pki import FleetPKI
 from host_tools.pki.records import service_role
 
-from .config import DEVICE_PUBLISH_TOPICS, DEVICE_SUBSCRIBE_TOPICS, TOPIC_ROOT
+from .config import DEVICE_PUBLISH_TOPICS, DEVICE_SUBSCRIBE_TOPICS, RECORD_MAX, TOPIC_ROOT
 
 COLLECTOR_QUEUE = "medsentry.collector"
 COLLECTOR_BINDINGS = ("medsentry.*.telemetry", "medsentry.*.status")
@@ -125,6 +125,9 @@ def render_conf(ports: NodePorts, host: str, peers: list[str]) -> str:
         "mqtt.durable_queue_type = quorum",
         "cluster_formation.peer_discovery_backend = classic_config",
         "cluster_partition_handling = pause_minority",
+        # One sealed record at most (SEALING.md), as Mosquitto's message_size_limit:
+        # a bigger publish is refused (channel error), never queued for collectors.
+        f"max_message_size = {RECORD_MAX}",
         "log.file.level = info",
         "log.console = false",
     ]

@@ -122,3 +122,45 @@ def test_the_checker_sees_a_cycle_and_a_wrong_way_import():
     # The graph code on a hand-made graph: it must report what it guards.
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+# Host modules that import device code, and what: the board harness shares the
+# simulated board's layout and codes with board/sim; the fleet view and the demo
+# compute a device's rollout bucket with the device's own pure function, so the
+# host and the device can never disagree about who is in a stage.
+HOST_TO_DEVICE = {
+    "host_tools/sim/": ("board.sim",),
+    "host_tools/fleet/status.py": ("updater.install.policy",),
+    "host_tools/fleet/rollout_health.py": ("updater.install.policy",),
+    "host_tools/demo/rollout.py": ("updater.install",),
+}
+
+
+def _host_imports_of_device_code() -> list[tuple[str, str]]:
+    out = []
+    for p in sorted((REPO / "host_tools").rglob("*.py")):
+        rel = str(p.relative_to(REPO))
+        for node in ast.walk(ast.parse(p.read_text(), rel)):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            out += [(rel, n) for n in names if n.split(".")[0] in DEVICE]
+    return out
+
+
+def _allowed(rel: str, module: str) -> bool:
+    for where, mods in HOST_TO_DEVICE.items():
+        if rel == where or (where.endswith("/") and rel.startswith(where)):
+            if any(module == m or module.startswith(m + ".") for m in mods):
+                return True
+    return False
+
+
+def test_host_code_imports_device_code_only_where_the_readme_says():
+    found = _host_imports_of_device_code()
+    assert found, "the scan found no host -> device import at all (the board harness has some)"
+    assert [f for f in found if not _allowed(*f)] == []
+    assert not _allowed("host_tools/fleet/report.py", "updater.install.policy")
+    assert not _allowed("host_tools/sim/boards.py", "agent.main")

@@ -1,0 +1,96 @@
+"""The device code type-checks against the real board port's API (issue 16,
+part 2): mypy with micropython-stm32-stubs and micropython-stdlib-stubs in
+place of CPython's typeshed, over board/stm32/ and every module the device
+runs (agent/, updater/, board/hal.py, board/compat.py, board/netguard.py).
+The relaxations live in board/stm32/mypy.ini, each with its reason."""
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "board" / "stm32" / "mypy.ini"
+STUB_DISTS = ("micropython-stm32-stubs", "micropython-stdlib-stubs")
+STM32_STUBS_VERSION = "1.29.0.post1"
+DEVICE_CODE = ("agent", "updater", "board/hal.py", "board/compat.py", "board/netguard.py", "board/stm32")
+# MicroPython 1.2x imports AES as `cryptolib`; the 1.29 stm32 stubs carry the
+# module only under its older name `ucryptolib` (same API).
+ALIASES = {"cryptolib.pyi": "from ucryptolib import *\n"}
+
+
+def _typings(root: Path) -> Path:
+    """A typeshed-shaped stub tree (stdlib/VERSIONS + port modules) linked from
+    the installed stub distributions - what `pip install --target typings`
+    gives, without a second install."""
+    for dist in STUB_DISTS:
+        try:
+            files = md.distribution(dist).files or []
+        except md.PackageNotFoundError:
+            pytest.fail(f"{dist} is not installed: run `make setup` (pyproject dev extra)")
+        for f in files:
+            rel = str(f)
+            if ".dist-info" in rel or not (rel.endswith(".pyi") or rel.endswith("VERSIONS")):
+                continue
+            dst = root / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if not dst.exists():
+                dst.symlink_to(Path(str(f.locate())).resolve())
+    for name, text in ALIASES.items():
+        (root / name).write_text(text)
+    assert (root / "stdlib" / "VERSIONS").is_file() and (root / "machine.pyi").is_file()
+    return root
+
+
+@pytest.fixture(scope="module")
+def typings(tmp_path_factory) -> Path:
+    return _typings(tmp_path_factory.mktemp("typings"))
+
+
+def _mypy(typings: Path, cache: Path, *targets: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, MYPYPATH=str(typings))
+    return subprocess.run(
+        [sys.executable, "-m", "mypy", "--config-file", str(CONFIG), "--custom-typeshed-dir", str(typings),
+         "--cache-dir", str(cache), "--no-error-summary", "--hide-error-context", *targets],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_the_pinned_stubs_are_installed():
+    assert md.version("micropython-stm32-stubs") == STM32_STUBS_VERSION
+
+
+def test_device_code_and_the_stm32_port_type_check(typings, tmp_path):
+    r = _mypy(typings, tmp_path / "cache", *DEVICE_CODE)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "error:" not in r.stdout
+
+
+def test_the_checker_sees_the_port_api(typings, tmp_path):
+    # A wrong call to the port's API fails: the stubs are in effect, the
+    # modules are not silently Any.
+    bad = tmp_path / "bad_port_call.py"
+    bad.write_text(
+        "import machine\nimport pyb\n"
+        "machine.WDT(timeout='5s')\n"
+        "pyb.Flash(start=0, length=4096)\n"
+        "machine.no_such_function()\n"
+    )
+    r = _mypy(typings, tmp_path / "cache", str(bad))
+    assert r.returncode == 1
+    assert 'Argument "timeout" to "WDT"' in r.stdout
+    assert 'Unexpected keyword argument "length"' in r.stdout
+    assert 'has no attribute "no_such_function"' in r.stdout
+
+
+def test_the_port_imports_only_on_the_port():
+    # board/stm32 uses the stm32 port's modules directly, with no fallbacks:
+    # on CPython (and on the unix port of the sim board) it does not import.
+    r = subprocess.run([sys.executable, "-c", "import board.stm32.stmboard"], cwd=REPO,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "ModuleNotFoundError" in r.stderr and ("machine" in r.stderr or "pyb" in r.stderr)

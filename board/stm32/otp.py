@@ -51,6 +51,11 @@ CR_LOCK = 1 << 31
 SR_BSY = 1 << 16
 SR_ERRORS = 0xF2  # OPERR, WRPERR, PGAERR, PGPERR, ERSERR
 BUSY_SPINS = 100000
+# Cortex-M7 SCB: invalidate one L1 data-cache line by address (ARMv7-M ARM,
+# DCIMVAC). The port runs with the D-cache on; a read right after programming
+# could otherwise return the line cached before it (0xFF).
+SCB_DCIMVAC = 0xE000EF5C
+CACHE_LINE = 32
 
 LOCKED = "locked"
 OPEN = "open"
@@ -60,6 +65,13 @@ UNKNOWN = "unknown"
 class OtpError(HALError):
     # The OTP area could not be read or programmed as asked.
     pass
+
+
+def _invalidate(addr, n):
+    a = addr & ~(CACHE_LINE - 1)
+    while a < addr + n:
+        stm.mem32[SCB_DCIMVAC] = a
+        a += CACHE_LINE
 
 
 def _read(addr, n):
@@ -124,6 +136,7 @@ def _program(addr, data, word):
                 _wait()
     finally:
         stm.mem32[FLASH_CR] = (stm.mem32[FLASH_CR] & ~CR_PG) | CR_LOCK
+        _invalidate(addr, len(data))
 
 
 def lock_console():

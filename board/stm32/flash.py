@@ -31,9 +31,11 @@ ENTRY_SIZE = 20  # struct.calcsize(ENTRY_FMT)
 CHECK_SIZE = 16
 MAX_ENTRIES = 16
 
-# The NOR's erase sector: pyb.Flash(start=, len=) on an SPI-flash board uses
-# its native block size, and start/len must be multiples of it.
+# The NOR's erase sector (MP_SPIFLASH_ERASE_BLOCK_SIZE): pyb.Flash(start=, len=)
+# on a board with MICROPY_HW_BDEV_SPIFLASH_EXTENDED takes start and len in bytes,
+# multiples of it, and works in it once initialised for the extended protocol.
 BLOCK_SIZE = 4096
+IOCTL_INIT = 1
 
 # littlefs geometry (mkfs and mount must agree; same as the sim's images).
 LFS_READ = 64
@@ -50,8 +52,14 @@ class FlashError(HALError):
 def read_table():
     # Returns (block_size, total_blocks, [(name, first, nblocks)]).
     dev = pyb.Flash(start=0, len=BLOCK_SIZE)
+    # INIT with arg 1: the extended protocol, in the NOR's native 4 KiB blocks
+    # (ports/stm32/storage.c, pyb_flash_ioctl), as littlefs does on mount.
+    dev.ioctl(IOCTL_INIT, 1)
     head = bytearray(BLOCK_SIZE)
-    dev.readblocks(0, head, 0)
+    # pyb.Flash returns the driver's error code instead of raising.
+    err = dev.readblocks(0, head, 0)
+    if err:
+        raise FlashError("SPI flash read failed (%d)" % err)
     if head[:8] != MAGIC:
         raise FlashError("no partition table on the SPI flash (bad magic)")
     _, version, count, block_size, total = struct.unpack(HEADER_FMT, head[:HEADER_SIZE])

@@ -2,8 +2,8 @@
 # the frozen main.py (board/stm32/MEDSENTRY_F767ZI/main.py): the part of the
 # board that is not on flash. It mirrors board/sim/rom_main.py:
 #   read the console lock from OTP first (unknown = locked);
-#   on a locked board, Ctrl-C never interrupts and the MicroPython REPL is
-#   never reached: whatever ends the application resets the board;
+#   on a locked board, Ctrl-C never interrupts (main.py turned it off) and the
+#   MicroPython REPL is never reached: whatever ends the application resets it;
 #   mount the SPI NOR partitions (never format);
 #   roll back an uncommitted provisioning on an open board;
 #   bring up Ethernet, set the clock, install the egress guard;
@@ -91,16 +91,29 @@ def _boot(board, locked):
 
 
 def main():
-    board = Stm32Board()
-    locked = board.lock_state() != "open"
-    if locked:
-        micropython.kbd_intr(-1)  # Ctrl-C on the UART is just a byte now
-    print(BOOT_BANNER, board.reset_reason())
+    # Locked until the OTP says otherwise: an error before that (a peripheral
+    # that fails to initialise) resets the board, it never opens the REPL.
+    locked = True
+    board = None
     try:
+        board = Stm32Board()
+        # main.py turned Ctrl-C off; only an open (factory) board gets it back,
+        # to interrupt the application into the REPL.
+        locked = board.lock_state() != "open"
+        if not locked:
+            micropython.kbd_intr(3)
+        print(BOOT_BANNER, board.reset_reason())
         _boot(board, locked)
     except BaseException as e:  # noqa: BLE001 - nothing may reach the REPL of a locked board
         if locked:
-            board.reset("application ended: %r" % (e,))
+            _reset(board, "application ended: %r" % (e,))
         raise
     if locked:
-        board.reset("application ended")
+        _reset(board, "application ended")
+
+
+def _reset(board, why):
+    if board is not None:
+        board.reset(why)
+    print("[ROM] reset:", why)
+    machine.reset()

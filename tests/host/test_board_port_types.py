@@ -94,3 +94,55 @@ def test_the_port_imports_only_on_the_port():
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0
     assert "ModuleNotFoundError" in r.stderr and ("machine" in r.stderr or "pyb" in r.stderr)
+
+
+class _ImageFlash:
+    """Test double of the stm32 port's pyb.Flash(start=, len=) over an image file:
+    extended-protocol reads that return an error code, as ports/stm32/storage.c."""
+
+    path: Path
+
+    def __init__(self, *, start: int, len: int) -> None:  # noqa: A002 - the port's keyword
+        self.start, self.len = start, len
+
+    def ioctl(self, op: int, arg: int) -> int:
+        return 0
+
+    def readblocks(self, block: int, buf: bytearray, offset: int) -> int:
+        with open(self.path, "rb") as f:
+            f.seek(self.start + block * 4096 + offset)
+            data = f.read(len(buf))
+        buf[: len(data)] = data
+        return 0 if len(data) == len(buf) else -5
+
+
+def test_the_port_reads_the_partition_table_of_a_sim_image(tmp_path, monkeypatch):
+    # The port reads the table the host's image builder writes (board/sim's
+    # MSFLASH1 format), so `medsentry sim` factory images program the NOR.
+    import importlib
+    import types
+
+    from host_tools.sim import image as simimage
+
+    img = tmp_path / "nor.img"
+    simimage.create_blank(img, 2 * 1024 * 1024)
+    _ImageFlash.path = img
+    monkeypatch.setitem(sys.modules, "pyb", types.SimpleNamespace(Flash=_ImageFlash))
+    monkeypatch.setitem(sys.modules, "vfs", types.SimpleNamespace())
+    monkeypatch.delitem(sys.modules, "board.stm32.flash", raising=False)
+    stmflash = importlib.import_module("board.stm32.flash")
+    try:
+        bs, total, parts = stmflash.read_table()
+        assert (bs, total) == (4096, 512)
+        assert [p[0] for p in parts] == ["loader", "slot_a", "slot_b", "state", "data"]
+        assert (bs, total, parts) == simimage.read_table(img)
+        raw = bytearray(img.read_bytes())
+        raw[40] ^= 0xFF  # inside the entries: the check no longer matches
+        img.write_bytes(bytes(raw))
+        with pytest.raises(stmflash.FlashError, match="check mismatch"):
+            stmflash.read_table()
+        img.write_bytes(b"\xff" * 8192)
+        with pytest.raises(stmflash.FlashError, match="no partition table"):
+            stmflash.read_table()
+    finally:
+        sys.modules.pop("board.stm32.flash", None)

@@ -18,9 +18,21 @@ CONFIG = REPO / "board" / "stm32" / "mypy.ini"
 STUB_DISTS = ("micropython-stm32-stubs", "micropython-stdlib-stubs")
 STM32_STUBS_VERSION = "1.29.0.post1"
 DEVICE_CODE = ("agent", "updater", "board/hal.py", "board/compat.py", "board/netguard.py", "board/stm32")
-# MicroPython 1.2x imports AES as `cryptolib`; the 1.29 stm32 stubs carry the
-# module only under its older name `ucryptolib` (same API).
-ALIASES = {"cryptolib.pyi": "from ucryptolib import *\n"}
+# cryptolib: the firmware enables it (MICROPY_PY_CRYPTOLIB in
+# board/stm32/MEDSENTRY_F767ZI/mpconfigboard.h), but the 1.29 stm32 stubs were
+# generated from a build without it: they only carry `ucryptolib`, an alias of
+# a `cryptolib` they do not have. This is the module as MicroPython documents
+# it (docs/library/cryptolib.rst: aes(key, mode[, IV]), encrypt/decrypt(in_buf[, out_buf])).
+EXTRA_STUBS = {
+    "cryptolib.pyi": (
+        "from typing import Optional, Union\n"
+        "_Buf = Union[bytes, bytearray, memoryview]\n"
+        "class aes:\n"
+        "    def __init__(self, key: _Buf, mode: int, IV: _Buf = ..., /) -> None: ...\n"
+        "    def encrypt(self, in_buf: _Buf, out_buf: Optional[Union[bytearray, memoryview]] = None, /) -> bytes: ...\n"
+        "    def decrypt(self, in_buf: _Buf, out_buf: Optional[Union[bytearray, memoryview]] = None, /) -> bytes: ...\n"
+    ),
+}
 
 
 def _typings(root: Path) -> Path:
@@ -40,7 +52,7 @@ def _typings(root: Path) -> Path:
             dst.parent.mkdir(parents=True, exist_ok=True)
             if not dst.exists():
                 dst.symlink_to(Path(str(f.locate())).resolve())
-    for name, text in ALIASES.items():
+    for name, text in EXTRA_STUBS.items():
         (root / name).write_text(text)
     assert (root / "stdlib" / "VERSIONS").is_file() and (root / "machine.pyi").is_file()
     return root
@@ -72,13 +84,15 @@ def test_device_code_and_the_stm32_port_type_check(typings, tmp_path):
 
 def test_the_checker_sees_the_port_api(typings, tmp_path):
     # A wrong call to the port's API fails: the stubs are in effect, the
-    # modules are not silently Any.
+    # modules are not silently Any, and the bodies of unannotated functions
+    # (all device code) are checked.
     bad = tmp_path / "bad_port_call.py"
     bad.write_text(
         "import machine\nimport pyb\n"
-        "machine.WDT(timeout='5s')\n"
-        "pyb.Flash(start=0, length=4096)\n"
-        "machine.no_such_function()\n"
+        "def arm(ms):\n"
+        "    machine.WDT(timeout='5s')\n"
+        "    pyb.Flash(start=0, length=4096)\n"
+        "    machine.no_such_function()\n"
     )
     r = _mypy(typings, tmp_path / "cache", str(bad))
     assert r.returncode == 1

@@ -115,9 +115,9 @@ class Agent:
         self.boot_events = st.get("events", [])[-4:]
         # The security monitor (event log, integrity scan, posture reports):
         # posture.on = 1 / 0 in the signed configuration turns it on / off;
-        # without it, it runs where the heap is MONITOR_MIN_HEAP or more (on
-        # a 256 KiB heap it does not fit yet beside telemetry and the update
-        # agent: README, Security monitoring, heap). It starts after the first
+        # without it, it runs on a provisioned board whose heap is
+        # MONITOR_MIN_HEAP or more (on a 256 KiB heap it does not fit yet
+        # beside telemetry and the update agent: README, Security monitoring). It starts after the first
         # TLS handshake (or MONITOR_WAIT_S without one): the handshake needs
         # contiguous heap. Events before it wait in agent/security/events.py's
         # bounded pending list.
@@ -128,6 +128,10 @@ class Agent:
         heap = heap_size()
         if on == 0:
             self.monitor_error = "off: posture.on = 0 in config.json"
+        elif on != 1 and self.tel is None:
+            # A factory (unprovisioned) board: nothing to report to, and its
+            # provisioning must not share the board with a scan.
+            self.monitor_error = "off: not provisioned (posture.on = 1 turns it on)"
         elif on != 1 and heap is not None and heap < MONITOR_MIN_HEAP:
             self.monitor_error = "off: heap %d KiB < %d KiB (posture.on = 1 turns it on)" % (
                 heap // 1024, MONITOR_MIN_HEAP // 1024)

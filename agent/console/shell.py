@@ -379,10 +379,10 @@ class AgentOps:
         except OSError:
             pass
         finally:
-            if mon is None:
-                import sys
+            if mon is None:  # resident only beside the monitor
+                from agent.updates import release_modules
 
-                sys.modules.pop("agent.security.logread", None)  # resident only beside the monitor
+                release_modules(("agent.security.logread",))
         return {"entries": out, "pending": events.pending()}
 
     def selftest(self):

@@ -80,7 +80,10 @@ class FleetReader:
         """The newest posture report (``report`` decoded), None when none or no table."""
         if not self.has("posture"):
             return None
-        rows = self._all("SELECT * FROM posture WHERE device_id=? ORDER BY id DESC LIMIT 1", (device_id,))
+        # newest as the device sealed them (seq): a report delayed in a queue or
+        # redelivered after a reconnect does not replace a later one
+        rows = self._all("SELECT * FROM posture WHERE device_id=? ORDER BY seq DESC, id DESC LIMIT 1",
+                         (device_id,))
         if not rows:
             return None
         r = rows[0]

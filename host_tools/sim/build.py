@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from host_tools.mpvm import REPO_ROOT
-from host_tools.release.build import mpy_cross_path
+from host_tools.release.build import mpy_arch, mpy_cross_path
 from host_tools.release.manifests import MANIFEST, package_files
 
 APP_PACKAGES = ("agent", "updater")
@@ -59,7 +59,7 @@ def source_digest(root: Path = REPO_ROOT) -> str:
 def compile_file(src: Path, dst: Path, source_name: str) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
-        [mpy_cross_path(), "-s", source_name, "-o", str(dst), str(src)],
+        [mpy_cross_path(), f"-march={mpy_arch()}", "-s", source_name, "-o", str(dst), str(src)],
         capture_output=True,
         text=True,
     )

@@ -7,9 +7,13 @@
 # 128-byte block buffer and the 80-word message schedule (preallocated once
 # per object) are kept.
 #
-# `sha512` is this pure class on every runtime; `new_sha512` returns the
-# native hashlib.sha512 on CPython when it exists and the pure class
-# otherwise (tests exercise the pure class directly on both runtimes).
+# `sha512` is this pure class on every runtime. `sha512_viper` is the same
+# interface over the viper compression in sha512_viper.py (32-bit halves,
+# 192 bytes of state per object, one 640-byte K table per process); it is
+# None where viper is absent (CPython, a port without the native emitter, an
+# .mpy built for another architecture). `new_sha512` returns the native
+# hashlib.sha512 where it exists (CPython), else the viper class, else the
+# pure class. `use_viper(False)` forces the pure fallback (tests run both).
 import struct
 import binascii
 
@@ -166,12 +170,119 @@ class sha512:
         return binascii.hexlify(self.digest()).decode()
 
 
+try:
+    from array import array
+    from updater.crypto import sha512_viper as _v
+
+    _compress_v = _v.compress
+    _KV = array("I", bytes(640))
+    for _i in range(80):
+        _KV[2 * _i] = _K[_i] >> 32
+        _KV[2 * _i + 1] = _K[_i] & 0xFFFFFFFF
+    _IVV = array("I", bytes(64))
+    for _i in range(8):
+        _IVV[2 * _i] = _IV[_i] >> 32
+        _IVV[2 * _i + 1] = _IV[_i] & 0xFFFFFFFF
+    del _v, _i
+except (ImportError, SyntaxError, ValueError, NotImplementedError, AttributeError, TypeError):
+    _compress_v = None
+
+
+class _Sha512Viper:
+    digest_size = 64
+    block_size = 128
+    name = "sha512"
+
+    def __init__(self, data=b""):
+        # st: 8 state words + 16 schedule words, each as hi, lo (192 bytes).
+        st = array("I", bytes(192))
+        st[0:16] = _IVV
+        self._st = st
+        self._buf = bytearray(128)
+        self._n = 0
+        self._len = 0
+        if data:
+            self.update(data)
+
+    def update(self, data):
+        if isinstance(data, str):
+            raise TypeError("sha512 wants bytes, not str")
+        mv = memoryview(data)
+        n = len(mv)
+        self._len += n
+        pos = 0
+        buf = self._buf
+        if self._n:
+            take = 128 - self._n
+            if take > n:
+                take = n
+            buf[self._n:self._n + take] = mv[0:take]
+            self._n += take
+            pos = take
+            if self._n < 128:
+                return
+            _compress_v(self._st, _KV, buf, 0, 1)
+            self._n = 0
+        nb = (n - pos) >> 7
+        if nb:
+            # Whole blocks straight from the caller's buffer, one call.
+            _compress_v(self._st, _KV, mv, pos, nb)
+            pos += nb << 7
+        if pos < n:
+            rest = n - pos
+            buf[0:rest] = mv[pos:n]
+            self._n = rest
+
+    def copy(self):
+        c = _Sha512Viper()
+        c._st[0:16] = self._st[0:16]
+        c._buf[:] = self._buf
+        c._n = self._n
+        c._len = self._len
+        return c
+
+    def digest(self):
+        # Finalise on copies so the object can keep being updated.
+        st = array("I", self._st)
+        buf = bytearray(self._buf)
+        n = self._n
+        buf[n] = 0x80
+        for i in range(n + 1, 128):
+            buf[i] = 0
+        if n >= 112:
+            _compress_v(st, _KV, buf, 0, 1)
+            for i in range(128):
+                buf[i] = 0
+        bits = self._len * 8
+        struct.pack_into(">QQ", buf, 112, (bits >> 64) & _MASK, bits & _MASK)
+        _compress_v(st, _KV, buf, 0, 1)
+        return struct.pack(">16I", *st[0:16])
+
+    def hexdigest(self):
+        return binascii.hexlify(self.digest()).decode()
+
+
+sha512_viper = _Sha512Viper if _compress_v is not None else None
+_use_viper = True
+
+
+def use_viper(on=True):
+    """Select the viper class for new_sha512 (default) or force the pure
+    fallback (on=False). Returns whether viper is now in use."""
+    global _use_viper
+    _use_viper = bool(on)
+    return _use_viper and sha512_viper is not None
+
+
 def new_sha512(data=b""):
     """Native hashlib.sha512 where the runtime has it (CPython), else the
+    viper class where the port has viper (unless use_viper(False)), else the
     pure implementation above."""
     try:
         import hashlib
 
         return hashlib.sha512(data)
     except (ImportError, AttributeError):
+        if _use_viper and sha512_viper is not None:
+            return sha512_viper(data)
         return sha512(data)

@@ -49,7 +49,7 @@ def compress(st: ptr32, k: ptr32, data: ptr8, off: int, nblocks: int):
         t = 0
         while t < 80:
             j = 16 + ((t & 15) << 1)
-            if t >= 16:
+            if t > 15:
                 # W[t] = s1(W[t-2]) + W[t-7] + s0(W[t-15]) + W[t-16]
                 p = 16 + (((t - 2) & 15) << 1)
                 xh = uint(st[p])

@@ -302,15 +302,22 @@ def use_viper(on=True):
     return _use_viper and sha512_viper is not None
 
 
+try:
+    import hashlib
+
+    _native = getattr(hashlib, "sha512", None)
+    del hashlib
+except ImportError:
+    _native = None
+
+
 def new_sha512(data=b""):
     """Native hashlib.sha512 where the runtime has it (CPython), else the
     viper class where the port has viper (unless use_viper(False)), else the
-    pure implementation above."""
-    try:
-        import hashlib
-
-        return hashlib.sha512(data)
-    except (ImportError, AttributeError):
-        if _use_viper and sha512_viper is not None:
-            return sha512_viper(data)
-        return sha512(data)
+    pure implementation above. (Looked up once at import: no exception per
+    call on MicroPython, whose hashlib has no sha512.)"""
+    if _native is not None:
+        return _native(data)
+    if _use_viper and sha512_viper is not None:
+        return sha512_viper(data)
+    return sha512(data)

@@ -9,8 +9,12 @@
 # is written for 32 bits and masks with M = 0xFFFFFFFF after each addition
 # and left shift so it gives the same answer on a 64-bit port (the masks are
 # no-ops on 32 bits). All arithmetic is on `uint`, so right shifts are
-# logical on both. Carries are found by an unsigned compare (s < a after
-# s = a + b), which works at both widths.
+# logical on both. In the rounds a carry is computed without a branch (a
+# data-dependent branch per addition mispredicts half the time):
+# s = (a + b) & M, carry = ((a & b) | ((a | b) & ~s)) >> 31 (the top-bit
+# carry rule; a, b < 2^32, so the & with (a | b) clears the bits above 31
+# that ~s sets on a 64-bit port). The 8 per-block state additions use an
+# unsigned compare (s < a).
 #
 # State layout (one array('I') of 48 words per hash object, 192 bytes):
 #   st[0..15]  H0..H7 as hi, lo pairs
@@ -69,19 +73,16 @@ def compress(st: ptr32, k: ptr32, data: ptr8, off: int, nblocks: int):
                 s0l &= M
                 p = 16 + (((t - 7) & 15) << 1)
                 # W[t-16] is the slot j itself.
-                wl = (uint(st[j + 1]) + s1l) & M
-                wh = uint(st[j]) + s1h
-                if wl < s1l:
-                    wh += 1
+                x = uint(st[j + 1])
+                wl = (x + s1l) & M
+                wh = uint(st[j]) + s1h + (((x & s1l) | ((x | s1l) & ~wl)) >> 31)
                 x = uint(st[p + 1])
-                wl = (wl + x) & M
-                wh += uint(st[p])
-                if wl < x:
-                    wh += 1
-                wl = (wl + s0l) & M
-                wh += s0h
-                if wl < s0l:
-                    wh += 1
+                y = (wl + x) & M
+                wh += uint(st[p]) + (((wl & x) | ((wl | x) & ~y)) >> 31)
+                wl = y
+                y = (wl + s0l) & M
+                wh += s0h + (((wl & s0l) | ((wl | s0l) & ~y)) >> 31)
+                wl = y
                 st[j] = wh & M
                 st[j + 1] = wl
             # T1 = h + S1(e) + Ch(e, f, g) + K[t] + W[t]
@@ -90,24 +91,19 @@ def compress(st: ptr32, k: ptr32, data: ptr8, off: int, nblocks: int):
             xl = ((el >> 14) | (eh << 18)) ^ ((el >> 18) | (eh << 14)) ^ ((eh >> 9) | (el << 23))
             xl &= M
             t1l = (hl + xl) & M
-            t1h = hh + xh
-            if t1l < xl:
-                t1h += 1
+            t1h = hh + xh + (((hl & xl) | ((hl | xl) & ~t1l)) >> 31)
             x = gl ^ (el & (fl ^ gl))
-            t1l = (t1l + x) & M
-            t1h += gh ^ (eh & (fh ^ gh))
-            if t1l < x:
-                t1h += 1
+            y = (t1l + x) & M
+            t1h += (gh ^ (eh & (fh ^ gh))) + (((t1l & x) | ((t1l | x) & ~y)) >> 31)
+            t1l = y
             x = uint(k[(t << 1) + 1])
-            t1l = (t1l + x) & M
-            t1h += uint(k[t << 1])
-            if t1l < x:
-                t1h += 1
+            y = (t1l + x) & M
+            t1h += uint(k[t << 1]) + (((t1l & x) | ((t1l | x) & ~y)) >> 31)
+            t1l = y
             x = uint(st[j + 1])
-            t1l = (t1l + x) & M
-            t1h += uint(st[j])
-            if t1l < x:
-                t1h += 1
+            y = (t1l + x) & M
+            t1h += uint(st[j]) + (((t1l & x) | ((t1l | x) & ~y)) >> 31)
+            t1l = y
             t1h &= M
             # T2 = S0(a) + Maj(a, b, c); S0: ROTR28 ^ ROTR34 ^ ROTR39
             xh = ((ah >> 28) | (al << 4)) ^ ((al >> 2) | (ah << 30)) ^ ((al >> 7) | (ah << 25))
@@ -115,9 +111,7 @@ def compress(st: ptr32, k: ptr32, data: ptr8, off: int, nblocks: int):
             xl &= M
             x = (al & bl) | (cl & (al | bl))
             t2l = (xl + x) & M
-            t2h = xh + ((ah & bh) | (ch & (ah | bh)))
-            if t2l < x:
-                t2h += 1
+            t2h = xh + ((ah & bh) | (ch & (ah | bh))) + (((xl & x) | ((xl | x) & ~t2l)) >> 31)
             hh = gh
             hl = gl
             gh = fh
@@ -125,10 +119,9 @@ def compress(st: ptr32, k: ptr32, data: ptr8, off: int, nblocks: int):
             fh = eh
             fl = el
             # e = d + T1
-            el = (dl + t1l) & M
-            eh = (dh + t1h) & M
-            if el < t1l:
-                eh = (eh + 1) & M
+            y = (dl + t1l) & M
+            eh = (dh + t1h + (((dl & t1l) | ((dl | t1l) & ~y)) >> 31)) & M
+            el = y
             dh = ch
             dl = cl
             ch = bh
@@ -136,10 +129,9 @@ def compress(st: ptr32, k: ptr32, data: ptr8, off: int, nblocks: int):
             bh = ah
             bl = al
             # a = T1 + T2
-            al = (t1l + t2l) & M
-            ah = (t1h + t2h) & M
-            if al < t2l:
-                ah = (ah + 1) & M
+            y = (t1l + t2l) & M
+            ah = (t1h + t2h + (((t1l & t2l) | ((t1l | t2l) & ~y)) >> 31)) & M
+            al = y
             t += 1
         # H += working variables
         x = (uint(st[1]) + al) & M

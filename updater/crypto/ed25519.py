@@ -9,7 +9,7 @@
 #
 # Points in extended twisted-Edwards coordinates (X:Y:Z:T), x = X/Z,
 # y = Y/Z, xy = T/Z (Hisil-Wong-Carter-Dawson 2008, a = -1). The joint
-# multiplication [S]B + [k](-A) is Straus/Shamir over signed sliding-window
+# multiplication [S]B + [k](-A) is Straus/Shamir over width-5 NAF
 # digits of both scalars (double_scalarmult), with B's odd multiples in a
 # module table built once and -A's per verification; the one inversion of
 # the final encoding is an extended Euclid (_inv), not pow(z, p - 2, p).
@@ -188,34 +188,23 @@ def _b_table():
 
 
 def _slide(k, out):
-    # Signed sliding-window recoding (as ref10's slide()): out[i] in
-    # {0, +-1, +-3, ..., +-15}, sum(out[i] * 2^i) == k, nonzero digits at
-    # least 5 positions apart on average. k < 2^253; out is an array('b')
-    # of 256 entries. All arithmetic is on small integers.
-    kb = k.to_bytes(32, "little")
-    for i in range(256):
-        out[i] = (kb[i >> 3] >> (i & 7)) & 1
-    for i in range(256):
-        if out[i]:
-            for b in range(1, 7):
-                if i + b >= 256:
-                    break
-                rb = out[i + b]
-                if rb:
-                    v = out[i] + (rb << b)
-                    if v <= 15:
-                        out[i] = v
-                        out[i + b] = 0
-                    else:
-                        v = out[i] - (rb << b)
-                        if v < -15:
-                            break
-                        out[i] = v
-                        for j in range(i + b, 256):
-                            if not out[j]:
-                                out[j] = 1
-                                break
-                            out[j] = 0
+    # Width-5 NAF of k < 2^253 into out (an all-zero array('b') of 256):
+    # out[i] in {0, +-1, +-3, ..., +-15}, sum(out[i] * 2^i) == k, nonzero
+    # digits at least 5 positions apart. Carry-based windows over the bytes
+    # of k (as libsecp256k1's ecmult_wnaf), on small integers only: zero bits
+    # are skipped one at a time, each nonzero digit consumes a 5-bit window.
+    kb = k.to_bytes(34, "little")  # 2 spare bytes for the 16-bit reads
+    carry = 0
+    bit = 0
+    while bit < 256:
+        o = bit >> 3
+        if ((kb[o] >> (bit & 7)) & 1) == carry:
+            bit += 1
+            continue
+        word = (((kb[o] | (kb[o + 1] << 8)) >> (bit & 7)) & 31) + carry
+        carry = (word >> 4) & 1
+        out[bit] = word - (carry << 5)
+        bit += 5
 
 
 def _a_table(a):
@@ -234,7 +223,7 @@ def double_scalarmult(s, k, P2):
     """[s]B + [k]P2 for scalars s, k < 2^253. Returns (X, Y, Z) of the
     result in projective coordinates (encode_point accepts it).
 
-    Straus/Shamir with signed sliding windows: one shared chain of doublings,
+    Straus/Shamir over width-5 NAFs: one shared chain of doublings,
     an addition per nonzero digit of either scalar (digits +-1..15: about
     253/6 additions per scalar), B's odd multiples from the module table in
     affine form (mixed additions), P2's built per call. The point is kept in

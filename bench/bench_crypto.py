@@ -98,6 +98,16 @@ if mode == "time":
                 key.verify(sig, msg)
             out["ed25519_pure"] = time.ticks_diff(time.ticks_us(), t) / n / 1000.0
             sha512_mod.use_viper(True)
+            # Loading the key (point decoding: one modular square root, and
+            # the small-order check), what a fresh key costs before its
+            # first verify (TUF keys are often used once per refresh).
+            from updater.crypto.ed25519 import Ed25519Key
+            raw = binascii.unhexlify(c["key"]["keyval"]["public"])
+            gc.collect()
+            t = time.ticks_us()
+            for i in range(n):
+                Ed25519Key(raw)
+            out["ed25519_load"] = time.ticks_diff(time.ticks_us(), t) / n / 1000.0
     for name, cls, reps in (("sha512_64k", sha512, 3), ("sha512v_64k", sha512_mod.sha512_viper, 30)):
         if cls is None:
             continue
@@ -255,6 +265,11 @@ def main() -> None:
             f"verify ed25519 with the pure SHA-512 forced (use_viper(False)): VM {vm['ed25519_pure']:.2f} ms; "
             f"anchor cryptography on CPython {anchors['ed25519']:.3f} ms; "
             f"ratio {vm['ed25519_pure'] / anchors['ed25519']:.0f}x"
+        )
+        print(
+            f"load an ed25519 key (decode + small-order check, before its first verify): VM "
+            f"{vm['ed25519_load']:.2f} ms; anchor the ed25519 verify above {vm['ed25519']:.2f} ms; "
+            f"ratio {vm['ed25519_load'] / vm['ed25519']:.2f}"
         )
         imp = json.loads(run_vm([str(script), "import", str(data)], HEAP) or "{}")
         if imp:

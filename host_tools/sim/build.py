@@ -50,6 +50,7 @@ class Build:
 
 def source_digest(root: Path = REPO_ROOT) -> str:
     h = hashlib.sha256()
+    h.update(b"march=" + mpy_arch().encode() + b"\0")  # native code differs per target
     packages = FIRMWARE_PACKAGES + APP_PACKAGES
     for p in package_files(root, packages) + [root / pkg / MANIFEST for pkg in packages]:
         h.update(str(p.resolve().relative_to(root.resolve())).encode() + b"\0" + p.read_bytes() + b"\0")

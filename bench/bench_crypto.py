@@ -8,9 +8,15 @@ ratio:
     vs the same verification with `cryptography` on CPython;
   * per scheme: smallest VM heap in which one verification still succeeds
     (bisected in 4 KiB steps) vs the 256 KiB device heap;
-  * pure sha512 of 64 KiB on the VM vs the VM's native sha256 of the same bytes.
-The message is the canonical JSON of a python-tuf targets metadata with 20
-targets (what a TUF client actually verifies).
+  * sha512 of 64 KiB on the VM (viper and pure) vs the VM's native sha256 of
+    the same bytes, and in MB/s;
+  * ed25519 verify with the pure SHA-512 forced (sha512.use_viper(False));
+  * import cost (heap kept by importing verify + ed25519 + sha512 from .mpy),
+    per-key cost (heap kept by one loaded ed25519 key), the module's base-point
+    table (kept after the first verify), bytes allocated per verify.
+The device modules run from .mpy files compiled for this VM (mpy-cross
+-march=x64), as on the simulated board. The message is the canonical JSON of
+a python-tuf targets metadata with 20 targets (what a TUF client verifies).
 """
 from __future__ import annotations
 
@@ -30,14 +36,41 @@ from securesystemslib.signer import CryptoSigner  # noqa: E402
 from tuf.api.metadata import Metadata, TargetFile, Targets  # noqa: E402
 
 from host_tools import mpvm  # noqa: E402
+from host_tools.release.build import mpy_arch, mpy_cross_path  # noqa: E402
 
 HEAP = "256k"
 
 VM_SCRIPT = r"""
 import sys, json, gc, binascii, time, hashlib
-from updater.crypto.verify import load_key
-from updater.crypto.sha512 import sha512
 mode = sys.argv[1]
+if mode == "import":
+    # Heap kept by the verifier modules, then by one ed25519 key, then by the
+    # base-point table that the first verify builds.
+    gc.collect()
+    a0 = gc.mem_alloc()
+    from updater.crypto import verify, ed25519, sha512
+    gc.collect()
+    a1 = gc.mem_alloc()
+    with open(sys.argv[2]) as f:
+        cases = json.load(f)
+    c = [c for c in cases["sigs"] if c["name"] == "ed25519"][0]
+    msg = binascii.unhexlify(cases["msg"])
+    sig = binascii.unhexlify(c["sig"])
+    del cases
+    gc.collect()
+    a2 = gc.mem_alloc()
+    key = ed25519.Ed25519Key(binascii.unhexlify(c["key"]["keyval"]["public"]))
+    gc.collect()
+    a3 = gc.mem_alloc()
+    assert key.verify(sig, msg)
+    gc.collect()
+    a4 = gc.mem_alloc()
+    print("@@RESULT " + json.dumps({"import": a1 - a0, "key": a3 - a2, "table": a4 - a3,
+                                    "viper": sha512.sha512_viper is not None}))
+    raise SystemExit
+from updater.crypto.verify import load_key
+from updater.crypto import sha512 as sha512_mod
+from updater.crypto.sha512 import sha512
 with open(sys.argv[2]) as f:
     cases = json.load(f)
 if mode == "time":
@@ -57,14 +90,35 @@ if mode == "time":
         for i in range(n):
             key.verify(sig, msg)
         out[c["name"]] = time.ticks_diff(time.ticks_us(), t) / n / 1000.0
-    gc.collect()
-    t = time.ticks_us()
-    for i in range(3):
-        h = sha512()
-        for j in range(16):
-            h.update(chunk)
-        h.digest()
-    out["sha512_64k"] = time.ticks_diff(time.ticks_us(), t) / 3 / 1000.0
+        if c["name"] == "ed25519":
+            sha512_mod.use_viper(False)
+            gc.collect()
+            t = time.ticks_us()
+            for i in range(n):
+                key.verify(sig, msg)
+            out["ed25519_pure"] = time.ticks_diff(time.ticks_us(), t) / n / 1000.0
+            sha512_mod.use_viper(True)
+            # Loading the key (point decoding: one modular square root, and
+            # the small-order check), what a fresh key costs before its
+            # first verify (TUF keys are often used once per refresh).
+            from updater.crypto.ed25519 import Ed25519Key
+            raw = binascii.unhexlify(c["key"]["keyval"]["public"])
+            gc.collect()
+            t = time.ticks_us()
+            for i in range(n):
+                Ed25519Key(raw)
+            out["ed25519_load"] = time.ticks_diff(time.ticks_us(), t) / n / 1000.0
+    for name, cls, reps in (("sha512_64k", sha512, 3), ("sha512v_64k", sha512_mod.sha512_viper, 30)):
+        if cls is None:
+            continue
+        gc.collect()
+        t = time.ticks_us()
+        for i in range(reps):
+            h = cls()
+            for j in range(16):
+                h.update(chunk)
+            h.digest()
+        out[name] = time.ticks_diff(time.ticks_us(), t) / reps / 1000.0
     t = time.ticks_us()
     for i in range(30):
         h = hashlib.sha256()
@@ -108,6 +162,15 @@ elif mode == "alloc":
         key.verify(sig, msg)
         out[c["name"]] = gc.mem_alloc() - base
         gc.enable()
+        if c["name"] == "ed25519":
+            sha512_mod.use_viper(False)
+            gc.collect()
+            base = gc.mem_alloc()
+            gc.disable()
+            key.verify(sig, msg)
+            out["ed25519_pure"] = gc.mem_alloc() - base
+            gc.enable()
+            sha512_mod.use_viper(True)
     print("@@RESULT " + json.dumps(out))
 """
 
@@ -132,8 +195,25 @@ def cpython_time(fn, min_seconds: float = 0.3) -> float:
             return dt / n * 1000.0
 
 
+MPY_DIR: Path | None = None  # .mpy tree of updater/ (set by main)
+
+
+def build_mpy(out: Path) -> Path:
+    """updater/__init__.py and updater/crypto/*.py compiled as for the board."""
+    import subprocess
+
+    for src in [REPO / "updater" / "__init__.py", *sorted((REPO / "updater" / "crypto").glob("*.py"))]:
+        rel = src.relative_to(REPO)
+        dst = out / rel.with_suffix(".mpy")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([mpy_cross_path(), f"-march={mpy_arch()}", "-s", str(rel), "-o", str(dst), str(src)],
+                       check=True)
+    return out
+
+
 def run_vm(args: list[str], heap: str) -> str | None:
-    proc = mpvm.run_script(args[0], *args[1:], paths=[REPO], heap=heap, timeout=120, cwd=REPO)
+    paths = [MPY_DIR] if MPY_DIR is not None else [REPO]
+    proc = mpvm.run_script(args[0], *args[1:], paths=paths, heap=heap, timeout=300, cwd=REPO)
     for line in proc.stdout.splitlines():
         if line.startswith("@@RESULT "):
             return line[len("@@RESULT "):]
@@ -164,7 +244,9 @@ def main() -> None:
             pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.AUTO)
             anchors[name] = cpython_time(lambda pub=pub, sig=sig, pss=pss: pub.verify(sig, msg, pss, hashes.SHA256()))
 
+    global MPY_DIR
     with tempfile.TemporaryDirectory() as tmp:
+        MPY_DIR = build_mpy(Path(tmp) / "mpy")
         script = Path(tmp) / "bench_crypto_vm.py"
         script.write_text(VM_SCRIPT)
         data = Path(tmp) / "cases.json"
@@ -179,6 +261,23 @@ def main() -> None:
                 f"verify {name}: VM {vm[name]:.2f} ms (heap {HEAP}); anchor cryptography on CPython "
                 f"{anchors[name]:.3f} ms; ratio {vm[name] / anchors[name]:.0f}x"
             )
+        print(
+            f"verify ed25519 with the pure SHA-512 forced (use_viper(False)): VM {vm['ed25519_pure']:.2f} ms; "
+            f"anchor cryptography on CPython {anchors['ed25519']:.3f} ms; "
+            f"ratio {vm['ed25519_pure'] / anchors['ed25519']:.0f}x"
+        )
+        print(
+            f"load an ed25519 key (decode + small-order check, before its first verify): VM "
+            f"{vm['ed25519_load']:.2f} ms; anchor the ed25519 verify above {vm['ed25519']:.2f} ms; "
+            f"ratio {vm['ed25519_load'] / vm['ed25519']:.2f}"
+        )
+        imp = json.loads(run_vm([str(script), "import", str(data)], HEAP) or "{}")
+        if imp:
+            print(f"heap kept by importing verify + ed25519 + sha512 (.mpy, viper {'on' if imp['viper'] else 'OFF'}): "
+                  f"{imp['import'] / 1024:.1f} KiB; anchor device heap 256 KiB; ratio {imp['import'] / 262144:.3f}")
+            print(f"heap kept per loaded ed25519 key: {imp['key']} bytes; base-point table kept after the first "
+                  f"verify: {imp['table'] / 1024:.1f} KiB; anchor device heap 256 KiB; "
+                  f"ratio {(imp['key'] + imp['table']) / 262144:.3f}")
         def min_free(name: str) -> int:
             lo, hi = 0, 128  # KiB of free heap: lo assumed to fail, hi must work
             if run_vm([str(script), "one", str(data), name, str(hi)], HEAP) != "ok":
@@ -201,10 +300,17 @@ def main() -> None:
             for name in signers:
                 print(f"bytes allocated by one {name} verify with GC off (garbage, GC pressure): "
                       f"{alloc[name] // 1024} KiB; anchor device heap 256 KiB; ratio {alloc[name] / 262144:.1f}")
-        print(
-            f"sha512 (pure) of 64 KiB on VM: {vm['sha512_64k']:.1f} ms; anchor native sha256 of the same bytes on VM "
-            f"{vm['sha256_64k']:.2f} ms; ratio {vm['sha512_64k'] / vm['sha256_64k']:.0f}x"
-        )
+            print(f"bytes allocated by one ed25519 verify with the pure SHA-512 forced: "
+                  f"{alloc['ed25519_pure'] // 1024} KiB; anchor device heap 256 KiB; "
+                  f"ratio {alloc['ed25519_pure'] / 262144:.1f}")
+        mbs = 65.536 / vm["sha256_64k"]
+        for key, label in (("sha512v_64k", "viper"), ("sha512_64k", "pure")):
+            if key in vm:
+                print(
+                    f"sha512 ({label}) of 64 KiB on VM: {vm[key]:.2f} ms = {65.536 / vm[key]:.1f} MB/s; "
+                    f"anchor native sha256 of the same bytes on VM {vm['sha256_64k']:.2f} ms = {mbs:.0f} MB/s; "
+                    f"ratio {vm[key] / vm['sha256_64k']:.1f}x"
+                )
 
 
 if __name__ == "__main__":

@@ -7,9 +7,13 @@
 # 128-byte block buffer and the 80-word message schedule (preallocated once
 # per object) are kept.
 #
-# `sha512` is this pure class on every runtime; `new_sha512` returns the
-# native hashlib.sha512 on CPython when it exists and the pure class
-# otherwise (tests exercise the pure class directly on both runtimes).
+# `sha512` is this pure class on every runtime. `sha512_viper` is the same
+# interface over the viper compression in sha512_viper.py (32-bit halves,
+# 192 bytes of state per object, one 640-byte K table per process); it is
+# None where viper is absent (CPython, a port without the native emitter, an
+# .mpy built for another architecture). `new_sha512` returns the native
+# hashlib.sha512 where it exists (CPython), else the viper class, else the
+# pure class. `use_viper(False)` forces the pure fallback (tests run both).
 import struct
 import binascii
 
@@ -23,28 +27,59 @@ except ImportError:  # CPython
 
 _MASK = const(0xFFFFFFFFFFFFFFFF)
 
-_K = (
-    0x428A2F98D728AE22, 0x7137449123EF65CD, 0xB5C0FBCFEC4D3B2F, 0xE9B5DBA58189DBBC,
-    0x3956C25BF348B538, 0x59F111F1B605D019, 0x923F82A4AF194F9B, 0xAB1C5ED5DA6D8118,
-    0xD807AA98A3030242, 0x12835B0145706FBE, 0x243185BE4EE4B28C, 0x550C7DC3D5FFB4E2,
-    0x72BE5D74F27B896F, 0x80DEB1FE3B1696B1, 0x9BDC06A725C71235, 0xC19BF174CF692694,
-    0xE49B69C19EF14AD2, 0xEFBE4786384F25E3, 0x0FC19DC68B8CD5B5, 0x240CA1CC77AC9C65,
-    0x2DE92C6F592B0275, 0x4A7484AA6EA6E483, 0x5CB0A9DCBD41FBD4, 0x76F988DA831153B5,
-    0x983E5152EE66DFAB, 0xA831C66D2DB43210, 0xB00327C898FB213F, 0xBF597FC7BEEF0EE4,
-    0xC6E00BF33DA88FC2, 0xD5A79147930AA725, 0x06CA6351E003826F, 0x142929670A0E6E70,
-    0x27B70A8546D22FFC, 0x2E1B21385C26C926, 0x4D2C6DFC5AC42AED, 0x53380D139D95B3DF,
-    0x650A73548BAF63DE, 0x766A0ABB3C77B2A8, 0x81C2C92E47EDAEE6, 0x92722C851482353B,
-    0xA2BFE8A14CF10364, 0xA81A664BBC423001, 0xC24B8B70D0F89791, 0xC76C51A30654BE30,
-    0xD192E819D6EF5218, 0xD69906245565A910, 0xF40E35855771202A, 0x106AA07032BBD1B8,
-    0x19A4C116B8D2D0C8, 0x1E376C085141AB53, 0x2748774CDF8EEB99, 0x34B0BCB5E19B48A8,
-    0x391C0CB3C5C95A63, 0x4ED8AA4AE3418ACB, 0x5B9CCA4F7763E373, 0x682E6FF3D6B2B8A3,
-    0x748F82EE5DEFB2FC, 0x78A5636F43172F60, 0x84C87814A1F0AB72, 0x8CC702081A6439EC,
-    0x90BEFFFA23631E28, 0xA4506CEBDE82BDE9, 0xBEF9A3F7B2C67915, 0xC67178F2E372532B,
-    0xCA273ECEEA26619C, 0xD186B8C721C0C207, 0xEADA7DD6CDE0EB1E, 0xF57D4F7FEE6ED178,
-    0x06F067AA72176FBA, 0x0A637DC5A2C898A6, 0x113F9804BEF90DAE, 0x1B710B35131C471B,
-    0x28DB77F523047D84, 0x32CAAB7B40C72493, 0x3C9EBE0A15C9BEBC, 0x431D67C49C100D4C,
-    0x4CC5D4BECB3E42B6, 0x597F299CFC657E2A, 0x5FCB6FAB3AD6FAEC, 0x6C44198C4A475817,
+# The 80 round constants K0..K79, big-endian 64-bit words, as one bytes
+# constant (640 bytes; a tuple of 80 big integers would keep ~3.8 KiB on
+# MicroPython). The pure code unpacks it on first use (_k64), the viper
+# code into 32-bit halves at import.
+_KB = (
+    b"\x42\x8a\x2f\x98\xd7\x28\xae\x22\x71\x37\x44\x91\x23\xef\x65\xcd"
+    b"\xb5\xc0\xfb\xcf\xec\x4d\x3b\x2f\xe9\xb5\xdb\xa5\x81\x89\xdb\xbc"
+    b"\x39\x56\xc2\x5b\xf3\x48\xb5\x38\x59\xf1\x11\xf1\xb6\x05\xd0\x19"
+    b"\x92\x3f\x82\xa4\xaf\x19\x4f\x9b\xab\x1c\x5e\xd5\xda\x6d\x81\x18"
+    b"\xd8\x07\xaa\x98\xa3\x03\x02\x42\x12\x83\x5b\x01\x45\x70\x6f\xbe"
+    b"\x24\x31\x85\xbe\x4e\xe4\xb2\x8c\x55\x0c\x7d\xc3\xd5\xff\xb4\xe2"
+    b"\x72\xbe\x5d\x74\xf2\x7b\x89\x6f\x80\xde\xb1\xfe\x3b\x16\x96\xb1"
+    b"\x9b\xdc\x06\xa7\x25\xc7\x12\x35\xc1\x9b\xf1\x74\xcf\x69\x26\x94"
+    b"\xe4\x9b\x69\xc1\x9e\xf1\x4a\xd2\xef\xbe\x47\x86\x38\x4f\x25\xe3"
+    b"\x0f\xc1\x9d\xc6\x8b\x8c\xd5\xb5\x24\x0c\xa1\xcc\x77\xac\x9c\x65"
+    b"\x2d\xe9\x2c\x6f\x59\x2b\x02\x75\x4a\x74\x84\xaa\x6e\xa6\xe4\x83"
+    b"\x5c\xb0\xa9\xdc\xbd\x41\xfb\xd4\x76\xf9\x88\xda\x83\x11\x53\xb5"
+    b"\x98\x3e\x51\x52\xee\x66\xdf\xab\xa8\x31\xc6\x6d\x2d\xb4\x32\x10"
+    b"\xb0\x03\x27\xc8\x98\xfb\x21\x3f\xbf\x59\x7f\xc7\xbe\xef\x0e\xe4"
+    b"\xc6\xe0\x0b\xf3\x3d\xa8\x8f\xc2\xd5\xa7\x91\x47\x93\x0a\xa7\x25"
+    b"\x06\xca\x63\x51\xe0\x03\x82\x6f\x14\x29\x29\x67\x0a\x0e\x6e\x70"
+    b"\x27\xb7\x0a\x85\x46\xd2\x2f\xfc\x2e\x1b\x21\x38\x5c\x26\xc9\x26"
+    b"\x4d\x2c\x6d\xfc\x5a\xc4\x2a\xed\x53\x38\x0d\x13\x9d\x95\xb3\xdf"
+    b"\x65\x0a\x73\x54\x8b\xaf\x63\xde\x76\x6a\x0a\xbb\x3c\x77\xb2\xa8"
+    b"\x81\xc2\xc9\x2e\x47\xed\xae\xe6\x92\x72\x2c\x85\x14\x82\x35\x3b"
+    b"\xa2\xbf\xe8\xa1\x4c\xf1\x03\x64\xa8\x1a\x66\x4b\xbc\x42\x30\x01"
+    b"\xc2\x4b\x8b\x70\xd0\xf8\x97\x91\xc7\x6c\x51\xa3\x06\x54\xbe\x30"
+    b"\xd1\x92\xe8\x19\xd6\xef\x52\x18\xd6\x99\x06\x24\x55\x65\xa9\x10"
+    b"\xf4\x0e\x35\x85\x57\x71\x20\x2a\x10\x6a\xa0\x70\x32\xbb\xd1\xb8"
+    b"\x19\xa4\xc1\x16\xb8\xd2\xd0\xc8\x1e\x37\x6c\x08\x51\x41\xab\x53"
+    b"\x27\x48\x77\x4c\xdf\x8e\xeb\x99\x34\xb0\xbc\xb5\xe1\x9b\x48\xa8"
+    b"\x39\x1c\x0c\xb3\xc5\xc9\x5a\x63\x4e\xd8\xaa\x4a\xe3\x41\x8a\xcb"
+    b"\x5b\x9c\xca\x4f\x77\x63\xe3\x73\x68\x2e\x6f\xf3\xd6\xb2\xb8\xa3"
+    b"\x74\x8f\x82\xee\x5d\xef\xb2\xfc\x78\xa5\x63\x6f\x43\x17\x2f\x60"
+    b"\x84\xc8\x78\x14\xa1\xf0\xab\x72\x8c\xc7\x02\x08\x1a\x64\x39\xec"
+    b"\x90\xbe\xff\xfa\x23\x63\x1e\x28\xa4\x50\x6c\xeb\xde\x82\xbd\xe9"
+    b"\xbe\xf9\xa3\xf7\xb2\xc6\x79\x15\xc6\x71\x78\xf2\xe3\x72\x53\x2b"
+    b"\xca\x27\x3e\xce\xea\x26\x61\x9c\xd1\x86\xb8\xc7\x21\xc0\xc2\x07"
+    b"\xea\xda\x7d\xd6\xcd\xe0\xeb\x1e\xf5\x7d\x4f\x7f\xee\x6e\xd1\x78"
+    b"\x06\xf0\x67\xaa\x72\x17\x6f\xba\x0a\x63\x7d\xc5\xa2\xc8\x98\xa6"
+    b"\x11\x3f\x98\x04\xbe\xf9\x0d\xae\x1b\x71\x0b\x35\x13\x1c\x47\x1b"
+    b"\x28\xdb\x77\xf5\x23\x04\x7d\x84\x32\xca\xab\x7b\x40\xc7\x24\x93"
+    b"\x3c\x9e\xbe\x0a\x15\xc9\xbe\xbc\x43\x1d\x67\xc4\x9c\x10\x0d\x4c"
+    b"\x4c\xc5\xd4\xbe\xcb\x3e\x42\xb6\x59\x7f\x29\x9c\xfc\x65\x7e\x2a"
+    b"\x5f\xcb\x6f\xab\x3a\xd6\xfa\xec\x6c\x44\x19\x8c\x4a\x47\x58\x17"
 )
+_K = []
+
+
+def _k64():
+    if not _K:
+        _K.extend(struct.unpack(">80Q", _KB))
+    return _K
 
 _IV = (
     0x6A09E667F3BCC908, 0xBB67AE8584CAA73B, 0x3C6EF372FE94F82B, 0xA54FF53A5F1D36F1,
@@ -68,7 +103,7 @@ def _compress(h, w, block, off):
                 + ((((xx >> 1) ^ (xx >> 8)) & M) ^ (x >> 7))
                 + ((((yy >> 19) ^ (yy >> 61)) & M) ^ (y >> 6))) & M
     a, b, c, d, e, f, g, hh = h
-    K = _K
+    K = _k64()
     for t in range(80):
         ee = e | (e << 64)
         t1 = hh + (((ee >> 14) ^ (ee >> 18) ^ (ee >> 41)) & M) + (g ^ (e & (f ^ g))) + K[t] + w[t]
@@ -166,12 +201,123 @@ class sha512:
         return binascii.hexlify(self.digest()).decode()
 
 
+try:
+    from array import array
+    from updater.crypto import sha512_viper as _v
+
+    _compress_v = _v.compress
+    _KV = array("I", struct.unpack(">160I", _KB))
+    _IVV = array("I", bytes(64))
+    for _i in range(8):
+        _IVV[2 * _i] = _IV[_i] >> 32
+        _IVV[2 * _i + 1] = _IV[_i] & 0xFFFFFFFF
+    del _v, _i
+except (ImportError, SyntaxError, ValueError, NotImplementedError, AttributeError, TypeError):
+    _compress_v = None
+
+
+class _Sha512Viper:
+    digest_size = 64
+    block_size = 128
+    name = "sha512"
+
+    def __init__(self, data=b""):
+        # st: 8 state words + 16 schedule words, each as hi, lo (192 bytes).
+        st = array("I", bytes(192))
+        st[0:16] = _IVV
+        self._st = st
+        self._buf = bytearray(128)
+        self._n = 0
+        self._len = 0
+        if data:
+            self.update(data)
+
+    def update(self, data):
+        if isinstance(data, str):
+            raise TypeError("sha512 wants bytes, not str")
+        mv = memoryview(data)
+        n = len(mv)
+        self._len += n
+        pos = 0
+        buf = self._buf
+        if self._n:
+            take = 128 - self._n
+            if take > n:
+                take = n
+            buf[self._n:self._n + take] = mv[0:take]
+            self._n += take
+            pos = take
+            if self._n < 128:
+                return
+            _compress_v(self._st, _KV, buf, 0, 1)
+            self._n = 0
+        nb = (n - pos) >> 7
+        if nb:
+            # Whole blocks straight from the caller's buffer, one call.
+            _compress_v(self._st, _KV, mv, pos, nb)
+            pos += nb << 7
+        if pos < n:
+            rest = n - pos
+            buf[0:rest] = mv[pos:n]
+            self._n = rest
+
+    def copy(self):
+        c = _Sha512Viper()
+        c._st[0:16] = self._st[0:16]
+        c._buf[:] = self._buf
+        c._n = self._n
+        c._len = self._len
+        return c
+
+    def digest(self):
+        # Finalise on copies so the object can keep being updated.
+        st = array("I", self._st)
+        buf = bytearray(self._buf)
+        n = self._n
+        buf[n] = 0x80
+        for i in range(n + 1, 128):
+            buf[i] = 0
+        if n >= 112:
+            _compress_v(st, _KV, buf, 0, 1)
+            for i in range(128):
+                buf[i] = 0
+        bits = self._len * 8
+        struct.pack_into(">QQ", buf, 112, (bits >> 64) & _MASK, bits & _MASK)
+        _compress_v(st, _KV, buf, 0, 1)
+        return struct.pack(">16I", *st[0:16])
+
+    def hexdigest(self):
+        return binascii.hexlify(self.digest()).decode()
+
+
+sha512_viper = _Sha512Viper if _compress_v is not None else None
+_use_viper = True
+
+
+def use_viper(on=True):
+    """Select the viper class for new_sha512 (default) or force the pure
+    fallback (on=False). Returns whether viper is now in use."""
+    global _use_viper
+    _use_viper = bool(on)
+    return _use_viper and sha512_viper is not None
+
+
+try:
+    import hashlib
+
+    _native = getattr(hashlib, "sha512", None)
+    del hashlib
+except ImportError:
+    _native = None
+
+
 def new_sha512(data=b""):
     """Native hashlib.sha512 where the runtime has it (CPython), else the
-    pure implementation above."""
-    try:
-        import hashlib
-
-        return hashlib.sha512(data)
-    except (ImportError, AttributeError):
-        return sha512(data)
+    viper class where the port has viper (unless use_viper(False)), else the
+    pure implementation above. (Looked up once at import: no exception per
+    call on MicroPython, whose hashlib has no sha512.)"""
+    if _native is not None:
+        return _native(data)
+    if _use_viper and sha512_viper is not None:
+        return sha512_viper(data)
+    return sha512(data)

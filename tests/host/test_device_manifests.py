@@ -105,3 +105,23 @@ def test_the_agent_manifest_declares_the_entry_the_loader_starts(tmp_path):
     b = simbuild.build(tmp_path)
     assert json.loads((b.app / "manifest.json").read_text())["entry"] == "agent.main"
     assert json.loads((b.app / "slot.json").read_text())["entry"] == "agent.main"
+
+
+def test_every_device_file_compiles_to_a_portable_mpy(tmp_path):
+    """Plain mpy-cross, no -march: a slot's .mpy must load on every board, so no
+    device file may hold native or viper code (updater/crypto/sha512_viper.py
+    compiles its kernel on the board instead)."""
+    import subprocess
+
+    from host_tools.release.build import mpy_cross_path
+
+    bad = []
+    for pkg in DEVICE:
+        for p in sorted((REPO / pkg).rglob("*.py")):
+            if "__pycache__" in p.parts:
+                continue
+            r = subprocess.run([mpy_cross_path(), "-o", str(tmp_path / "x.mpy"), str(p)],
+                               capture_output=True, text=True, timeout=60)
+            if r.returncode != 0:
+                bad.append(f"{p.relative_to(REPO)}: {r.stderr.strip()[-200:]}")
+    assert bad == []

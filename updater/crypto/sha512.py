@@ -203,16 +203,23 @@ class sha512:
 
 try:
     from array import array
+    import sys
+
+    import updater.crypto as _pkg
     from updater.crypto import sha512_viper as _v
 
     _compress_v = _v.compress
+    # Keep the native function, not its module: the module holds the kernel's
+    # source as a constant (~5 KiB).
+    del sys.modules["updater.crypto.sha512_viper"], _pkg.sha512_viper, _pkg
     _KV = array("I", struct.unpack(">160I", _KB))
     _IVV = array("I", bytes(64))
     for _i in range(8):
         _IVV[2 * _i] = _IV[_i] >> 32
         _IVV[2 * _i + 1] = _IV[_i] & 0xFFFFFFFF
     del _v, _i
-except (ImportError, SyntaxError, ValueError, NotImplementedError, AttributeError, TypeError):
+except (ImportError, SyntaxError, ValueError, NotImplementedError, AttributeError, TypeError, MemoryError):
+    # no viper here, or no room to compile its kernel now: the pure code
     _compress_v = None
 
 

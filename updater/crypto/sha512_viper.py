@@ -1,8 +1,8 @@
 # SHA-512 compression for MicroPython's viper emitter, on 32-bit words.
 #
 # Imported under try/except by updater.crypto.sha512: on CPython (no
-# `micropython` module), on a port without viper, or from an .mpy built for
-# another architecture the import fails and the pure code is used instead.
+# `micropython` module), on a port without the viper emitter or without the
+# heap to compile the kernel, the import fails and the pure code is used.
 #
 # Every 64-bit word is a (hi, lo) pair of 32-bit halves. Viper integers are
 # machine words: 32 bits on a Cortex-M, 64 bits on the x64 unix VM. The code
@@ -20,9 +20,17 @@
 #   st[0..15]  H0..H7 as hi, lo pairs
 #   st[16..47] the 16-word message schedule ring W[t & 15] as hi, lo pairs
 # k: array('I') of 160 words, K0..K79 as hi, lo pairs (built once by sha512.py).
-import micropython
+#
+# The kernel is compiled on the board, at import, by the port's own native
+# emitter (exec of KERNEL): viper code in a .py file compiles to .mpy only for
+# one architecture (mpy-cross -march), and the slots carry one portable .mpy
+# for every board. Compiling it takes ~20 KiB of heap for a moment
+# (MemoryError: sha512.py keeps the pure code); afterwards only the native
+# function stays: KERNEL is a constant of this module's top-level code, freed
+# once the import is done.
+import micropython  # ImportError on CPython: sha512.py uses the pure code
 
-
+KERNEL = """
 @micropython.viper
 def compress(st: ptr32, k: ptr32, data: ptr8, off: int, nblocks: int):
     M = uint(0xFFFF)
@@ -133,54 +141,37 @@ def compress(st: ptr32, k: ptr32, data: ptr8, off: int, nblocks: int):
             ah = (t1h + t2h + (((t1l & t2l) | ((t1l | t2l) & ~y)) >> 31)) & M
             al = y
             t += 1
-        # H += working variables
-        x = (uint(st[1]) + al) & M
-        y = uint(st[0]) + ah
-        if x < al:
-            y += 1
-        st[0] = y
-        st[1] = x
-        x = (uint(st[3]) + bl) & M
-        y = uint(st[2]) + bh
-        if x < bl:
-            y += 1
-        st[2] = y
-        st[3] = x
-        x = (uint(st[5]) + cl) & M
-        y = uint(st[4]) + ch
-        if x < cl:
-            y += 1
-        st[4] = y
-        st[5] = x
-        x = (uint(st[7]) + dl) & M
-        y = uint(st[6]) + dh
-        if x < dl:
-            y += 1
-        st[6] = y
-        st[7] = x
-        x = (uint(st[9]) + el) & M
-        y = uint(st[8]) + eh
-        if x < el:
-            y += 1
-        st[8] = y
-        st[9] = x
-        x = (uint(st[11]) + fl) & M
-        y = uint(st[10]) + fh
-        if x < fl:
-            y += 1
-        st[10] = y
-        st[11] = x
-        x = (uint(st[13]) + gl) & M
-        y = uint(st[12]) + gh
-        if x < gl:
-            y += 1
-        st[12] = y
-        st[13] = x
-        x = (uint(st[15]) + hl) & M
-        y = uint(st[14]) + hh
-        if x < hl:
-            y += 1
-        st[14] = y
-        st[15] = x
+        # H += working variables (the ring is free until the next block loads it)
+        st[16] = ah
+        st[17] = al
+        st[18] = bh
+        st[19] = bl
+        st[20] = ch
+        st[21] = cl
+        st[22] = dh
+        st[23] = dl
+        st[24] = eh
+        st[25] = el
+        st[26] = fh
+        st[27] = fl
+        st[28] = gh
+        st[29] = gl
+        st[30] = hh
+        st[31] = hl
+        i = 0
+        while i < 16:
+            x = uint(st[i + 17])
+            y = (uint(st[i + 1]) + x) & M
+            h = uint(st[i]) + uint(st[i + 16])
+            if y < x:
+                h += 1
+            st[i] = h
+            st[i + 1] = y
+            i += 2
         off += 128
         nblocks -= 1
+"""
+_g = {"micropython": micropython}
+exec(KERNEL, _g)
+compress = _g["compress"]
+del KERNEL, _g

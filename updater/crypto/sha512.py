@@ -127,14 +127,17 @@ def _compress(h, w, block, off):
     h[7] = (h[7] + hh) & M
 
 
-class sha512:
+class _Sha512Blocks:
+    # What both implementations share: the 128-byte block buffer, whole blocks
+    # compressed straight from the caller's buffer, padding and copies. A
+    # subclass keeps its chaining state in self._s and gives _blocks (compress
+    # nb blocks of data from off into a state), _fork (a copy of a state to
+    # finalise on) and _out (the digest of a state).
     digest_size = 64
     block_size = 128
     name = "sha512"
 
-    def __init__(self, data=b""):
-        self._h = list(_IV)
-        self._w = [0] * 80
+    def _start(self, data):
         self._buf = bytearray(128)
         self._n = 0  # bytes waiting in _buf
         self._len = 0  # total message length in bytes
@@ -158,22 +161,21 @@ class sha512:
             pos = take
             if self._n < 128:
                 return
-            _compress(self._h, self._w, buf, 0)
+            self._blocks(self._s, buf, 0, 1)
             self._n = 0
-        h = self._h
-        w = self._w
-        # Whole blocks straight from the caller's buffer, no copy.
-        while n - pos >= 128:
-            _compress(h, w, mv, pos)
-            pos += 128
+        nb = (n - pos) >> 7
+        if nb:
+            # Whole blocks straight from the caller's buffer, no copy.
+            self._blocks(self._s, mv, pos, nb)
+            pos += nb << 7
         if pos < n:
             rest = n - pos
             buf[0:rest] = mv[pos:n]
             self._n = rest
 
     def copy(self):
-        c = sha512()
-        c._h = list(self._h)
+        c = type(self)()
+        c._s = self._fork(self._s)
         c._buf[:] = self._buf
         c._n = self._n
         c._len = self._len
@@ -181,25 +183,45 @@ class sha512:
 
     def digest(self):
         # Finalise on copies so the object can keep being updated.
-        h = list(self._h)
-        w = self._w
+        s = self._fork(self._s)
         buf = bytearray(self._buf)
         n = self._n
         buf[n] = 0x80
         for i in range(n + 1, 128):
             buf[i] = 0
         if n >= 112:
-            _compress(h, w, buf, 0)
+            self._blocks(s, buf, 0, 1)
             for i in range(128):
                 buf[i] = 0
         bits = self._len * 8
         struct.pack_into(">QQ", buf, 112, (bits >> 64) & _MASK, bits & _MASK)
-        _compress(h, w, buf, 0)
-        return struct.pack(">8Q", h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7])
+        self._blocks(s, buf, 0, 1)
+        return self._out(s)
 
     def hexdigest(self):
         return binascii.hexlify(self.digest()).decode()
 
+
+class sha512(_Sha512Blocks):
+    # The pure implementation: state (H0..H7 as ints, the 80-word schedule).
+    def __init__(self, data=b""):
+        self._s = (list(_IV), [0] * 80)
+        self._start(data)
+
+    @staticmethod
+    def _blocks(s, data, off, nb):
+        h, w = s
+        for i in range(nb):
+            _compress(h, w, data, off + (i << 7))
+
+    @staticmethod
+    def _fork(s):
+        return (list(s[0]), s[1])  # the schedule is scratch: shared
+
+    @staticmethod
+    def _out(s):
+        h = s[0]
+        return struct.pack(">8Q", h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7])
 
 try:
     from array import array
@@ -223,78 +245,26 @@ except (ImportError, SyntaxError, ValueError, NotImplementedError, AttributeErro
     _compress_v = None
 
 
-class _Sha512Viper:
-    digest_size = 64
-    block_size = 128
-    name = "sha512"
-
+class _Sha512Viper(_Sha512Blocks):
+    # The viper compression: state is one array('I') of 8 state words + 16
+    # schedule words, each as hi, lo (192 bytes).
     def __init__(self, data=b""):
-        # st: 8 state words + 16 schedule words, each as hi, lo (192 bytes).
         st = array("I", bytes(192))
         st[0:16] = _IVV
-        self._st = st
-        self._buf = bytearray(128)
-        self._n = 0
-        self._len = 0
-        if data:
-            self.update(data)
+        self._s = st
+        self._start(data)
 
-    def update(self, data):
-        if isinstance(data, str):
-            raise TypeError("sha512 wants bytes, not str")
-        mv = memoryview(data)
-        n = len(mv)
-        self._len += n
-        pos = 0
-        buf = self._buf
-        if self._n:
-            take = 128 - self._n
-            if take > n:
-                take = n
-            buf[self._n:self._n + take] = mv[0:take]
-            self._n += take
-            pos = take
-            if self._n < 128:
-                return
-            _compress_v(self._st, _KV, buf, 0, 1)
-            self._n = 0
-        nb = (n - pos) >> 7
-        if nb:
-            # Whole blocks straight from the caller's buffer, one call.
-            _compress_v(self._st, _KV, mv, pos, nb)
-            pos += nb << 7
-        if pos < n:
-            rest = n - pos
-            buf[0:rest] = mv[pos:n]
-            self._n = rest
+    @staticmethod
+    def _blocks(s, data, off, nb):
+        _compress_v(s, _KV, data, off, nb)
 
-    def copy(self):
-        c = _Sha512Viper()
-        c._st[0:16] = self._st[0:16]
-        c._buf[:] = self._buf
-        c._n = self._n
-        c._len = self._len
-        return c
+    @staticmethod
+    def _fork(s):
+        return array("I", s)
 
-    def digest(self):
-        # Finalise on copies so the object can keep being updated.
-        st = array("I", self._st)
-        buf = bytearray(self._buf)
-        n = self._n
-        buf[n] = 0x80
-        for i in range(n + 1, 128):
-            buf[i] = 0
-        if n >= 112:
-            _compress_v(st, _KV, buf, 0, 1)
-            for i in range(128):
-                buf[i] = 0
-        bits = self._len * 8
-        struct.pack_into(">QQ", buf, 112, (bits >> 64) & _MASK, bits & _MASK)
-        _compress_v(st, _KV, buf, 0, 1)
-        return struct.pack(">16I", *st[0:16])
-
-    def hexdigest(self):
-        return binascii.hexlify(self.digest()).decode()
+    @staticmethod
+    def _out(s):
+        return struct.pack(">16I", *s[0:16])
 
 
 sha512_viper = _Sha512Viper if _compress_v is not None else None

@@ -8,6 +8,7 @@
 # (Montgomery's trick, Euclid not pow) so every addition in the main loop is a mixed
 # Jacobian + affine addition. The final x-coordinate check avoids an
 # inversion: x(R) == r  <=>  X == r * Z^2 (mod p), also trying r + n.
+from updater.crypto import inv_mod
 from updater.crypto.streaming import Sha256Verify
 
 P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
@@ -17,19 +18,6 @@ GX = 0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296
 GY = 0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5
 
 _INF = (1, 1, 0)
-
-
-def _inv(a, m):
-    # 1/a mod m (m prime, a != 0 mod m) by the extended Euclidean algorithm:
-    # ~30x faster than pow(a, m - 2, m) on MicroPython's big integers. Not
-    # constant time: only public values are inverted here.
-    r0, r1 = m, a % m
-    t0, t1 = 0, 1
-    while r1:
-        q = r0 // r1
-        r0, r1 = r1, r0 - q * r1
-        t0, t1 = t1, t0 - q * t1
-    return t0 % m
 
 
 class P256PointError(ValueError):
@@ -116,7 +104,7 @@ def _to_affine_many(pts):
         prefix.append(acc)
         if pt[2]:
             acc = acc * pt[2] % p
-    inv = _inv(acc, p)
+    inv = inv_mod(acc, p)
     out = [None] * len(pts)
     for i in range(len(pts) - 1, -1, -1):
         X, Y, Z = pts[i]
@@ -204,7 +192,7 @@ class P256Key:
         if not (0 < r < n and 0 < s < n):
             return False
         e = int.from_bytes(digest, "big")
-        w = _inv(s, n)
+        w = inv_mod(s, n)
         u1 = e * w % n
         u2 = r * w % n
         X, Y, Z = double_scalarmult(u1, u2, self.x, self.y)

@@ -9,6 +9,7 @@ carries ``updates: off`` and a sealed update report ``step: off`` with the reaso
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -39,6 +40,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def _repo_serve(work, tls):
+    """`medsentry repo serve` of this work dir on a free port; yields the URL it
+    recorded in release/serve.json; stopped with Ctrl-C (SIGINT) at the end."""
+    srv = subprocess.Popen([sys.executable, "-m", "host_tools.cli.main", "--workdir", str(work), "repo", "serve",
+                            "--port", str(_free_port()), *(["--tls"] if tls else [])],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not record_path(work).exists():
+            assert srv.poll() is None, srv.communicate()
+            assert time.monotonic() < deadline, "repo serve wrote no release/serve.json"
+            time.sleep(0.05)
+        yield json.loads(record_path(work).read_text())["url"]
+    finally:
+        srv.send_signal(signal.SIGINT)
+        srv.wait(10)
+
+
 def _provision(work, name, port, *extra):
     res = CliRunner().invoke(cli, ["--workdir", str(work), "device", "provision", name, "--port", port,
                                    "--broker-port", DEAD_BROKER, *extra])
@@ -54,15 +74,7 @@ def test_board_provisioned_as_the_readme_shows_gets_updates(tmp_path, tls):
     pki = FleetPKI(work)
     pki.init()
     pki.issue("pump-1", "pump-v2")
-    srv = subprocess.Popen([sys.executable, "-m", "host_tools.cli.main", "--workdir", str(work), "repo", "serve",
-                            "--port", str(_free_port()), *(["--tls"] if tls else [])], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 20
-        while not record_path(work).exists():
-            assert srv.poll() is None, srv.communicate()
-            assert time.monotonic() < deadline, "repo serve wrote no release/serve.json"
-            time.sleep(0.05)
-        url = json.loads(record_path(work).read_text())["url"]
+    with _repo_serve(work, tls) as url:
         with sim_boards(work) as boards:
             port = boards.start("pump-1", model="pump-v2", heap=HEAP)["port"]
             out = _provision(work, "pump-1", port)
@@ -74,9 +86,6 @@ def test_board_provisioned_as_the_readme_shows_gets_updates(tmp_path, tls):
             assert "installed" in steps(st), st["update_history"][-6:]
             st = boards.wait_for("pump-1", confirmed("1.1.0"), 90, "1.1.0 confirmed")
             assert st["device"]["updates"] == "on" and st["device"]["device_id"] == "pump-1"
-    finally:
-        srv.send_signal(signal.SIGINT)
-        srv.wait(10)
     assert not record_path(work).exists()  # removed when repo serve stops
 
 
@@ -141,22 +150,10 @@ def test_explicit_https_url_of_the_running_server_takes_its_certificate(tmp_path
     pki = FleetPKI(work)
     pki.init()
     pki.issue("pump-1", "pump-v2")
-    srv = subprocess.Popen([sys.executable, "-m", "host_tools.cli.main", "--workdir", str(work), "repo", "serve",
-                            "--port", str(_free_port()), "--tls"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True)
-    try:
-        deadline = time.monotonic() + 20
-        while not record_path(work).exists():
-            assert srv.poll() is None, srv.communicate()
-            assert time.monotonic() < deadline, "repo serve wrote no release/serve.json"
-            time.sleep(0.05)
-        url = json.loads(record_path(work).read_text())["url"]
+    with _repo_serve(work, True) as url:
         with sim_boards(work) as boards:
             port = boards.start("pump-1", model="pump-v2", heap=HEAP)["port"]
             out = _provision(work, "pump-1", port, "--update-url", url)
             assert f"updates: on, {url} (from --update-url, certificate of repo serve" in out, out
             st = boards.wait_for("pump-1", confirmed("1.1.0"), 120, "1.1.0 confirmed")
             assert st["device"]["updates"] == "on"
-    finally:
-        srv.send_signal(signal.SIGINT)
-        srv.wait(10)

@@ -36,14 +36,6 @@ def _flows(cfg: NetworkConfig) -> list[tuple[str, str, int]]:
             ("hospital LAN", LAN, 443)]
 
 
-def _dropped(world: World) -> int:
-    total = 0
-    for line in world.ruleset().splitlines():
-        if " drop " in line and "packets " in line:
-            total += int(line.split("packets ", 1)[1].split()[0])
-    return total
-
-
 def traffic(ctx: DemoContext, cfg: NetworkConfig, healthy: str | None, quarantined: str | None) -> dict:
     """Run the flows; the summary's segmentation part (or why it was skipped)."""
     why = namespaces_unavailable()
@@ -77,7 +69,7 @@ def traffic(ctx: DemoContext, cfg: NetworkConfig, healthy: str | None, quarantin
                 row[device] = "allowed" if ok else "blocked"
                 blocked += not ok
             rows.append(row)
-        dropped = _dropped(w)
+        dropped = w.dropped()
     finally:
         w.close()
     want = {"broker (MQTT/TLS)": "blocked", "update server (HTTPS)": "allowed"}

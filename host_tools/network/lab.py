@@ -126,6 +126,15 @@ class World:
         return subprocess.run(["ip", "netns", "exec", self.ns("router"), "nft", "list", "ruleset"],
                               check=True, capture_output=True, text=True, timeout=20).stdout
 
+    def dropped(self, marker: str = "") -> int:
+        """Packets the router's counted drop rules dropped (only the rules whose
+        comment holds ``marker``, when given)."""
+        total = 0
+        for line in self.ruleset().splitlines():
+            if " drop " in line and "packets " in line and marker in line:
+                total += int(line.split("packets ", 1)[1].split()[0])
+        return total
+
     def close(self) -> None:
         for proc in self.servers:
             if proc.poll() is None:

@@ -17,7 +17,6 @@ the same network.json the ruleset comes from) and:
 from __future__ import annotations
 
 import os
-import re
 import sys
 import time
 
@@ -61,16 +60,6 @@ def _wait(pred, timeout: float, what: str) -> None:
     while not pred():
         assert time.monotonic() < deadline, what
         time.sleep(0.3)
-
-
-def _drops(world: World, marker: str) -> int:
-    """Packets counted by the router's rule whose comment holds ``marker``."""
-    total = 0
-    for line in world.ruleset().splitlines():
-        if marker in line:
-            m = re.search(r"packets (\d+) ", line)
-            total += int(m.group(1)) if m else 0
-    return total
 
 
 @pytest.fixture
@@ -150,14 +139,14 @@ def test_board_streams_and_updates_through_the_router_and_in_quarantine_only_upd
     # 2. Moved to the quarantine VLAN: same board, same flash, its port now in quarantine.
     boards.stop("pump-a")
     publish(lab["trees"], "pump-v2", "1.2.0", 3, {"agent/release.txt": b"1.2.0\n"})
-    before = _drops(w, "other core ports")
+    before = w.dropped("other core ports")
     stored_before = _stored(work, "pump-a")
     boards.start("pump-a", netns=w.ns("quar"))
     assert _netns_of(boards.supervisor_pid("pump-a")) == w.ns("quar")
     st = boards.wait_for("pump-a", confirmed("1.2.0"), 150, "1.2.0 confirmed from the quarantine VLAN")
     tel = st["device"]["telemetry"]
     assert not tel.get("connected"), tel                    # never reached the broker
-    assert _drops(w, "other core ports") > before           # the router dropped its MQTT attempts
+    assert w.dropped("other core ports") > before           # the router dropped its MQTT attempts
     time.sleep(2)
     assert _stored(work, "pump-a") == stored_before         # nothing arrived from quarantine
 

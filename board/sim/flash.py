@@ -19,9 +19,20 @@ import os
 import struct
 import hashlib
 
-from board import partitions
-from board.partitions import (CHECK_SIZE, ENTRY_FMT, ENTRY_SIZE, HEADER_FMT, HEADER_SIZE, LFS_LOOKAHEAD,  # noqa: F401
-                              LFS_PROG, LFS_READ, MAGIC, MAX_ENTRIES, NAME_LEN, VERSION)
+MAGIC = b"MSFLASH1"
+VERSION = 1
+NAME_LEN = 12
+HEADER_FMT = "<8sHHII"  # magic, version, count, block_size, total_blocks
+ENTRY_FMT = "<12sII"  # name, first_block, nblocks
+HEADER_SIZE = struct.calcsize(HEADER_FMT)
+ENTRY_SIZE = struct.calcsize(ENTRY_FMT)
+CHECK_SIZE = 16  # truncated sha256 over header + entries
+MAX_ENTRIES = 16
+
+# littlefs geometry used for every partition (mkfs and mount must agree).
+LFS_READ = 64
+LFS_PROG = 64
+LFS_LOOKAHEAD = 32
 
 IOCTL_INIT = 1
 IOCTL_DEINIT = 2
@@ -69,10 +80,28 @@ def pack_table(layout, block_size, total_blocks):
 
 def unpack_table(block):
     # Returns (block_size, total_blocks, [(name, first, nblocks)]).
-    try:
-        return partitions.unpack_table(block)
-    except partitions.TableError as e:
-        raise FlashError(str(e))
+    if len(block) < HEADER_SIZE or block[:8] != MAGIC:
+        raise FlashError("no partition table (bad magic): not a medsentry flash image")
+    magic, version, count, block_size, total = struct.unpack(HEADER_FMT, block[:HEADER_SIZE])
+    if version != VERSION:
+        raise FlashError("partition table version %d not supported" % version)
+    if count > MAX_ENTRIES:
+        raise FlashError("partition table corrupt (count %d)" % count)
+    end = HEADER_SIZE + count * ENTRY_SIZE
+    if end + CHECK_SIZE > len(block):
+        raise FlashError("partition table corrupt (truncated)")
+    if hashlib.sha256(block[:end]).digest()[:CHECK_SIZE] != bytes(block[end:end + CHECK_SIZE]):
+        raise FlashError("partition table corrupt (check mismatch)")
+    parts = []
+    off = HEADER_SIZE
+    for _ in range(count):
+        raw, first, n = struct.unpack(ENTRY_FMT, block[off:off + ENTRY_SIZE])
+        off += ENTRY_SIZE
+        name = bytes(raw).rstrip(b"\x00").decode()
+        if first < 1 or n < 2 or first + n > total:
+            raise FlashError("partition table corrupt (entry %s)" % name)
+        parts.append((name, first, n))
+    return block_size, total, parts
 
 
 class WriteCounter:

@@ -10,20 +10,37 @@
 # guarantees that the A/B updater relies on. The NOR's 4 KiB erase unit is the
 # one littlefs is built for; the internal flash holds only the firmware.
 #
-# The partition table is the one the simulated board uses (board/partitions.py,
+# The partition table is the one the simulated board uses (board/sim/flash.py,
 # block 0, "MSFLASH1"), so the host's image builder makes images for both.
+# It is parsed here again rather than imported: the sim module carries the
+# sim's power-cut machinery, which has no place on the board.
+import struct
+import hashlib
+
 import pyb
 import vfs
 
-from board import partitions
 from board.hal import HALError
-from board.partitions import LFS_LOOKAHEAD, LFS_PROG, LFS_READ
+
+MAGIC = b"MSFLASH1"
+VERSION = 1
+HEADER_FMT = "<8sHHII"  # magic, version, count, block_size, total_blocks
+ENTRY_FMT = "<12sII"  # name, first_block, nblocks
+HEADER_SIZE = 20  # struct.calcsize(HEADER_FMT)
+ENTRY_SIZE = 20  # struct.calcsize(ENTRY_FMT)
+CHECK_SIZE = 16
+MAX_ENTRIES = 16
 
 # The NOR's erase sector (MP_SPIFLASH_ERASE_BLOCK_SIZE): pyb.Flash(start=, len=)
 # on a board with MICROPY_HW_BDEV_SPIFLASH_EXTENDED takes start and len in bytes,
 # multiples of it, and works in it once initialised for the extended protocol.
 BLOCK_SIZE = 4096
 IOCTL_INIT = 1
+
+# littlefs geometry (mkfs and mount must agree; same as the sim's images).
+LFS_READ = 64
+LFS_PROG = 64
+LFS_LOOKAHEAD = 32
 
 
 class FlashError(HALError):
@@ -43,12 +60,27 @@ def read_table():
     err = dev.readblocks(0, head, 0)
     if err:
         raise FlashError("SPI flash read failed (%d)" % err)
-    try:
-        block_size, total, parts = partitions.unpack_table(head)
-    except partitions.TableError as e:
-        raise FlashError(str(e))
+    if head[:8] != MAGIC:
+        raise FlashError("no partition table on the SPI flash (bad magic)")
+    _, version, count, block_size, total = struct.unpack(HEADER_FMT, head[:HEADER_SIZE])
+    if version != VERSION:
+        raise FlashError("partition table version %d not supported" % version)
     if block_size != BLOCK_SIZE:
         raise FlashError("partition table block size %d, the NOR erases %d" % (block_size, BLOCK_SIZE))
+    if count > MAX_ENTRIES:
+        raise FlashError("partition table corrupt (count %d)" % count)
+    end = HEADER_SIZE + count * ENTRY_SIZE
+    if hashlib.sha256(head[:end]).digest()[:CHECK_SIZE] != bytes(head[end:end + CHECK_SIZE]):
+        raise FlashError("partition table corrupt (check mismatch)")
+    parts = []
+    off = HEADER_SIZE
+    for _ in range(count):
+        raw, first, n = struct.unpack(ENTRY_FMT, head[off:off + ENTRY_SIZE])
+        off += ENTRY_SIZE
+        name = bytes(raw).rstrip(b"\x00").decode()
+        if first < 1 or n < 2 or first + n > total:
+            raise FlashError("partition table corrupt (entry %s)" % name)
+        parts.append((name, first, n))
     return block_size, total, parts
 
 

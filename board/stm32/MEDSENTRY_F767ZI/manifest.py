@@ -16,7 +16,6 @@ module("board/__init__.py", base_path="$(MEDSENTRY)")
 module("board/hal.py", base_path="$(MEDSENTRY)")
 module("board/compat.py", base_path="$(MEDSENTRY)")
 module("board/netguard.py", base_path="$(MEDSENTRY)")
-module("board/partitions.py", base_path="$(MEDSENTRY)")
 package("board/stm32", files=("__init__.py", "flash.py", "net.py", "otp.py", "rom.py", "sensors.py", "stmboard.py"),
         base_path="$(MEDSENTRY)")
 module("main.py", base_path="$(BOARD_DIR)")  # starts board.stm32.rom

@@ -29,7 +29,7 @@
 # next tick, a second later, continues.
 import gc
 
-from agent import selftest
+from agent import release_modules, selftest
 from updater import bootstate
 from updater.install import gate
 from updater.install import policy
@@ -492,25 +492,3 @@ class UpdateAgent:
         j = self.installer.installed()
         if j is not None:
             self._activation_tick(self.board.time(), j)
-
-
-def release_modules(prefixes):
-    # Drop modules from sys.modules so their bytecode can be collected: on the
-    # unix VM (and any port loading .mpy into RAM) code lives on the heap. The
-    # next check imports them again. Frozen firmware would not need this.
-    import sys
-
-    for name in list(sys.modules):
-        for p in prefixes:
-            if name == p or name.startswith(p + "."):
-                del sys.modules[name]
-                # The parent package keeps a reference too.
-                parent, _, child = name.rpartition(".")
-                pkg = sys.modules.get(parent)
-                if pkg is not None and child in getattr(pkg, "__dict__", {}):
-                    try:
-                        delattr(pkg, child)
-                    except AttributeError:
-                        pass
-                break
-    gc.collect()

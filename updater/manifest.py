@@ -23,6 +23,7 @@ package(
         "transport.py",
         "trusted_set.py",
         "updater.py",
+        "urls.py",
     ),
     base_path="..",
 )

@@ -101,7 +101,7 @@ class ConsolePort:
     def _unload(self):
         # Give the shell's heap back to the agent (updates need it); keep the
         # counters for the status report. The next byte imports it again.
-        from agent.updates import release_modules
+        from agent import release_modules
 
         self.shell = None
         b = self.agent.board

@@ -380,7 +380,7 @@ class AgentOps:
             pass
         finally:
             if mon is None:  # resident only beside the monitor
-                from agent.updates import release_modules
+                from agent import release_modules
 
                 release_modules(("agent.security.logread",))
         return {"entries": out, "pending": events.pending()}

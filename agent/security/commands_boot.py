@@ -18,7 +18,7 @@ def _egress_blocked(endpoint):
 
 
 def release_new(before):
-    from agent.updates import release_modules
+    from agent import release_modules
 
     names = []
     for n in sys.modules:

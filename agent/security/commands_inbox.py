@@ -3,7 +3,7 @@
 # command policy hook of the TUF refresh. The verifier (commands.py,
 # updater.crypto) and the runner (commands_run.py) are imported when a
 # command waits, on the agent's housekeeping turn, and released right after
-# (agent.updates.release_modules): between commands their code is off the
+# (agent.release_modules): between commands their code is off the
 # heap, and the policy and the counters are read from /state on each use.
 #
 # receive(payload)  sender.on_command: keeps at most MAX_WAITING envelopes of

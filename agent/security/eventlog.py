@@ -28,7 +28,7 @@
 # Heap: this module is the resident append path only. Reading the log back
 # (open and verify at boot: logread.load(), entries(), verify()) is in
 # logread.py, imported on
-# use; the monitor releases it after (agent.updates.release_modules).
+# use; the monitor releases it after (agent.release_modules).
 import hashlib
 import os
 

@@ -4,7 +4,7 @@
 # boot work that goes with loading the log (start(): boot count, boot and
 # rollback events), so that starting the monitor loads nothing else.
 # Loaded on use only (at boot, by tests and benches); the monitor releases it
-# after (agent.updates.release_modules): the resident append path is eventlog.py.
+# after (agent.release_modules): the resident append path is eventlog.py.
 import os
 
 from board.compat import write_atomic

@@ -9,7 +9,7 @@
 # events.py and eventlog.py's append path are all that stays loaded. The cold
 # half lives in posture.py (boot work, the scanner, posture fields, sending a
 # report) and logread.py (reading the log back); they are imported on use and
-# released after (agent.updates.release_modules): at boot, for the ticks a
+# released after (agent.release_modules): at boot, for the ticks a
 # scan runs, for the tick a report is built. Scans and reports wait while an
 # update is in progress (a check or an install in slices: its code is on the
 # heap then) and until the first TLS handshake is done (or SCAN_WAIT_S
@@ -131,7 +131,7 @@ class Monitor:
         # Drop the cold modules, unless a scan in progress still uses them
         # (a release then would load a second copy at the next step).
         if self.scanner is None:
-            from agent.updates import release_modules
+            from agent import release_modules
 
             release_modules(LAZY)
 

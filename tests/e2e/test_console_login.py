@@ -204,7 +204,7 @@ def _heap_free(fleet) -> int:
 
 def test_the_shell_is_released_when_the_session_ends(fleet):
     """The shell and its login code are on the heap only during a session: at
-    logout they are released (agent.updates.release_modules), so the heap a
+    logout they are released (agent.release_modules), so the heap a
     board has free for updates comes back. (It stayed ~24 KB lower for good.)"""
     with fleet.login("ada") as s:
         s.logout()

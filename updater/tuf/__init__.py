@@ -3,7 +3,8 @@
 # metadata: the metadata model and its strict field checks; envelope + dsse: opening metadata files;
 # signatures: threshold checks; hashes: length/hash checks; patterns:
 # delegation path patterns; trusted_set: pure verification state; fetcher:
-# HTTP(S) streaming and URLs (transport: socket/TLS differences);
+# HTTP(S) streaming (transport: socket/TLS differences); urls: parsing and
+# percent-encoding;
 # updater: the orchestrator; client_main: the host-only
 # command-line entry run on the VM (not shipped, see updater/manifest.py).
 
@@ -13,7 +14,7 @@
 # updater.crypto (signature verifiers, SHA-512) is needed for metadata only.
 # Never unloaded: `errors` (callers catch its classes: a re-import would make
 # new classes their `except` clauses do not match, see
-# tests/device/test_tuf_layout.py) and `fetcher`, `transport` (the
+# tests/device/test_tuf_layout.py) and `fetcher`, `transport`, `urls` (the
 # download of the chosen target keeps using them).
 UNLOADABLE = (
     "updater.tuf.updater",

@@ -18,6 +18,13 @@ ENVELOPE_SIMPLE = "simple"
 ENVELOPE_TYPES = (ENVELOPE_METADATA, ENVELOPE_SIMPLE)
 
 
+class EnvelopeType:
+    """Values of UpdaterConfig.envelope_type (as ngclient's EnvelopeType)."""
+
+    METADATA = ENVELOPE_METADATA
+    SIMPLE = ENVELOPE_SIMPLE
+
+
 def load(data, expected_type, envelope=ENVELOPE_METADATA):
     """Parse metadata of the given top-level type ('root', 'timestamp',
     'snapshot', 'targets' - delegated roles are 'targets') wrapped in the

@@ -1,5 +1,6 @@
 # TUF delegation path patterns: shell-style 'paths' matched segment by
-# segment as python-tuf does, and the path hash of 'path_hash_prefixes'.
+# segment as python-tuf does, the path hash of 'path_hash_prefixes', and
+# the prefix test of Updater.list_targets (may_match_prefix).
 import binascii
 import hashlib
 
@@ -118,3 +119,20 @@ def path_matches(target_path, pattern):
 
 def path_hash(target_path):
     return binascii.hexlify(hashlib.sha256(target_path.encode()).digest()).decode()
+
+
+def may_match_prefix(patterns, prefix):
+    # Could a path starting with `prefix` match one of these glob patterns?
+    # Compare the literal head of each pattern (up to its first wildcard)
+    # with the prefix: an over-approximation, never a wrong exclusion.
+    for p in patterns:
+        k = len(p)
+        for w in "*?[":
+            i = p.find(w)
+            if 0 <= i < k:
+                k = i
+        head = p[:k]
+        n = min(len(head), len(prefix))
+        if head[:n] == prefix[:n]:
+            return True
+    return False

@@ -21,6 +21,7 @@ import os
 
 from board.compat import IS_MICROPYTHON, path_exists
 from updater.tuf import envelope, metadata as md
+from updater.tuf.envelope import EnvelopeType  # noqa: F401 (ngclient-like API)
 from updater.tuf.errors import (
     DownloadHTTPError,
     EqualVersionNumberError,
@@ -28,14 +29,9 @@ from updater.tuf.errors import (
     RoleNotFoundError,
 )
 from updater.tuf.fetcher import Fetcher, TargetStream
+from updater.tuf.patterns import may_match_prefix
 from updater.tuf.trusted_set import TrustedSet
-
-
-class EnvelopeType:
-    """Values of UpdaterConfig.envelope_type (as ngclient's EnvelopeType)."""
-
-    METADATA = envelope.ENVELOPE_METADATA
-    SIMPLE = envelope.ENVELOPE_SIMPLE
+from updater.tuf.urls import quote, slash
 
 
 class UpdaterConfig:
@@ -94,21 +90,6 @@ def current_time():
     return t
 
 
-_SAFE = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~"
-
-
-def quote(s, safe=b""):
-    """urllib.parse.quote(s, safe=safe) for the common subset (UTF-8,
-    upper-case %XX; `safe` is bytes)."""
-    out = []
-    for b in s.encode():
-        if b in _SAFE or b in safe:
-            out.append(chr(b))
-        else:
-            out.append("%%%02X" % b)
-    return "".join(out)
-
-
 def _remove(path):
     try:
         os.remove(path)
@@ -146,9 +127,9 @@ class Updater:
         log=None,
     ):
         self._dir = metadata_dir.rstrip("/") or "/"
-        self._meta_url = _slash(metadata_base_url)
+        self._meta_url = slash(metadata_base_url)
         self.target_dir = target_dir
-        self._target_url = _slash(target_base_url) if target_base_url else None
+        self._target_url = slash(target_base_url) if target_base_url else None
         self.config = config or UpdaterConfig()
         self.fetcher = fetcher or Fetcher()
         self.log = log or (lambda msg: None)
@@ -397,7 +378,7 @@ class Updater:
                 children = []
                 if d.roles is not None:
                     for r in d.roles:
-                        if r.paths is None or _may_match_prefix(r.paths, prefix):
+                        if r.paths is None or may_match_prefix(r.paths, prefix):
                             children.append((r.name, role))
                 else:
                     n = 1 << d.succinct.bit_length
@@ -438,7 +419,7 @@ class Updater:
             return None
 
     def target_url(self, info, target_base_url=None):
-        base = _slash(target_base_url) if target_base_url else self._target_url
+        base = slash(target_base_url) if target_base_url else self._target_url
         if base is None:
             raise ValueError("target_base_url is not set")
         path = info.path
@@ -516,24 +497,3 @@ class Updater:
         os.rename(part, filepath)
         self.log("target %s: %d bytes verified -> %s" % (info.path, info.length, filepath))
         return filepath
-
-
-def _may_match_prefix(patterns, prefix):
-    # Could a path starting with `prefix` match one of these glob patterns?
-    # Compare the literal head of each pattern (up to its first wildcard)
-    # with the prefix: an over-approximation, never a wrong exclusion.
-    for p in patterns:
-        k = len(p)
-        for w in "*?[":
-            i = p.find(w)
-            if 0 <= i < k:
-                k = i
-        head = p[:k]
-        n = min(len(head), len(prefix))
-        if head[:n] == prefix[:n]:
-            return True
-    return False
-
-
-def _slash(url):
-    return url if url.endswith("/") else url + "/"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from host_tools.collector.dbconn import DatabaseURLError, fleet_db
 from host_tools.fleet import FleetReader, ReaderError
 from host_tools.fleet.advisories import SEVERITIES
 from host_tools.fleet.assess import AssessError, assess, fails, worst
@@ -32,12 +33,12 @@ def cli(ctx: click.Context, advisories_dir: str | None, out: str | None, as_json
     try:
         report = assess(workdir, advisories_dir)
         if out:
-            reader = FleetReader(workdir / "fleet.db")
+            reader = FleetReader(fleet_db(workdir))
             try:
                 Path(out).write_text(render_html(report, reader))
             finally:
                 reader.close()
-    except (ReaderError, AssessError) as exc:
+    except (ReaderError, AssessError, DatabaseURLError) as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"cannot write {out}: {exc.strerror}") from None

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from host_tools.collector import Outcome, open_collector
+from host_tools.collector.dbconn import record_fleet_db, redacted
 from host_tools.collector.progress import Progress, follow_line
 from host_tools.pki import PkiError
 
@@ -132,8 +133,10 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 @click.option("--identity", default="collector", show_default=True,
               help="Client identity under pki/clients (one per collector instance: "
                    "`medsentry pki issue-service collector-b`).")
-@click.option("--db", "db_url", default=None,
-              help="sqlite:///PATH or postgresql://USER@HOST:PORT/DB [default: sqlite <workdir>/fleet.db].")
+@click.option("--db", "db_url", default=None, envvar="MEDSENTRY_DB",
+              help="sqlite:///PATH or postgresql://USER@HOST:PORT/DB [default: sqlite <workdir>/fleet.db]. "
+                   "Recorded in <workdir>/fleet-db.url, so `fleet`, `assess`, `alerts`, `events`, "
+                   "`telemetry` and `command` read the same store.")
 @click.option("--amqp", default=None, metavar="HOST:PORT,...",
               help="Fleet cluster: consume the shared collector queue over AMQPS from these "
                    "nodes (competing collectors) instead of subscribing over MQTT.")
@@ -166,7 +169,8 @@ def cli(ctx: click.Context, host: str | None, port: int | None, duration: float 
         col = open_collector(workdir, h, p, db_url=db_url, identity=identity)
     except (PkiError, ConnectionError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"collector: {h}:{p} -> {col.db.path} (Ctrl-C stops)", err=True)
+    record_fleet_db(workdir, db_url)
+    click.echo(f"collector: {h}:{p} -> {redacted(col.db.url)} (Ctrl-C stops)", err=True)
     progress = Progress()
     view = _ProgressView(progress, progress_every, quiet)
 
@@ -212,8 +216,9 @@ def _run_amqp(workdir: str, amqp: str, identity: str, db_url: str | None, durati
         raise click.ClickException(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - driver errors (server down, auth) end in a message
         raise click.ClickException(f"database: {type(exc).__name__}: {exc}") from None
+    record_fleet_db(workdir, db_url)
     col = AmqpCollector(FleetPKI(workdir), db, identity, endpoints)
-    click.echo(f"collector {identity}: AMQPS {amqp} -> {db.url} (Ctrl-C stops)", err=True)
+    click.echo(f"collector {identity}: AMQPS {amqp} -> {redacted(db.url)} (Ctrl-C stops)", err=True)
     try:
         stats = col.run(duration=duration, max_records=max_records)
     except KeyboardInterrupt:

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
 from host_tools.cli.collector import broker_address
 from host_tools.cli.keys import CliPassphrases, ReleaseGroup, no_prompt_option, workdir
+from host_tools.collector.dbconn import fleet_db
 from host_tools.ops.envelope import CommandInputError
 from host_tools.ops.keys import OpsKeyring, key_name
 
@@ -48,7 +48,7 @@ def send_cmd(ctx: click.Context, device: str, command: str, args: tuple[str, ...
     commands.record(ring, sent)
     click.echo(f"sent {command} {' '.join(map(str, sent.args))} to {device} as {operator} (counter {sent.ctr})")
     if wait:
-        r = commands.wait_result(Path(wd) / "fleet.db", device, sent.ctr, timeout)
+        r = commands.wait_result(fleet_db(wd), device, sent.ctr, timeout)
         if r is None:
             raise click.ClickException(f"no result from {device} within {timeout:.0f} s")
         click.echo(f"{device}: {r['result']}" + (f" ({r['reason']})" if r["reason"] else ""))
@@ -64,7 +64,7 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
     from host_tools.ops import commands
 
     wd = workdir(ctx)
-    sent = commands.listing(OpsKeyring(wd), Path(wd) / "fleet.db")
+    sent = commands.listing(OpsKeyring(wd), fleet_db(wd))
     if as_json:
         click.echo(json.dumps(list(sent), indent=1, default=str))
         return

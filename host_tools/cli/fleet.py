@@ -5,6 +5,7 @@ import json
 
 import click
 
+from host_tools.collector.dbconn import DatabaseURLError
 from host_tools.fleet import ReaderError, fleet_status
 from host_tools.fleet.text import status_text
 
@@ -21,6 +22,6 @@ def status(ctx: click.Context, as_json: bool) -> None:
     """Per device: model, firmware, slot, link, update step, rollback, cert, security; per release: counts."""
     try:
         doc = fleet_status(ctx.obj["workdir"])
-    except ReaderError as exc:
+    except (ReaderError, DatabaseURLError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(doc, indent=1, sort_keys=True) if as_json else status_text(doc), nl=as_json)

@@ -8,19 +8,29 @@ from pathlib import Path
 import click
 
 from host_tools.collector import FleetDB
+from host_tools.collector.dbconn import DatabaseURLError, fleet_db, is_pg_error, store_missing
 from host_tools.collector.export import ExportError, export
 
 
 def _db(ctx: click.Context) -> FleetDB:
-    path = Path(ctx.obj["workdir"]) / "fleet.db"
-    if not path.exists():
-        raise click.ClickException(f"no fleet database at {path} (run `medsentry collector` first)")
-    return FleetDB(path)
+    """The work directory's fleet store (``dbconn.fleet_db``: SQLite or PostgreSQL)."""
+    try:
+        location = fleet_db(ctx.obj["workdir"])
+        missing = store_missing(location)
+        if missing:
+            raise click.ClickException(missing)
+        return FleetDB(location)
+    except DatabaseURLError as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - psycopg's errors (refused, auth) end in a message
+        if not is_pg_error(exc):
+            raise
+        raise click.ClickException(f"fleet store: {type(exc).__name__}: {exc}") from None
 
 
 @click.group("telemetry")
 def cli() -> None:
-    """Stored telemetry (fleet.db)."""
+    """Stored telemetry (the fleet store: fleet.db, or the collector's --db)."""
 
 
 def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:

@@ -12,6 +12,7 @@ statement (one round trip each instead of one per row).
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import sqlite3
 from pathlib import Path
@@ -179,3 +180,70 @@ def is_pg_error(exc: BaseException) -> bool:
     """True for psycopg errors (connection lost, server restarting, ...)."""
     mod = type(exc).__module__ or ""
     return mod.startswith("psycopg")
+
+
+# -- where a work directory's fleet store is ------------------------------------------
+#: The collector writes here the --db it stores into, so `fleet status`, `assess`,
+#: `alerts`, `events`, `telemetry export` and `command` read the same store.
+DB_URL_FILE = "fleet-db.url"
+DB_ENV = "MEDSENTRY_DB"
+
+
+def fleet_db(workdir: str | Path) -> str:
+    """The fleet store of `workdir`: $MEDSENTRY_DB when set, else the URL the last
+    ``medsentry collector --db`` recorded in ``<workdir>/fleet-db.url``, else the
+    embedded default ``<workdir>/fleet.db``."""
+    env = os.environ.get(DB_ENV)
+    if env:
+        _check(env, f"${DB_ENV}")
+        return env
+    rec = Path(workdir) / DB_URL_FILE
+    try:
+        text = rec.read_text().strip()
+    except FileNotFoundError:
+        return str(Path(workdir) / "fleet.db")
+    _check(text, str(rec))
+    return text
+
+
+def _check(url: str, source: str) -> None:
+    try:
+        parse_url(url)
+    except DatabaseURLError as exc:
+        raise DatabaseURLError(f"{source}: {exc}") from None
+
+
+def record_fleet_db(workdir: str | Path, url: str | Path | None) -> None:
+    """Remember the store a collector of `workdir` writes (None or the default path:
+    forget any recorded URL). Owner-only: a postgresql:// URL may carry a password
+    (better kept in ~/.pgpass)."""
+    rec = Path(workdir) / DB_URL_FILE
+    default = str(Path(workdir) / "fleet.db")
+    if url is None or parse_url(url) == ("sqlite", default):
+        rec.unlink(missing_ok=True)
+        return
+    from host_tools.release.fsutil import write_atomic
+
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    write_atomic(rec, (str(url) + "\n").encode(), mode=0o600)
+
+
+def redacted(url: str | Path) -> str:
+    """`url` for a log line: a password in a postgresql:// URL becomes ``***``."""
+    s = str(url)
+    if parse_url(s)[0] != "postgresql":
+        return s
+    scheme, _, rest = s.partition("://")
+    cred, at, host = rest.rpartition("@")
+    if not at or ":" not in cred:
+        return s
+    return f"{scheme}://{cred.split(':', 1)[0]}:***@{host}"
+
+
+def store_missing(location: str | Path) -> str | None:
+    """Why reading `location` cannot work before connecting: an SQLite file that is
+    not there (no collector ran). None for PostgreSQL (the server answers)."""
+    kind, where = parse_url(location)
+    if kind == "sqlite" and not Path(where).is_file():
+        return f"no fleet database at {where} (run `medsentry collector` first)"
+    return None

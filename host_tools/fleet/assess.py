@@ -30,6 +30,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from host_tools.collector.dbconn import fleet_db
+
 from .advisories import SEVERITIES, Advisory, load_dir, version_key
 from .reader import FleetReader
 from .status import NOT_REPORTED, fleet_status, iso
@@ -200,7 +202,7 @@ def assess(workdir: str | Path, advisories_dir: str | Path | None, now: float | 
     rec = recalls(rdir)
     newest = published(targets, set(rec))
     repo_tuf = repository_tuf(rdir)
-    reader = FleetReader(workdir / "fleet.db")  # fleet_status above raised ReaderError when there is none
+    reader = FleetReader(fleet_db(workdir))  # fleet_status above raised ReaderError when there is none
     devices = []
     try:
         tufs = {d["device_id"]: device_tuf(reader, d["device_id"]) for d in status["devices"]}

@@ -1,4 +1,8 @@
-"""Read-only access to ``<workdir>/fleet.db`` that tolerates absent tables.
+"""Read-only access to the fleet store that tolerates absent tables.
+
+The store is ``<workdir>/fleet.db`` (SQLite, the embedded default) or the
+PostgreSQL database the collector writes (``dbconn.fleet_db`` says which); on
+PostgreSQL the session is read-only (``default_transaction_read_only``).
 
 The collector's core tables (devices, updates, status_log) are always there once
 it ran. The security agent's tables (``posture``, ``sec_events``) exist only when
@@ -13,6 +17,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from host_tools.collector.dbconn import (DatabaseURLError, PgConnection, is_pg_error, parse_url,
+                                         store_missing)
+
 
 class ReaderError(RuntimeError):
     """No fleet database, or one this reader cannot open."""
@@ -21,19 +28,44 @@ class ReaderError(RuntimeError):
 class FleetReader:
     """``conn`` and ``lock`` as on FleetDB, so helpers written for it work here."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise ReaderError(f"no fleet database at {self.path} (run `medsentry collector` first)")
+    def __init__(self, location: str | Path, require_devices: bool = True) -> None:
+        """`location`: an SQLite path or ``sqlite:///`` URL, or a ``postgresql://`` URL.
+        `require_devices=False` for callers to whom every table is optional (NAC)."""
         try:
-            self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
-            self.conn.row_factory = sqlite3.Row
-            self.tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        except sqlite3.Error as exc:
-            raise ReaderError(f"{self.path}: not a fleet database ({exc})") from None
-        if "devices" not in self.tables:
+            kind, where = parse_url(location)
+        except DatabaseURLError as exc:
+            raise ReaderError(str(exc)) from None
+        self.path = Path(where) if kind == "sqlite" else where
+        missing = store_missing(location)
+        if missing:
+            raise ReaderError(missing)
+        self.conn: Any
+        if kind == "postgresql":
+            self.conn, self.tables = self._open_pg(where)
+        else:
+            try:
+                self.conn = sqlite3.connect(f"file:{where}?mode=ro", uri=True, check_same_thread=False)
+                self.conn.row_factory = sqlite3.Row
+                self.tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            except sqlite3.Error as exc:
+                raise ReaderError(f"{where}: not a fleet database ({exc})") from None
+        if require_devices and "devices" not in self.tables:
+            self.conn.close()
             raise ReaderError(f"{self.path}: not a fleet database (no devices table)")
         self.lock = threading.RLock()
+
+    @staticmethod
+    def _open_pg(url: str) -> tuple[Any, set[str]]:
+        try:
+            conn = PgConnection(url)
+            conn.execute("SET default_transaction_read_only = on")
+            tables = {r[0] for r in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")}
+        except Exception as exc:  # noqa: BLE001 - psycopg's errors (refused, auth, no database) end in a message
+            if not is_pg_error(exc):
+                raise
+            raise ReaderError(f"{url}: cannot read the fleet store ({type(exc).__name__}: {exc})") from None
+        return conn, tables
 
     def close(self) -> None:
         self.conn.close()
@@ -44,6 +76,15 @@ class FleetReader:
     def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         with self.lock:
             return [dict(r) for r in self.conn.execute(sql, args)]
+
+    def rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """A read-only query of the caller's own; a store error is a ReaderError."""
+        try:
+            return self._all(sql, args)
+        except Exception as exc:  # noqa: BLE001 - sqlite3 or psycopg errors end in a message
+            if not (isinstance(exc, sqlite3.Error) or is_pg_error(exc)):
+                raise
+            raise ReaderError(f"{self.path}: {exc}") from None
 
     # -- collector core tables ------------------------------------------------------
     def devices(self) -> list[dict[str, Any]]:

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from host_tools.collector.dbconn import fleet_db
+
 from updater.install.policy import rollout_bucket
 
 from .reader import FleetReader, ReaderError
@@ -59,7 +61,7 @@ def stage_health(workdir: str | Path, model: str, version: str, manifest_sha256:
     pki = {dev for dev, rec in pki_records(workdir).items() if rec.model == model}
     devices = set(pki)
     try:
-        reader = FleetReader(workdir / "fleet.db")
+        reader = FleetReader(fleet_db(workdir))
     except ReaderError:
         h.fleet_db = False
         reader = None

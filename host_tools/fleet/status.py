@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from host_tools.collector.dbconn import fleet_db
 from host_tools.pki import FleetPKI
 from host_tools.pki.errors import PkiError
 
@@ -257,7 +258,7 @@ def fleet_status(workdir: str | Path, now: float | None = None, release_dir: str
     workdir = Path(workdir)
     rdir = Path(release_dir or workdir)
     now = time.time() if now is None else now
-    reader = FleetReader(workdir / "fleet.db")
+    reader = FleetReader(fleet_db(workdir))
     try:
         recs = pki_records(workdir)
         admission = admission_by_device(workdir, now)

@@ -1,7 +1,9 @@
 """Admission policy: which finding sends a device where.
 
 Inputs: the fleet PKI (who exists, which model, revoked or not), the fleet
-database ``<workdir>/fleet.db`` and the recall record ``<workdir>/release/recalls.json``.
+store (``<workdir>/fleet.db``, or the PostgreSQL database the collector records in
+``fleet-db.url``), the operators' quarantine marks (``nac_quarantine`` in the NAC
+host's ``<workdir>/fleet.db``) and the recall record ``<workdir>/release/recalls.json``.
 Every table is optional: an absent table (a fleet database from an older
 collector, or none yet) means "no finding", never a refusal.
 
@@ -33,6 +35,8 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+from host_tools.collector.dbconn import DatabaseURLError, fleet_db, store_missing
+from host_tools.fleet.reader import FleetReader, ReaderError
 from host_tools.network.config import NetworkConfig, Segment
 from host_tools.pki import FleetPKI
 from host_tools.pki.records import DeviceRecord
@@ -64,10 +68,6 @@ class Decision:
 
 def _tables(conn: sqlite3.Connection) -> set[str]:
     return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-
-
-def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
-    return {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
 
 
 def ensure_quarantine_table(conn: sqlite3.Connection) -> None:
@@ -109,42 +109,59 @@ class PolicyError(RuntimeError):
 
 
 def fleet_findings(workdir: Path, now: float | None = None) -> dict[str, list[str]]:
-    """device id -> findings (strings ``kind: detail``) from fleet.db and recalls."""
+    """device id -> findings (strings ``kind: detail``) from the fleet store (SQLite
+    ``fleet.db`` or the collector's PostgreSQL, ``dbconn.fleet_db``), the quarantine
+    marks and the recalls. A store that cannot be read is a PolicyError (fail closed)."""
     now = time.time() if now is None else now
     findings: dict[str, list[str]] = {}
-    db_path = workdir / "fleet.db"
-    if not db_path.exists():
-        return findings
 
     def add(dev: str, text: str) -> None:
         findings.setdefault(dev, []).append(text)
 
+    for dev, reason in _quarantine_marks(workdir / "fleet.db"):
+        add(dev, f"quarantine command: {reason}")
+    try:
+        location = fleet_db(workdir)
+        if store_missing(location):
+            return findings
+        reader = FleetReader(location, require_devices=False)
+    except (DatabaseURLError, ReaderError) as exc:
+        raise PolicyError(str(exc)) from None
+    try:
+        if reader.has("posture"):
+            rows = reader.rows("SELECT device_id, integrity_ok FROM posture p WHERE id = "
+                               "(SELECT MAX(id) FROM posture q WHERE q.device_id = p.device_id)")
+            for r in rows:
+                if r["integrity_ok"] == 0:
+                    add(r["device_id"], "integrity violation: latest posture report")
+        if reader.has("sec_events"):
+            for r in reader.rows("SELECT DISTINCT device_id, kind FROM sec_events WHERE severity = 'critical'"):
+                add(r["device_id"], f"critical security event: {r['kind']}")
+        recalled = _recalled(workdir)
+        for r in (reader.devices() if reader.has("devices") else []):
+            fw, last = r["fw"], r["last_seen"]
+            if fw and any(v == fw for (_m, v) in recalled):
+                add(r["device_id"], f"recalled firmware: {fw}")
+            if last is not None and now - last > SILENT_AFTER_S:
+                add(r["device_id"], f"silent: last seen {int(now - last)} s ago")
+    except ReaderError as exc:
+        raise PolicyError(str(exc)) from None
+    finally:
+        reader.close()
+    return findings
+
+
+def _quarantine_marks(db_path: Path) -> list[tuple[str, str]]:
+    """Operators' quarantine commands: kept in the NAC host's own ``fleet.db``."""
+    if not db_path.exists():
+        return []
     try:
         with closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as conn:
-            tables = _tables(conn)
-            if QUARANTINE_TABLE in tables:
-                for dev, reason in conn.execute(f"SELECT device_id, reason FROM {QUARANTINE_TABLE}"):
-                    add(dev, f"quarantine command: {reason}")
-            if "posture" in tables and {"device_id", "integrity_ok"} <= _columns(conn, "posture"):
-                rows = conn.execute("SELECT device_id, integrity_ok FROM posture p WHERE id = "
-                                    "(SELECT MAX(id) FROM posture q WHERE q.device_id = p.device_id)")
-                for dev, ok in rows:
-                    if ok == 0:
-                        add(dev, "integrity violation: latest posture report")
-            if "sec_events" in tables and {"device_id", "severity"} <= _columns(conn, "sec_events"):
-                for dev, kind in conn.execute("SELECT DISTINCT device_id, kind FROM sec_events "
-                                              "WHERE severity = 'critical'"):
-                    add(dev, f"critical security event: {kind}")
-            if "devices" in tables:
-                recalled = _recalled(workdir)
-                for dev, fw, last in conn.execute("SELECT device_id, fw, last_seen FROM devices"):
-                    if fw and any(v == fw for (_m, v) in recalled):
-                        findings.setdefault(dev, []).append(f"recalled firmware: {fw}")
-                    if last is not None and now - last > SILENT_AFTER_S:
-                        add(dev, f"silent: last seen {int(now - last)} s ago")
+            if QUARANTINE_TABLE not in _tables(conn):
+                return []
+            return list(conn.execute(f"SELECT device_id, reason FROM {QUARANTINE_TABLE}"))
     except sqlite3.Error as exc:
         raise PolicyError(f"{db_path}: {exc}") from None
-    return findings
 
 
 def _is_recall_for(rec: DeviceRecord, finding: str, recalled: set[tuple[str, str]]) -> bool:

@@ -96,13 +96,15 @@ def record(ring: OpsKeyring, sent: Sent) -> None:
         fh.write(json.dumps(line, sort_keys=True) + "\n")
 
 
-def wait_result(db_path: Path, device: str, ctr: int, timeout: float) -> dict[str, Any] | None:
-    """The device's result for the command with counter `ctr` (from fleet.db), or None."""
+def wait_result(db_path: str | Path, device: str, ctr: int, timeout: float) -> dict[str, Any] | None:
+    """The device's result for the command with counter `ctr` (from the fleet store:
+    an SQLite path or a postgresql:// URL), or None."""
     from host_tools.collector import FleetDB
+    from host_tools.collector.dbconn import store_missing
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if db_path.exists():
+        if store_missing(db_path) is None:
             db = FleetDB(db_path)
             try:
                 for r in db.command_results(device):
@@ -114,7 +116,7 @@ def wait_result(db_path: Path, device: str, ctr: int, timeout: float) -> dict[st
     return None
 
 
-def listing(ring: OpsKeyring, db_path: Path) -> list[dict[str, Any]]:
+def listing(ring: OpsKeyring, db_path: str | Path) -> list[dict[str, Any]]:
     """Sent commands (newest last) joined with the results devices reported."""
     ring.operators()  # a clear error when this work directory has no operators
     sent: list[dict[str, Any]] = []
@@ -126,7 +128,9 @@ def listing(ring: OpsKeyring, db_path: Path) -> list[dict[str, Any]]:
             except ValueError:
                 continue
     results: dict[tuple[str, int], dict[str, Any]] = {}
-    if db_path.exists():
+    from host_tools.collector.dbconn import store_missing
+
+    if store_missing(db_path) is None:
         from host_tools.collector import FleetDB
 
         db = FleetDB(db_path)

@@ -13,9 +13,11 @@ dying node is measured (printed with -s; see host_tools/broker/NOTES.md).
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -319,6 +321,12 @@ def test_node_collector_and_database_die_nothing_lost(cluster, pg):
               f"duplicates dropped by the collectors: {c.get('duplicate', 0)}; records acked after the "
               f"move: {moved}; failover {time.monotonic() - killed_at:.1f}s incl. rest of stream")
         db.close()
+        # The operator's view reads the store the collectors wrote: `collector --db`
+        # recorded it in the work directory (there is no fleet.db there).
+        r = subprocess.run([sys.executable, "-m", "host_tools.cli.main", "--workdir", str(work),
+                            "fleet", "status", "--json"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert set(STREAMERS) <= {d["device_id"] for d in json.loads(r.stdout)["devices"]}
     finally:
         for d in devices:
             d.stop = True

@@ -188,6 +188,11 @@ class FleetDB:
         self._batch = False
         #: Set by a caller that rolls a whole batch back on any error (no savepoints).
         self.whole_batch = False
+        #: Whole-batch writes summed per key and written once before COMMIT: counter
+        #: increments, and each device row's last_seen / highest_seq / records after
+        #: the batch's first record of that device (whose upsert created the row).
+        self._sum_counts: dict[tuple[str, str], int] = {}
+        self._sum_devices: dict[str, list[Any]] = {}
         with self.lock:
             self.migrate()
 
@@ -264,14 +269,34 @@ class FleetDB:
     def rollback_batch(self) -> None:
         with self.lock:
             self._batch = False
+            self._sum_counts.clear()
+            self._sum_devices.clear()
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
 
     def commit_batch(self) -> None:
         with self.lock:
             if self._batch:
+                self._flush_sums()
                 self._batch = False
                 self.conn.execute("COMMIT")
+
+    @property
+    def summing(self) -> bool:
+        """Writes of this batch may be summed (a whole-batch caller: all or nothing)."""
+        return self.whole_batch and self._batch
+
+    def _flush_sums(self) -> None:
+        counts, self._sum_counts = self._sum_counts, {}
+        devices, self._sum_devices = self._sum_devices, {}
+        for (dev, name), n in counts.items():
+            self.conn.execute(
+                "INSERT INTO counters VALUES (?, ?, ?) ON CONFLICT(device_id, name) "
+                "DO UPDATE SET count = counters.count + excluded.count", (dev, name, n))
+        for dev, (now, highest, more) in devices.items():
+            if more:
+                self.conn.execute("UPDATE devices SET last_seen = ?, highest_seq = ?, records = records + ? "
+                                  "WHERE device_id = ?", (now, highest, more, dev))
 
     # -- state loading (collector start) -------------------------------------------
     def load_sequence_state(self, devices: list[str] | None = None
@@ -459,6 +484,10 @@ class _Txn:
             self.db.lock.release()
 
     def bump(self, device_id: str, name: str, n: int = 1) -> None:
+        if self.db.summing:
+            key = (device_id, name)
+            self.db._sum_counts[key] = self.db._sum_counts.get(key, 0) + n
+            return
         self.c.execute(
             "INSERT INTO counters VALUES (?, ?, ?) ON CONFLICT(device_id, name) "
             "DO UPDATE SET count = counters.count + excluded.count", (device_id, name, n))
@@ -482,6 +511,12 @@ class _Txn:
                now: float, highest: int) -> None:
         self.c.execute("INSERT INTO accepted VALUES (?, ?, ?, ?, ?, ?)",
                        (device_id, seq, kid, topic, digest, now))
+        if self.db.summing:
+            pending = self.db._sum_devices.get(device_id)
+            if pending is not None:  # the row exists (this batch upserted it): sum
+                pending[0], pending[1], pending[2] = now, highest, pending[2] + 1
+                return
+            self.db._sum_devices[device_id] = [now, highest, 0]
         self.c.execute("INSERT INTO devices (device_id, first_seen, last_seen, highest_seq, records) "
                        "VALUES (?, ?, ?, ?, 1) ON CONFLICT(device_id) DO UPDATE SET "
                        "last_seen = excluded.last_seen, highest_seq = excluded.highest_seq, "

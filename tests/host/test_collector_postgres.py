@@ -129,6 +129,59 @@ def test_competing_batches_store_each_record_once(pki, db_url):
         d.close()
 
 
+def status_msg(pki: FleetPKI, dev: str, seq: int) -> bytes:
+    tk = pki.device(dev).active_key()
+    t = f"medsentry/{dev}/status"
+    rec = {"t": 1764489600 + seq, "seq": seq, "state": "online", "fw": "1.0.0"}
+    return seal(cbor2.dumps(rec), key=tk.key, base_iv=tk.base_iv, kid=tk.kid, seq=seq, topic=t)
+
+
+def test_a_batch_stores_what_one_by_one_stores(pki, db_url, tmp_path):
+    """handle_batch sums a batch's counter increments and device-row refreshes into one
+    write each before COMMIT: the device rows and counters must be exactly those of
+    the same messages handled one at a time (new devices, status between telemetry,
+    a gap, a duplicate, a forgery)."""
+    stream = [(topic("pump-a"), msg(pki, "pump-a", 1)), ("medsentry/pump-a/status", status_msg(pki, "pump-a", 2)),
+              (topic("pump-b"), msg(pki, "pump-b", 1)), (topic("pump-a"), msg(pki, "pump-a", 3)),
+              (topic("pump-a"), msg(pki, "pump-a", 6)), (topic("pump-a"), msg(pki, "pump-a", 3)),
+              (topic("pump-b"), msg(pki, "pump-b", 2)), (topic("pump-a"), msg(pki, "pump-a", 4))]
+    bad = bytearray(msg(pki, "pump-b", 3))
+    bad[-1] ^= 1
+    stream.append((topic("pump-b"), bytes(bad)))
+    one = FleetDB(tmp_path / "one-by-one.db")
+    ing_one = Ingestor(pki, one)
+    for t, m in stream:
+        ing_one.handle(t, m, now=1000.0)
+    batched = FleetDB(db_url)
+    ing_b = Ingestor(pki, batched)
+    ing_b.handle_batch(stream[:5], now=1000.0)
+    ing_b.handle_batch(stream[5:], now=1001.0)
+    for dev in ("pump-a", "pump-b"):
+        a, b = one.device(dev), batched.device(dev)
+        for col in ("highest_seq", "records", "status", "fw", "first_seen"):
+            assert a[col] == b[col], (dev, col)
+        assert b["last_seen"] == 1001.0  # both have a record in the second batch
+        assert one.counters(dev) == batched.counters(dev), dev
+        assert one.seqs(dev) == batched.seqs(dev) and one.missing(dev) == batched.missing(dev)
+    assert batched.device("pump-a")["records"] == 5 and batched.device("pump-a")["highest_seq"] == 6
+    assert batched.counters("pump-a")["accepted"] == 5 and batched.counters("pump-a")["duplicate"] == 1
+    # a batch that fails is rolled back whole: no summed write survives it
+    before = (batched.device("pump-b"), batched.counters("pump-b"))
+    boom = [(topic("pump-b"), msg(pki, "pump-b", 4)), (topic("pump-b"), msg(pki, "pump-b", 5))]
+    real = batched.commit_batch
+
+    def fail() -> None:
+        batched._flush_sums()
+        raise RuntimeError("database went away at COMMIT")
+    batched.commit_batch = fail  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        ing_b.handle_batch(boom, now=1002.0)
+    batched.commit_batch = real  # type: ignore[method-assign]
+    assert (batched.device("pump-b"), batched.counters("pump-b")) == before
+    one.close()
+    batched.close()
+
+
 def test_postgres_restart_under_the_collector(pki, pg):
     url = fresh_pg_url(pg)
     db = FleetDB(url)

@@ -67,6 +67,14 @@ def publish(pki: FleetPKI, cluster: RabbitCluster, n: int, start: int) -> None:
         c.loop_stop()
 
 
+def cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine (/proc/stat): every process counts,
+    the broker nodes and PostgreSQL included."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def raw_drain(pki: FleetPKI, cluster: RabbitCluster, n: int) -> float:
     import pika
 
@@ -117,7 +125,10 @@ def collector_drain(pki: FleetPKI, cluster: RabbitCluster, url: str, n: int) -> 
     return rate
 
 
-def two_processes(work: Path, cluster: RabbitCluster, url: str, n: int) -> float:
+def two_processes(work: Path, cluster: RabbitCluster, url: str, n: int
+                  ) -> tuple[float, tuple[tuple[int, int], tuple[int, int]]]:
+    """-> (records/s, machine CPU jiffies from the first stored record to the last:
+    the processes' start-up is not counted)."""
     amqp = ",".join(f"{h}:{p}" for h, p in cluster.amqp_endpoints)
     db = FleetDB(url)
     base = db.counters().get("accepted", 0)
@@ -127,9 +138,13 @@ def two_processes(work: Path, cluster: RabbitCluster, url: str, n: int) -> float
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
              for name in ("collector", "collector-b")]
     t0 = time.perf_counter()
+    first = None
     try:
-        while db.counters().get("accepted", 0) - base < n and time.perf_counter() - t0 < 300:
+        while (done := db.counters().get("accepted", 0) - base) < n and time.perf_counter() - t0 < 300:
+            if first is None and done:
+                first = cpu_jiffies()
             time.sleep(0.05)
+        last = cpu_jiffies()
         dt = time.perf_counter() - t0
     finally:
         for p in procs:
@@ -140,7 +155,7 @@ def two_processes(work: Path, cluster: RabbitCluster, url: str, n: int) -> float
         raise SystemExit(f"two collectors stored {got}/{n}")
     rate = stored_rate(db, since, n)
     db.close()
-    return rate
+    return rate, (first or last, last)
 
 
 def main() -> None:
@@ -156,22 +171,39 @@ def main() -> None:
         with LocalPostgres() as pg, RabbitCluster(pki, work / "cluster", nodes=3) as cluster:
             seq = 1
             rates = {}
+            busy = {}
             for name in ("raw", "sqlite", "postgresql", "raw2"):
                 publish(pki, cluster, n, seq)
                 seq += n // len(DEVICES)
+                b0 = cpu_jiffies()
                 if name.startswith("raw"):
                     rates[name] = raw_drain(pki, cluster, n)
                 else:
                     url = f"sqlite:///{work}/fleet.db" if name == "sqlite" else pg.url
                     rates[name] = collector_drain(pki, cluster, url, n)
+                busy[name] = (b0, cpu_jiffies(), n)
             publish(pki, cluster, 2 * n, seq)
-            rates["2 collectors"] = two_processes(work, cluster, pg.url, 2 * n)
+            rates["2 collectors"], (b0, b1) = two_processes(work, cluster, pg.url, 2 * n)
+            busy["2 collectors"] = (b0, b1, 2 * n)
     raw = (rates["raw"] + rates["raw2"]) / 2
     print(f"raw AMQP consumer: {raw:,.0f} msg/s (runs: {rates['raw']:,.0f}, {rates['raw2']:,.0f})")
     for k in ("sqlite", "postgresql", "2 collectors"):
         print(f"collector {k}: {rates[k]:,.0f} records/s; ratio vs raw {rates[k] / raw:.2f}")
     print(f"scale-out 1 -> 2 collector processes (PostgreSQL): "
           f"{rates['2 collectors'] / rates['postgresql']:.2f}x")
+    # Why 2 processes cannot go faster on this machine: how many of its cores the
+    # whole drain kept busy (collectors + 3 broker nodes + PostgreSQL), and the
+    # machine's CPU per stored record (anchor: the raw consumer's per message).
+    hz = os.sysconf("SC_CLK_TCK")
+    cores = os.cpu_count() or 1
+    per = {}
+    for k, ((b0, t0), (b1, t1), count) in busy.items():
+        per[k] = (b1 - b0) / hz / count * 1e6
+        print(f"machine during {k}: {cores * (b1 - b0) / max(1, t1 - t0):.2f} of {cores} cores busy, "
+              f"{per[k]:.0f} us CPU per record")
+    raw_cpu = (per["raw"] + per["raw2"]) / 2
+    for k in ("sqlite", "postgresql", "2 collectors"):
+        print(f"CPU per record, {k}: {per[k]:.0f} us; anchor raw consumer {raw_cpu:.0f} us; ratio {per[k] / raw_cpu:.1f}x")
 
 
 if __name__ == "__main__":

@@ -128,13 +128,22 @@ def run(ctx: click.Context, host: str, port: int | None, duration: float | None,
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + refresh
                 old = {d.device_id: d.to_json() for d in radius.decisions}
-                new = {d.device_id: d.to_json() for d in fleet_decisions(pki, cfg)}
-                if new != old:
-                    click.echo("fleet data changed: reloading decisions")
-                    radius.refresh()
-                    if nas is not None:
-                        for dev in sorted(k for k in new.keys() | old.keys() if new.get(k) != old.get(k)):
-                            _send_disconnect(nas, radius.secret, dev)
+                try:
+                    new = {d.device_id: d.to_json() for d in fleet_decisions(pki, cfg)}
+                    if new != old:
+                        click.echo("fleet data changed: reloading decisions")
+                        radius.refresh()  # reads the fleet data before it stops anything
+                except PolicyError as exc:
+                    # The fleet store is away (a database restart, a bad URL): the
+                    # devices keep the decisions already made, and we say so at
+                    # every check. Stopping RADIUS would take every device off the
+                    # network instead.
+                    click.echo(f"warning: fleet data unreadable, keeping the current decisions: {exc}",
+                               err=True)
+                    continue
+                if new != old and nas is not None:
+                    for dev in sorted(k for k in new.keys() | old.keys() if new.get(k) != old.get(k)):
+                        _send_disconnect(nas, radius.secret, dev)
         if not radius.running:
             raise click.ClickException(f"freeradius stopped:\n{radius.log_text()[-2000:]}")
     except KeyboardInterrupt:

@@ -62,21 +62,21 @@ class Radius:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def write(self) -> Path:
-        """Regenerate the config from the current fleet data."""
+    def write(self, decisions: list[Decision] | None = None) -> Path:
+        """Regenerate the config from the current fleet data (or `decisions`)."""
         if self.port is None:
             self.port = free_udp_port(self.host)
-        self.decisions = fleet_decisions(self.pki, self.cfg)
+        self.decisions = fleet_decisions(self.pki, self.cfg) if decisions is None else decisions
         settings = RadiusSettings(host=self.host, port=self.port, client=self.client,
                                   secret=self.secret, run_as_root=os.geteuid() == 0)
         return write_config(self.pki, self.decisions, settings, self.config_dir)
 
-    def start(self) -> "Radius":
+    def start(self, decisions: list[Decision] | None = None) -> "Radius":
         if self.running:
             return self
         exe = require_program("freeradius")
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.write()
+        self.write(decisions)
         log = open(self.log_path, "wb")
         try:
             self.proc = subprocess.Popen([exe, "-X", "-d", str(self.config_dir)],
@@ -104,9 +104,12 @@ class Radius:
             stop_process(proc, timeout)
 
     def refresh(self) -> "Radius":
-        """New decisions / CRL take effect: regenerate and restart on the same port."""
+        """New decisions / CRL take effect: regenerate and restart on the same port.
+        The fleet data is read before anything stops: when it cannot be read
+        (PolicyError) the running server keeps serving the decisions it has."""
+        decisions = fleet_decisions(self.pki, self.cfg)
         self.stop()
-        return self.start()
+        return self.start(decisions)
 
     def __enter__(self) -> "Radius":
         return self.start()

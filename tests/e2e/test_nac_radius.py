@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from host_tools.cli.main import cli
 from host_tools.collector.db import FleetDB
+from host_tools.collector.dbconn import DB_URL_FILE
 from host_tools.nac.eapol import admit
 from host_tools.nac.policy import set_quarantine
 from host_tools.nac.runner import Radius
@@ -117,43 +118,77 @@ def test_decision_changes_on_next_admission_after_refresh(fleet):
     assert not _admit(radius, ident).accepted
 
 
-def test_nac_run_cli_follows_a_quarantine_command(tmp_path):
-    """`medsentry nac run` serves on loopback, re-reads the fleet data, and stops
-    FreeRADIUS on SIGTERM."""
-    work = tmp_path / "w"
-    pki = FleetPKI(work)
-    pki.init()
-    pki.issue("pump-1", "pump-v2")
-    ident = pki.device_identity("pump-1")
-    proc = subprocess.Popen([sys.executable, "-m", "host_tools.cli.main", "--workdir", str(work), "nac",
-                             "run", "--refresh", "0.5", "--duration", "60"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        addr = work / "nac" / "address.json"
+class NacRun:
+    """`medsentry nac run` for one pump in a fresh work directory: ``vlan()`` admits
+    it over EAP-TLS, ``out`` is the process output once it stopped."""
+
+    def __init__(self, tmp_path, refresh: float) -> None:
+        self.work = tmp_path / "w"
+        pki = FleetPKI(self.work)
+        pki.init()
+        pki.issue("pump-1", "pump-v2")
+        self.ident = pki.device_identity("pump-1")
+        self.refresh = refresh
+        self.out = ""
+
+    def __enter__(self) -> "NacRun":
+        self.proc = subprocess.Popen([sys.executable, "-m", "host_tools.cli.main", "--workdir", str(self.work),
+                                      "nac", "run", "--refresh", str(self.refresh), "--duration", "60"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        addr = self.work / "nac" / "address.json"
         deadline = time.monotonic() + 20
         while not addr.exists():
-            assert proc.poll() is None and time.monotonic() < deadline, "nac run did not start"
+            assert self.proc.poll() is None and time.monotonic() < deadline, "nac run did not start"
             time.sleep(0.1)
-        where = json.loads(addr.read_text())
-        secret = (work / "nac" / "run" / "secret").read_text().strip()
+        self.where = json.loads(addr.read_text())
+        self.secret = (self.work / "nac" / "run" / "secret").read_text().strip()
+        return self
 
-        def vlan():
-            return admit(where["host"], where["port"], secret, "pump-1", ca=ident.ca,
-                         cert=ident.cert, key=ident.key).vlan
+    def vlan(self) -> int | None:
+        return admit(self.where["host"], self.where["port"], self.secret, "pump-1", ca=self.ident.ca,
+                     cert=self.ident.cert, key=self.ident.key).vlan
 
-        assert vlan() == 110
-        r = CliRunner().invoke(cli, ["--workdir", str(work), "nac", "quarantine", "pump-1",
+    def quarantine_and_wait(self, why: str) -> None:
+        r = CliRunner().invoke(cli, ["--workdir", str(self.work), "nac", "quarantine", "pump-1",
                                      "--reason", "integrity alert"])
         assert r.exit_code == 0, r.output
         deadline = time.monotonic() + 20
-        while vlan() != 999:
-            assert time.monotonic() < deadline, "decision did not follow the quarantine command"
+        while self.vlan() != VLAN_Q:
+            assert time.monotonic() < deadline, why
             time.sleep(0.3)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        out = proc.communicate(timeout=20)[0].decode()
-    assert proc.returncode == 0, out
-    assert "reloading decisions" in out and not (work / "nac" / "address.json").exists()
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.out = self.proc.communicate(timeout=20)[0].decode()
+
+
+def test_nac_run_keeps_serving_while_the_fleet_store_is_unreadable(tmp_path):
+    """Fault: the fleet store goes away under `nac run` (a database restart; here a
+    store URL that cannot be read). Before, the next refresh raised and `nac run`
+    stopped FreeRADIUS: every device lost network admission. Now devices keep the
+    decisions already made, a warning says why at every check, and decisions follow
+    the fleet data again once it is readable."""
+    with NacRun(tmp_path, refresh=0.3) as nac:
+        assert nac.vlan() == 110  # a lone pump-v2 model: the first clinical VLAN
+        (nac.work / DB_URL_FILE).write_text("postgresql://nobody@127.0.0.1:1/fleet\n")  # nothing listens
+        time.sleep(2.0)  # several refresh checks against the unreadable store
+        assert nac.proc.poll() is None, "nac run stopped when the fleet store went away"
+        assert nac.vlan() == 110
+        (nac.work / DB_URL_FILE).unlink()
+        nac.quarantine_and_wait("decisions did not follow the readable store again")
+    assert nac.proc.returncode == 0, nac.out
+    assert "warning: fleet data unreadable, keeping the current decisions" in nac.out
+
+
+def test_nac_run_cli_follows_a_quarantine_command(tmp_path):
+    """`medsentry nac run` serves on loopback, re-reads the fleet data, and stops
+    FreeRADIUS on SIGTERM."""
+    with NacRun(tmp_path, refresh=0.5) as nac:
+        assert nac.vlan() == 110
+        nac.quarantine_and_wait("decision did not follow the quarantine command")
+    work = nac.work
+    assert nac.proc.returncode == 0, nac.out
+    assert "reloading decisions" in nac.out and not (work / "nac" / "address.json").exists()
     rad_pid = subprocess.run(["pgrep", "-f", str(work / "nac" / "run" / "raddb")],
                              capture_output=True, text=True).stdout.strip()
     assert rad_pid == "", f"freeradius left running: {rad_pid}"

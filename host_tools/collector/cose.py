@@ -85,11 +85,56 @@ def _decode_one(data: bytes) -> object:
     return obj
 
 
+_HEAD = b"\xd0\x83\x43" + PROTECTED + b"\xa2\x04"  # tag 16, array(3), bstr {1: 10}, map(2), key 4
+
+
+def _bstr_at(data: bytes, i: int) -> tuple[int, int] | None:
+    """(start, end) of the byte string whose minimal head is at ``data[i]``, else None."""
+    h = data[i] if i < len(data) else -1
+    if 0x40 <= h <= 0x57:
+        start, n = i + 1, h - 0x40
+    elif h == 0x58 and i + 1 < len(data) and data[i + 1] >= 24:
+        start, n = i + 2, data[i + 1]
+    elif h == 0x59 and i + 2 < len(data) and data[i + 1]:
+        start, n = i + 3, int.from_bytes(data[i + 1:i + 3], "big")
+    else:
+        return None
+    return start, start + n
+
+
+def _parse_canonical(data: bytes) -> Sealed | None:
+    """The profile's one byte layout, read directly: the Sealed when `data` is
+    exactly the deterministic encoding a valid message has, else None (the full
+    parser then names what is wrong). Accepts nothing the full parser refuses
+    (tests/host/test_cose_fast_path.py compares them)."""
+    if not data.startswith(_HEAD):
+        return None
+    kid = _bstr_at(data, len(_HEAD))
+    if kid is None or not 1 <= kid[1] - kid[0] <= MAX_KID_LEN or data[kid[1]:kid[1] + 1] != b"\x06":
+        return None
+    piv = _bstr_at(data, kid[1] + 1)
+    if (piv is None or piv[1] > len(data) or not 1 <= piv[1] - piv[0] <= MAX_PIV_LEN
+            or (piv[1] - piv[0] > 1 and data[piv[0]] == 0)):
+        return None
+    ct = _bstr_at(data, piv[1])
+    if ct is None or ct[1] != len(data) or ct[1] - ct[0] < TAG_LEN:
+        return None
+    return Sealed(kid=data[kid[0]:kid[1]], partial_iv=data[piv[0]:piv[1]], ciphertext=data[ct[0]:])
+
+
 def parse(data: bytes) -> Sealed:
     """Check the structure against the profile and return its fields."""
     if len(data) > MAX_MESSAGE:
         raise CoseError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE}")
     data = bytes(data)
+    fast = _parse_canonical(data)
+    if fast is not None:
+        return fast
+    return parse_full(data)
+
+
+def parse_full(data: bytes) -> Sealed:
+    """The general CBOR decode with every check and its error (see ``parse``)."""
     obj = _decode_one(data)
     if not isinstance(obj, cbor2.CBORTag) or obj.tag != COSE_ENCRYPT0_TAG:
         raise CoseError("not a COSE_Encrypt0 (CBOR tag 16 required)")

@@ -8,7 +8,7 @@ import devtest
 from updater.tuf import envelope, hashes, metadata as md, patterns, signatures
 from updater.tuf.errors import FormatError, LengthOrHashMismatchError, RepositoryError, UnsignedMetadataError
 from updater.tuf.fetcher import parse_url, resolve_location
-from updater.tuf.urls import quote
+from updater.tuf.patterns import quote
 
 
 def _read(name):

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from updater.tuf.errors import DownloadError
 from updater.tuf.fetcher import _content_range
-from updater.tuf.urls import parse_url, quote, resolve_location
+from updater.tuf.patterns import quote
+from updater.tuf.urls import parse_url, resolve_location
 
 _url_chars = st.sampled_from(list("htps:/[]@?#%.:-0123456789abcAZ \r\n\t\x00\x7f\u00e9"))
 

@@ -3,8 +3,8 @@
 # metadata: the metadata model and its strict field checks; envelope + dsse: opening metadata files;
 # signatures: threshold checks; hashes: length/hash checks; patterns:
 # delegation path patterns; trusted_set: pure verification state; fetcher:
-# HTTP(S) streaming (transport: socket/TLS differences); urls: parsing and
-# percent-encoding;
+# HTTP(S) streaming (transport: socket/TLS differences); urls: URL parsing
+# for the fetcher (patterns has the percent-encoding of names);
 # updater: the orchestrator; client_main: the host-only
 # command-line entry run on the VM (not shipped, see updater/manifest.py).
 

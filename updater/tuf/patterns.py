@@ -1,6 +1,8 @@
-# TUF delegation path patterns: shell-style 'paths' matched segment by
-# segment as python-tuf does, the path hash of 'path_hash_prefixes', and
-# the prefix test of Updater.list_targets (may_match_prefix).
+# TUF target paths: delegation path patterns (shell-style 'paths' matched
+# segment by segment as python-tuf does), the path hash of
+# 'path_hash_prefixes', the prefix test of Updater.list_targets
+# (may_match_prefix), and the percent-encoding of role and target names in
+# URLs and file names (quote, slash): what only a check needs, unloaded after it.
 import binascii
 import hashlib
 
@@ -136,3 +138,22 @@ def may_match_prefix(patterns, prefix):
         if head[:n] == prefix[:n]:
             return True
     return False
+
+
+_SAFE = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~"
+
+
+def quote(s, safe=b""):
+    """urllib.parse.quote(s, safe=safe) for the common subset (UTF-8,
+    upper-case %XX; `safe` is bytes)."""
+    out = []
+    for b in s.encode():
+        if b in _SAFE or b in safe:
+            out.append(chr(b))
+        else:
+            out.append("%%%02X" % b)
+    return "".join(out)
+
+
+def slash(url):
+    return url if url.endswith("/") else url + "/"

@@ -29,9 +29,8 @@ from updater.tuf.errors import (
     RoleNotFoundError,
 )
 from updater.tuf.fetcher import Fetcher, TargetStream
-from updater.tuf.patterns import may_match_prefix
+from updater.tuf.patterns import may_match_prefix, quote, slash
 from updater.tuf.trusted_set import TrustedSet
-from updater.tuf.urls import quote, slash
 
 
 class UpdaterConfig:

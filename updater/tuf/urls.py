@@ -1,8 +1,9 @@
-# URLs for the device's HTTP client and the TUF updater: parsing (refusing
-# what could split a request line), redirect targets, percent-encoding of
-# role and target names, the trailing slash of a base URL. Pure string
-# work, common subset of MicroPython and CPython; fetcher.py (requests)
-# and updater.py (metadata and target URLs, file names) use it.
+# URLs for the device's HTTP client: parsing (refusing what could split a
+# request line) and redirect targets. Pure string work, common subset of
+# MicroPython and CPython. fetcher.py uses it and stays loaded between checks,
+# so this module does too: what only a check needs (percent-encoding of role
+# and target names, a base URL's trailing slash) is in patterns.py, which is
+# unloaded after each check.
 from updater.tuf.errors import DownloadError
 
 
@@ -84,22 +85,3 @@ def resolve_location(base, loc):
         path = path[:q]
     d = path[: path.rfind("/") + 1]
     return "%s://%s:%d%s%s" % (scheme, host, port, d, loc)
-
-
-_SAFE = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~"
-
-
-def quote(s, safe=b""):
-    """urllib.parse.quote(s, safe=safe) for the common subset (UTF-8,
-    upper-case %XX; `safe` is bytes)."""
-    out = []
-    for b in s.encode():
-        if b in _SAFE or b in safe:
-            out.append(chr(b))
-        else:
-            out.append("%%%02X" % b)
-    return "".join(out)
-
-
-def slash(url):
-    return url if url.endswith("/") else url + "/"

@@ -16,6 +16,7 @@ the time (collector receive time of the newest evidence). Rules:
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,15 @@ def _of(evs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
         if e["kind"] == kind and e["n"] is not None:
             out.setdefault(e["n"], e)
     return [out[n] for n in sorted(out)]
+
+
+def _detail(e: dict[str, Any]) -> dict[str, Any]:
+    """An event's detail as the device sealed it (a map), {} when it is not one."""
+    try:
+        d = json.loads(e["detail"] or "{}")
+    except ValueError:
+        return {}
+    return d if isinstance(d, dict) else {}
 
 
 def _windowed(evs: list[dict[str, Any]], count: int, window: float) -> list[dict[str, Any]] | None:
@@ -91,7 +101,7 @@ def device_alerts(db: Any, dev: str, now: float) -> list[Alert]:
     run = _windowed(_of(evs, "tuf_failure"), TUF_REPEAT, TUF_WINDOW_S)
     if run:
         out.append(_event_alert("tuf_failures", dev, run, f"{len(run)} TUF failures within {TUF_WINDOW_S} s"))
-    tls = [e for e in _of(evs, "tls_failure") if '"broker"' in (e["detail"] or "")]
+    tls = [e for e in _of(evs, "tls_failure") if _detail(e).get("peer") == "broker"]
     if tls:
         out.append(_event_alert("wrong_broker_cert", dev, tls, tls[-1]["detail"] or ""))
     run = _windowed(_of(evs, "boot"), STORM_BOOTS, STORM_WINDOW_S)

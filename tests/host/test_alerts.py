@@ -98,3 +98,20 @@ def test_broken_chain_and_slow_boots_and_cli(tmp_path):
     assert "broken_chain" in r.output and "pump-7" in r.output
     r = CliRunner().invoke(cli, ["--workdir", str(tmp_path / "nowhere"), "alerts"])
     assert r.exit_code == 1 and "no fleet database" in r.output and "Traceback" not in r.output
+
+
+def test_wrong_broker_cert_reads_the_peer_field_not_the_text(tmp_path):
+    """A TLS failure of the UPDATE server whose reason is the word "broker" (an
+    update server named so, a truncated error) is not a wrong broker certificate:
+    the rule matched the text '"broker"' anywhere in the JSON detail before. A
+    failure whose peer is the broker is."""
+    db = FleetDB(tmp_path / "fleet.db")
+    upd = Dev(db, tmp_path, "upd")
+    upd.event("tls_failure", {"peer": "update", "reason": "broker"})
+    upd.posture()
+    brk = Dev(db, tmp_path, "brk")
+    n = brk.event("tls_failure", {"peer": "broker", "reason": "certificate verify failed"})
+    brk.posture()
+    got = rules(db)
+    assert ("upd", "wrong_broker_cert") not in got
+    assert got[("brk", "wrong_broker_cert")] == [n]

@@ -38,6 +38,26 @@ def tls_words(text):
     return False
 
 
+def tls_reason(text, n=48):
+    # The part of an error's text that names the TLS fault: n characters from a
+    # little before its first TLS word (the wrappers in front, e.g.
+    # MQTTTransportError("write failed: ValueError('..., say nothing), escaped
+    # newlines as spaces; None when no TLS word is in the text.
+    t = text.lower()
+    at = -1
+    for w in TLS_WORDS:
+        i = t.find(w)
+        if i >= 0 and (at < 0 or i < at):
+            at = i
+    if at < 0:
+        return None
+    # from 4 characters before the word ("The " of "The certificate is not..."),
+    # once the escaped newlines in front of it are spaces
+    part = text[max(0, at - 8):at + n + 8].replace("\\\\n", " ").replace("\\n", " ")
+    at = max(0, part.lower().find(t[at:at + 4]) - 4)
+    return part[at:at + n].strip()
+
+
 class Monitor:
     def __init__(self, board, slot, cfg, tel=None, updates=None):
         self.board = board
@@ -187,9 +207,9 @@ class Monitor:
         err = sup.last_error if sup is not None else None
         if err is not None and err is not self._tls_err:
             self._tls_err = err
-            text = repr(err)
-            if tls_words(text):
-                events.emit("tls_failure", "warning", {"peer": "broker", "reason": text[:48]})
+            why = tls_reason(repr(err))
+            if why is not None:
+                events.emit("tls_failure", "warning", {"peer": "broker", "reason": why})
 
     # -- posture
 

@@ -183,3 +183,16 @@ def test_a_faulty_console_operation_ends_the_command_not_the_agent():
     sh = Shell(devtest.tmpdir(), b"k" * 32, lambda: 0, {"events": lambda: [].missing}, out.append)
     sh._run("events", [])
     assert b"error: events failed (AttributeError)" in b"".join(out)
+
+
+def test_tls_failure_reason_names_the_fault_not_the_wrappers():
+    # The error the MicroPython VM gives when the broker's certificate is not the
+    # fleet's (tests/e2e/test_security_tuf_alert.py prints it): the first 48
+    # characters were all wrapper, the event said nothing of the certificate.
+    from agent.security.monitor import tls_reason
+
+    vm = "MQTTTransportError(\"write failed: ValueError('\\\\nThe certificate is not correctly signed by the trusted CA\\\\n',)\",)"
+    assert tls_reason(vm) == "The certificate is not correctly signed by the t"
+    assert "Certificate verification failed" in tls_reason("OSError(-9984, 'X509 - Certificate verification failed')")
+    assert tls_reason("OSError(113,)") is None
+    assert tls_reason("SSL handshake failed") == "SSL handshake failed"

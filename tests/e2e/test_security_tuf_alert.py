@@ -35,11 +35,11 @@ def tuf_failures(db) -> list[dict]:
 
 
 def test_bad_timestamp_signature_reaches_the_fleet_as_a_tuf_alert(tmp_path):
-    work = tmp_path / "release"
+    work = tmp_path / "r"
     root = ensure_models(work, PASS, ("pump-v2",))
     ts = json.loads((work / "repository" / "metadata" / "timestamp.json").read_bytes())
     ts["signed"]["version"] += 1  # the signature no longer covers what is served
-    with serve(work / "repository") as srv, board_fleet(tmp_path / "fleet", [(DEVICE, "pump-v2")]) as f:
+    with serve(work / "repository") as srv, board_fleet(tmp_path, [(DEVICE, "pump-v2")]) as f:
         srv.misbehave("/metadata/timestamp.json", "replace", data=json.dumps(ts).encode())
         port = f.start_board(DEVICE, "pump-v2", heap=HEAP)
         cfg = {"watchdog_ms": 30000, "posture": {"on": 1, "period_s": 60, "scan_s": 5, "min_gap_s": 1},
@@ -84,9 +84,9 @@ def test_impostor_broker_reaches_the_fleet_as_a_wrong_certificate_alert(tmp_path
     from host_tools.broker import Broker
     from host_tools.pki import FleetPKI
 
-    impostor_pki = FleetPKI(tmp_path / "impostor")
+    impostor_pki = FleetPKI(tmp_path / "i")
     impostor_pki.init()
-    with board_fleet(tmp_path / "fleet", [(DEVICE, "pump-v2")]) as f:
+    with board_fleet(tmp_path, [(DEVICE, "pump-v2")]) as f:
         port = f.start_board(DEVICE, "pump-v2", heap=HEAP)
         cfg = {"watchdog_ms": 30000, "posture": {"on": 1, "period_s": 60, "scan_s": 5, "min_gap_s": 1}}
         f.provision(DEVICE, port, config=cfg, reset=False)
@@ -94,7 +94,7 @@ def test_impostor_broker_reaches_the_fleet_as_a_wrong_certificate_alert(tmp_path
         f.wait_telemetry(DEVICE, lambda t: t.get("connected"), 40, "connected to the broker")
         wait(lambda: security_db.events(f.db, DEVICE), 60, "the boot event stored", f)
         f.broker.stop()
-        impostor = Broker(impostor_pki, tmp_path / "impostor-broker", port=f.broker.port)
+        impostor = Broker(impostor_pki, tmp_path / "ib", port=f.broker.port)
         impostor.start()
         try:
             f.wait_telemetry(DEVICE, lambda t: not t.get("connected") and t.get("last_error"), 30,

@@ -88,6 +88,37 @@ out["scan_files"] = m.scan["files"] if m.scan else None
 out["scan_max_ms"] = m.stats["scan_max_ms"]
 out["head"] = m.log.head_n
 out["modules"] = sorted([k for k in sys.modules if k.startswith("agent.security")])
+# + the signed-commands half and the egress guard, after one command turn (as
+# bench/heap_commands.py, here on top of the monitor: the modules both use count once)
+had_netguard = "board.netguard" in sys.modules
+import board.netguard
+from agent.security import commands_boot, commands_inbox
+
+
+class Agent:
+    board = Board()
+    ident = {"device_id": "pump-1"}
+    tel = None
+
+    class updates:
+        model = "pump-v2"
+        cfg = {}
+
+    def report(self):
+        pass
+
+
+inbox = commands_inbox.CommandInbox(Agent(), ["broker:8883"])
+inbox.receive(b'{"payload": "{}", "sig": {"keyid": "00", "sig": "00"}}')
+before = list(sys.modules)
+from agent.security.commands_run import AgentCommands
+from updater.crypto import ed25519
+del AgentCommands, ed25519
+commands_boot.release_new(before)
+inbox.tick()
+gc.collect()
+out["total"] = gc.mem_alloc() - base
+out["netguard_in_base"] = had_netguard
 print("RESULT " + json.dumps(out))
 """
 
@@ -118,6 +149,9 @@ def main() -> None:
           f"| budget ~12 KiB: {'ok' if r['steady'] <= 12.5 * kib else 'OVER'}")
     print(f"peak live between ticks: {r['peak'] / kib:.1f} KiB; longest scan step {r['scan_max_ms']} ms")
     print(f"security modules loaded at steady state: {', '.join(r['modules'])}")
+    print(f"whole security agent resident (monitor + signed commands after one turn + egress guard"
+          f"{', the guard already in the base' if r['netguard_in_base'] else ''}): {r['total'] / kib:.1f} KiB; "
+          f"anchor: the issue's budget 24 KiB; ratio {r['total'] / (24 * kib):.2f}")
 
 
 if __name__ == "__main__":

@@ -97,6 +97,19 @@ class Supervisor:
         # board runs; every power-up starts with it off again (_power_up_uart).
         tty.setraw(self.board_slave)
         self.port = os.ttyname(self.user_slave)
+        # A stable name for the board's UART, as udev gives a real adapter
+        # (/dev/serial/by-id/...): BOARD_DIR/uart -> /dev/pts/N. mpremote reads
+        # a /dev/pts/ path with no timeout at all (its QEMU special case), so
+        # on a locked board it waits for ever and never prints the board's
+        # "console locked" line; through this link it treats the port as the
+        # serial adapter it stands for: its 10 s raw-REPL timeout applies and
+        # it prints what the board answered (tests/e2e/test_console_login.py).
+        self.uart_link = self.dir / "uart"
+        tmp = self.dir / "uart.tmp"
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(self.port, tmp)
+        os.replace(tmp, self.uart_link)
         _set_nonblock(self.board_master)
         _set_nonblock(self.user_master)
 
@@ -332,6 +345,7 @@ class Supervisor:
             "state": self.state,
             "error": self.error,
             "port": self.port,
+            "uart_link": str(self.uart_link),
             "supervisor_pid": os.getpid(),
             "vm_pid": self.proc.pid if self.proc else None,
             "heap": self.cfg["heap"],
@@ -390,7 +404,7 @@ class Supervisor:
             self.device = {}
             self.proc = None
             self._save_status()
-            for p in (self.ctl_path, self.dir / "supervisor.pid"):
+            for p in (self.ctl_path, self.dir / "supervisor.pid", self.uart_link):
                 try:
                     p.unlink()
                 except FileNotFoundError:

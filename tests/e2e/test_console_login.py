@@ -7,17 +7,22 @@ from __future__ import annotations
 import glob
 import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pyotp
 import pytest
+from click.testing import CliRunner
 
+from host_tools.cli.main import cli
 from host_tools.console import store
 from host_tools.console.session import EXIT_DENIED, EXIT_LOGIN, ConsoleFailure, Session
 from host_tools.pki import FleetPKI
 from host_tools.provision import BoardLocked, BrokerAddress, provision
 from host_tools.provision.repl import ReplSession
+from host_tools.sim.uart import ConsoleLocked, Uart
 from tests.e2e.sim_fixtures import sim_boards
 
 _LIBS = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
@@ -156,11 +161,43 @@ def test_roles_over_the_uart(fleet):
 
 
 def test_device_provision_fails_at_once_on_the_login_console(fleet):
+    # Our tools read the login console's one-line answer to Ctrl-A and stop
+    # there: well under a second, never their 10 s timeout.
     t0 = time.monotonic()
-    with pytest.raises(BoardLocked):
+    with pytest.raises(BoardLocked, match="console locked: provisioned board"):
         with ReplSession(fleet.port(), timeout=10) as r:
             r.enter()
-    assert time.monotonic() - t0 < 5
+    assert time.monotonic() - t0 < 1
+    t0 = time.monotonic()
+    with Uart(fleet.port(), timeout=10) as u, pytest.raises(ConsoleLocked, match="no code runs here"):
+        u.exec("print('should' + ' not run')")
+    assert time.monotonic() - t0 < 1
+    t0 = time.monotonic()
+    res = CliRunner().invoke(cli, ["--workdir", str(fleet.work), "device", "provision", BOARD, "--port",
+                                   fleet.port(), "--broker-port", "18884", "--timeout", "10"])
+    assert res.exit_code != 0 and "console locked: provisioned board" in res.output, res.output
+    assert time.monotonic() - t0 < 1
+    assert b"should not run" not in (fleet.boards.board_dir(BOARD) / "console.log").read_bytes()
+
+
+def test_mpremote_prints_the_reason_through_the_uart_link(fleet):
+    # mpremote waits for the raw-REPL banner and ends its wait only at that
+    # banner or at its own timeout; on a /dev/pts/ path its read has no timeout
+    # at all (it would wait for ever). Through the board's UART link (the
+    # name a serial adapter has) its 10 s timeout applies and it prints what
+    # the board answered: the reason, and nothing ran.
+    link = fleet.boards.status(BOARD)["uart_link"]
+    assert os.path.realpath(link) == fleet.port()
+    mpremote = Path(sys.executable).parent / "mpremote"
+    t0 = time.monotonic()
+    proc = subprocess.run([str(mpremote), "connect", link, "exec", "print('should' + ' not run')"],
+                          capture_output=True, text=True, timeout=30)
+    took = time.monotonic() - t0
+    assert proc.returncode != 0
+    assert "console locked: provisioned board, no code runs here" in proc.stdout, proc.stdout + proc.stderr
+    assert "should not run" not in proc.stdout + proc.stderr
+    assert took < 15  # mpremote's own 10 s raw-REPL timeout, not for ever
+    assert b"should not run" not in (fleet.boards.board_dir(BOARD) / "console.log").read_bytes()
 
 
 def test_fuzzed_line_editor_with_the_agent_running(fleet):

@@ -138,7 +138,8 @@ def fleet_findings(workdir: Path, now: float | None = None) -> dict[str, list[st
             for r in reader.rows("SELECT DISTINCT device_id, kind FROM sec_events WHERE severity = 'critical'"):
                 add(r["device_id"], f"critical security event: {r['kind']}")
         recalled = _recalled(workdir)
-        for r in (reader.devices() if reader.has("devices") else []):
+        devices = reader.rows("SELECT device_id, fw, last_seen FROM devices") if reader.has("devices") else []
+        for r in devices:
             fw, last = r["fw"], r["last_seen"]
             if fw and any(v == fw for (_m, v) in recalled):
                 add(r["device_id"], f"recalled firmware: {fw}")

@@ -13,6 +13,8 @@ the time (collector receive time of the newest evidence). Rules:
 ``silent``               nothing received for SILENT_PERIODS x the posture period
 ``egress_blocked``       egress_blocked events (or a posture blocked count > 0)
 ``console_lockout``      console_lockout events (or locked accounts in posture)
+``telemetry_flood``      the collector shed messages of the device (over its spool quota;
+                         the evidence is the count)
 """
 from __future__ import annotations
 
@@ -117,6 +119,12 @@ def device_alerts(db: Any, dev: str, now: float) -> list[Alert]:
         if hits:
             out.append(Alert(rule, dev, [p["seq"] for p in hits], hits[-1]["received_at"], "from posture",
                              evidence_kind="posture"))
+    shed = db.counters(dev).get("flood_shed", 0)
+    if shed:
+        last = (db.device(dev) or {}).get("last_seen") or now
+        out.append(Alert("telemetry_flood", dev, [shed], last,
+                         f"{shed} messages shed: the device kept more than the collector's per-device "
+                         "spool quota waiting (collector/spool.py)", evidence_kind="counter"))
     return out
 
 

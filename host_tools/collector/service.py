@@ -1,11 +1,15 @@
 """The collector's MQTT side: paho-mqtt 2.x over mutual TLS, QoS 1, persistent session.
 
-Each message is verified and stored (``Ingestor.handle``) inside paho's
-``on_message``; messages are committed to SQLite in small batches and each is
-acknowledged (manual PUBACK) only after its batch committed, so a record is in
-SQLite before the broker forgets it; if storing fails nothing more is
-acknowledged and the collector stops. A redelivery after a crash is
-then recognised as a duplicate. The session is persistent (clean_session=False)
+paho's ``on_message`` only appends each message to the receive spool
+(``spool.py``: SQLite, its own file) and acknowledges it (manual PUBACK) once the
+spool committed, so a record is on disk before the broker forgets it. A store
+thread takes the spooled messages round-robin per device, verifies and stores
+them (``Ingestor.handle``) in batches, and removes them from the spool after the
+fleet database committed: one device publishing faster than storing drains delays
+only its own records (issue 11). If spooling fails nothing more is acknowledged;
+if storing fails the collector stops and the spool keeps the rest for the next
+start. A message stored twice (a crash between the two commits, a redelivery) is
+recognised as a duplicate. The session is persistent (clean_session=False)
 so the broker queues records while the collector is away. The broker makes the
 certificate CN the client id (host_tools/broker/NOTES.md), so each collector
 instance needs its own identity (``collector``, ``collector-b``, ...).
@@ -26,6 +30,8 @@ from host_tools.pki import FleetPKI, Identity
 
 from .db import FleetDB
 from .ingest import Ingestor, Outcome
+from .spool import RATE as SPOOL_RATE
+from .spool import Spool
 
 SUBSCRIPTIONS = ("medsentry/+/telemetry", "medsentry/+/status")
 #: Messages are stored in batches of at most BATCH_MAX (one SQLite commit) and
@@ -44,6 +50,11 @@ class CollectorConfig:
     identity: str = "collector"
     keepalive: int = 30
     clean_session: bool = False
+    #: The receive spool's file [default: <workdir>/collector-spool-<identity>.db].
+    spool: str | None = None
+    #: Records per second one device is stored at most (spool.RATE); None: no limit
+    #: (bench/bench_collector.py measures the total capacity with one device).
+    store_rate: float | None = SPOOL_RATE
 
 
 def tls_client(identity: Identity, client_id: str, *, clean_session: bool = True,
@@ -77,6 +88,13 @@ class Collector:
         self._pending_since = 0.0
         self._stop_flusher = threading.Event()
         self._flusher_thread: threading.Thread | None = None
+        self.spool = Spool(config.spool or Path(pki.workdir) / f"collector-spool-{config.identity}.db",
+                           rate=config.store_rate)
+        self._stop_store = threading.Event()
+        self._drain_until = 0.0
+        self._store_thread: threading.Thread | None = None
+        self._stored = threading.Condition()
+        self.shed: dict[str, int] = {}
         self.client = tls_client(pki.client_identity(config.identity), config.client_id or config.identity,
                                  clean_session=config.clean_session, manual_ack=True)
         self.client.reconnect_delay_set(min_delay=1, max_delay=5)
@@ -114,9 +132,8 @@ class Collector:
             if self.failed:
                 return  # never acknowledged: redelivered to the next session
             try:
-                self.db.begin_batch()
-                out = self.ingestor.handle(msg.topic, msg.payload, retained=bool(msg.retain))
-            except Exception as exc:  # noqa: BLE001 - storage failure: do not ack, stop
+                self.spool.add(msg.topic, bytes(msg.payload), bool(msg.retain))  # False: shed, acked in turn
+            except Exception as exc:  # noqa: BLE001 - spool failure: do not ack, stop
                 self._fail(exc)
                 return
             if not self._pending:
@@ -124,11 +141,38 @@ class Collector:
             self._pending.append((msg.mid, msg.qos))
             if len(self._pending) >= BATCH_MAX:
                 self._flush_locked()
-        if self.on_outcome is not None:
-            self.on_outcome(out)
-        if self.max_records is not None and self.ingestor.stats.get("accepted", 0) >= self.max_records:
-            self.flush()
-            self.done.set()
+
+    # -- the store thread: spool -> fleet database, devices in turn -------------
+    def _store_loop(self) -> None:
+        while True:
+            if self._stop_store.is_set() and (not self.spool.backlog() or time.monotonic() > self._drain_until):
+                return
+            rows = self.spool.take(0.05)
+            shed = self.spool.take_shed()
+            if not rows and not shed:
+                continue
+            try:
+                self.db.begin_batch()
+                outs = [self.ingestor.handle(t, p, retained=r) for _, t, p, r in rows]
+                if shed:
+                    with self.db.transaction() as tx:
+                        for dev, n in shed.items():
+                            tx.bump(dev, "flood_shed", n)
+                self.db.commit_batch()
+            except Exception as exc:  # noqa: BLE001 - storage failure: the spool keeps them, stop
+                with self._batch_lock:
+                    self._fail(exc)
+                return
+            self.spool.done(rows)
+            for dev, n in shed.items():
+                self.shed[dev] = self.shed.get(dev, 0) + n
+            with self._stored:
+                self._stored.notify_all()
+            if self.on_outcome is not None:
+                for out in outs:
+                    self.on_outcome(out)
+            if self.max_records is not None and self.ingestor.stats.get("accepted", 0) >= self.max_records:
+                self.done.set()
 
     # -- batching: commit, then acknowledge ----------------------------------------
     def _fail(self, exc: BaseException) -> None:
@@ -137,6 +181,7 @@ class Collector:
         self.errors.append(f"{type(exc).__name__}: {exc}")
         self._pending.clear()
         try:
+            self.spool.rollback()
             self.db.rollback_batch()
         except Exception:  # noqa: BLE001 - already failing; the error is recorded
             pass
@@ -145,7 +190,7 @@ class Collector:
 
     def _flush_locked(self) -> None:
         try:
-            self.db.commit_batch()
+            self.spool.commit()
         except Exception as exc:  # noqa: BLE001
             self._fail(exc)
             return
@@ -153,12 +198,18 @@ class Collector:
             self.client.ack(mid, qos)
         self._pending.clear()
 
-    def flush(self) -> None:
-        """Commit the open batch and acknowledge its messages (also done every
-        ``BATCH_DELAY`` seconds and every ``BATCH_MAX`` messages)."""
+    def flush(self, timeout: float = 30.0) -> None:
+        """Commit the spool, acknowledge its messages (also done every
+        ``BATCH_DELAY`` seconds and every ``BATCH_MAX`` messages), and wait until
+        the store thread has stored everything spooled (at most `timeout`)."""
         with self._batch_lock:
             if not self.failed:
                 self._flush_locked()
+        deadline = time.monotonic() + timeout
+        with self._stored:
+            while (self.spool.backlog() and not self.failed and self._store_thread is not None
+                   and time.monotonic() < deadline):
+                self._stored.wait(0.05)
 
     def _flusher(self) -> None:
         while not self._stop_flusher.wait(BATCH_DELAY / 2):
@@ -180,6 +231,9 @@ class Collector:
         self._stop_flusher.clear()
         self._flusher_thread = threading.Thread(target=self._flusher, name="collector-flush", daemon=True)
         self._flusher_thread.start()
+        self._stop_store.clear()
+        self._store_thread = threading.Thread(target=self._store_loop, name="collector-store", daemon=True)
+        self._store_thread.start()
         self.client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive)
         self.client.loop_start()
         if not self.subscribed.wait(wait):
@@ -188,17 +242,25 @@ class Collector:
                                   f"{self.config.host}:{self.config.port}: {self.errors or 'timeout'}")
         return self
 
-    def stop(self) -> None:
-        """Commit and acknowledge what was processed, then disconnect."""
+    def stop(self, drain_s: float = 10.0) -> None:
+        """Spool and acknowledge what arrived, disconnect, then store what the spool
+        holds (at most `drain_s`; the rest is stored at the next start)."""
         self._stop_flusher.set()
         if self._flusher_thread is not None:
             self._flusher_thread.join()
             self._flusher_thread = None
         try:
-            self.flush()
+            with self._batch_lock:
+                if not self.failed:
+                    self._flush_locked()
             self.client.disconnect()
         finally:
             self.client.loop_stop()
+            self._drain_until = time.monotonic() + drain_s
+            self._stop_store.set()
+            if self._store_thread is not None:
+                self._store_thread.join()  # ends by drain_s plus one store turn
+                self._store_thread = None
 
     def wait_for(self, predicate: Callable[[dict[str, int]], bool], timeout: float) -> bool:
         """Poll ``predicate(stats)`` until true or ``timeout`` (tests)."""

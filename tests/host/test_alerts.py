@@ -115,3 +115,15 @@ def test_wrong_broker_cert_reads_the_peer_field_not_the_text(tmp_path):
     got = rules(db)
     assert ("upd", "wrong_broker_cert") not in got
     assert got[("brk", "wrong_broker_cert")] == [n]
+
+
+def test_telemetry_flood_names_the_device_and_the_count(tmp_path):
+    db = FleetDB(tmp_path / "fleet.db")
+    Dev(db, tmp_path, "calm").posture()
+    flood = Dev(db, tmp_path, "flood")
+    flood.posture()
+    with db.transaction() as tx:
+        tx.bump("flood", "flood_shed", 1234)
+    got = rules(db)
+    assert got[("flood", "telemetry_flood")] == [1234]
+    assert ("calm", "telemetry_flood") not in got

@@ -183,10 +183,9 @@ def make_record(device_key, name, role, salt, iterations, verifier, totp_secret)
             "totp": h(keystore.seal(device_key, totp_name(name), totp_secret)).decode()}
 
 
-def check(users, device_key, name, password, code, now, last_step):
-    # (password_ok and totp_ok, accepted step). Both factors are always
-    # computed, for known and unknown names alike; comparisons are constant
-    # time. Raises ClockUnset when the board clock is not set.
+def check_password(users, device_key, name, password):
+    # (password_ok, TOTP key). The PBKDF2 work is done for known and unknown
+    # names alike; the comparison is constant time.
     u = users.get(name)
     rec = u if u is not None else _DUMMY
     got = pbkdf2_sha256(password.encode(), binascii.unhexlify(rec["salt"]), int(rec["iter"]))
@@ -199,6 +198,14 @@ def check(users, device_key, name, password, code, now, last_step):
             pw_ok = ct_equal(got, want)
         except (keystore.SealError, ValueError):
             pw_ok = False
+    return pw_ok, secret
+
+
+def check(users, device_key, name, password, code, now, last_step):
+    # (password_ok and totp_ok, accepted step). Both factors are always
+    # computed, for known and unknown names alike; comparisons are constant
+    # time. Raises ClockUnset when the board clock is not set.
+    pw_ok, secret = check_password(users, device_key, name, password)
     step = verify_totp(secret, code, now, last_step)
-    ok = pw_ok and step is not None and u is not None
+    ok = pw_ok and step is not None and name in users
     return ok, step

@@ -58,7 +58,11 @@ class ConsolePort:
             os.mkdir(state + "/console")
         except OSError:
             pass
-        return Shell(state, b.device_key(), b.time, AgentOps(self.agent).table(), self.write)
+        a = self.agent
+        device = None
+        if a.ident is not None:  # for one-time unlock tokens (board clock unset)
+            device = (a.ident["device_id"], a.updates.model)
+        return Shell(state, b.device_key(), b.time, AgentOps(a).table(), self.write, device=device)
 
     def service(self):
         n = 0

@@ -15,6 +15,7 @@ from agent.console import auth as acc
 from agent.console import lockout
 
 MAX_LINE = 128
+MAX_TOKEN_LINE = 160  # the unlock token (agent/console/unlock.py): 145 characters
 # Commands and the least role each needs. No command reads a key or runs code:
 # each one calls an operation the agent hands in (ops[name]).
 RANK = {"viewer": 0, "technician": 1, "admin": 2}
@@ -61,6 +62,13 @@ def _emit(kind, severity, detail):
     events.emit(kind, severity, detail)
 
 
+def _new_challenge():
+    import binascii
+    import os
+
+    return binascii.hexlify(os.urandom(16)).decode()
+
+
 def _quarantined(state_dir, now):
     try:
         from agent.security import flags
@@ -71,8 +79,9 @@ def _quarantined(state_dir, now):
 
 
 class Shell:
-    def __init__(self, state_dir, device_key, clock, ops, write, idle_ms=IDLE_MS, ticks=ticks_ms):
+    def __init__(self, state_dir, device_key, clock, ops, write, idle_ms=IDLE_MS, ticks=ticks_ms, device=None):
         self.state_dir = state_dir
+        self.device = device  # (device id, model): for unlock tokens; None: none accepted
         self.device_key = device_key
         self.clock = clock  # board RTC seconds (board.time)
         self.ops = ops
@@ -85,6 +94,7 @@ class Shell:
         self.user = None
         self.role = None
         self.pending = None  # (name, password) while the code is asked
+        self.challenge = None  # the unlock challenge shown (RAM only, one attempt)
         self.stage = "user"
         self.confirm = None
         self.last = ticks()
@@ -139,7 +149,7 @@ class Shell:
             self.out(b"\r\n")
             return self._logout("logout")
         if 32 <= c < 127:
-            if len(self.line) >= MAX_LINE:
+            if len(self.line) >= (MAX_TOKEN_LINE if self.stage == "token" else MAX_LINE):
                 self.overflow = True
                 return
             self.line.append(c)
@@ -168,6 +178,8 @@ class Shell:
             self.out(b"password: ")
         elif self.stage == "code":
             self.out(b"TOTP code: ")
+        elif self.stage == "token":
+            self.out(b"unlock token: ")
         elif self.confirm:
             self.out(b"type CLEAR to confirm: ")
         else:
@@ -177,6 +189,7 @@ class Shell:
         if self.stage != "shell":
             self.stage = "user"
             self.pending = None
+            self.challenge = None
         self.confirm = None
 
     # -- login ---------------------------------------------------------------
@@ -188,11 +201,18 @@ class Shell:
         elif self.stage == "password":
             self.pending = (self.pending[0], text)
             self.stage = "code"
-        elif self.stage == "code":
+            if self.device is not None and int(self.clock()) < acc.CLOCK_MIN:
+                self._ask_token()
+        elif self.stage in ("code", "token"):
             name, pw = self.pending
+            challenge, self.challenge = self.challenge, None  # consumed before any check
             self.pending = None
+            token = self.stage == "token"
             self.stage = "user"
-            self._login(name, pw, text)
+            if token:
+                self._login(name, pw, None, text, challenge)
+            else:
+                self._login(name, pw, text)
         else:
             self._command(text)
         self._prompt()
@@ -202,16 +222,43 @@ class Shell:
         # login in progress; a session stays open.
         self.line = bytearray()
         self.pending = None
+        self.challenge = None
         if self.stage != "shell":
             self.stage = "user"
         self.confirm = None
         self._say(message)
         self._prompt()
 
-    def _login(self, name, password, code):
+    def _ask_token(self):
+        # The clock is unset: TOTP cannot be checked; a one-time token signed
+        # by an operator over a fresh challenge stands in for the code.
+        self.challenge = _new_challenge()
+        self.stage = "token"
+        self._say("board clock unset: TOTP cannot be checked. Ask an operator for a one-time unlock token:")
+        self._say("  medsentry console unlock-token %s %s %s --as OPERATOR" % (
+            self.device[0], self.pending[0], self.challenge))
+
+    def _token_refusal(self, name, challenge, token):
+        # None when the token verifies (agent/console/unlock.py); its code is
+        # released at once (the console's session stays small).
+        import sys
+
+        before = list(sys.modules)
+        try:
+            from agent.console import unlock
+
+            return unlock.check(self.state_dir, self.device[1], self.device[0], name, challenge, token)
+        finally:
+            unlock = None
+            from agent import release_modules
+
+            release_modules([m for m in sys.modules if m not in before and m != "agent.security.events"])
+
+    def _login(self, name, password, code, token=None, challenge=None):
         gc.collect()
         now = int(self.clock())
-        if _quarantined(self.state_dir, now):
+        # A valid unlock token is itself a signed unlock for this one login.
+        if token is None and _quarantined(self.state_dir, now):
             return self._say("login refused: device quarantined (needs a signed unlock-console)")
         try:
             users = acc.load(self.state_dir)
@@ -224,10 +271,17 @@ class Shell:
         if refused is not None:
             return self._say("login refused: account %s, retry in %d s" % (
                 "locked" if refused[0] == "locked" else "delayed", refused[1]))
-        if now < acc.CLOCK_MIN:
+        if token is None and now < acc.CLOCK_MIN:
             return self._say("login refused: board clock unset, TOTP cannot be checked")
         lock.begin(key, now)  # committed before the answer
-        ok, step = acc.check(users, self.device_key, name, password, code, now, lock.last_step(key))
+        why = None
+        if token is None:
+            ok, step = acc.check(users, self.device_key, name, password, code, now, lock.last_step(key))
+        else:
+            pw_ok = acc.check_password(users, self.device_key, name, password)[0]
+            why = self._token_refusal(name, challenge, token) if challenge else "no challenge"
+            ok, step = pw_ok and why is None and name in users, lock.last_step(key)
+            _emit("console_unlock_token", "warning" if why else "info", {"user": who, "result": why or "ok"})
         if ok:
             lock.succeeded(key, step)
             self.counts["ok"] += 1
@@ -242,7 +296,7 @@ class Shell:
             self.counts["lockouts"] += 1
             _emit("console_lockout", "critical", {"user": who, "seconds": lockout.LOCK_S})
             return self._say("login incorrect: account locked for %d s" % lockout.LOCK_S)
-        self._say("login incorrect")
+        self._say("login incorrect" + (" (unlock token refused: %s)" % why if why else ""))
 
     def _logout(self, why):
         self._say("%s: %s logged out" % (why, self.user))

@@ -23,7 +23,10 @@ import binascii
 MAX_ENVELOPE = 1024
 MAX_VALIDITY_S = 600  # an expiry of at most minutes, whatever the policy says
 CLOCK_SKEW_S = 60  # issued-at may lie this far in the device's future
-COMMANDS = ("report-now", "check-update", "set-telemetry-period", "quarantine", "reboot", "unlock-console")
+COMMANDS = ("report-now", "check-update", "set-telemetry-period", "quarantine", "reboot", "unlock-console",
+            "console-user")
+CONSOLE_ROLES = ("viewer", "technician", "admin")  # = agent.console.auth.ROLES
+NAME_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789-_."
 MAX_ARGS = 4
 
 # Refusal reasons (stable strings: results, events and tests use them).
@@ -193,6 +196,15 @@ def verify(policy, data, device_id, model, now, counters):
     return c
 
 
+def _user_name(name):
+    if not isinstance(name, str) or not 0 < len(name) <= 32:
+        return False
+    for ch in name:
+        if ch not in NAME_CHARS:
+            return False
+    return True
+
+
 def check_args(cmd, args, c=None):
     n = len(args)
     if cmd in ("report-now", "check-update", "reboot"):
@@ -201,6 +213,12 @@ def check_args(cmd, args, c=None):
         ok = n == 1 and args[0] in ("on", "off")
     elif cmd == "set-telemetry-period":
         ok = n == 1 and _int(args[0]) and 1 <= args[0] <= 3600
+    elif cmd == "console-user":
+        # add NAME ROLE SEALED (sealed for one board: never model-wide) | remove NAME
+        ok = n >= 2 and _user_name(args[1]) and (
+            (args[0] == "remove" and n == 2)
+            or (args[0] == "add" and n == 4 and args[2] in CONSOLE_ROLES and isinstance(args[3], str)
+                and (c is None or "device" in c)))
     else:  # unlock-console MINUTES
         ok = n == 1 and _int(args[0]) and 1 <= args[0] <= 240
     if not ok:

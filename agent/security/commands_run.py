@@ -245,6 +245,7 @@ class AgentCommands:
         a["quarantine"] = self.quarantine
         a["reboot"] = self.reboot
         a["unlock-console"] = self.unlock_console
+        a["console-user"] = self.console_user
 
     def report_now(self, args):
         ag = self.agent
@@ -292,3 +293,11 @@ class AgentCommands:
         from agent.security import flags
 
         flags.set_console_unlock(self.state, int(self.agent.board.time()) + args[0] * 60)
+
+    def console_user(self, args):
+        # Add or remove a console account (agent/console/enrol.py); released
+        # after the turn with the rest of the command code (commands_boot).
+        from agent.console import enrol
+
+        b = self.agent.board
+        return enrol.apply(self.state, b.device_key(), self.agent.ident, args)

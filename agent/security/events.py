@@ -12,7 +12,8 @@
 
 # Kinds: boot, update_step, rollback, tuf_failure, tls_failure,
 # command_accepted, command_refused, console_login_ok, console_login_failed,
-# console_lockout, console_action, console_denied, integrity_violation,
+# console_lockout, console_action, console_denied, console_account,
+# console_unlock_token, integrity_violation,
 # egress_blocked, clock_jump, queue_drop.
 # Resident on the board (heap): kept to the few lines every caller needs.
 SEVERITIES = ("info", "warning", "critical")

@@ -11,13 +11,17 @@ from pathlib import Path
 import click
 
 from host_tools.cli.errors import LibraryErrorGroup
+from host_tools.cli.keys import CliPassphrases, no_prompt_option
 from host_tools.console import store
+from host_tools.ops.envelope import CommandInputError
+from host_tools.pki.errors import PkiError
+from host_tools.release.errors import ReleaseError
 from host_tools.console.session import ConsoleFailure, Session, parse
 from host_tools.sim.boards import BoardError, Boards
 
 
 class ConsoleGroup(LibraryErrorGroup):
-    errors = (store.ConsoleError, BoardError)
+    errors = (store.ConsoleError, BoardError, ReleaseError, CommandInputError, PkiError)
 
     def resolve_command(self, ctx, args):
         # `medsentry console NAME ...` opens a session on board NAME.
@@ -36,17 +40,68 @@ def user() -> None:
     """Console accounts for a board or a model, sealed on the board at provisioning."""
 
 
+def send_options(f):
+    """Options of the commands that send an account change to a provisioned board."""
+    for opt in reversed([
+        click.option("--host", default=None, help="Broker host [default: from `broker run`]."),
+        click.option("--port", type=int, default=None),
+        click.option("--wait/--no-wait", default=True, show_default=True,
+                     help="Wait for the board's result (needs the collector running)."),
+        click.option("--timeout", default=60.0, show_default=True),
+        no_prompt_option,
+    ]):
+        f = opt(f)
+    return f
+
+
+def _send(ctx: click.Context, device: str, args: list[str], operator: str, host: str | None, port: int | None,
+          wait: bool, timeout: float, no_prompt: bool) -> None:
+    """Sign console-user ARGS for DEVICE as OPERATOR, publish it, and (with wait)
+    report the board's result: exit 1 unless it says done."""
+    from host_tools.cli.collector import broker_address
+    from host_tools.collector.dbconn import fleet_db
+    from host_tools.ops import commands
+    from host_tools.ops.keys import OpsKeyring, key_name
+
+    wd = ctx.obj["workdir"]
+    ring = OpsKeyring(wd)
+    ring.get(operator)
+    h, p = broker_address(wd, host, port)
+    sent = commands.sign(ring, operator, CliPassphrases(not no_prompt).existing(key_name(operator)),
+                         device, "console-user", args)
+    commands.publish(wd, h, p, device, sent.envelope)
+    commands.record(ring, sent)
+    click.echo(f"sent console-user {args[0]} {args[1]} to {device} as {operator} (counter {sent.ctr})")
+    if not wait:
+        return
+    r = commands.wait_result(fleet_db(wd), device, sent.ctr, timeout)
+    if r is None:
+        raise click.ClickException(f"no result from {device} within {timeout:.0f} s "
+                                   f"(`medsentry command list` shows it when it comes)")
+    click.echo(f"{device}: {r['result']}" + (f" ({r['reason']})" if r["reason"] else ""))
+    if r["result"] != "done":
+        ctx.exit(1)
+
+
 @user.command("add")
 @click.argument("target")
 @click.argument("name")
 @click.option("--role", type=click.Choice(store.ROLES), required=True)
+@click.option("--send-as", "operator", default=None,
+              help="TARGET is a provisioned board: also send the account to it now, signed by this operator.")
+@send_options
 @click.option("--qr", "qr_path", type=click.Path(dir_okay=False), default=None,
               help="Where to write the QR code image [default: <workdir>/console/<target>-<name>.png].")
 @click.pass_context
-def user_add(ctx: click.Context, target: str, name: str, role: str, qr_path: str | None) -> None:
+def user_add(ctx: click.Context, target: str, name: str, role: str, qr_path: str | None, operator: str | None,
+             host: str | None, port: int | None, wait: bool, timeout: float, no_prompt: bool) -> None:
     """Add account NAME with ROLE for TARGET (a board name or a model)."""
     workdir = ctx.obj["workdir"]
     store.ensure_dir(workdir)
+    if operator is not None:
+        from host_tools.pki import FleetPKI
+
+        FleetPKI(workdir).device(target)  # a board the fleet knows, before anything is asked
     if name in store.load(workdir, target):  # the store is usable before anything is asked
         raise store.ConsoleError(f"{name} already has an account on {target}; remove it first")
     path = Path(qr_path) if qr_path else Path(workdir) / "console" / f"{target}-{name}.png"
@@ -66,17 +121,70 @@ def user_add(ctx: click.Context, target: str, name: str, role: str, qr_path: str
     click.echo(term)
     click.echo(f"{name} ({role}) added for {target}; enrol the authenticator app with the QR code above "
                f"(also written to {path}) or this URI:\n{e.uri}")
-    click.echo(f"it reaches a board when the board is provisioned (`medsentry device provision`)")
+    if operator is None:
+        click.echo("it reaches a board when the board is provisioned (`medsentry device provision`), "
+                   "or a provisioned one with `medsentry console user push BOARD NAME --as OPERATOR`")
+        return
+    from host_tools.console import remote
+
+    _send(ctx, target, remote.console_user_args(workdir, target, name), operator, host, port, wait, timeout,
+          no_prompt)
+
+
+@user.command("push")
+@click.argument("board")
+@click.argument("name")
+@click.option("--as", "operator", required=True, help="Operator whose key signs (role with console-user).")
+@send_options
+@click.pass_context
+def user_push(ctx: click.Context, board: str, name: str, operator: str, host: str | None, port: int | None,
+              wait: bool, timeout: float, no_prompt: bool) -> None:
+    """Send account NAME (kept here for BOARD or its model) to the provisioned BOARD:
+    a signed console-user command, the secrets sealed for that board alone."""
+    from host_tools.console import remote
+
+    _send(ctx, board, remote.console_user_args(ctx.obj["workdir"], board, name), operator, host, port, wait,
+          timeout, no_prompt)
 
 
 @user.command("remove")
 @click.argument("target")
 @click.argument("name")
+@click.option("--send-as", "operator", default=None,
+              help="TARGET is a provisioned board: also remove the account on it now, signed by this operator.")
+@send_options
 @click.pass_context
-def user_remove(ctx: click.Context, target: str, name: str) -> None:
-    """Remove account NAME of TARGET."""
-    store.remove(ctx.obj["workdir"], target, name)
-    click.echo(f"{name} removed from {target}")
+def user_remove(ctx: click.Context, target: str, name: str, operator: str | None, host: str | None,
+                port: int | None, wait: bool, timeout: float, no_prompt: bool) -> None:
+    """Remove account NAME of TARGET (here; with --send-as also on the board)."""
+    if operator is None:
+        store.remove(ctx.obj["workdir"], target, name)
+        click.echo(f"{name} removed from {target}")
+        return
+    if name in store.load(ctx.obj["workdir"], target):
+        store.remove(ctx.obj["workdir"], target, name)
+        click.echo(f"{name} removed from {target} here")
+    _send(ctx, target, ["remove", name], operator, host, port, wait, timeout, no_prompt)
+
+
+@cli.command("unlock-token")
+@click.argument("board")
+@click.argument("user_name", metavar="USER")
+@click.argument("challenge")
+@click.option("--as", "operator", required=True, help="Operator whose key signs (role with unlock-console).")
+@no_prompt_option
+@click.pass_context
+def unlock_token(ctx: click.Context, board: str, user_name: str, challenge: str, operator: str,
+                 no_prompt: bool) -> None:
+    """The one-time token for USER's login on BOARD when its clock is unset
+    (the console shows CHALLENGE after the password)."""
+    from host_tools.console import remote
+    from host_tools.ops.keys import OpsKeyring, key_name
+
+    ring = OpsKeyring(ctx.obj["workdir"])
+    ring.get(operator)
+    click.echo(remote.unlock_token(ring, operator, CliPassphrases(not no_prompt).existing(key_name(operator)),
+                                   board, user_name, challenge))
 
 
 @user.command("list")
@@ -102,9 +210,12 @@ def user_list(ctx: click.Context, target: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="With --exec: print the answer as JSON.")
 @click.option("--yes", is_flag=True, help="With --exec clear-queue: confirm.")
 @click.option("--timeout", default=15.0, show_default=True)
+@click.option("--unlock-as", "operator", default=None,
+              help="When the board clock is unset: sign its one-time unlock token with this operator's key.")
+@no_prompt_option
 @click.pass_context
 def session(ctx: click.Context, name: str, user_name: str | None, code: str | None, command: str | None,
-            as_json: bool, yes: bool, timeout: float) -> None:
+            as_json: bool, yes: bool, timeout: float, operator: str | None, no_prompt: bool) -> None:
     """Open a console session on board NAME (or a serial port path).
     The password comes from MEDSENTRY_CONSOLE_PASSWORD or a prompt (never echoed)."""
     port = name if name.startswith("/dev/") else Boards(ctx.obj["workdir"]).status(name).get("port")
@@ -112,10 +223,29 @@ def session(ctx: click.Context, name: str, user_name: str | None, code: str | No
         raise click.ClickException(f"board {name} is not running")
     user_name = user_name or click.prompt("login")
     password = os.environ.get("MEDSENTRY_CONSOLE_PASSWORD") or getpass.getpass("password: ")
-    code = code or click.prompt("TOTP code", hide_input=True)
+    ask_code = code if code else (lambda: click.prompt("TOTP code", hide_input=True))
+    token = None
+    if operator is not None:
+        from host_tools.console import remote
+        from host_tools.ops.keys import OpsKeyring, key_name
+
+        ring = OpsKeyring(ctx.obj["workdir"])
+        ring.get(operator)
+        board = name if not name.startswith("/dev/") else None
+
+        def token(challenge: str) -> str:
+            if board is None:
+                raise ConsoleFailure("--unlock-as needs the board's name, not a port path", EXIT_LOGIN)
+            return remote.unlock_token(ring, operator, CliPassphrases(not no_prompt).existing(key_name(operator)),
+                                       board, user_name, challenge)
+    elif command is None:
+        def token(challenge: str) -> str:
+            click.echo(f"the board clock is unset: TOTP cannot be checked. An operator runs\n"
+                       f"  medsentry console unlock-token {name} {user_name} {challenge} --as OPERATOR", err=True)
+            return click.prompt("unlock token")
     try:
         with Session(port, timeout=timeout) as s:
-            click.echo(s.login(user_name, password, code).strip().splitlines()[-2], err=True)
+            click.echo(s.login(user_name, password, ask_code, token).strip().splitlines()[-2], err=True)
             if command is not None:
                 try:
                     body = s.run(command, confirm=yes)

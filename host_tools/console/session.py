@@ -3,7 +3,9 @@ password + TOTP code, run commands, log out. Nothing typed is logged here."""
 from __future__ import annotations
 
 import json
+import re
 import time
+from typing import Callable
 
 import serial
 
@@ -11,6 +13,8 @@ LOGIN = b"login: "
 SHELL = b"@medsentry$ "
 CONFIRM = b"type CLEAR to confirm: "
 LOCKED_MARK = b"console locked"
+TOKEN_PROMPT = b"unlock token: "
+CHALLENGE_RE = re.compile(r"unlock-token (\S+) (\S+) ([0-9a-f]{32}) ")
 
 # Exit codes of `medsentry console NAME --exec`.
 EXIT_OK, EXIT_TRANSPORT, EXIT_LOGIN, EXIT_DENIED, EXIT_ERROR = 0, 1, 2, 3, 4
@@ -60,14 +64,28 @@ class Session:
         self.ser.write(line.encode() + b"\r")
         self.ser.flush()
 
-    def login(self, user: str, password: str, code: str) -> str:
+    def login(self, user: str, password: str, code: str | Callable[[], str],
+              token: Callable[[str], str] | None = None) -> str:
+        """Log in. `code`: the TOTP code (or a function asked only when the board
+        wants one). `token`: called with the challenge when the board's clock is
+        unset and it asks for a one-time unlock token instead."""
         self.ser.write(b"\x03")  # drop any half-typed line: a fresh login prompt
         self._until(LOGIN)
         self._send(user)
         self._until(b"password: ")
         self._send(password)
-        self._until(b"TOTP code: ")
-        self._send(code)
+        asked = self._until(b"TOTP code: ", TOKEN_PROMPT)
+        if asked.endswith(TOKEN_PROMPT):
+            m = CHALLENGE_RE.search(_text(asked))
+            if token is None or m is None:
+                self.ser.write(b"\x03")
+                lines = [x.strip() for x in _text(asked).splitlines()]
+                said = next((x for x in lines if x.startswith("board clock unset")), "board clock unset")
+                how = next((x for x in lines if x.startswith("medsentry console unlock-token")), "")
+                raise ConsoleFailure(f"{said}\n  {how}\n(or pass --unlock-as OPERATOR)", EXIT_LOGIN)
+            self._send(token(m.group(3)))
+        else:
+            self._send(code() if callable(code) else code)
         out = self._until(LOGIN, SHELL)
         text = _text(out)
         if out.endswith(LOGIN):

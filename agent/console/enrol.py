@@ -1,0 +1,111 @@
+# Console accounts changed on a provisioned board by the signed command
+# `console-user` (agent/security/commands_run.py runs it once commands.py
+# verified the operator's signature, role, expiry and counter):
+#
+#   args ["add", name, role, hex(kid 8 | nonce 13 | AES-CCM ciphertext+tag 16)]
+#        ["remove", name]
+#
+# The secrets of an added account (PBKDF2 salt, iterations and verifier, the
+# TOTP key) are sealed by the host for this one board: AES-CCM under
+#   HMAC-SHA256(telemetry key, "medsentry console-user v1")[:16]
+# (the per-device key the host already shares with this board and nobody
+# else; derived, so nothing is ever encrypted under the telemetry key itself),
+# with AAD = "medsentry-console-user:" device "\n" name "\n" role, so a blob
+# is good for one board, one name and one role only. Plaintext:
+#   salt 16 | iterations u32 big-endian | verifier 32 | TOTP key 10..64
+# The board opens it in RAM and seals verifier and TOTP key again under its
+# device key (auth.make_record, agent/keystore.py) before anything reaches
+# flash, exactly as provisioning does.
+import binascii
+
+from agent.console import auth as acc
+
+KDF_LABEL = b"medsentry console-user v1"
+AAD_PREFIX = b"medsentry-console-user:"
+KID_LEN = 8
+NONCE_LEN = 13
+TAG_LEN = 16
+MAX_BLOB_HEX = 2 * (KID_LEN + NONCE_LEN + 16 + 4 + 32 + 64 + TAG_LEN)
+MAX_ITER = 1000000
+
+
+class EnrolError(ValueError):
+    # The sealed account does not open or does not make an account.
+    pass
+
+
+def account_key(tel_key):
+    return acc.hmac("sha256", tel_key, KDF_LABEL)[:16]
+
+
+def aad(device_id, name, role):
+    return AAD_PREFIX + ("%s\n%s\n%s" % (device_id, name, role)).encode()
+
+
+def open_account(tel_kid, tel_key, device_id, name, role, blob_hex):
+    # -> (salt, iterations, verifier, totp key); EnrolError when it does not open.
+    from agent.telemetry.aes_ccm import AESCCM, CCMError
+
+    if not isinstance(blob_hex, str) or len(blob_hex) > MAX_BLOB_HEX:
+        raise EnrolError("sealed account too long")
+    try:
+        blob = binascii.unhexlify(blob_hex)
+    except ValueError:
+        raise EnrolError("sealed account is not hex")
+    if len(blob) < KID_LEN + NONCE_LEN + TAG_LEN + 52 + 10:
+        raise EnrolError("sealed account too short")
+    if blob[:KID_LEN] != bytes(tel_kid):
+        raise EnrolError("sealed for another telemetry key")
+    nonce = blob[KID_LEN:KID_LEN + NONCE_LEN]
+    try:
+        pt = AESCCM(account_key(tel_key), TAG_LEN).decrypt(nonce, blob[KID_LEN + NONCE_LEN:],
+                                                           aad(device_id, name, role))
+    except CCMError:
+        raise EnrolError("sealed account does not open on this board")
+    iterations = int.from_bytes(pt[16:20], "big")
+    if not 1 <= iterations <= MAX_ITER:
+        raise EnrolError("iterations out of range")
+    return pt[:16], iterations, pt[20:52], pt[52:]
+
+
+def apply(state_dir, device_key, ident, args):
+    # Runs one verified console-user command. None when done, else the
+    # refusal reason (the account table is left as it was).
+    op, name = args[0], args[1]
+    users = acc.load(state_dir)  # AccountError (a ValueError): refused, nothing written
+    try:
+        import os
+
+        os.mkdir(state_dir + "/console")
+    except OSError:
+        pass
+    if op == "remove":
+        if name not in users:
+            return "no account %s" % name
+        del users[name]
+        acc.save(state_dir, users)
+        _emit("remove", name, None)
+        return None
+    role = args[2]
+    if name not in users and len(users) >= acc.MAX_USERS:
+        return "%d accounts already" % acc.MAX_USERS
+    try:
+        salt, iterations, verifier, secret = open_account(
+            ident["kid"], ident["key"], ident["device_id"], name, role, args[3])
+    except EnrolError as e:
+        return "sealed account refused: %s" % e
+    users[name] = acc.make_record(device_key, name, role, salt, iterations, verifier, secret)
+    acc.save(state_dir, users)  # atomic: the old table or the new one
+    _emit("add", name, role)
+    return None
+
+
+def _emit(op, name, role):
+    try:
+        from agent.security import events
+    except ImportError:
+        return
+    d = {"op": op, "user": name}
+    if role:
+        d["role"] = role
+    events.emit("console_account", "info", d)

@@ -200,3 +200,20 @@ def test_no_policy_on_the_board_no_token_login():
     os.remove(d + "/command-policy.json")
     sh, text = _token_login(fx, d, fx["tokens"][0][1])
     assert "unlock token refused: no command policy on this board" in text, text
+
+
+def test_under_quarantine_a_token_is_the_signed_unlock():
+    # Quarantined with the clock unset: a command's expiry cannot be checked,
+    # so the challenge-bound token is what opens one login.
+    from agent.security import flags
+
+    fx = _fx()
+    d = _enrolled(fx)
+    flags.set_quarantine(d, True)
+    sh, text = _token_login(fx, d, fx["tokens"][0][1])
+    assert "welcome tom (technician)" in text, text
+    # With the clock set, quarantine still refuses a password + TOTP login.
+    now = [fx["now"]]
+    sh, out = _shell(fx, d, now)
+    sh.feed(("tom\r%s\r%s\r" % (fx["password"], acc.at(binascii.unhexlify(fx["totp"]), fx["now"]))).encode())
+    assert "login refused: device quarantined" in _take(out)

@@ -15,7 +15,7 @@ from agent.console import auth as acc
 from agent.console import lockout
 
 MAX_LINE = 128
-MAX_TOKEN_LINE = 160  # the unlock token (agent/console/unlock.py): 145 characters
+MAX_TOKEN_LINE = 160  # the unlock token (agent/console/remote.py): 145 characters
 # Commands and the least role each needs. No command reads a key or runs code:
 # each one calls an operation the agent hands in (ops[name]).
 RANK = {"viewer": 0, "technician": 1, "admin": 2}
@@ -239,17 +239,17 @@ class Shell:
             self.device[0], self.pending[0], self.challenge))
 
     def _token_refusal(self, name, challenge, token):
-        # None when the token verifies (agent/console/unlock.py); its code is
+        # None when the token verifies (agent/console/remote.py); its code is
         # released at once (the console's session stays small).
         import sys
 
         before = list(sys.modules)
         try:
-            from agent.console import unlock
+            from agent.console import remote
 
-            return unlock.check(self.state_dir, self.device[1], self.device[0], name, challenge, token)
+            return remote.check_token(self.state_dir, self.device[1], self.device[0], name, challenge, token)
         finally:
-            unlock = None
+            remote = None
             from agent import release_modules
 
             release_modules([m for m in sys.modules if m not in before and m != "agent.security.events"])

@@ -8,7 +8,7 @@ import sys
 # Loaded per use, released after (only when this turn imported them: code
 # someone else holds, e.g. the console's flags, stays).
 TRANSIENT = ("agent.security.commands", "agent.security.commands_run", "agent.security.flags", "updater.crypto",
-             "agent.console.enrol", "agent.console.auth", "agent.keystore")
+             "agent.console.remote", "agent.console.auth", "agent.keystore")
 
 
 def _egress_blocked(endpoint):

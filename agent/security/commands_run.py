@@ -295,9 +295,9 @@ class AgentCommands:
         flags.set_console_unlock(self.state, int(self.agent.board.time()) + args[0] * 60)
 
     def console_user(self, args):
-        # Add or remove a console account (agent/console/enrol.py); released
+        # Add or remove a console account (agent/console/remote.py); released
         # after the turn with the rest of the command code (commands_boot).
-        from agent.console import enrol
+        from agent.console import remote
 
         b = self.agent.board
-        return enrol.apply(self.state, b.device_key(), self.agent.ident, args)
+        return remote.apply(self.state, b.device_key(), self.agent.ident, args)

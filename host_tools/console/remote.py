@@ -2,12 +2,12 @@
 
 * ``console-user`` commands: an account the host keeps (store.py) is sealed for one
   board and sent as a signed command (host_tools/ops/commands.py); the board opens
-  it (agent/console/enrol.py) and seals it again under its device key. Sealing:
+  it (agent/console/remote.py) and seals it again under its device key. Sealing:
   AES-CCM (16-byte tag) under ``HMAC-SHA256(telemetry key, "medsentry console-user
   v1")[:16]``, the board's active telemetry key being the one per-device secret the
   fleet host already shares with it; the AAD binds board, user name and role.
 * Unlock tokens: an operator's Ed25519 signature over a challenge the console
-  shows when the board clock is unset (agent/console/unlock.py)."""
+  shows when the board clock is unset (also agent/console/remote.py)."""
 from __future__ import annotations
 
 import hashlib

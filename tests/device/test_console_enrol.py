@@ -1,14 +1,14 @@
 # Console accounts on a provisioned board through the signed command
-# `console-user` (agent/console/enrol.py behind the command verifier), and the
+# `console-user` (agent/console/remote.py behind the command verifier), and the
 # one-time unlock token that stands in for TOTP when the board clock is unset
-# (agent/console/unlock.py behind the shell). Envelopes, sealed accounts and
+# (the same module, behind the shell). Envelopes, sealed accounts and
 # tokens come from the host code (data/commands/make_console_fixtures.py).
 import binascii
 import json
 
 import devtest
 from agent.console import auth as acc
-from agent.console import enrol
+from agent.console import remote
 from agent.console import shell as shell_mod
 from agent.console.shell import Shell
 from agent.security import events
@@ -32,7 +32,7 @@ def _runner(fx, d):
     r = CommandRunner(d, fx["device"], fx["model"], lambda: fx["now"], results.append)
     r.install_policy(json.dumps(fx["policy"]).encode())
     ident = _ident(fx)
-    r.actions["console-user"] = lambda args: enrol.apply(d, DK, ident, args)
+    r.actions["console-user"] = lambda args: remote.apply(d, DK, ident, args)
     return r
 
 

@@ -102,7 +102,9 @@ def test_small_flash_caps_the_queue_and_unprovisioned_boards_keep_the_raw_repl(e
     # slots) no longer holds the release, and factory programming says so.
     with pytest.raises(ImageError, match="partition slot_a is full.*this flash is too small"):
         boards.start("pump-p0", model="pump-v2", flash_size="1M")
-    port = boards.start("pump-p1", model="pump-v2", flash_size="1536k")["port"]
+    # 1600k: 400 KiB slots, the smallest multiple of 64 KiB that holds the app
+    # since the console's remote module (1536k did until then).
+    port = boards.start("pump-p1", model="pump-v2", flash_size="1600k")["port"]
     with Uart(port) as u:  # unprovisioned: raw REPL as before
         assert u.exec("print(6 * 7)").strip() == "42"
     provision(pki, "pump-p1", port, BrokerAddress("127.0.0.1", 18883))

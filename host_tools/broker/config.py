@@ -31,6 +31,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from host_tools.broker import plugin as ratelimit
 from host_tools.pki import FleetPKI
 
 DEVICE_PUBLISH_TOPICS = ("telemetry", "status", "events", "update")
@@ -66,11 +67,13 @@ def render_acl(collectors: list[str] | tuple[str, ...] = ("collector",)) -> str:
         lines.append(f"pattern write {TOPIC_ROOT}/%u/{t}")
     for t in DEVICE_SUBSCRIBE_TOPICS:
         lines.append(f"pattern read {TOPIC_ROOT}/%u/{t}")
-    lines += ["", "# Each collector instance reads everything devices publish, and writes nothing."]
+    lines += ["", "# Each collector instance reads everything devices publish, and writes nothing;",
+              "# also what the broker's rate limit dropped (published by the broker itself)."]
     for name in collectors:
         lines.append(f"user {name}")
         for t in DEVICE_PUBLISH_TOPICS:
             lines.append(f"topic read {TOPIC_ROOT}/+/{t}")
+        lines.append(f"topic read {ratelimit.NOTIFY_TOPIC}")
     lines += [
         "",
         "# The operator sends commands and watches device status.",
@@ -102,6 +105,12 @@ class BrokerSettings:
     max_queued_bytes: int = 64 * 1024 * 1024
     max_inflight_messages: int = 100
     max_packet_size: int = MAX_PACKET
+    #: Messages per second one client may publish (host_tools/broker/ratelimit/;
+    #: beyond it they are dropped at the broker and reported); None: no limit.
+    rate_limit: int | None = ratelimit.RATE
+    rate_burst: int = ratelimit.BURST
+    #: The built plugin (default: built and cached on first use).
+    rate_plugin: Path | None = None
     extra_lines: list[str] = field(default_factory=list)
 
 
@@ -129,6 +138,8 @@ def render_config(pki: FleetPKI, settings: BrokerSettings, acl_path: Path) -> st
         "log_type subscribe",
         "log_timestamp true",
     ]
+    if s.rate_limit is not None:
+        out += ratelimit.config_lines(s.rate_plugin or ratelimit.plugin_path(), s.rate_limit, s.rate_burst)
     if s.run_as_root:
         out.append("user root")
     if s.log_file is not None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from host_tools.pki import FleetPKI
 from host_tools.procutil import read_log, stop_process
 
+from . import plugin as ratelimit
 from .config import BrokerSettings, write_config
 
 MOSQUITTO = "/usr/sbin/mosquitto"
@@ -69,6 +70,7 @@ class Broker:
         run_as_root: bool | None = None,
         ready_timeout: float = 10.0,
         mosquitto: str = MOSQUITTO,
+        rate_limit: int | None = ratelimit.RATE,
     ) -> None:
         self.pki = pki
         self.run_dir = Path(run_dir).resolve()
@@ -79,6 +81,7 @@ class Broker:
         self.run_as_root = (os.geteuid() == 0) if run_as_root is None else run_as_root
         self.ready_timeout = ready_timeout
         self.mosquitto = mosquitto
+        self.rate_limit = rate_limit  # messages/s per client (plugin.py); None: none (capacity benches)
         self.proc: subprocess.Popen[bytes] | None = None
         self.config_path: Path | None = None
         self.acl_path: Path | None = None
@@ -102,6 +105,7 @@ class Broker:
             autosave_on_changes=self.autosave_on_changes,
             log_file=self.log_path,
             run_as_root=self.run_as_root,
+            rate_limit=self.rate_limit,
         )
 
     # -- lifecycle -------------------------------------------------------------

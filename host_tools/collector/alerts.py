@@ -13,8 +13,9 @@ the time (collector receive time of the newest evidence). Rules:
 ``silent``               nothing received for SILENT_PERIODS x the posture period
 ``egress_blocked``       egress_blocked events (or a posture blocked count > 0)
 ``console_lockout``      console_lockout events (or locked accounts in posture)
-``telemetry_flood``      the collector shed messages of the device (over its spool quota;
-                         the evidence is the count)
+``telemetry_flood``      messages of the device were shed: by the broker (over its per-client
+                         rate, reported on medsentry/broker/shed) or by the collector (over
+                         its spool quota); the evidence is the count
 """
 from __future__ import annotations
 

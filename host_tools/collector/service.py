@@ -16,6 +16,7 @@ instance needs its own identity (``collector``, ``collector-b``, ...).
 """
 from __future__ import annotations
 
+import json
 import ssl
 import socket
 import threading
@@ -33,7 +34,10 @@ from .ingest import Ingestor, Outcome
 from .spool import RATE as SPOOL_RATE
 from .spool import Spool
 
-SUBSCRIPTIONS = ("medsentry/+/telemetry", "medsentry/+/status")
+#: The broker's own reports of what its per-client rate limit dropped
+#: (host_tools/broker/ratelimit/): JSON {"client", "shed" (running total), ...}.
+BROKER_SHED_TOPIC = "medsentry/broker/shed"
+SUBSCRIPTIONS = ("medsentry/+/telemetry", "medsentry/+/status", BROKER_SHED_TOPIC)
 #: Messages are stored in batches of at most BATCH_MAX (one SQLite commit) and
 #: acknowledged right after the commit, at the latest BATCH_DELAY s after arrival.
 #: Keep BATCH_MAX below the broker's max_inflight_messages (100 in our config).
@@ -95,6 +99,7 @@ class Collector:
         self._store_thread: threading.Thread | None = None
         self._stored = threading.Condition()
         self.shed: dict[str, int] = {}
+        self._broker_totals: dict[str, int] = {}  # client -> the broker's last reported shed total
         self.client = tls_client(pki.client_identity(config.identity), config.client_id or config.identity,
                                  clean_session=config.clean_session, manual_ack=True)
         self.client.reconnect_delay_set(min_delay=1, max_delay=5)
@@ -132,7 +137,10 @@ class Collector:
             if self.failed:
                 return  # never acknowledged: redelivered to the next session
             try:
-                self.spool.add(msg.topic, bytes(msg.payload), bool(msg.retain))  # False: shed, acked in turn
+                if msg.topic == BROKER_SHED_TOPIC:
+                    self._broker_shed(bytes(msg.payload))
+                else:
+                    self.spool.add(msg.topic, bytes(msg.payload), bool(msg.retain))  # False: shed, acked in turn
             except Exception as exc:  # noqa: BLE001 - spool failure: do not ack, stop
                 self._fail(exc)
                 return
@@ -141,6 +149,22 @@ class Collector:
             self._pending.append((msg.mid, msg.qos))
             if len(self._pending) >= BATCH_MAX:
                 self._flush_locked()
+
+    def _broker_shed(self, payload: bytes) -> None:
+        """What the broker dropped for one client since it started: the increase
+        since the last report is counted like the spool's own shedding (flood_shed,
+        the telemetry_flood alert). A total below the last one: the broker restarted."""
+        try:
+            d = json.loads(payload)
+            client, total = str(d["client"]), int(d["shed"])
+        except (ValueError, KeyError, TypeError):
+            self.errors.append(f"bad broker shed report {payload[:80]!r}")
+            return
+        last = self._broker_totals.get(client, 0)
+        self._broker_totals[client] = total
+        n = total - last if total >= last else total
+        if n > 0:
+            self.spool.add_shed(client, n)
 
     # -- the store thread: spool -> fleet database, devices in turn -------------
     def _store_loop(self) -> None:

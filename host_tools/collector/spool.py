@@ -172,6 +172,11 @@ class Spool:
             self.conn.executemany("DELETE FROM spool WHERE id = ?", ids)
             self.conn.execute("COMMIT")
 
+    def add_shed(self, dev: str, n: int) -> None:
+        """Messages of `dev` dropped before they reached us (the broker's rate limit)."""
+        with self.lock:
+            self.shed[dev] = self.shed.get(dev, 0) + n
+
     def take_shed(self) -> dict[str, int]:
         with self.lock:
             out, self.shed = self.shed, {}

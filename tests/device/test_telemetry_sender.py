@@ -127,3 +127,23 @@ def test_pubacks_remove_in_order_only():
     s._on_puback(12)
     assert len(s.queue) == 1 and s.queue.peek() == es[3]
     assert s.stats["acked"] == 3
+
+
+def test_publishing_is_paced_below_the_brokers_per_client_limit():
+    # At most PACE_N per PACE_MS (400/s): the broker drops what one client
+    # sends over 500/s although a QoS 1 PUBACK still comes, so a device
+    # draining a long backlog must never get there.
+    from agent.telemetry import sender as S
+
+    s = make(devtest.tmpdir())
+    t, sent = 1000, 0
+    while t < 1000 + 2000:  # 2 s of a publisher that never has to wait for the network
+        wait = s._pace(t)
+        if wait:
+            assert 0 < wait <= S.PACE_MS
+            t += wait
+        else:
+            sent += 1
+    assert S.PACE_N * 1000 // S.PACE_MS < 500
+    assert sent <= 2 * S.PACE_N * 1000 // S.PACE_MS + S.PACE_N, sent
+    assert sent >= 2 * S.PACE_N * 1000 // S.PACE_MS - S.PACE_N, sent

@@ -119,14 +119,18 @@ def apply(state_dir, device_key, ident, args):
 
 
 def _emit(op, name, role):
+    d = {"op": op, "user": name}
+    if role:
+        d["role"] = role
+    _emit_event("console_account", "info", d)
+
+
+def _emit_event(kind, severity, detail):
     try:
         from agent.security import events
     except ImportError:
         return
-    d = {"op": op, "user": name}
-    if role:
-        d["role"] = role
-    events.emit("console_account", "info", d)
+    events.emit(kind, severity, detail)
 
 
 # -- one-time unlock tokens ------------------------------------------------
@@ -182,3 +186,26 @@ def check_token(state_dir, model, device_id, user, challenge, token):
     except (ValueError, KeyError, TypeError):
         ok = False
     return None if ok else "bad signature"
+
+
+# -- the console's side (agent/console/shell.py calls these through _remote) --
+def ask_token(sh):
+    # After the password, with the board clock unset: a fresh challenge (RAM
+    # only) and what the technician asks an operator for.
+    import os
+
+    sh.challenge = binascii.hexlify((sh.entropy or os.urandom)(16)).decode()
+    sh.stage = "token"
+    sh._say("board clock unset: TOTP cannot be checked. Ask an operator for a one-time unlock token:")
+    sh._say("  medsentry console unlock-token %s %s %s --as OPERATOR" % (sh.device[0], sh.pending[0], sh.challenge))
+
+
+def token_login(sh, users, name, password, challenge, token):
+    # (ok, refusal reason of the token or None). Both factors are checked
+    # whatever the other gives; the attempt is already counted (lockout).
+    pw_ok = acc.check_password(users, sh.device_key, name, password)[0]
+    why = check_token(sh.state_dir, sh.device[1], sh.device[0], name, challenge, token) if challenge else "no challenge"
+    _emit_event("console_unlock_token", "warning" if why else "info",
+                {"user": name if name in users else "?", "result": why or "ok"})
+    return pw_ok and why is None and name in users, why
+

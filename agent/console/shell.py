@@ -62,13 +62,6 @@ def _emit(kind, severity, detail):
     events.emit(kind, severity, detail)
 
 
-def _new_challenge():
-    import binascii
-    import os
-
-    return binascii.hexlify(os.urandom(16)).decode()
-
-
 def _quarantined(state_dir, now):
     try:
         from agent.security import flags
@@ -79,9 +72,11 @@ def _quarantined(state_dir, now):
 
 
 class Shell:
-    def __init__(self, state_dir, device_key, clock, ops, write, idle_ms=IDLE_MS, ticks=ticks_ms, device=None):
+    def __init__(self, state_dir, device_key, clock, ops, write, idle_ms=IDLE_MS, ticks=ticks_ms, device=None,
+                 entropy=None):
         self.state_dir = state_dir
         self.device = device  # (device id, model): for unlock tokens; None: none accepted
+        self.entropy = entropy  # fn(n) -> n random bytes for challenges (None: os.urandom)
         self.device_key = device_key
         self.clock = clock  # board RTC seconds (board.time)
         self.ops = ops
@@ -202,7 +197,7 @@ class Shell:
             self.pending = (self.pending[0], text)
             self.stage = "code"
             if self.device is not None and int(self.clock()) < acc.CLOCK_MIN:
-                self._ask_token()
+                self._remote("ask_token")
         elif self.stage in ("code", "token"):
             name, pw = self.pending
             challenge, self.challenge = self.challenge, None  # consumed before any check
@@ -229,25 +224,16 @@ class Shell:
         self._say(message)
         self._prompt()
 
-    def _ask_token(self):
-        # The clock is unset: TOTP cannot be checked; a one-time token signed
-        # by an operator over a fresh challenge stands in for the code.
-        self.challenge = _new_challenge()
-        self.stage = "token"
-        self._say("board clock unset: TOTP cannot be checked. Ask an operator for a one-time unlock token:")
-        self._say("  medsentry console unlock-token %s %s %s --as OPERATOR" % (
-            self.device[0], self.pending[0], self.challenge))
-
-    def _token_refusal(self, name, challenge, token):
-        # None when the token verifies (agent/console/remote.py); its code is
-        # released at once (the console's session stays small).
+    def _remote(self, fn, *args):
+        # A function of agent/console/remote.py (one-time unlock tokens: the
+        # board clock is unset); its code is released at once after.
         import sys
 
         before = list(sys.modules)
         try:
             from agent.console import remote
 
-            return remote.check_token(self.state_dir, self.device[1], self.device[0], name, challenge, token)
+            return getattr(remote, fn)(self, *args)
         finally:
             remote = None
             from agent import release_modules
@@ -278,10 +264,8 @@ class Shell:
         if token is None:
             ok, step = acc.check(users, self.device_key, name, password, code, now, lock.last_step(key))
         else:
-            pw_ok = acc.check_password(users, self.device_key, name, password)[0]
-            why = self._token_refusal(name, challenge, token) if challenge else "no challenge"
-            ok, step = pw_ok and why is None and name in users, lock.last_step(key)
-            _emit("console_unlock_token", "warning" if why else "info", {"user": who, "result": why or "ok"})
+            ok, why = self._remote("token_login", users, name, password, challenge, token)
+            step = lock.last_step(key)
         if ok:
             lock.succeeded(key, step)
             self.counts["ok"] += 1

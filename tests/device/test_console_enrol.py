@@ -9,7 +9,6 @@ import json
 import devtest
 from agent.console import auth as acc
 from agent.console import remote
-from agent.console import shell as shell_mod
 from agent.console.shell import Shell
 from agent.security import events
 from agent.security.commands_run import CommandRunner
@@ -65,9 +64,10 @@ def test_every_console_user_case_gets_its_answer():
     events.set_sink(None)
 
 
-def _shell(fx, d, now):
+def _shell(fx, d, now, challenge=None):
     out = bytearray()
-    sh = Shell(d, DK, lambda: now[0], {}, out.extend, device=(fx["device"], fx["model"]))
+    ch = binascii.unhexlify(challenge or fx["challenge"])
+    sh = Shell(d, DK, lambda: now[0], {}, out.extend, device=(fx["device"], fx["model"]), entropy=lambda n: ch)
     return sh, out
 
 
@@ -121,18 +121,13 @@ def _token_login(fx, d, token, password=None, challenge=None):
     # a challenge (here the fixture's, in place of os.urandom) and asks for a token.
     now = [978307200]
     challenge = challenge or fx["challenge"]
-    saved = shell_mod._new_challenge
-    shell_mod._new_challenge = lambda: challenge
-    try:
-        sh, out = _shell(fx, d, now)
-        sh.feed(("tom\r%s\r" % (password or fx["password"])).encode())
-        shown = _take(out)
-        assert "board clock unset" in shown and challenge in shown and "unlock token: " in shown, shown
-        assert sh.stage == "token"
-        sh.feed(token.encode() + b"\r")
-        return sh, _take(out)
-    finally:
-        shell_mod._new_challenge = saved
+    sh, out = _shell(fx, d, now, challenge)
+    sh.feed(("tom\r%s\r" % (password or fx["password"])).encode())
+    shown = _take(out)
+    assert "board clock unset" in shown and challenge in shown and "unlock token: " in shown, shown
+    assert sh.stage == "token"
+    sh.feed(token.encode() + b"\r")
+    return sh, _take(out)
 
 
 def test_unlock_tokens_when_the_clock_is_unset():
@@ -177,13 +172,8 @@ def test_token_failures_count_toward_the_lockout():
         # Each attempt: a fresh shell (the delay between failures is waited out
         # by moving the board clock ahead: the counters use it).
         now = [978307200 + 100 * i]
-        saved = shell_mod._new_challenge
-        shell_mod._new_challenge = lambda: fx["challenge"]
-        try:
-            sh, out = _shell(fx, d, now)
-            sh.feed(("tom\r%s\r%s\r" % (fx["password"], bad)).encode())
-        finally:
-            shell_mod._new_challenge = saved
+        sh, out = _shell(fx, d, now)
+        sh.feed(("tom\r%s\r%s\r" % (fx["password"], bad)).encode())
         text = _take(out)
     assert "account locked" in text, text
     now = [978307200 + 500]

@@ -61,7 +61,7 @@ def _send(ctx: click.Context, device: str, args: list[str], operator: str, host:
     from host_tools.cli.collector import broker_address
     from host_tools.collector.dbconn import fleet_db
     from host_tools.ops import commands
-    from host_tools.ops.keys import OpsKeyring, key_name
+    from host_tools.ops.keys import OpsError, OpsKeyring, key_name
 
     wd = ctx.obj["workdir"]
     ring = OpsKeyring(wd)
@@ -69,7 +69,12 @@ def _send(ctx: click.Context, device: str, args: list[str], operator: str, host:
     h, p = broker_address(wd, host, port)
     sent = commands.sign(ring, operator, CliPassphrases(not no_prompt).existing(key_name(operator)),
                          device, "console-user", args)
-    commands.publish(wd, h, p, device, sent.envelope)
+    try:
+        commands.publish(wd, h, p, device, sent.envelope)
+    except OpsError as exc:
+        again = (f"medsentry console user push {device} {args[1]} --as {operator}" if args[0] == "add"
+                 else f"medsentry console user remove {device} {args[1]} --send-as {operator}")
+        raise click.ClickException(f"{exc}; nothing reached {device}: send it again with `{again}`") from None
     commands.record(ring, sent)
     click.echo(f"sent console-user {args[0]} {args[1]} to {device} as {operator} (counter {sent.ctr})")
     if not wait:

@@ -109,3 +109,17 @@ def test_cli_prints_a_token(tmp_path, ring):
     r = CliRunner().invoke(cli, ["--workdir", str(tmp_path), "console", "unlock-token", "pump-1", "tom", CH,
                                  "--as", "bob", "--no-prompt"], env={"MEDSENTRY_KEY_PASSPHRASE_OPS_BOB": PASS})
     assert r.exit_code == 1 and "may not unlock consoles" in r.output, r.output
+
+
+def test_a_send_that_reaches_no_broker_keeps_the_account_and_says_how_to_resend(tmp_path, ring):
+    pki = FleetPKI(tmp_path)
+    pki.init()
+    pki.issue("pump-1", "pump-v2")
+    pki.issue_client("operator")
+    env = {"MEDSENTRY_KEY_PASSPHRASE_OPS_ALICE": PASS, "MEDSENTRY_CONSOLE_PASSWORD": "technician-pass-1"}
+    r = CliRunner().invoke(cli, ["--workdir", str(tmp_path), "console", "user", "add", "pump-1", "tom",
+                                 "--role", "technician", "--send-as", "alice", "--no-prompt", "--host", "127.0.0.1",
+                                 "--port", "9"], env=env)
+    assert r.exit_code == 1 and "cannot reach the broker" in r.output, r.output
+    assert "medsentry console user push pump-1 tom --as alice" in r.output, r.output
+    assert "tom" in store.load(tmp_path, "pump-1")

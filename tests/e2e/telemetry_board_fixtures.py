@@ -64,6 +64,16 @@ class BoardFleet:
                                   timeout, what)
         return st["device"]["telemetry"]
 
+    def results_after(self, name: str, n: int, k: int, timeout: float = 60.0) -> list[dict]:
+        """The k signed-command results of device `name` stored after its first n."""
+        deadline = time.monotonic() + timeout
+        rs = self.db.command_results(name)[n:]
+        while len(rs) < k and time.monotonic() < deadline:
+            time.sleep(0.2)
+            rs = self.db.command_results(name)[n:]
+        assert len(rs) >= k, rs
+        return rs[:k]
+
     def wait_stored(self, name: str, n: int, timeout: float) -> int:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

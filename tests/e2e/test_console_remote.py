@@ -49,26 +49,6 @@ HEAP = "384k"
 PW = "technician-pass-1"
 
 
-def _result(f, ctr, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for r in f.db.command_results(DEVICE):
-            if r["ctr"] == ctr:
-                return r
-        time.sleep(0.2)
-    raise AssertionError(f"no result for ctr {ctr}: {f.db.command_results(DEVICE)}")
-
-
-def _results_after(f, n, k, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    rs = f.db.command_results(DEVICE)[n:]
-    while len(rs) < k and time.monotonic() < deadline:
-        time.sleep(0.2)
-        rs = f.db.command_results(DEVICE)[n:]
-    assert len(rs) >= k, rs
-    return rs[:k]
-
-
 def _login(f, user, password=PW, code=None, token=None):
     s = Session(f.boards.status(DEVICE)["port"], timeout=20)
     try:
@@ -139,7 +119,7 @@ def test_accounts_by_signed_command_and_unlock_without_a_clock(tmp_path):
         other = remote.console_user_args(f.workdir, OTHER, "tom")
         moved = ops_commands.sign(ring, "alice", OPS_PASS, DEVICE, "console-user", other)
         ops_commands.publish(f.workdir, f.broker.host, f.broker.port, DEVICE, moved.envelope)
-        rs = _results_after(f, n, 4)
+        rs = f.results_after(DEVICE, n, 4)
         assert [(x["result"], (x["reason"] or "").split(":")[0]) for x in rs] == [
             ("refused", "wrong role"), ("refused", "bad signature"),
             ("refused", "sealed account refused"), ("refused", "sealed account refused")], rs
@@ -156,7 +136,7 @@ def test_accounts_by_signed_command_and_unlock_without_a_clock(tmp_path):
         assert r.exit_code == 0 and f"{DEVICE}: done" in r.output, r.output
         n = len(f.db.command_results(DEVICE))
         ops_commands.publish(f.workdir, f.broker.host, f.broker.port, DEVICE, good.envelope)
-        rep = _results_after(f, n, 1)[0]
+        rep = f.results_after(DEVICE, n, 1)[0]
         assert rep["result"] == "refused" and rep["reason"].startswith("replayed"), rep
         with pytest.raises(ConsoleFailure):
             _login(f, "tom", code=pyotp.TOTP(secret).now()).close()

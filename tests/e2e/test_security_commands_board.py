@@ -64,16 +64,6 @@ def _result(f, ctr, timeout=60.0):
                          f"device {f.boards.status(DEVICE).get('device', {}).get('commands')}")
 
 
-def _results_after(f, n, k, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    rs = f.db.command_results(DEVICE)[n:]
-    while len(rs) < k and time.monotonic() < deadline:
-        time.sleep(0.2)
-        rs = f.db.command_results(DEVICE)[n:]
-    assert len(rs) >= k, rs
-    return rs[:k]
-
-
 def _wait_posture(f, pred, what, timeout=30.0):
     deadline = time.monotonic() + timeout
     while not pred(security_db.postures(f.db, DEVICE)):
@@ -146,7 +136,7 @@ def test_signed_commands_and_egress_on_a_board(tmp_path):
         _send(f, json.dumps(env).encode())
         _send(f, good.envelope)
         _send(f, good.envelope)  # 3. replayed
-        rs = _results_after(f, n, 3)
+        rs = f.results_after(DEVICE, n, 3)
         assert [(r["result"], (r["reason"] or "").split(":")[0]) for r in rs] == [
             ("refused", "bad signature"), ("done", ""), ("refused", "replayed")], rs
         assert rs[0]["ctr"] is None and rs[1]["ctr"] == rs[2]["ctr"] == good.ctr
@@ -172,7 +162,7 @@ def test_signed_commands_and_egress_on_a_board(tmp_path):
         f.wait_telemetry(DEVICE, lambda t: t.get("connected"), 60, "reconnected after the reset")
         n = len(f.db.command_results(DEVICE))
         _send(f, good.envelope)
-        last = _results_after(f, n, 1)[0]
+        last = f.results_after(DEVICE, n, 1)[0]
         assert last["ctr"] == good.ctr and last["reason"].startswith("replayed"), last
 
         # 7. revoked: bob revoked, policy republished, fetched on the next check
@@ -187,7 +177,7 @@ def test_signed_commands_and_egress_on_a_board(tmp_path):
         _send(f, E.seal(bob, p))
         # Refused before the signature is checked: nothing of the unverified
         # payload (command, counter) goes into the result.
-        r = _results_after(f, n, 1)[0]
+        r = f.results_after(DEVICE, n, 1)[0]
         assert r["reason"].startswith("revoked key") and r["ctr"] is None, r
 
         # 8. a patch that tries to reach another host: blocked, counted, the

@@ -290,6 +290,18 @@ class Shell:
 
     # -- commands ------------------------------------------------------------
     def _command(self, text):
+        # The account as it is now: removed or changed meanwhile (a signed
+        # console-user command), that holds from this command on.
+        try:
+            u = acc.load(self.state_dir).get(self.user)
+        except acc.AccountError:
+            u = None  # unreadable: fail closed
+        if u is None:
+            self._say("account %s removed: logged out" % self.user)
+            self.user = self.role = self.confirm = None
+            self.stage = "user"
+            return
+        self.role = u["role"]
         if self.confirm is not None:
             op, self.confirm = self.confirm, None
             if text.strip() != "CLEAR":

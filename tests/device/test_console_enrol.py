@@ -207,3 +207,21 @@ def test_under_quarantine_a_token_is_the_signed_unlock():
     sh, out = _shell(fx, d, now)
     sh.feed(("tom\r%s\r%s\r" % (fx["password"], acc.at(binascii.unhexlify(fx["totp"]), fx["now"]))).encode())
     assert "login refused: device quarantined" in _take(out)
+
+
+def test_a_removed_account_is_logged_out_at_its_next_command():
+    fx = _fx()
+    c = _cases(fx)
+    d = devtest.tmpdir()
+    r = _runner(fx, d)
+    assert r.handle(c["add_ok"][0])["result"] == "done"
+    now = [fx["now"]]
+    sh, out = _shell(fx, d, now)
+    sh.feed(("tom\r%s\r%s\r" % (fx["password"], acc.at(binascii.unhexlify(fx["totp"]), now[0]))).encode())
+    assert "welcome tom" in _take(out)
+    sh.feed(b"whoami\r")
+    assert "tom (technician)" in _take(out)
+    assert r.handle(c["remove_ok"][0])["result"] == "done"  # while the session is open
+    sh.feed(b"whoami\r")
+    text = _take(out)
+    assert "account tom removed: logged out" in text and text.endswith("login: ") and sh.stage == "user", text

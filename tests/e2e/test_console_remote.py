@@ -129,11 +129,12 @@ def test_accounts_by_signed_command_and_unlock_without_a_clock(tmp_path):
         time.sleep(1.2)  # the failure's delay (unknown names share one counter)
         with _login(f, "tom", code=pyotp.TOTP(secret).at(time.time() + 30)) as s:
             assert "tom (technician)" in s.run("whoami")  # still a technician
-            s.logout()
 
-        # 3. Removed by signed command; the earlier add replayed stays refused.
-        r = _cli(f, "console", "user", "remove", DEVICE, "tom", "--send-as", "alice", "--no-prompt")
-        assert r.exit_code == 0 and f"{DEVICE}: done" in r.output, r.output
+            # 3. Removed by signed command while his session is open: it ends at his
+            #    next command; the earlier add replayed stays refused.
+            r = _cli(f, "console", "user", "remove", DEVICE, "tom", "--send-as", "alice", "--no-prompt")
+            assert r.exit_code == 0 and f"{DEVICE}: done" in r.output, r.output
+            assert "account tom removed: logged out" in s.run("whoami")
         n = len(f.db.command_results(DEVICE))
         ops_commands.publish(f.workdir, f.broker.host, f.broker.port, DEVICE, good.envelope)
         rep = f.results_after(DEVICE, n, 1)[0]

@@ -13,10 +13,10 @@ import click
 from host_tools.cli.errors import LibraryErrorGroup
 from host_tools.cli.keys import CliPassphrases, no_prompt_option
 from host_tools.console import store
+from host_tools.console.session import ConsoleFailure, Session, parse
 from host_tools.ops.envelope import CommandInputError
 from host_tools.pki.errors import PkiError
 from host_tools.release.errors import ReleaseError
-from host_tools.console.session import ConsoleFailure, Session, parse
 from host_tools.sim.boards import BoardError, Boards
 
 
@@ -236,17 +236,15 @@ def session(ctx: click.Context, name: str, user_name: str | None, code: str | No
 
         ring = OpsKeyring(ctx.obj["workdir"])
         ring.get(operator)
-        board = name if not name.startswith("/dev/") else None
 
-        def token(challenge: str) -> str:
-            if board is None:
-                raise ConsoleFailure("--unlock-as needs the board's name, not a port path", EXIT_LOGIN)
+        def token(device: str, challenge: str) -> str:
+            # the device id as the board names itself in its challenge line
             return remote.unlock_token(ring, operator, CliPassphrases(not no_prompt).existing(key_name(operator)),
-                                       board, user_name, challenge)
+                                       device, user_name, challenge)
     elif command is None:
-        def token(challenge: str) -> str:
+        def token(device: str, challenge: str) -> str:
             click.echo(f"the board clock is unset: TOTP cannot be checked. An operator runs\n"
-                       f"  medsentry console unlock-token {name} {user_name} {challenge} --as OPERATOR", err=True)
+                       f"  medsentry console unlock-token {device} {user_name} {challenge} --as OPERATOR", err=True)
             return click.prompt("unlock token")
     try:
         with Session(port, timeout=timeout) as s:

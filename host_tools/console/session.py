@@ -65,10 +65,10 @@ class Session:
         self.ser.flush()
 
     def login(self, user: str, password: str, code: str | Callable[[], str],
-              token: Callable[[str], str] | None = None) -> str:
+              token: Callable[[str, str], str] | None = None) -> str:
         """Log in. `code`: the TOTP code (or a function asked only when the board
-        wants one). `token`: called with the challenge when the board's clock is
-        unset and it asks for a one-time unlock token instead."""
+        wants one). `token`: called with the board's device id and the challenge
+        when the board's clock is unset and it asks for a one-time unlock token."""
         self.ser.write(b"\x03")  # drop any half-typed line: a fresh login prompt
         self._until(LOGIN)
         self._send(user)
@@ -83,7 +83,7 @@ class Session:
                 said = next((x for x in lines if x.startswith("board clock unset")), "board clock unset")
                 how = next((x for x in lines if x.startswith("medsentry console unlock-token")), "")
                 raise ConsoleFailure(f"{said}\n  {how}\n(or pass --unlock-as OPERATOR)", EXIT_LOGIN)
-            self._send(token(m.group(3)))
+            self._send(token(m.group(1), m.group(3)))
         else:
             self._send(code() if callable(code) else code)
         out = self._until(LOGIN, SHELL)

@@ -156,7 +156,8 @@ def test_accounts_by_signed_command_and_unlock_without_a_clock(tmp_path):
         # A token by bob (operator: no unlock-console), and one for an earlier challenge.
         seen = []
 
-        def by_bob(ch):
+        def by_bob(dev, ch):
+            assert dev == DEVICE
             seen.append(remote.unlock_token(ring, "alice", OPS_PASS, DEVICE, "tina", ch))
             return ring.get("bob").keyid[:16] + ":" + bob.sign(remote.unlock_message(DEVICE, "tina", ch)).hex()
 
@@ -165,7 +166,7 @@ def test_accounts_by_signed_command_and_unlock_without_a_clock(tmp_path):
         assert "unlock token refused: wrong role" in str(e.value), e.value
         time.sleep(1.2)
         with pytest.raises(ConsoleFailure) as e:
-            _login(f, "tina", token=lambda ch: seen[0]).close()  # alice's, but for the last challenge
+            _login(f, "tina", token=lambda dev, ch: seen[0]).close()  # alice's, but for the last challenge
         assert "unlock token refused: bad signature" in str(e.value), e.value
         time.sleep(2.2)
 

@@ -193,6 +193,9 @@ class FleetDB:
         #: the batch's first record of that device (whose upsert created the row).
         self._sum_counts: dict[tuple[str, str], int] = {}
         self._sum_devices: dict[str, list[Any]] = {}
+        #: SQLite, inside deferred_writes(): rows of the two per-record inserts, sent
+        #: as one executemany each (PostgreSQL defers in dbconn.PgConnection).
+        self._defer: dict[str, list[tuple[Any, ...]]] | None = None
         with self.lock:
             self.migrate()
 
@@ -225,8 +228,26 @@ class FleetDB:
 
     def deferred_writes(self) -> Any:
         """PostgreSQL: send a batch's writes as one executemany per statement
-        (dbconn.PgConnection.deferred_writes). SQLite (in-process): nothing to save."""
-        return self.conn.deferred_writes() if self.kind == "postgresql" else contextlib.nullcontext()
+        (dbconn.PgConnection.deferred_writes). SQLite: the per-record inserts into
+        ``accepted`` and ``vitals`` (one executemany each, sent before anything reads
+        ``accepted`` and at the end; discarded if the block raises)."""
+        return self.conn.deferred_writes() if self.kind == "postgresql" else self._sqlite_deferred()
+
+    @contextlib.contextmanager
+    def _sqlite_deferred(self) -> Any:
+        self._defer = {ACCEPT_SQL: [], VITALS_SQL: []}
+        try:
+            yield
+            self._flush_deferred()
+        finally:
+            self._defer = None
+
+    def _flush_deferred(self) -> None:
+        if self._defer:
+            for sql, rows in self._defer.items():
+                if rows:
+                    self.conn.executemany(sql, rows)
+                    rows.clear()
 
     def lock_store(self) -> None:
         """Inside a batch: serialise storing with other collector processes (SQLite's
@@ -324,6 +345,7 @@ class FleetDB:
 
     def accepted_digest(self, device_id: str, seq: int) -> bytes | None:
         with self.lock:
+            self._flush_deferred()  # a redelivery within the batch reads its first copy
             r = self.conn.execute("SELECT digest FROM accepted WHERE device_id=? AND seq=?",
                                   (device_id, seq)).fetchone()
             return None if r is None else bytes(r[0])
@@ -451,6 +473,10 @@ class FleetDB:
             return int(open_) + int(expired)
 
 
+ACCEPT_SQL = "INSERT INTO accepted VALUES (?, ?, ?, ?, ?, ?)"
+VITALS_SQL = "INSERT INTO vitals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
 class _Txn:
     """``with db.transaction() as tx:`` — all writes of one message, atomically."""
 
@@ -509,8 +535,11 @@ class _Txn:
 
     def accept(self, device_id: str, seq: int, kid: bytes, topic: str, digest: bytes,
                now: float, highest: int) -> None:
-        self.c.execute("INSERT INTO accepted VALUES (?, ?, ?, ?, ?, ?)",
-                       (device_id, seq, kid, topic, digest, now))
+        row = (device_id, seq, kid, topic, digest, now)
+        if self.db._defer is not None:
+            self.db._defer[ACCEPT_SQL].append(row)
+        else:
+            self.c.execute(ACCEPT_SQL, row)
         if self.db.summing:
             pending = self.db._sum_devices.get(device_id)
             if pending is not None:  # the row exists (this batch upserted it): sum
@@ -523,12 +552,13 @@ class _Txn:
                        "records = devices.records + 1", (device_id, now, now, highest))
 
     def vitals(self, device_id: str, rec: Any, now: float, extra: str) -> None:
-        self.c.execute(
-            "INSERT INTO vitals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (device_id, rec.seq, rec.t, rec.hr, rec.spo2, rec.bp_sys, rec.bp_dia, rec.temp,
-             rec.pump_state, rec.pump_rate, rec.pump_vtbi, rec.pump_infused,
-             None if rec.pump_alarms is None else json.dumps(rec.pump_alarms),
-             extra or None, now))
+        row = (device_id, rec.seq, rec.t, rec.hr, rec.spo2, rec.bp_sys, rec.bp_dia, rec.temp,
+               rec.pump_state, rec.pump_rate, rec.pump_vtbi, rec.pump_infused,
+               None if rec.pump_alarms is None else json.dumps(rec.pump_alarms), extra or None, now)
+        if self.db._defer is not None:
+            self.db._defer[VITALS_SQL].append(row)
+        else:
+            self.c.execute(VITALS_SQL, row)
 
     def status(self, device_id: str, st: Any, now: float) -> None:
         self.c.execute(

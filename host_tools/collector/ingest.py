@@ -12,9 +12,10 @@ import os
 import re
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable
+from typing import Callable, Iterator
 
 from host_tools.pki import FleetPKI
 from host_tools.pki.records import is_reserved_id
@@ -50,8 +51,12 @@ class KeyRing:
     """kid -> (device, key), rebuilt from the PKI device records whenever they change.
 
     Records are saved by atomic rename, so the devices/ directory's mtime changes on
-    every issue, rotation, retirement or revocation; one stat() per message tells.
-    A new key is therefore usable from the first record sealed with it.
+    every issue, rotation, retirement or revocation; one stat() tells. It is made per
+    message, or once per batch before any of the batch is looked at (``check=False``
+    then; a key id not known is looked up again after one more stat()): a batch holds
+    only messages that arrived before it started, so a change is in force for every
+    message that arrived after it in both cases. A new key is therefore usable from the
+    first record sealed with it, and a retired one refused from then on.
     """
 
     def __init__(self, pki: FleetPKI) -> None:
@@ -82,10 +87,18 @@ class KeyRing:
         recent = stamp is not None and time.time_ns() - stamp < QUIET_NS
         self._stamp = None if recent else stamp
 
-    def lookup(self, kid: bytes) -> _KeyEntry | None:
+    def refresh(self) -> None:
         if self._dir_stamp() != self._stamp:
             self.reload()
-        return self._entries.get(kid)
+
+    def lookup(self, kid: bytes, check: bool = True) -> _KeyEntry | None:
+        if check:
+            self.refresh()
+        entry = self._entries.get(kid)
+        if entry is None and not check:
+            self.refresh()
+            entry = self._entries.get(kid)
+        return entry
 
 
 class Ingestor:
@@ -95,6 +108,7 @@ class Ingestor:
         self.pki = pki
         self.db = db
         self.keys = KeyRing(pki)
+        self._batch_keys = False  # the key ring was checked once for the batch being read
         self.lock = threading.Lock()
         self.seq: dict[str, SeqState] = {
             dev: SeqState(h, m, at) for dev, (h, m, at) in db.load_sequence_state().items()
@@ -120,7 +134,8 @@ class Ingestor:
         batch back and raises: the caller acknowledges nothing of it."""
         now = time.time() if now is None else now
         with self.lock:
-            plans = [self._handle(topic, bytes(payload), now) for topic, payload in messages]
+            with self.keys_checked_once():
+                plans = [self._handle(topic, bytes(payload), now) for topic, payload in messages]
             devices = sorted({m.group(1) for m in (TOPIC_RE.match(t) for t, _ in messages) if m})
             self.db.begin_batch()
             self.db.whole_batch = True
@@ -142,6 +157,17 @@ class Ingestor:
             for out in outs:
                 self.stats[out.kind] = self.stats.get(out.kind, 0) + 1
             return outs
+
+    @contextmanager
+    def keys_checked_once(self) -> Iterator[None]:
+        """Messages handled inside look keys up without a stat() each: the key ring
+        is checked once, here (see KeyRing)."""
+        self.keys.refresh()
+        self._batch_keys = True
+        try:
+            yield
+        finally:
+            self._batch_keys = False
 
     def _count_only(self, out: Outcome, topic: str, size: int, now: float) -> Outcome:
         with self.db.transaction() as tx:
@@ -171,7 +197,7 @@ class Ingestor:
             return lambda d=str(exc): self._count_only(Outcome("malformed", device_id, detail=d), topic, len(payload), now)
         seq = sealed.seq
 
-        entry = self.keys.lookup(sealed.kid)
+        entry = self.keys.lookup(sealed.kid, check=not self._batch_keys)
         if entry is None:
             return lambda: self._count_only(Outcome("unknown_kid", device_id, seq, f"kid {sealed.kid.hex()}"),
                                     topic, len(payload), now)

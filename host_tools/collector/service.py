@@ -177,7 +177,8 @@ class Collector:
                 continue
             try:
                 self.db.begin_batch()
-                outs = [self.ingestor.handle(t, p, retained=r) for _, t, p, r in rows]
+                with self.ingestor.keys_checked_once():  # one stat() of the key ring per batch
+                    outs = [self.ingestor.handle(t, p, retained=r) for _, t, p, r in rows]
                 if shed:
                     with self.db.transaction() as tx:
                         for dev, n in shed.items():

@@ -77,12 +77,23 @@ def _take(out):
     return s
 
 
-def test_an_added_account_logs_in_then_a_remove_and_a_replay_keep_it_out():
-    fx = _fx()
+def _totp_login(fx, sh, now):
+    code = acc.at(binascii.unhexlify(fx["totp"]), now)
+    sh.feed(("tom\r%s\r%s\r" % (fx["password"], code)).encode())
+
+
+def _added(fx):
+    # (cases, state dir, runner) with tom added by the signed command
     c = _cases(fx)
     d = devtest.tmpdir()
     r = _runner(fx, d)
     assert r.handle(c["add_ok"][0])["result"] == "done"
+    return c, d, r
+
+
+def test_an_added_account_logs_in_then_a_remove_and_a_replay_keep_it_out():
+    fx = _fx()
+    c, d, r = _added(fx)
     # The secrets are sealed under the device key on flash: neither the
     # verifier nor the TOTP key is there in the clear.
     with open(d + "/console/accounts.json") as f:
@@ -96,8 +107,7 @@ def test_an_added_account_logs_in_then_a_remove_and_a_replay_keep_it_out():
     assert rec["iter"] == 50
     now = [fx["now"]]
     sh, out = _shell(fx, d, now)
-    code = acc.at(binascii.unhexlify(fx["totp"]), now[0])
-    sh.feed(("tom\r%s\r%s\r" % (fx["password"], code)).encode())
+    _totp_login(fx, sh, now[0])
     assert "welcome tom (technician)" in _take(out)
     sh.feed(b"logout\r")
     assert r.handle(c["remove_ok"][0])["result"] == "done"
@@ -205,19 +215,16 @@ def test_under_quarantine_a_token_is_the_signed_unlock():
     # With the clock set, quarantine still refuses a password + TOTP login.
     now = [fx["now"]]
     sh, out = _shell(fx, d, now)
-    sh.feed(("tom\r%s\r%s\r" % (fx["password"], acc.at(binascii.unhexlify(fx["totp"]), fx["now"]))).encode())
+    _totp_login(fx, sh, fx["now"])
     assert "login refused: device quarantined" in _take(out)
 
 
 def test_a_removed_account_is_logged_out_at_its_next_command():
     fx = _fx()
-    c = _cases(fx)
-    d = devtest.tmpdir()
-    r = _runner(fx, d)
-    assert r.handle(c["add_ok"][0])["result"] == "done"
+    c, d, r = _added(fx)
     now = [fx["now"]]
     sh, out = _shell(fx, d, now)
-    sh.feed(("tom\r%s\r%s\r" % (fx["password"], acc.at(binascii.unhexlify(fx["totp"]), now[0]))).encode())
+    _totp_login(fx, sh, now[0])
     assert "welcome tom" in _take(out)
     sh.feed(b"whoami\r")
     assert "tom (technician)" in _take(out)

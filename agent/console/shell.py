@@ -199,15 +199,13 @@ class Shell:
             if self.device is not None and int(self.clock()) < acc.CLOCK_MIN:
                 self._remote("ask_token")
         elif self.stage in ("code", "token"):
+            # the code, or the unlock token for the challenge shown (consumed
+            # before any check; only the token stage has one)
             name, pw = self.pending
-            challenge, self.challenge = self.challenge, None  # consumed before any check
+            challenge, self.challenge = self.challenge, None
             self.pending = None
-            token = self.stage == "token"
             self.stage = "user"
-            if token:
-                self._login(name, pw, None, text, challenge)
-            else:
-                self._login(name, pw, text)
+            self._login(name, pw, text, challenge)
         else:
             self._command(text)
         self._prompt()
@@ -240,11 +238,12 @@ class Shell:
 
             release_modules([m for m in sys.modules if m not in before and m != "agent.security.events"])
 
-    def _login(self, name, password, code, token=None, challenge=None):
+    def _login(self, name, password, answer, challenge=None):
+        # answer: the TOTP code, or with a challenge the unlock token for it.
         gc.collect()
         now = int(self.clock())
         # A valid unlock token is itself a signed unlock for this one login.
-        if token is None and _quarantined(self.state_dir, now):
+        if challenge is None and _quarantined(self.state_dir, now):
             return self._say("login refused: device quarantined (needs a signed unlock-console)")
         try:
             users = acc.load(self.state_dir)
@@ -257,14 +256,14 @@ class Shell:
         if refused is not None:
             return self._say("login refused: account %s, retry in %d s" % (
                 "locked" if refused[0] == "locked" else "delayed", refused[1]))
-        if token is None and now < acc.CLOCK_MIN:
+        if challenge is None and now < acc.CLOCK_MIN:
             return self._say("login refused: board clock unset, TOTP cannot be checked")
         lock.begin(key, now)  # committed before the answer
         why = None
-        if token is None:
-            ok, step = acc.check(users, self.device_key, name, password, code, now, lock.last_step(key))
+        if challenge is None:
+            ok, step = acc.check(users, self.device_key, name, password, answer, now, lock.last_step(key))
         else:
-            ok, why = self._remote("token_login", users, name, password, challenge, token)
+            ok, why = self._remote("token_login", users, name, password, challenge, answer)
             step = lock.last_step(key)
         if ok:
             lock.succeeded(key, step)

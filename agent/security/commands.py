@@ -25,7 +25,9 @@ MAX_VALIDITY_S = 600  # an expiry of at most minutes, whatever the policy says
 CLOCK_SKEW_S = 60  # issued-at may lie this far in the device's future
 COMMANDS = ("report-now", "check-update", "set-telemetry-period", "quarantine", "reboot", "unlock-console",
             "console-user")
-CONSOLE_ROLES = ("viewer", "technician", "admin")  # = agent.console.auth.ROLES
+# = agent.console.auth.ROLES and NAME_CHARS, not imported: every command turn
+# would load the console's account code onto the heap for them.
+CONSOLE_ROLES = ("viewer", "technician", "admin")
 NAME_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789-_."
 MAX_ARGS = 4
 
@@ -95,6 +97,18 @@ class Policy:
         self.max_validity = mv if _int(mv) and 0 < mv < MAX_VALIDITY_S else MAX_VALIDITY_S
 
 
+def signed_by(key, sig, msg):
+    # True when sig is the policy key's Ed25519 signature over msg. The
+    # Ed25519 verifier itself (not updater.crypto.verify, the TUF key
+    # dispatcher: ~4 KiB more code on the heap for one key type).
+    from updater.crypto import ed25519
+
+    try:
+        return len(sig) == 64 and ed25519.Ed25519Key(binascii.unhexlify(key["keyval"]["public"])).verify(sig, msg)
+    except (ValueError, KeyError, TypeError):  # Ed25519PointError, bad hex: not a key
+        return False
+
+
 def load_policy(data, model):
     try:
         doc = json.loads(data)
@@ -160,15 +174,7 @@ def verify(policy, data, device_id, model, now, counters):
     key = policy.keys.get(keyid)
     if key is None:
         raise CommandRefused(UNKNOWN_KEY, keyid[:16])
-    # The Ed25519 verifier itself (not updater.crypto.verify, the TUF key
-    # dispatcher: ~4 KiB more code on the heap for one key type).
-    from updater.crypto import ed25519
-
-    try:
-        ok = len(sig) == 64 and ed25519.Ed25519Key(binascii.unhexlify(key["keyval"]["public"])).verify(sig, pb)
-    except (ValueError, KeyError, TypeError):  # Ed25519PointError, bad hex: not a key
-        ok = False
-    if not ok:
+    if not signed_by(key, sig, pb):
         raise CommandRefused(BAD_SIGNATURE)
     c = _payload(pb)
     if c["issuer"] != keyid:

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import click
 
@@ -18,6 +19,9 @@ from host_tools.ops.envelope import CommandInputError
 from host_tools.pki.errors import PkiError
 from host_tools.release.errors import ReleaseError
 from host_tools.sim.boards import BoardError, Boards
+
+if TYPE_CHECKING:
+    from host_tools.ops.keys import OpsKeyring
 
 
 class ConsoleGroup(LibraryErrorGroup):
@@ -54,6 +58,16 @@ def send_options(f):
     return f
 
 
+def _operator(ctx: click.Context, operator: str, no_prompt: bool) -> tuple[OpsKeyring, Callable[[], str]]:
+    """(keyring, passphrase getter) of OPERATOR: the operator is checked now, the
+    passphrase asked (or read from the environment) only when a key is used."""
+    from host_tools.ops.keys import OpsKeyring, key_name
+
+    ring = OpsKeyring(ctx.obj["workdir"])
+    ring.get(operator)
+    return ring, lambda: CliPassphrases(not no_prompt).existing(key_name(operator))
+
+
 def _send(ctx: click.Context, device: str, args: list[str], operator: str, host: str | None, port: int | None,
           wait: bool, timeout: float, no_prompt: bool) -> None:
     """Sign console-user ARGS for DEVICE as OPERATOR, publish it, and (with wait)
@@ -61,14 +75,12 @@ def _send(ctx: click.Context, device: str, args: list[str], operator: str, host:
     from host_tools.cli.collector import broker_address
     from host_tools.collector.dbconn import fleet_db
     from host_tools.ops import commands
-    from host_tools.ops.keys import OpsError, OpsKeyring, key_name
+    from host_tools.ops.keys import OpsError
 
     wd = ctx.obj["workdir"]
-    ring = OpsKeyring(wd)
-    ring.get(operator)
+    ring, passphrase = _operator(ctx, operator, no_prompt)
     h, p = broker_address(wd, host, port)
-    sent = commands.sign(ring, operator, CliPassphrases(not no_prompt).existing(key_name(operator)),
-                         device, "console-user", args)
+    sent = commands.sign(ring, operator, passphrase(), device, "console-user", args)
     try:
         commands.publish(wd, h, p, device, sent.envelope)
     except OpsError as exc:
@@ -184,12 +196,9 @@ def unlock_token(ctx: click.Context, board: str, user_name: str, challenge: str,
     """The one-time token for USER's login on BOARD when its clock is unset
     (the console shows CHALLENGE after the password)."""
     from host_tools.console import remote
-    from host_tools.ops.keys import OpsKeyring, key_name
 
-    ring = OpsKeyring(ctx.obj["workdir"])
-    ring.get(operator)
-    click.echo(remote.unlock_token(ring, operator, CliPassphrases(not no_prompt).existing(key_name(operator)),
-                                   board, user_name, challenge))
+    ring, passphrase = _operator(ctx, operator, no_prompt)
+    click.echo(remote.unlock_token(ring, operator, passphrase(), board, user_name, challenge))
 
 
 @user.command("list")
@@ -232,15 +241,12 @@ def session(ctx: click.Context, name: str, user_name: str | None, code: str | No
     token = None
     if operator is not None:
         from host_tools.console import remote
-        from host_tools.ops.keys import OpsKeyring, key_name
 
-        ring = OpsKeyring(ctx.obj["workdir"])
-        ring.get(operator)
+        ring, passphrase = _operator(ctx, operator, no_prompt)
 
         def token(device: str, challenge: str) -> str:
             # the device id as the board names itself in its challenge line
-            return remote.unlock_token(ring, operator, CliPassphrases(not no_prompt).existing(key_name(operator)),
-                                       device, user_name, challenge)
+            return remote.unlock_token(ring, operator, passphrase(), device, user_name, challenge)
     elif command is None:
         def token(device: str, challenge: str) -> str:
             click.echo(f"the board clock is unset: TOTP cannot be checked. An operator runs\n"

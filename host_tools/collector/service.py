@@ -27,6 +27,7 @@ from typing import Callable
 
 import paho.mqtt.client as mqtt
 
+from host_tools.broker import plugin as ratelimit
 from host_tools.pki import FleetPKI, Identity
 
 from .db import FleetDB
@@ -36,7 +37,7 @@ from .spool import Spool
 
 #: The broker's own reports of what its per-client rate limit dropped
 #: (host_tools/broker/ratelimit/): JSON {"client", "shed" (running total), ...}.
-BROKER_SHED_TOPIC = "medsentry/broker/shed"
+BROKER_SHED_TOPIC = ratelimit.NOTIFY_TOPIC
 SUBSCRIPTIONS = ("medsentry/+/telemetry", "medsentry/+/status", BROKER_SHED_TOPIC)
 #: Messages are stored in batches of at most BATCH_MAX (one SQLite commit) and
 #: acknowledged right after the commit, at the latest BATCH_DELAY s after arrival.

@@ -80,8 +80,7 @@ def unlock_token(ring: OpsKeyring, operator: str, passphrase: str, device_id: st
     op = ring.get(operator)
     if op.revoked:
         raise OpsError(f"operator {operator} is revoked")
-    allowed = ring.roles().get(op.role, [])
-    if "unlock-console" not in allowed and "*" not in allowed:
+    if not ring.may(op, "unlock-console"):
         raise OpsError(f"role {op.role} of {operator} may not unlock consoles (unlock-console)")
     key = ring.private_key(operator, passphrase)
     return op.keyid[:16] + ":" + key.sign(unlock_message(device_id, user, challenge)).hex()

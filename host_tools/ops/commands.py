@@ -56,8 +56,7 @@ def sign(ring: OpsKeyring, operator: str, passphrase: str, device: str, command:
     typed = E.parse_args(command, args)
     key = ring.private_key(operator, passphrase)
     op = ring.get(operator)
-    allowed = ring.roles().get(op.role, [])
-    if command not in allowed and "*" not in allowed:
+    if not ring.may(op, command):
         raise OpsError(f"role {op.role} of {operator} may not run {command}")
     ctr = next_counter(ring, operator)
     iat = int(time.time() if now is None else now)

@@ -12,10 +12,10 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from host_tools.console.store import NAME_RE, ROLES
+
 COMMANDS = ("report-now", "check-update", "set-telemetry-period", "quarantine", "reboot", "unlock-console",
             "console-user")
-CONSOLE_ROLES = ("viewer", "technician", "admin")
-USER_RE = re.compile(r"^[a-z0-9._-]{1,32}$")
 MAX_VALIDITY_S = 600
 MAX_ENVELOPE = 1024
 
@@ -65,13 +65,13 @@ def parse_args(command: str, args: list[str]) -> list[Any]:
 
 def _console_user_args(args: list[str]) -> list[Any]:
     """console-user add NAME ROLE SEALED | remove NAME (SEALED: host_tools/console/remote.py)."""
-    if len(args) >= 2 and not USER_RE.match(args[1]):
+    if len(args) >= 2 and not NAME_RE.match(args[1]):
         raise CommandInputError(f"bad user name {args[1]!r}: 1-32 of a-z 0-9 . _ -")
     if len(args) == 2 and args[0] == "remove":
         return list(args)
     if len(args) == 4 and args[0] == "add":
-        if args[2] not in CONSOLE_ROLES:
-            raise CommandInputError(f"unknown role {args[2]!r}: one of {', '.join(CONSOLE_ROLES)}")
+        if args[2] not in ROLES:
+            raise CommandInputError(f"unknown role {args[2]!r}: one of {', '.join(ROLES)}")
         if not re.fullmatch(r"[0-9a-f]+", args[3]):
             raise CommandInputError("the sealed account must be hex (use `medsentry console user push`)")
         return list(args)

@@ -79,6 +79,12 @@ class OpsKeyring:
     def roles(self) -> dict[str, list[str]]:
         return self._load()["roles"]
 
+    def may(self, op: Operator, command: str) -> bool:
+        """Whether the role of operator ``op`` may run ``command`` (the devices
+        decide the same from the command policy: agent/security/commands.py)."""
+        allowed = self.roles().get(op.role, [])
+        return command in allowed or "*" in allowed
+
     def operators(self) -> list[Operator]:
         return [Operator(**v) for v in self._load()["operators"].values()]
 

@@ -37,7 +37,7 @@ from updater.install.errors import InstallError, PackageError, TransferError
 from updater.install.installer import Installer
 from updater.install.manifest import parse_version
 from updater.install.source import HttpSource
-from board.compat import ticks_ms, ticks_diff, ticks_add
+from board.compat import format_exception, ticks_ms, ticks_diff, ticks_add
 from updater import tuf
 from updater.tuf.errors import DownloadError, RepositoryError
 
@@ -47,6 +47,7 @@ SLICE_MS = 2000  # longest an update step holds a publishing event loop
 MAX_CHECK_SLICES = 5  # a refresh not done in this many slices: server too slow
 MAX_INSTALL_SLICES = 600  # an install not done in this many slices: retried later
 RETRY_MAX_S = 3600  # longest wait between two retries of a failed check/download
+OOM_RETRY_S = 20  # first retry of a check that ran out of memory (doubling, at most check_every_s)
 
 
 class InstallDeferred(RuntimeError):
@@ -120,6 +121,7 @@ class UpdateAgent:
         self.slice_ms = None
         self.next_check = None
         self.failures = 0  # consecutive failed checks/downloads (backoff)
+        self.oom_retries = 0  # consecutive checks that ran out of memory
         self.check_slices = 0
         self.pending = None  # an install continued over several ticks
         self.deferrals = 0
@@ -190,6 +192,21 @@ class UpdateAgent:
         self.next_check = now + wait
         self._set(step=step, reason=reason, version=version, attempt=self.failures, retry_in_s=wait, **kw)
 
+    def _out_of_memory(self, now, e):
+        # Out of memory is the state of the heap at that moment (fragmented
+        # by what ran before), neither the release's nor the network's fault:
+        # the check is retried soon (OOM_RETRY_S, doubling), not a whole check
+        # period later. An install continues at the next tick anyway (its
+        # journal is on flash). The report names where it happened.
+        self.oom_retries += 1
+        self.check_slices = 0
+        wait = min(self._every(), OOM_RETRY_S << min(self.oom_retries - 1, 8))
+        if self.next_check is not None and self.next_check - now > wait:
+            self.next_check = now + wait
+        lines = [l.strip() for l in format_exception(e).split("\n") if l.strip().startswith("File")]
+        self._set(step="error", reason="out of memory", version=self.version, retry_in_s=wait,
+                  where=lines[-1] if lines else None)
+
     # -- the tick ----------------------------------------------------------------
     def tick(self, now):
         # Never let an update problem stop the agent: out of memory (a
@@ -200,9 +217,9 @@ class UpdateAgent:
             self._tick(now)
         except UpdatePaused:
             pass  # a step outside a download or install: the next tick redoes it
-        except MemoryError:
+        except MemoryError as e:
             gc.collect()
-            self._set(step="error", reason="out of memory", version=self.version)
+            self._out_of_memory(now, e)
         except (InstallError, RepositoryError) as e:
             self._set(step="error", reason=str(e), version=self.version)
         finally:
@@ -404,6 +421,7 @@ class UpdateAgent:
             self._set(step="rejected", reason="repository: %s" % e, version=self.version)
             return None
         self.check_slices = 0
+        self.oom_retries = 0
         if found is None:
             # Nothing to install: give the TUF client's code back until the
             # next check (tuf.UNLOADABLE; the heap then has room for TLS

@@ -11,6 +11,10 @@ This prints, on the VM, the time of one multiplication mod p:
   stays below 2^32, high and low halves of each product summed apart);
 - viper, the same fully unrolled (generated source, compiled at run time like
   updater/crypto/sha512_viper.py's kernel);
+- viper, 10 limbs of 25.5 bits (ref10's radix), products of 52 bits: this
+  needs 64-bit viper integers (x64, as this VM), so it does NOT port to a
+  32-bit MCU; printed to show what the issue's "~0.25 ms with viper field
+  arithmetic" experiment relied on;
 against the anchor measured in the same run: one big-integer `x * y % p`.
 Each viper result is checked against the big-integer product first.
 
@@ -97,6 +101,44 @@ def unrolled():
     return "\n".join(src)
 
 
+def wide():
+    src = ["@micropython.viper", "def fmul(o: ptr32, a: ptr32, b: ptr32, t: ptr32):"]
+    for i in range(10):
+        src.append("    a%d = int(a[%d]); b%d = int(b[%d])" % (i, i, i, i))
+    for k in range(10):
+        terms = []
+        for i in range(10):
+            j = (k - i) % 10
+            coef = (2 if i & 1 and j & 1 else 1) * (19 if i + j >= 10 else 1)
+            terms.append("a%d * b%d%s" % (i, j, "" if coef == 1 else " * %d" % coef))
+        src.append("    h%d = " % k + " + ".join(terms))
+    src.append("    c = 0")
+    for k in range(10):
+        bits = 26 - (k & 1)
+        src.append("    h%d += c; c = h%d >> %d; h%d &= %d" % (k, k, bits, k, (1 << bits) - 1))
+    src.append("    h0 += c * 19; c = h0 >> 26; h0 &= 67108863; h1 += c")
+    for k in range(10):
+        src.append("    o[%d] = h%d" % (k, k))
+    return "\n".join(src)
+
+
+SHIFTS = (0, 26, 51, 77, 102, 128, 153, 179, 204, 230)
+
+
+def wide_limbs(x):
+    return array("I", [(x >> SHIFTS[i]) & ((1 << (26 - (i & 1))) - 1) for i in range(10)])
+
+
+def wide_value(a):
+    return sum(a[i] << SHIFTS[i] for i in range(10))
+
+
+@micropython.viper
+def viper_bits() -> int:
+    x = 1 << 20
+    return 64 if (x * x) >> 40 == 1 else 32
+
+
 P = 2**255 - 19
 
 
@@ -135,16 +177,19 @@ def bigint_us(x, y):
 
 x, y = rnd(), rnd()
 print("RESULT bigint %.3f" % bigint_us(x, y))
-for name, src in (("loop", LOOP), ("unrolled", unrolled())):
+variants = [("loop", LOOP, limbs, value), ("unrolled", unrolled(), limbs, value)]
+if viper_bits() == 64:
+    variants.append(("wide64", wide(), wide_limbs, wide_value))
+for name, src, to, back in variants:
     g = {"micropython": micropython}
     exec(src, g)
     f = g["fmul"]
     o, t = array("I", bytes(64)), array("I", bytes(34 * 4))
     for _ in range(300):
         u, v = rnd(), rnd()
-        f(o, limbs(u), limbs(v), t)
-        assert value(o) % P == u * v % P, name
-    print("RESULT %s %.3f" % (name, per_call_us(f, o, limbs(x), limbs(y), t)))
+        f(o, to(u), to(v), t)
+        assert back(o) % P == u * v % P, name
+    print("RESULT %s %.3f" % (name, per_call_us(f, o, to(x), to(y), t)))
 '''
 
 
@@ -165,6 +210,10 @@ def main() -> None:
     for name in ("loop", "unrolled"):
         print(f"multiplication mod 2^255-19, viper on 32-bit-safe 16-bit limbs ({name}): {res[name]:.2f} us; "
               f"anchor big-integer x * y % p on the same VM {a:.2f} us; ratio {res[name] / a:.2f}")
+    if "wide64" in res:
+        print(f"multiplication mod 2^255-19, viper on 64-bit words (25.5-bit limbs; x64 only, does not port to a "
+              f"32-bit MCU): {res['wide64']:.2f} us; anchor big-integer x * y % p on the same VM {a:.2f} us; "
+              f"ratio {res['wide64'] / a:.2f}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@
 # the network or of a transfer (DownloadError, TransferError: bytes that are
 # not the signed ones) is retried from a clean download with backoff
 # (check_every_s, doubling per failure, at most RETRY_MAX_S) and reported as
-# "download_interrupted"/"retry"/"check_failed"; only the release's own fault
+# "download_interrupted"/"retry"/"check_failed" (out of memory: retried after
+# OOM_RETRY_S, doubling, at most check_every_s); only the release's own fault
 # (a refused or invalid signed manifest, a failed trial) refuses it, and a
 # newer release this device will not take is reported as "refused", never as
 # "up_to_date".
@@ -81,9 +82,8 @@ class UpdateAgent:
             self.window = gate.parse_window(self.cfg.get("window"))
         except ValueError as e:
             self.report({"step": "config_error", "reason": str(e)})
-        # Updates are off without an update URL or a trusted TUF root: say
-        # so once per boot (a sealed report; the local status and the
-        # posture carry "updates": "off") instead of staying silent.
+        # Updates are off without an update URL or a trusted TUF root: say so
+        # once per boot (a sealed report; status and posture: "updates": "off").
         self.off = None
         if not self.cfg.get("metadata_url"):
             self.off = "no update URL (update.metadata_url in config.json)"
@@ -103,12 +103,10 @@ class UpdateAgent:
         self.started_ms = ticks_ms()  # trial deadline counts this boot's uptime
         self.recalled_versions = set()
         self.refused = []
-        # Called while an update step keeps the main loop busy (downloads,
-        # installs): the agent adds what must go on meanwhile (sampling).
+        # Called while an update step holds the loop: what must go on (sampling).
         self.busy_hooks = []
-        # Callables, true when the device's network reached a peer other
-        # than the update server this boot (the agent adds "the broker
-        # acknowledged a record"): a trial is healthy on either.
+        # Callables, true when a peer other than the update server answered this
+        # boot (the broker acknowledged a record): a trial is healthy on either.
         self.network_checks = []
         # Callables given the refreshed TUF updater on every check: other
         # signed per-model targets (the command policy, agent/security).
@@ -141,11 +139,9 @@ class UpdateAgent:
         self.report(kw)
 
     def _busy(self):
-        # At least every half second during network waits and for every
-        # chunk of an install: feed the watchdog, let sampling go on, and
-        # while installing keep the clinical gate watching (an infusion may
-        # start mid-download: the install stops and resumes later). Past
-        # the slice, stop the step (the next tick continues it).
+        # Every half second of a network wait and every chunk of an install:
+        # feed the watchdog, let sampling go on, keep the clinical gate watching
+        # an install (an infusion stops it; it resumes later), end the slice.
         self.board.watchdog_feed()
         for hook in self.busy_hooks:
             hook()
@@ -193,25 +189,20 @@ class UpdateAgent:
         self._set(step=step, reason=reason, version=version, attempt=self.failures, retry_in_s=wait, **kw)
 
     def _out_of_memory(self, now, e):
-        # Out of memory is the state of the heap at that moment (fragmented
-        # by what ran before), neither the release's nor the network's fault:
-        # the check is retried soon (OOM_RETRY_S, doubling), not a whole check
-        # period later. An install continues at the next tick anyway (its
-        # journal is on flash). The report names where it happened.
+        # The heap's state, not the release's or the network's fault: retry the
+        # check soon (OOM_RETRY_S, doubling). The report names where it failed.
         self.oom_retries += 1
         self.check_slices = 0
         wait = min(self._every(), OOM_RETRY_S << min(self.oom_retries - 1, 8))
         if self.next_check is not None and self.next_check - now > wait:
             self.next_check = now + wait
-        lines = [l.strip() for l in format_exception(e).split("\n") if l.strip().startswith("File")]
-        self._set(step="error", reason="out of memory", version=self.version, retry_in_s=wait,
-                  where=lines[-1] if lines else None)
+        where = [ln.strip() for ln in format_exception(e).split("\n") if "File" in ln] or [None]
+        self._set(step="error", reason="out of memory", version=self.version, retry_in_s=wait, where=where[-1])
 
     # -- the tick ----------------------------------------------------------------
     def tick(self, now):
-        # Never let an update problem stop the agent: out of memory (a
-        # fragmented heap), a refused install or bad repository data found
-        # outside the install itself are reported; the next check retries.
+        # Never let an update problem stop the agent: out of memory, a refused
+        # install or bad repository data are reported; a later check retries.
         self._slice_end = None if self.slice_ms is None else ticks_add(ticks_ms(), self.slice_ms)
         try:
             self._tick(now)
@@ -279,12 +270,10 @@ class UpdateAgent:
             self.board.reset("trial failed: " + reason)
 
     def _network_reason(self):
-        # None when the new firmware's networking works: a peer acknowledged
-        # it this boot (the broker), or the update server answered - any
-        # HTTP answer, an error status included (503 from a server that is
-        # blocked or overloaded still proves the device's own stack: DNS,
-        # TCP, TLS, HTTP). Else why not. Without a configured update server
-        # and peer there is nothing to check.
+        # None when the new firmware's networking works: the broker acknowledged
+        # a record this boot, or the update server gave any HTTP answer (a 503
+        # still proves DNS, TCP, TLS, HTTP). Else why not. Without a configured
+        # update server and peer there is nothing to check.
         for ok in self.network_checks:
             if ok():
                 return None
@@ -383,8 +372,7 @@ class UpdateAgent:
 
     def check_and_install(self, now):
         # The TUF client's code and metadata (~80 KB on the VM) are released
-        # whatever the check's outcome - up to date, refused, failed, out of
-        # memory - so that between checks they cost nothing.
+        # whatever the check's outcome: between checks they cost nothing.
         try:
             found = self._check(now)
         finally:

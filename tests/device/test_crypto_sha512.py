@@ -160,3 +160,30 @@ def test_random_lengths_across_blocks_agree():
             h.update(memoryview(m)[:cut])
             h.update(m[cut:])
             assert h.digest() == ref, (impl, length, cut)
+
+
+def test_the_viper_kernel_is_compiled_once_per_boot():
+    # The TUF client and the command verifier are unloaded after each use
+    # (agent.release_modules); importing sha512 again must reuse the kernel
+    # compiled at the first import (compiling needs 30-40 KiB of free heap
+    # for a moment) and still hash right.
+    if devtest.RUNTIME != "micropython":
+        devtest.skip("viper exists only on MicroPython")
+    import sys
+    import updater
+    from agent import release_modules
+
+    first = updater._sha512_compress
+    release_modules(["updater.crypto"])
+    assert "updater.crypto.sha512" not in sys.modules
+    from updater.crypto import sha512 as again
+
+    try:
+        assert again is not sha512_mod  # a fresh module ...
+        assert again._compress_v is first  # ... with the kernel compiled before
+        assert "updater.crypto.sha512_viper" not in sys.modules
+        c = _golden()["known"][-1]
+        assert again.sha512_viper(binascii.unhexlify(c["msg"])).hexdigest() == c["sha512"]
+    finally:
+        sys.modules["updater.crypto.sha512"] = sha512_mod
+        sys.modules["updater.crypto"].sha512 = sha512_mod

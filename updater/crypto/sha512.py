@@ -227,19 +227,35 @@ try:
     from array import array
     import sys
 
-    import updater.crypto as _pkg
-    from updater.crypto import sha512_viper as _v
+    import updater as _root
 
-    _compress_v = _v.compress
-    # Keep the native function, not its module: the module holds the kernel's
-    # source as a constant (~5 KiB).
-    del sys.modules["updater.crypto.sha512_viper"], _pkg.sha512_viper, _pkg
+    # Compiled once per boot and kept on the `updater` package (never
+    # unloaded): the TUF client and the command verifier are unloaded after
+    # each use (agent.release_modules), and compiling the kernel again at each
+    # import needed 30-40 KiB of free heap for a moment, ~0.9 ms, and a new
+    # native code block each time (bench/bench_crypto.py; on a heap too full
+    # for it the pure code ran instead). Kept: the native function only
+    # (~3.5 KiB of Thumb-2 code on a Cortex-M, outside the GC heap on the unix VM).
+    _compress_v = getattr(_root, "_sha512_compress", None)
+    if _compress_v is None:
+        import updater.crypto as _pkg
+        from updater.crypto import sha512_viper as _v
+
+        _compress_v = _v.compress
+        # Keep the native function, not its module: the module holds the
+        # kernel's source as a constant (~5 KiB).
+        del sys.modules["updater.crypto.sha512_viper"], _pkg.sha512_viper, _pkg, _v
+        try:
+            _root._sha512_compress = _compress_v
+        except AttributeError:
+            pass  # a package that takes no attribute: compiled at each import
+    del _root
     _KV = array("I", struct.unpack(">160I", _KB))
     _IVV = array("I", bytes(64))
     for _i in range(8):
         _IVV[2 * _i] = _IV[_i] >> 32
         _IVV[2 * _i + 1] = _IV[_i] & 0xFFFFFFFF
-    del _v, _i
+    del _i
 except (ImportError, SyntaxError, ValueError, NotImplementedError, AttributeError, TypeError, MemoryError):
     # no viper here, or no room to compile its kernel now: the pure code
     _compress_v = None

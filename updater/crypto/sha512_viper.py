@@ -24,10 +24,11 @@
 # The kernel is compiled on the board, at import, by the port's own native
 # emitter (exec of KERNEL): viper code in a .py file compiles to .mpy only for
 # one architecture (mpy-cross -march), and the slots carry one portable .mpy
-# for every board. Compiling it takes ~20 KiB of heap for a moment
+# for every board. Compiling it needs 30-40 KiB of free heap for a moment
 # (MemoryError: sha512.py keeps the pure code); afterwards only the native
-# function stays: KERNEL is a constant of this module's top-level code, freed
-# once the import is done.
+# function stays (sha512.py keeps it on the `updater` package, so it is
+# compiled once per boot): KERNEL is a constant of this module's top-level
+# code, freed once the import is done.
 import micropython  # ImportError on CPython: sha512.py uses the pure code
 
 KERNEL = """

@@ -115,17 +115,6 @@ def stats():
     return {"endpoints": eps, "blocked": _state["blocked"]}
 
 
-def reset():
-    # Disarm and forget (tests).
-    _state["armed"] = False
-    _state["base"] = []
-    _state["narrow"] = None
-    _state["blocked"] = 0
-    _state["on_block"] = None
-    _state["installed"] = False
-    _endpoints.clear()
-
-
 # -- the guarded socket module (installed on the board) ----------------------
 
 def _make_module(real):

@@ -25,12 +25,6 @@ MAX_POLICY = 16384
 RETRIES = 3  # turns for a command whose verification ran out of memory
 POLICY_FILE = "command-policy.json"
 NEW_POLICY = "command-policy.new"
-def _file_sha256(path):
-    # sha256 hex of a file, None when it cannot be read (the installer's
-    # hash_file: resident already beside the update agent).
-    from updater.install.slot import hash_file
-
-    return hash_file(path, bytearray(512))[0]
 
 
 class CommandInbox:
@@ -80,7 +74,11 @@ class CommandInbox:
             if info.length > MAX_POLICY:
                 self.policy_error = "policy of %d bytes > %d" % (info.length, MAX_POLICY)
                 return
-            if _file_sha256(self.state + "/" + POLICY_FILE) != digest:
+            # (the installer's hash_file: resident already beside the update agent;
+            # None when the file cannot be read)
+            from updater.install.slot import hash_file
+
+            if hash_file(self.state + "/" + POLICY_FILE, bytearray(512))[0] != digest:
                 up.download_target(info, self.state + "/" + NEW_POLICY)
                 self.policy_new = True
             self.policy_sha = digest

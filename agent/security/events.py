@@ -67,12 +67,3 @@ def set_sink(fn):
 
 def pending():
     return len(_pending)
-
-
-def reset():
-    # Tests and a fresh agent start: no sink, nothing pending, zero counts.
-    global _sink
-    _sink = None
-    del _pending[:]
-    for k in stats:
-        stats[k] = 0

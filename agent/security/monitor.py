@@ -1,3 +1,11 @@
+# The device's security agent (agent/security/): events (events.py) and their
+# tamper-evident log (eventlog.py, logread.py), posture reports and the
+# integrity scan (monitor.py, posture.py), persistent security flags
+# (flags.py), signed commands (commands_inbox.py: the resident inbox;
+# commands.py: verification; commands_run.py: execution). The egress guard
+# lives in the board HAL (board/netguard.py). No __init__.py: a namespace
+# package (every device file costs a flash block).
+#
 # The security monitor of the agent: wires events (agent/security/events.py)
 # to the flash event log (eventlog.py) and to sealed "event" records, runs the
 # incremental integrity scan and sends sealed "posture" records at start,
@@ -24,7 +32,6 @@ from agent.security import events
 LAZY = ("agent.security.posture", "agent.security.logread", "agent.security.flags")
 SCAN_WAIT_S = 120
 DEFAULTS = {"on": 0, "period_s": 300, "scan_s": 60, "budget_ms": 30, "min_gap_s": 10, "clock_jump_s": 120}
-SCAN_BUF = 512  # the one buffer the scan reads files into, allocated once
 UPDATE_STEPS = ("available", "installed", "activated", "confirmed", "rolled_back", "rejected", "refused",
                 "check_failed", "download_interrupted")
 TLS_WORDS = ("cert", "ssl", "tls", "handshake", "verify")
@@ -38,26 +45,6 @@ def tls_words(text):
     return False
 
 
-def tls_reason(text, n=48):
-    # The part of an error's text that names the TLS fault: n characters from a
-    # little before its first TLS word (the wrappers in front, e.g.
-    # MQTTTransportError("write failed: ValueError('..., say nothing), escaped
-    # newlines as spaces; None when no TLS word is in the text.
-    t = text.lower()
-    at = -1
-    for w in TLS_WORDS:
-        i = t.find(w)
-        if i >= 0 and (at < 0 or i < at):
-            at = i
-    if at < 0:
-        return None
-    # from 4 characters before the word ("The " of "The certificate is not..."),
-    # once the escaped newlines in front of it are spaces
-    part = text[max(0, at - 8):at + n + 8].replace("\\\\n", " ").replace("\\n", " ")
-    at = max(0, part.lower().find(t[at:at + 4]) - 4)
-    return part[at:at + n].strip()
-
-
 class Monitor:
     def __init__(self, board, slot, cfg, tel=None, updates=None):
         self.board = board
@@ -65,7 +52,6 @@ class Monitor:
         self.tel = tel
         self.updates = updates
         self.cfg = agent_config.section(cfg, "posture", DEFAULTS)
-        self.buf = bytearray(SCAN_BUF)
         self.scanner = None
         self.scan = None  # result of the last complete scan
         self.scan_started = None
@@ -207,7 +193,13 @@ class Monitor:
         err = sup.last_error if sup is not None else None
         if err is not None and err is not self._tls_err:
             self._tls_err = err
-            why = tls_reason(repr(err))
+            from agent.security import posture  # cold: only when the error changes
+
+            try:
+                why = posture.tls_reason(repr(err))
+            finally:
+                posture = None
+                self._release()
             if why is not None:
                 events.emit("tls_failure", "warning", {"peer": "broker", "reason": why})
 
@@ -225,9 +217,7 @@ class Monitor:
             self._release()
 
     def status(self):
-        s = {}
-        for k in self.stats:
-            s[k] = self.stats[k]
+        s = dict(self.stats)
         s["boots"] = self.ps["boots"]
         s["head"] = self.log.head_n
         s["integrity_ok"] = None if self.scan is None else self.scan["ok"]

@@ -12,8 +12,29 @@ import os
 
 from board.compat import ticks_ms, ticks_diff
 from agent.security import events
+from agent.security.monitor import TLS_WORDS
 
 MAX_ENDPOINTS = 4
+
+
+def tls_reason(text, n=48):
+    # The part of an error's text that names the TLS fault: n characters from a
+    # little before its first TLS word (the wrappers in front, e.g.
+    # MQTTTransportError("write failed: ValueError('..., say nothing), escaped
+    # newlines as spaces; None when no TLS word is in the text.
+    t = text.lower()
+    at = -1
+    for w in TLS_WORDS:
+        i = t.find(w)
+        if i >= 0 and (at < 0 or i < at):
+            at = i
+    if at < 0:
+        return None
+    # from 4 characters before the word ("The " of "The certificate is not..."),
+    # once the escaped newlines in front of it are spaces
+    part = text[max(0, at - 8):at + n + 8].replace("\\\\n", " ").replace("\\n", " ")
+    at = max(0, part.lower().find(t[at:at + 4]) - 4)
+    return part[at:at + n].strip()
 
 
 def scan_step(mon, t):
@@ -21,7 +42,9 @@ def scan_step(mon, t):
     if mon.scanner is None:
         m = mon.board.mounts()
         mon.scan_started = t
-        mon.scanner = Scanner(m["slot_" + mon.slot], m.get("loader"), mon.buf)
+        # The scan's read buffer lives as long as the scan (not on the
+        # resident monitor between scans).
+        mon.scanner = Scanner(m["slot_" + mon.slot], m.get("loader"), bytearray(SCAN_BUF))
     sc = mon.scanner
     done = sc.step(mon.cfg["budget_ms"])
     if sc.max_step_ms > mon.stats["scan_max_ms"]:
@@ -242,6 +265,7 @@ def quarantined(state_dir):
 # complete scan: {"ok", "files", "bad": ["~path", "+path", "-path"], "nbad",
 # "scans"}.
 CHUNK = 1024
+SCAN_BUF = 512  # the integrity scan reads files through this, one per scan
 LOADER_FILES = (("loader.mpy", "updater/loader.mpy"), ("bootstate.mpy", "updater/bootstate.mpy"))
 SKIP = ("slot.json", "manifest.json", "slot.json.tmp", "manifest.json.tmp")
 MAX_BAD = 4

@@ -59,3 +59,28 @@ def repo_path(name):
     host_tools/collector/sealing_vector.json): read-only data, never imported."""
     here = os.getenv("MEDSENTRY_DEVICE_TESTS") or "tests/device"
     return here + "/../../" + name
+
+
+def reset_events():
+    # A fresh agent start for agent/security/events.py: no sink, nothing
+    # pending, zero counts (kept here: the device module stays resident).
+    from agent.security import events
+
+    events._sink = None
+    del events._pending[:]
+    for k in events.stats:
+        events.stats[k] = 0
+
+
+def reset_netguard():
+    # board/netguard.py disarmed, its counts forgotten.
+    from board import netguard
+
+    st = netguard._state
+    st["armed"] = False
+    st["base"] = []
+    st["narrow"] = None
+    st["blocked"] = 0
+    st["on_block"] = None
+    st["installed"] = False
+    netguard._endpoints.clear()

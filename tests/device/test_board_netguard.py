@@ -29,7 +29,7 @@ def _listener():
 
 
 def test_check_allows_listed_blocks_others_and_counts():
-    netguard.reset()
+    devtest.reset_netguard()
     seen = []
     events.set_sink(lambda k, s, d: None)
     events.set_sink(lambda k, s, d: seen.append((k, d)))
@@ -51,11 +51,11 @@ def test_check_allows_listed_blocks_others_and_counts():
     assert st["endpoints"]["broker:8883"] == {"bytes_in": 100, "bytes_out": 20, "connections": 1}, st
     assert st["endpoints"]["evil.example:443"]["connections"] == 1, st  # the one before arming
     events.set_sink(None)
-    netguard.reset()
+    devtest.reset_netguard()
 
 
 def test_guarded_socket_module_blocks_a_lookup_anywhere_else():
-    netguard.reset()
+    devtest.reset_netguard()
     import socket as real
 
     was = sys.modules.get("socket")
@@ -86,4 +86,4 @@ def test_guarded_socket_module_blocks_a_lookup_anywhere_else():
             sys.modules["socket"] = was
         srv.close()
         other.close()
-        netguard.reset()
+        devtest.reset_netguard()

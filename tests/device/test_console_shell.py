@@ -192,7 +192,7 @@ def test_every_action_and_every_denial_goes_to_the_event_log():
     from agent.security import events
 
     got = []
-    events.reset()
+    devtest.reset_events()
     events.set_sink(lambda kind, severity, detail: got.append((kind, severity, detail)))
     try:
         d, b, sh = _setup()
@@ -201,7 +201,7 @@ def test_every_action_and_every_denial_goes_to_the_event_log():
         b.take()
     finally:
         events.set_sink(None)
-        events.reset()
+        devtest.reset_events()
     acts = [(k, det.get("cmd"), det.get("arg")) for k, s, det in got if k.startswith("console_")]
     assert acts == [("console_login_ok", None, None), ("console_action", "maint-window", "30"),
                     ("console_action", "version", ""), ("console_denied", "users", None)], acts

@@ -12,7 +12,7 @@ CFG = {"update": {"metadata_url": "https://updates.example:8443/metadata", "targ
 
 
 def test_allow_list_from_configuration_and_quarantine():
-    netguard.reset()
+    devtest.reset_netguard()
     d = devtest.tmpdir()
     core = commands_boot.arm_egress(IDENT, CFG, d)
     assert core == ["10.0.0.5:8883", "updates.example:8443", "cdn.example:80"], core
@@ -28,4 +28,4 @@ def test_allow_list_from_configuration_and_quarantine():
     assert netguard.allowed() == core
     devtest.raises(netguard.EgressBlocked, netguard.check, "ntp.example", 123)
     events.set_sink(None)
-    netguard.reset()
+    devtest.reset_netguard()

@@ -103,7 +103,7 @@ def test_turn_runs_the_command_and_releases_the_verifier():
     inbox.tick()
     assert inbox.stats_map()["accepted"] == 2 and _loaded() == []
     events.set_sink(None)
-    netguard.reset()  # the quarantine narrowed it
+    devtest.reset_netguard()  # the quarantine narrowed it
 
 
 def test_turn_gives_its_heap_back():
@@ -122,7 +122,7 @@ def test_turn_gives_its_heap_back():
     # verifier + runner: ~18 KiB of code while loaded; after the turn only
     # the result bookkeeping may remain.
     assert after - before < 2048, (before, after)
-    netguard.reset()
+    devtest.reset_netguard()
 
 
 def test_oversized_and_surplus_envelopes_are_refused_unkept():
@@ -139,7 +139,7 @@ def test_oversized_and_surplus_envelopes_are_refused_unkept():
     # oversized, accepted, then the same envelope twice more: replayed
     assert s["accepted"] == 1 and s["refused"] == 1 + 1 + 2, s
     assert inbox.waiting == []
-    netguard.reset()
+    devtest.reset_netguard()
 
 
 def test_out_of_memory_loading_the_runner_is_retried_then_refused():

@@ -40,7 +40,7 @@ def kinds(mon):
 
 
 def start(cfg=None):
-    events.reset()
+    devtest.reset_events()
     slot, loader = make_slot()
     board = Board(devtest.tmpdir(), slot, loader)
     mon = Monitor(board, "a", cfg or {"posture": {"scan_s": 1, "min_gap_s": 1}}, None, Updates())
@@ -64,7 +64,7 @@ def test_start_logs_boot_and_rollback_and_releases_cold_modules():
         if name == "agent.security.logread":
             continue  # the test itself imports it
         assert name not in sys.modules, name
-    events.reset()
+    devtest.reset_events()
 
 
 def test_scan_from_ticks_then_a_changed_file_is_an_event():
@@ -80,7 +80,7 @@ def test_scan_from_ticks_then_a_changed_file_is_an_event():
     tick_until_scanned(mon)
     assert not mon.scan["ok"] and "~agent/m1.mpy" in mon.scan["bad"], mon.scan
     assert kinds(mon)[-1] == "integrity_violation" and mon.stats["integrity_violations"] == 1
-    events.reset()
+    devtest.reset_events()
 
 
 def test_posture_says_whether_updates_are_on():
@@ -89,7 +89,7 @@ def test_posture_says_whether_updates_are_on():
     assert mon.report()["updates"] == "on"
     mon.updates.off = "no update URL (update.metadata_url in config.json)"
     assert mon.report()["updates"] == "off"
-    events.reset()
+    devtest.reset_events()
 
 
 def test_no_scan_while_an_update_is_in_progress():
@@ -101,7 +101,7 @@ def test_no_scan_while_an_update_is_in_progress():
     mon.updates.pending = None
     tick_until_scanned(mon)
     assert mon.scan["ok"]
-    events.reset()
+    devtest.reset_events()
 
 
 class Sender:
@@ -127,7 +127,7 @@ def test_entry_cut_before_it_was_queued_is_sent_before_anything_newer():
     # On the next boot it goes out again before the boot entry and before
     # events that waited for the log: sealing order stays log order (the host's
     # verifier names a late first arrival a reorder).
-    events.reset()
+    devtest.reset_events()
     slot, loader = make_slot()
     board = Board(devtest.tmpdir(), slot, loader)
     cfg = {"posture": {"scan_s": 1, "min_gap_s": 1}}
@@ -136,13 +136,13 @@ def test_entry_cut_before_it_was_queued_is_sent_before_anything_newer():
     assert mon.tel.sender.sent == [1, 2]
     mon.log.append("update_step", "info", {"step": "installed"}, int(board.time()))  # the cut: never sent
     events.set_sink(None)
-    events.reset()
+    devtest.reset_events()
     events.emit("tls_failure", "warning", {"why": "before the monitor started"})  # waits for the log
     mon = Monitor(board, "a", cfg, Tel(), Updates())
     mon.boot("watchdog", [])
     sent = mon.tel.sender.sent
     assert sent[:2] == [2, 3] and sent == sorted(sent) and sent[-1] == 5, sent
-    events.reset()
+    devtest.reset_events()
 
 
 class Ag:
@@ -173,7 +173,7 @@ def test_console_events_and_export_logs_read_the_flash_log():
     ag.monitor = None
     res = AgentOps(ag).table()["events"]()
     assert [e["kind"] for e in res["entries"]] == ["boot", "rollback"] and res["pending"] == 1
-    events.reset()
+    devtest.reset_events()
 
 
 def test_a_faulty_console_operation_ends_the_command_not_the_agent():
@@ -189,7 +189,7 @@ def test_tls_failure_reason_names_the_fault_not_the_wrappers():
     # The error the MicroPython VM gives when the broker's certificate is not the
     # fleet's (tests/e2e/test_security_tuf_alert.py prints it): the first 48
     # characters were all wrapper, the event said nothing of the certificate.
-    from agent.security.monitor import tls_reason
+    from agent.security.posture import tls_reason
 
     vm = "MQTTTransportError(\"write failed: ValueError('\\\\nThe certificate is not correctly signed by the trusted CA\\\\n',)\",)"
     assert tls_reason(vm) == "The certificate is not correctly signed by the t"

@@ -8,9 +8,11 @@ measured in the same run on the same VM, ratio.
 2. Integrity scan of a slot (64 files, the factory slot's size) against its
    manifest, total CPU per scan (agent/security/posture.py Scanner, 30 ms steps) vs
    sha256 of the same bytes in memory; the longest step.
-3. Extra live heap of the security agent on the VM: code of the security
-   modules + the event log + the scanner at idle, and the most a scan adds.
-   Target: <= 24 KiB.
+3. Heap of the monitor's modules compiled from source with the cold ones loaded
+   (events, posture, logread), an event log and a scanner, and the most a
+   running scan adds. The issue's figure (live heap of the whole security half at
+   steady state, .mpy build, cold modules released) is bench/heap_security.py.
+The VM runs with a 320 KiB heap: the 96 KiB RAM disk of figure 1 lives in it.
 
 Run: .venv/bin/python bench/bench_security.py
 """
@@ -145,7 +147,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "bench.py"
         script.write_text(VM)
-        proc = mpvm.run_script(script, tmp, paths=[REPO], timeout=600)
+        proc = mpvm.run_script(script, tmp, paths=[REPO], heap="320k", timeout=600)
     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     if not line:
         raise SystemExit(f"VM failed:\n{proc.stdout}{proc.stderr}")
@@ -158,9 +160,10 @@ def main() -> None:
     print(f"integrity scan, {r['scan_bytes']} bytes in 64 files: {r['scan_us'] / 1000:.1f} ms CPU in "
           f"{r['scan_steps']} steps (longest {r['scan_max_step_ms']} ms) | anchor sha256 of the same bytes "
           f"{r['sha_us'] / 1000:.2f} ms | ratio {r['scan_us'] / max(r['sha_us'], 1):.1f} | ok={r['scan_ok']}")
-    print(f"extra live heap: code {r['heap_code'] / 1024:.1f} KiB, idle with log + scanner "
-          f"{r['heap_idle'] / 1024:.1f} KiB, a running scan holds at most {r['heap_scan_peak_live'] / 1024:.1f} KiB "
-          f"more (live, between steps) | target <= 24 KiB: {'ok' if r['heap_idle'] <= 24 * 1024 else 'MISSED'}")
+    print(f"heap of the monitor's modules from source with the cold ones loaded: code {r['heap_code'] / 1024:.1f} KiB, "
+          f"with an event log and a scanner {r['heap_idle'] / 1024:.1f} KiB, a running scan holds at most "
+          f"{r['heap_scan_peak_live'] / 1024:.1f} KiB more (live, between steps) | the issue's resident figure: "
+          f"bench/heap_security.py")
 
 
 if __name__ == "__main__":

@@ -32,9 +32,9 @@ from agent.security import events
 LAZY = ("agent.security.posture", "agent.security.logread", "agent.security.flags")
 SCAN_WAIT_S = 120
 DEFAULTS = {"on": 0, "period_s": 300, "scan_s": 60, "budget_ms": 30, "min_gap_s": 10, "clock_jump_s": 120}
+TLS_WORDS = ("cert", "ssl", "tls", "handshake", "verify")
 UPDATE_STEPS = ("available", "installed", "activated", "confirmed", "rolled_back", "rejected", "refused",
                 "check_failed", "download_interrupted")
-TLS_WORDS = ("cert", "ssl", "tls", "handshake", "verify")
 
 
 def tls_words(text):
@@ -196,7 +196,7 @@ class Monitor:
             from agent.security import posture  # cold: only when the error changes
 
             try:
-                why = posture.tls_reason(repr(err))
+                why = posture.tls_reason(repr(err), TLS_WORDS)
             finally:
                 posture = None
                 self._release()

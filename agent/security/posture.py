@@ -12,19 +12,18 @@ import os
 
 from board.compat import ticks_ms, ticks_diff
 from agent.security import events
-from agent.security.monitor import TLS_WORDS
 
 MAX_ENDPOINTS = 4
 
 
-def tls_reason(text, n=48):
+def tls_reason(text, words, n=48):
     # The part of an error's text that names the TLS fault: n characters from a
-    # little before its first TLS word (the wrappers in front, e.g.
-    # MQTTTransportError("write failed: ValueError('..., say nothing), escaped
-    # newlines as spaces; None when no TLS word is in the text.
+    # little before its first TLS word (`words`: monitor.TLS_WORDS; the
+    # wrappers in front, e.g. MQTTTransportError("write failed: ValueError('...,
+    # say nothing), escaped newlines as spaces; None when no TLS word is in it.
     t = text.lower()
     at = -1
-    for w in TLS_WORDS:
+    for w in words:
         i = t.find(w)
         if i >= 0 and (at < 0 or i < at):
             at = i

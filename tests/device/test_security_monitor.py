@@ -189,7 +189,11 @@ def test_tls_failure_reason_names_the_fault_not_the_wrappers():
     # The error the MicroPython VM gives when the broker's certificate is not the
     # fleet's (tests/e2e/test_security_tuf_alert.py prints it): the first 48
     # characters were all wrapper, the event said nothing of the certificate.
-    from agent.security.posture import tls_reason
+    from agent.security.monitor import TLS_WORDS
+    from agent.security.posture import tls_reason as reason
+
+    def tls_reason(text):
+        return reason(text, TLS_WORDS)  # as the monitor calls it
 
     vm = "MQTTTransportError(\"write failed: ValueError('\\\\nThe certificate is not correctly signed by the trusted CA\\\\n',)\",)"
     assert tls_reason(vm) == "The certificate is not correctly signed by the t"

@@ -67,7 +67,7 @@ class Agent:
         self.cmds = None
         core = None
         if self.ident is not None:
-            from agent.security.commands_boot import arm_egress
+            from agent.security.commands_inbox import arm_egress
 
             core = arm_egress(self.ident, self.cfg, state)
         if self.ident is not None:

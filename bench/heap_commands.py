@@ -46,7 +46,7 @@ class Agent:
     board = Board(); updates = Updates(); ident = {"device_id": "pump-1"}; tel = None
     def report(self): pass
 a1 = alloc()
-from agent.security import commands_boot, commands_inbox
+from agent.security import commands_inbox
 a2 = alloc()
 inbox = commands_inbox.CommandInbox(Agent(), ["broker:8883"])
 a3 = alloc()
@@ -56,7 +56,7 @@ from agent.security.commands_run import AgentCommands
 from updater.crypto import ed25519
 a4 = alloc()
 del AgentCommands, ed25519
-commands_boot.release_new(before)
+commands_inbox.release_new(before)
 inbox.tick()
 a5 = alloc()
 out.update({"inbox_module": a2 - a1, "inbox_object": a3 - a2, "transient_code": a4 - a3,

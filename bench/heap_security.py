@@ -133,7 +133,7 @@ out["modules"] = sorted([k for k in sys.modules if k.startswith("agent.security"
 # bench/heap_commands.py, here on top of the monitor: the modules both use count once)
 had_netguard = "board.netguard" in sys.modules
 import board.netguard
-from agent.security import commands_boot, commands_inbox
+from agent.security import commands_inbox
 
 
 
@@ -143,7 +143,7 @@ before = list(sys.modules)
 from agent.security.commands_run import AgentCommands
 from updater.crypto import ed25519
 del AgentCommands, ed25519
-commands_boot.release_new(before)
+commands_inbox.release_new(before)
 inbox.tick()
 gc.collect()
 out["total"] = gc.mem_alloc() - base

@@ -296,7 +296,7 @@ class AgentCommands:
 
     def console_user(self, args):
         # Add or remove a console account (agent/console/remote.py); released
-        # after the turn with the rest of the command code (commands_boot).
+        # after the turn with the rest of the command code (commands_inbox.release_new).
         from agent.console import remote
 
         b = self.agent.board

@@ -14,11 +14,7 @@
 #                   it is parsed and put in force on the next turn, after the
 #                   TUF client's code is released.
 # tick()            housekeeping: runs what waits, then releases the code.
-# Also here (one resident module on provisioned boards, a flash block and a
-# module object less): arm_egress(), the egress allow-list armed from the
-# configuration before the agent's first socket, the guard's report of a
-# blocked connection, and release_new(), which gives back the code a command
-# turn imported.
+# release_new()     gives back the code a command turn imported.
 import sys
 
 from updater.install import gate
@@ -27,13 +23,6 @@ from updater.install import gate
 # someone else holds, e.g. the console's flags, stays).
 TRANSIENT = ("agent.security.commands", "agent.security.commands_run", "agent.security.flags", "updater.crypto",
              "agent.console.remote", "agent.console.auth", "agent.keystore")
-
-
-def _egress_blocked(endpoint):
-    # The network guard's on_block (board/netguard.py never imports the agent).
-    from agent.security import events
-
-    events.emit("egress_blocked", "warning", {"endpoint": endpoint[:64]})
 
 
 def release_new(before):
@@ -46,26 +35,6 @@ def release_new(before):
                 if n == p or n.startswith(p + "."):
                     names.append(n)
     release_modules(names)
-
-
-def arm_egress(ident, cfg, state_dir):
-    # The allow-list from the configuration, before the agent's first socket.
-    before = list(sys.modules)
-    from agent.security import flags
-
-    try:
-        return flags.arm_egress(ident, cfg, state_dir, _egress_blocked)
-    finally:
-        # Given back by hand: release_modules would import agent.updates
-        # here, before the telemetry objects that must come first.
-        flags = None
-        if "agent.security.flags" not in before:
-            # (pop: the import may have come from the package's attribute
-            # when another release left it there without the sys.modules entry)
-            sys.modules.pop("agent.security.flags", None)
-            pkg = sys.modules.get("agent.security")
-            if pkg is not None and "flags" in pkg.__dict__:
-                delattr(pkg, "flags")
 
 
 MAX_ENVELOPE = 1024  # = commands.MAX_ENVELOPE (not imported: that module is not resident)

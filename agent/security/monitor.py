@@ -193,10 +193,13 @@ class Monitor:
         err = sup.last_error if sup is not None else None
         if err is not None and err is not self._tls_err:
             self._tls_err = err
-            from agent.security import posture  # cold: only when the error changes
+            text = repr(err)
+            if not tls_words(text):
+                return  # not a TLS failure (a refused or lost connection): no cold code loaded
+            from agent.security import posture  # cold: only for a new TLS error
 
             try:
-                why = posture.tls_reason(repr(err), TLS_WORDS)
+                why = posture.tls_reason(text, TLS_WORDS)
             finally:
                 posture = None
                 self._release()

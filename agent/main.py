@@ -67,12 +67,9 @@ class Agent:
         self.cmds = None
         core = None
         if self.ident is not None:
-            from agent import release_modules
             from agent.security.commands_boot import arm_egress
 
             core = arm_egress(self.ident, self.cfg, state)
-            arm_egress = None
-            release_modules(("agent.security.commands_boot",))  # boot-only code
         if self.ident is not None:
             # The long-lived telemetry objects (code, flash queue, TLS context)
             # are allocated first, before the update agent: on a 256 KiB heap

@@ -134,12 +134,9 @@ out["modules"] = sorted([k for k in sys.modules if k.startswith("agent.security"
 had_netguard = "board.netguard" in sys.modules
 import board.netguard
 # The boot part as agent/main.py runs it on a provisioned board: the egress
-# allow-list armed, then its code released (its names stay interned).
-from agent import release_modules
-from agent.security.commands_boot import arm_egress
-arm_egress({"host": "broker", "port": 8883}, {}, tmp + "/state")
-arm_egress = None
-release_modules(("agent.security.commands_boot",))
+# allow-list armed (commands_boot stays: it holds the guard's callback).
+from agent.security import commands_boot
+commands_boot.arm_egress({"host": "broker", "port": 8883}, {}, tmp + "/state")
 from agent.security import commands_inbox
 
 

@@ -43,10 +43,6 @@ MAX_TEXT = const(48)
 ANCHOR = "anchor"
 
 
-def entry_hash(entry):
-    return hashlib.sha256(entry).digest()
-
-
 def clean_detail(detail):
     # A detail map bounded in keys and text so that an entry stays small.
     if detail is None:
@@ -138,7 +134,7 @@ class EventLog:
             self._new_segment()
         seg = self.segs[-1]
         self.io.append(seg_path(self.dir, seg[0]), frame)
-        h = entry_hash(e)
+        h = hashlib.sha256(e).digest()  # hash(entry): logread.entry_hash
         seg[1] += len(frame)
         seg[2] = n
         seg[3] = h

@@ -67,9 +67,3 @@ def set_sink(fn):
 
 def pending():
     return len(_pending)
-
-
-def egress_blocked(endpoint):
-    # The network guard's on_block (board/netguard.py never imports the agent;
-    # commands_boot.arm_egress hands it this).
-    emit("egress_blocked", "warning", {"endpoint": endpoint[:64]})

@@ -120,7 +120,7 @@ def core_endpoints(ident, cfg):
 
 def arm_egress(ident, cfg, state_dir, on_block=None):
     # on_block(endpoint): the guard's report of a blocked connection (the
-    # agent's is events.egress_blocked, resident: this module is
+    # agent's is commands_boot._egress_blocked, resident: this module is
     # released after arming).
     core = core_endpoints(ident, cfg)
     extra = []

@@ -5,14 +5,20 @@
 # rollback events), so that starting the monitor loads nothing else.
 # Loaded on use only (at boot, by tests and benches); the monitor releases it
 # after (agent.release_modules): the resident append path is eventlog.py.
+import hashlib
 import os
 
 from board.compat import write_atomic
 from agent.telemetry import cbor
 from agent.security import events
-from agent.security.eventlog import ANCHOR, MAX_ENTRY, EventLog, entry_hash, seg_path
+from agent.security.eventlog import ANCHOR, MAX_ENTRY, EventLog, seg_path
 
 RESEND = 2  # newest entries from before a boot sent again (a cut between log and queue)
+
+
+def entry_hash(entry):
+    # hash(entry) of the chain (eventlog.py): sha256 of the entry's bytes.
+    return hashlib.sha256(entry).digest()
 
 
 class LogError(ValueError):

@@ -20,7 +20,7 @@ def test_chain_reopens_and_verifies():
     log = logread.load(d)
     heads = fill(log, 10)
     n, e, h = heads[-1]
-    assert n == 10 and h == eventlog.entry_hash(e)
+    assert n == 10 and h == logread.entry_hash(e)
     ent = logread.decode_entry(heads[3][1])
     assert ent[0] == 4 and ent[5] == heads[2][2] and ent[2] == "update_step"
     assert logread.decode_entry(heads[0][1])[5] == eventlog.ZERO

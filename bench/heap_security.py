@@ -92,8 +92,6 @@ out = {"heap_total": gc.mem_free() + gc.mem_alloc(), "netguard": netguard}
 base = gc.mem_alloc()
 out["base"] = base
 
-
-
 for d in ("/state", "/data"):
     try:
         os.mkdir(tmp + d)
@@ -138,8 +136,6 @@ import board.netguard
 from agent.security import commands_boot
 commands_boot.arm_egress({"host": "broker", "port": 8883}, {}, tmp + "/state")
 from agent.security import commands_inbox
-
-
 
 inbox = commands_inbox.CommandInbox(agent_obj, ["broker:8883"])
 inbox.receive(b'{"payload": "{}", "sig": {"keyid": "00", "sig": "00"}}')

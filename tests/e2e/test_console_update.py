@@ -3,10 +3,11 @@ checks, downloads and installs an update: the shell's heap does not starve
 the update (in round 2 the board a technician had used stayed on 1.0.0: "out
 of memory").
 
-The heap is test_update_attacks.HEAP (384k), the one every provisioned-board
-update test uses: on integ2 a provisioned pump runs out of memory in its
-first update check at 256k and at 320k with no console at all (identity and
-telemetry stack resident; see /work/reports/r3-console.md, "heap")."""
+The heap is SESSION_HEAP (392k), 8k above test_update_attacks.HEAP (384k),
+the one every other provisioned-board update test uses (why: below). On integ2
+a provisioned pump ran out of memory in its first update check at 256k and at
+320k with no console at all (identity and telemetry stack resident; see
+/work/reports/r3-console.md, "heap")."""
 from __future__ import annotations
 
 import pyotp
@@ -16,14 +17,14 @@ from host_tools.console.session import Session
 from host_tools.pki import FleetPKI
 from host_tools.provision import BrokerAddress, provision
 from tests.e2e.sim_fixtures import sim_boards
-from tests.e2e.test_update_attacks import HEAP, confirmed, repo  # noqa: F401 (module fixture)
+from tests.e2e.test_update_attacks import confirmed, repo  # noqa: F401 (module fixture)
 from tests.e2e.test_update_board import publish, steps
 
 # An update check with a technician's session open: the check's peak (the TUF
 # client's ~80 KB at once) beside telemetry, the security monitor, the signed
-# commands and the shell. At HEAP (384k) it ran out of memory in most layouts
-# after 2026-12-04's changes (they lowered the resident heap, and moved where
-# things fall); at 392k it passed 4 of 4 without one. At 384k the board retries
+# commands and the shell. At test_update_attacks.HEAP (384k) it ran out of
+# memory in most layouts after 2026-12-04's changes (they lowered the resident
+# heap, and moved where things fall); at 392k it passed 4 of 4 without one. At 384k the board retries
 # with backoff and installs once the session is closed.
 SESSION_HEAP = "392k"
 DEV = "pump-cu"

@@ -3,13 +3,15 @@ against a raw AMQP consumer draining the same queue in the same run.
 
 For each figure N sealed records (D devices, real per-device keys and certificates)
 are published over MQTT/TLS QoS 1 into the cluster while no consumer runs, so the
-quorum queue ``medsentry.collector`` holds them; then one consumer drains it:
+collector partitions (quorum queues ``medsentry.collector.<k>``) hold them; then one
+consumer drains them:
 
   * anchor: a raw pika consumer (EXTERNAL login, prefetch 512, ack multiple per 128)
     that does nothing with the bodies;
   * 1 collector: AmqpCollector (parse, AES-CCM verify/decrypt, sequence logic,
     one transaction per batch, ack after commit) on SQLite, then on PostgreSQL;
-  * 2 collectors: two collector PROCESSES on PostgreSQL draining 2N together.
+  * 2 collectors: two collector PROCESSES on PostgreSQL draining 2N together
+    (``--shard 0/2`` and ``1/2``: each claims half of the partitions).
 
 Run: .venv/bin/python bench/bench_fleet.py [N]   (default 4000; cluster start ~40 s)
 """
@@ -33,14 +35,15 @@ os.environ.setdefault("MEDSENTRY_KEY_PASSPHRASE_FLEET_CA", "bench-fleet-ca-passp
 sys.path.insert(0, str(REPO))
 
 from host_tools.broker.cluster import RabbitCluster  # noqa: E402
-from host_tools.broker.rabbit_config import COLLECTOR_QUEUE  # noqa: E402
+from host_tools.broker.rabbit_config import COLLECTOR_QUEUES  # noqa: E402
 from host_tools.collector import FleetDB  # noqa: E402
 from host_tools.collector.amqp import AmqpCollector, amqp_parameters  # noqa: E402
 from host_tools.collector.cose import seal  # noqa: E402
 from host_tools.collector.pg_local import LocalPostgres  # noqa: E402
 from host_tools.pki import FleetPKI  # noqa: E402
 
-DEVICES = [f"bench-{i}" for i in range(1, 9)]
+# enough devices that the consistent hash spreads them evenly over the partitions
+DEVICES = [f"bench-{i}" for i in range(1, 33)]
 
 
 def publish(pki: FleetPKI, cluster: RabbitCluster, n: int, start: int) -> None:
@@ -82,20 +85,26 @@ def raw_drain(pki: FleetPKI, cluster: RabbitCluster, n: int) -> float:
                                                    *cluster.amqp_endpoints[0]))
     ch = conn.channel()
     ch.basic_qos(prefetch_count=512)
-    got = 0
-    t0 = 0.0
-    for method, _p, _b in ch.consume(COLLECTOR_QUEUE, inactivity_timeout=5):
-        if method is None:
-            break
-        if got == 0:
-            t0 = time.perf_counter()  # from the first message, like the collectors' figure
-        got += 1
-        if got % 128 == 0 or got == n:
+    state = {"got": 0, "t0": 0.0}
+
+    def on_message(_ch, method, _p, _b) -> None:
+        if state["got"] == 0:
+            state["t0"] = time.perf_counter()  # from the first message, like the collectors' figure
+        state["got"] += 1
+        if state["got"] % 128 == 0 or state["got"] == n:
             ch.basic_ack(method.delivery_tag, multiple=True)
-        if got == n:
-            break
-    dt = time.perf_counter() - t0
-    ch.cancel()
+
+    tags = [ch.basic_consume(q, on_message) for q in COLLECTOR_QUEUES]
+    idle = time.monotonic()
+    while state["got"] < n and time.monotonic() - idle < 5:
+        before = state["got"]
+        conn.process_data_events(time_limit=0.05)
+        if state["got"] != before:
+            idle = time.monotonic()
+    got = state["got"]
+    dt = time.perf_counter() - state["t0"]
+    for tag in tags:
+        ch.basic_cancel(tag)
     conn.close()
     if got != n:
         raise SystemExit(f"raw consumer got {got}/{n}")
@@ -134,9 +143,9 @@ def two_processes(work: Path, cluster: RabbitCluster, url: str, n: int
     base = db.counters().get("accepted", 0)
     since = time.time()
     procs = [subprocess.Popen([sys.executable, "-m", "host_tools.cli.main", "--workdir", str(work),
-                               "collector", "--identity", name, "--amqp", amqp, "--db", url],
+                               "collector", "--identity", name, "--amqp", amqp, "--db", url, "--shard", f"{i}/2"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-             for name in ("collector", "collector-b")]
+             for i, name in enumerate(("collector", "collector-b"))]
     t0 = time.perf_counter()
     first = None
     try:

@@ -173,9 +173,10 @@ def main() -> None:
             FleetDB(pg.url).close()
             amqp = ",".join(f"{h}:{p}" for h, p in cluster.amqp_endpoints)
             procs = [subprocess.Popen([sys.executable, "-m", "host_tools.cli.main", "--workdir", str(work),
-                                       "collector", "--identity", name, "--amqp", amqp, "--db", pg.url],
+                                       "collector", "--identity", name, "--amqp", amqp, "--db", pg.url,
+                                       "--shard", f"{i}/2"],
                                       stdout=(work / f"{name}.out").open("wb"), stderr=subprocess.STDOUT,
-                                      start_new_session=True) for name in ("collector", "collector-b")]
+                                      start_new_session=True) for i, name in enumerate(("collector", "collector-b"))]
             devs = [SimDevice(pki, d, cluster.endpoints[i % 3]) for i, d in enumerate(ids)]
             try:
                 times = asyncio.run(drive(devs, seconds, hz))

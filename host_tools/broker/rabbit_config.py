@@ -11,8 +11,13 @@ Same security contract as the Mosquitto config (config.py), expressed in RabbitM
   ``.`` is ``/``): a device writes only ``medsentry.<id>.{telemetry,status,...}``
   and reads only ``medsentry.<id>.cmd``; its resource permissions name only its
   own MQTT session queues (so it cannot take another client id's session);
-* the collectors read one durable quorum queue ``medsentry.collector`` bound to
-  the device topics (competing consumers), and may write nothing;
+* the collectors read PARTITIONS durable quorum queues ``medsentry.collector.<k>``
+  and may write nothing: the device topics on ``amq.topic`` are bound to the
+  consistent-hash exchange ``medsentry.collectors`` (plugin
+  rabbitmq_consistent_hash_exchange), which spreads them over the queues by
+  routing key, i.e. by device and record kind. Each queue has one active
+  consumer at a time (``x-single-active-consumer``): the collectors split the
+  partitions between them and take over a dead one's (amqp.py);
 * the CRL is checked on every handshake (Erlang ``ssl_crl_hash_dir``: a directory
   of ``<issuer hash>.r0`` files, re-read per connection);
 * TLS 1.2 AEAD suites / TLS 1.3 only.
@@ -30,7 +35,11 @@ from host_tools.pki.records import service_role
 
 from .config import DEVICE_PUBLISH_TOPICS, DEVICE_SUBSCRIBE_TOPICS, RECORD_MAX, TOPIC_ROOT
 
-COLLECTOR_QUEUE = "medsentry.collector"
+COLLECTOR_EXCHANGE = "medsentry.collectors"
+#: Partitions of the collector stream: the most collector processes that can
+#: store in parallel (each partition has one active consumer).
+PARTITIONS = 4
+COLLECTOR_QUEUES = tuple(f"medsentry.collector.{k}" for k in range(PARTITIONS))
 COLLECTOR_BINDINGS = ("medsentry.*.telemetry", "medsentry.*.status")
 #: Erlang names of the TLS 1.2 AEAD suites of config.TLS12_CIPHERS plus TLS 1.3.
 ERL_CIPHERS = ("TLS_AES_256_GCM_SHA384", "TLS_AES_128_GCM_SHA256", "TLS_CHACHA20_POLY1305_SHA256",
@@ -86,7 +95,7 @@ def definitions(pki: FleetPKI, devices: list[str] | None = None) -> dict:
     for name in collectors:
         user(name)
         perms.append({"user": name, "vhost": "/", "configure": "^$", "write": "^$",
-                      "read": f"^{re.escape(COLLECTOR_QUEUE)}$"})
+                      "read": r"^medsentry\.collector\.[0-9]+$"})
         topics.append({"user": name, "vhost": "/", "exchange": "amq.topic", "write": "^$",
                        "read": "^$"})
     # The operator publishes commands over MQTT (its own session queues only).
@@ -96,13 +105,20 @@ def definitions(pki: FleetPKI, devices: list[str] | None = None) -> dict:
                   "write": f"^(amq\\.topic|{q})$", "read": f"^(amq\\.topic|{q})$"})
     topics.append({"user": "operator", "vhost": "/", "exchange": "amq.topic",
                    "write": f"^{TOPIC_ROOT}\\.[^.]+\\.cmd$", "read": f"^{TOPIC_ROOT}\\.[^.]+\\.status$"})
-    queue = {"name": COLLECTOR_QUEUE, "vhost": "/", "durable": True, "auto_delete": False,
-             "arguments": {"x-queue-type": "quorum"}}
-    bindings = [{"source": "amq.topic", "vhost": "/", "destination": COLLECTOR_QUEUE,
-                 "destination_type": "queue", "routing_key": rk, "arguments": {}}
+    exchange = {"name": COLLECTOR_EXCHANGE, "vhost": "/", "type": "x-consistent-hash", "durable": True,
+                "auto_delete": False, "internal": True, "arguments": {}}
+    queues = [{"name": q, "vhost": "/", "durable": True, "auto_delete": False,
+               "arguments": {"x-queue-type": "quorum", "x-single-active-consumer": True}}
+              for q in COLLECTOR_QUEUES]
+    bindings = [{"source": "amq.topic", "vhost": "/", "destination": COLLECTOR_EXCHANGE,
+                 "destination_type": "exchange", "routing_key": rk, "arguments": {}}
                 for rk in COLLECTOR_BINDINGS]
-    return {"users": users, "vhosts": [{"name": "/"}], "permissions": perms,
-            "topic_permissions": topics, "queues": [queue], "bindings": bindings}
+    # equal weights: each queue gets one point on the hash ring per unit of weight
+    bindings += [{"source": COLLECTOR_EXCHANGE, "vhost": "/", "destination": q,
+                  "destination_type": "queue", "routing_key": "1", "arguments": {}}
+                 for q in COLLECTOR_QUEUES]
+    return {"users": users, "vhosts": [{"name": "/"}], "permissions": perms, "topic_permissions": topics,
+            "exchanges": [exchange], "queues": queues, "bindings": bindings}
 
 
 def is_service(name: str) -> bool:

@@ -138,8 +138,11 @@ def _raise_interrupt(signum: int, frame: object) -> None:
                    "Recorded in <workdir>/fleet-db.url, so `fleet`, `assess`, `alerts`, `events`, "
                    "`telemetry` and `command` read the same store.")
 @click.option("--amqp", default=None, metavar="HOST:PORT,...",
-              help="Fleet cluster: consume the shared collector queue over AMQPS from these "
+              help="Fleet cluster: consume the collector partitions over AMQPS from these "
                    "nodes (competing collectors) instead of subscribing over MQTT.")
+@click.option("--shard", default="0/1", show_default=True, metavar="I/N",
+              help="With --amqp: collector I of N started together; it claims partitions "
+                   "k with k % N == I first and stands by for the others.")
 @click.option("--follow", is_flag=True,
               help="Print each stored record like `mosquitto_sub -v`: the topic, then the decrypted "
                    "record as compact JSON (stdout; progress goes to stderr).")
@@ -149,7 +152,7 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 @click.option("--quiet", is_flag=True, help="No progress line.")
 @click.pass_context
 def cli(ctx: click.Context, host: str | None, port: int | None, duration: float | None,
-        max_records: int | None, identity: str, db_url: str | None, amqp: str | None,
+        max_records: int | None, identity: str, db_url: str | None, amqp: str | None, shard: str,
         follow: bool, progress_every: float, quiet: bool) -> None:
     """Subscribe over mutual TLS; verify, decrypt, de-duplicate and store records in fleet.db.
 
@@ -162,7 +165,7 @@ def cli(ctx: click.Context, host: str | None, port: int | None, duration: float 
     if amqp is not None:
         if follow:
             raise click.UsageError("--follow works with the MQTT collector only, not with --amqp")
-        _run_amqp(workdir, amqp, identity, db_url, duration, max_records)
+        _run_amqp(workdir, amqp, identity, db_url, duration, max_records, parse_shard(shard))
         return
     h, p = broker_address(workdir, host, port)
     try:
@@ -202,8 +205,15 @@ def parse_endpoints(text: str) -> list[tuple[str, int]]:
     return out
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    i, sep, n = text.partition("/")
+    if not sep or not i.isdigit() or not n.isdigit() or not 0 <= int(i) < int(n):
+        raise click.BadParameter(f"{text!r} is not I/N with 0 <= I < N", param_hint="--shard")
+    return int(i), int(n)
+
+
 def _run_amqp(workdir: str, amqp: str, identity: str, db_url: str | None, duration: float | None,
-              max_records: int | None) -> None:
+              max_records: int | None, shard: tuple[int, int]) -> None:
     from host_tools.collector import FleetDB
     from host_tools.collector.amqp import AmqpCollector
     from host_tools.collector.dbconn import DatabaseURLError
@@ -217,7 +227,7 @@ def _run_amqp(workdir: str, amqp: str, identity: str, db_url: str | None, durati
     except Exception as exc:  # noqa: BLE001 - driver errors (server down, auth) end in a message
         raise click.ClickException(f"database: {type(exc).__name__}: {exc}") from None
     record_fleet_db(workdir, db_url)
-    col = AmqpCollector(FleetPKI(workdir), db, identity, endpoints)
+    col = AmqpCollector(FleetPKI(workdir), db, identity, endpoints, shard=shard)
     click.echo(f"collector {identity}: AMQPS {amqp} -> {redacted(db.url)} (Ctrl-C stops)", err=True)
     try:
         stats = col.run(duration=duration, max_records=max_records)

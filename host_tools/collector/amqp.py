@@ -1,13 +1,23 @@
 """A competing collector on the fleet broker cluster (RabbitMQ): AMQP 0-9-1 over mutual TLS.
 
-Every collector process consumes the one durable quorum queue ``medsentry.collector``
-(bound to the device topics on ``amq.topic``), so the broker splits the stream
-between them. Each process verifies and decrypts its messages on its own, then
-stores a batch in one transaction (``Ingestor.handle_batch``: store lock, fresh
-sequence state) and only then acknowledges it (``multiple``). Whatever dies —
-this process, its broker node, the database — unacknowledged messages are
-redelivered (to this or another collector) and recognised as duplicates when
-they were stored already: each sealed record is stored once.
+The device stream is split into ``PARTITIONS`` durable quorum queues
+``medsentry.collector.<k>`` (rabbit_config.py: a consistent-hash exchange on the
+routing key, so a device's telemetry always lands in one partition and its status
+in one). Each queue has a single active consumer: every collector process
+consumes every partition, its *home* partitions (``shard`` = (i, n): k % n == i)
+at once and the others ``standby_s`` later, so collectors started together split
+the partitions between them and each takes over a dead one's (the broker makes
+the next consumer in line active). Every ``rebalance_s`` a collector re-registers its
+consumers of the partitions that are not its home: a restarted collector waiting
+for its home partitions gets them back. Each process verifies and decrypts its messages
+on its own, then stores a batch in one transaction (``Ingestor.handle_batch``: the
+batch's devices locked, their sequence state read fresh) and only then
+acknowledges it (``multiple``). Two collectors store in parallel as long as their
+batches share no device; one that does waits for the other's commit.
+
+Whatever dies — this process, its broker node, the database — unacknowledged
+messages are redelivered (to this or another collector) and recognised as
+duplicates when they were stored already: each sealed record is stored once.
 
 Login is SASL EXTERNAL: the certificate CN is the user (no password exists).
 
@@ -20,11 +30,13 @@ thread stored while holding the loop, so nothing was read or sent while a
 batch waited for the store lock.
 
 Stall guard: a consumer that holds nothing unsettled, has had no delivery for
-``stall_s`` and still sees ready messages in the queue (passive declare) is
-not being served by the broker: the prefetch window is used up on the broker's
-side (a settlement the broker never applied). It reconnects, which returns
-those deliveries to the queue; the copies already stored come back as
-duplicates.
+``stall_s`` and still sees ready messages in a partition it was served from on
+this connection (passive declare; once active, a single active consumer stays
+active until it leaves) is not being served by the broker: the prefetch window
+is used up on the broker's side (a settlement the broker never applied). It
+reconnects, which returns those deliveries to the queue; the copies already
+stored come back as duplicates. A partition where it is only standing by is not
+probed: its ready messages are another collector's.
 """
 from __future__ import annotations
 
@@ -35,7 +47,7 @@ import threading
 import time
 from typing import Any
 
-from host_tools.broker.rabbit_config import COLLECTOR_QUEUE
+from host_tools.broker.rabbit_config import COLLECTOR_QUEUES
 from host_tools.pki import FleetPKI, Identity
 
 from .db import FleetDB
@@ -45,6 +57,8 @@ BATCH_MAX = 128
 BATCH_DELAY = 0.02
 PREFETCH = 512
 STALL_S = 30.0
+STANDBY_S = 2.0
+REBALANCE_S = 30.0
 _SWAP = str.maketrans("./", "/.")
 
 
@@ -73,9 +87,20 @@ class AmqpCollector:
 
     def __init__(self, pki: FleetPKI, db: FleetDB, identity: str, endpoints: list[tuple[str, int]],
                  *, batch_max: int = BATCH_MAX, batch_delay: float = BATCH_DELAY,
-                 prefetch: int = PREFETCH, stall_s: float = STALL_S) -> None:
+                 prefetch: int = PREFETCH, stall_s: float = STALL_S,
+                 shard: tuple[int, int] = (0, 1), standby_s: float = STANDBY_S,
+                 rebalance_s: float = REBALANCE_S) -> None:
         if not endpoints:
             raise ValueError("no AMQP endpoint")
+        index, count = shard
+        if not 0 <= index < count:
+            raise ValueError(f"shard {index}/{count}: want 0 <= index < count")
+        #: partitions consumed at once; the others after ``standby_s`` (as standby)
+        self.home = [q for k, q in enumerate(COLLECTOR_QUEUES) if k % count == index]
+        self.spare = [q for q in COLLECTOR_QUEUES if q not in self.home]
+        self.standby_s = standby_s
+        self.rebalance_s = rebalance_s
+        self.handbacks = 0
         self.pki = pki
         self.db = db
         self.identity = pki.client_identity(identity)
@@ -166,13 +191,14 @@ class AmqpCollector:
         else:
             ch.basic_nack(tag, multiple=True, requeue=True)
 
-    def _check_stall(self, ch: Any, idle_since: float) -> float:
-        """Probe the queue when idle with nothing in hand; returns the new idle mark."""
+    def _check_stall(self, ch: Any, idle_since: float, served: set[str]) -> float:
+        """Probe the partitions this connection was served from, when idle with
+        nothing in hand; returns the new idle mark."""
         now = time.monotonic()
         idle_since = max(idle_since, self._last_settle)
         if self._in_hand or now - idle_since < self.stall_s:
             return idle_since
-        ready = ch.queue_declare(COLLECTOR_QUEUE, passive=True).method.message_count
+        ready = sum(ch.queue_declare(q, passive=True).method.message_count for q in sorted(served))
         if ready:
             raise _Stalled(f"no delivery for {now - idle_since:.0f}s with {ready} ready")
         return now
@@ -182,22 +208,53 @@ class AmqpCollector:
         ch.basic_qos(prefetch_count=self.prefetch)
         batch: list[tuple[int, str, bytes]] = []
         mark = {"first": 0.0, "last": time.monotonic()}
+        queue_of: dict[str, str] = {}  # consumer tag -> partition
+        served: set[str] = set()  # partitions this connection got deliveries from
 
         def on_message(_ch: Any, method: Any, _props: Any, body: bytes) -> None:
             if not batch:
                 mark["first"] = time.monotonic()
             mark["last"] = time.monotonic()
             self._in_hand += 1
+            if method.consumer_tag in queue_of:  # (not one handed back meanwhile)
+                served.add(queue_of[method.consumer_tag])
             batch.append((method.delivery_tag, routing_key_topic(method.routing_key), body))
 
-        tag = ch.basic_consume(COLLECTOR_QUEUE, on_message)
+        def consume(queues: list[str]) -> None:
+            for q in queues:
+                queue_of[ch.basic_consume(q, on_message)] = q
+
+        def hand_back() -> None:
+            """Go to the back of the line on the spare partitions: a collector whose
+            home they are and that waits gets them now (one restarted after its
+            peer took its partitions over); where nobody waits, this one is the
+            active consumer again."""
+            for tag, q in list(queue_of.items()):
+                if q in self.spare:
+                    ch.basic_cancel(tag)  # pika nacks what it had not handed to on_message
+                    del queue_of[tag]
+                    served.discard(q)
+            consume(self.spare)
+            self.handbacks += 1
+
+        consume(self.home)
+        spare_at = time.monotonic() + self.standby_s
+        rebalance_at = spare_at + self.rebalance_s
+        spare = list(self.spare)
         while not done():
+            now = time.monotonic()
+            if spare and now >= spare_at:
+                consume(spare)
+                spare = []
+            elif self.spare and not spare and now >= rebalance_at:
+                hand_back()
+                rebalance_at = now + self.rebalance_s
             conn.process_data_events(time_limit=self.batch_delay / 2)
             now = time.monotonic()
             if batch and (len(batch) >= self.batch_max or now - mark["first"] >= self.batch_delay):
                 self._work.put((conn, ch, batch))
                 batch = []
-            mark["last"] = self._check_stall(ch, mark["last"])
+            mark["last"] = self._check_stall(ch, mark["last"], served)
         if batch:
             self._work.put((conn, ch, batch))
         # let the storer finish what it was given and send those acks (bounded:
@@ -206,7 +263,8 @@ class AmqpCollector:
         while self._in_hand and conn.is_open and time.monotonic() < until:
             conn.process_data_events(time_limit=0.05)
         if conn.is_open:
-            ch.basic_cancel(tag)
+            for tag in queue_of:
+                ch.basic_cancel(tag)
             conn.close()
 
     def run(self, *, duration: float | None = None, max_records: int | None = None) -> dict[str, int]:

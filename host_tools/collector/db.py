@@ -29,6 +29,7 @@ changed by MIGRATIONS (``meta.schema_version`` = the last one applied):
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import threading
 from pathlib import Path
@@ -169,6 +170,12 @@ VITAL_COLUMNS = ("seq", "t", "hr", "spo2", "bp_sys", "bp_dia", "temp", "pump_sta
                  "pump_rate", "pump_vtbi", "pump_infused", "pump_alarms", "received_at")
 
 
+def device_lock_key(device_id: str) -> int:
+    """The PostgreSQL advisory lock key (signed 64 bits) of a device's records."""
+    return int.from_bytes(hashlib.sha256(b"medsentry-store:" + device_id.encode()).digest()[:8], "big",
+                          signed=True)
+
+
 class FleetDB:
     """Thread-safe wrapper around one database connection: SQLite (WAL,
     synchronous=NORMAL; a path or ``sqlite:///PATH``) or PostgreSQL
@@ -249,11 +256,15 @@ class FleetDB:
                     self.conn.executemany(sql, rows)
                     rows.clear()
 
-    def lock_store(self) -> None:
-        """Inside a batch: serialise storing with other collector processes (SQLite's
-        BEGIN IMMEDIATE already does; PostgreSQL takes a transaction advisory lock)."""
-        if self.kind == "postgresql":
-            self.conn.execute("SELECT pg_advisory_xact_lock(4242)")
+    def lock_store(self, devices: list[str]) -> None:
+        """Inside a batch: serialise storing the given devices' records with other
+        collector processes. SQLite's BEGIN IMMEDIATE already locks the whole
+        database. PostgreSQL takes one transaction advisory lock per device, in
+        one order for every process (so two batches never wait on each other in a
+        cycle): batches of different devices store in parallel."""
+        if self.kind == "postgresql" and devices:
+            keys = sorted(device_lock_key(d) for d in set(devices))
+            self.conn.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(?::bigint[]) AS k", (keys,))
 
     def close(self) -> None:
         with self.lock:
@@ -310,7 +321,9 @@ class FleetDB:
     def _flush_sums(self) -> None:
         counts, self._sum_counts = self._sum_counts, {}
         devices, self._sum_devices = self._sum_devices, {}
-        for (dev, name), n in counts.items():
+        # sorted: rows every process may touch (the "?" device's counters) are
+        # locked in one order, so concurrent batches cannot deadlock on them
+        for (dev, name), n in sorted(counts.items()):
             self.conn.execute(
                 "INSERT INTO counters VALUES (?, ?, ?) ON CONFLICT(device_id, name) "
                 "DO UPDATE SET count = counters.count + excluded.count", (dev, name, n))

@@ -128,7 +128,7 @@ class Ingestor:
     def handle_batch(self, messages: list[tuple[str, bytes]], now: float | None = None) -> list[Outcome]:
         """Competing collectors (several processes, one database): verify and decrypt
         every message without holding the database, then store them all in ONE
-        transaction under the store lock (``FleetDB.lock_store``), each touched
+        transaction holding the store lock of its devices (``FleetDB.lock_store``), each touched
         device's sequence state read fresh from the database inside it (another
         collector may have stored its newer records). A failure rolls the whole
         batch back and raises: the caller acknowledges nothing of it."""
@@ -140,7 +140,7 @@ class Ingestor:
             self.db.begin_batch()
             self.db.whole_batch = True
             try:
-                self.db.lock_store()
+                self.db.lock_store(devices)
                 fresh = self.db.load_sequence_state(devices)
                 for dev in devices:
                     self.seq.pop(dev, None)

@@ -123,7 +123,7 @@ class Device(threading.Thread):
                 c.loop_stop()
 
 
-def collector_proc(work, identity: str, amqp: str, url: str) -> subprocess.Popen:
+def collector_proc(work, identity: str, amqp: str, url: str, shard: str = "0/1") -> subprocess.Popen:
     cmd = [sys.executable, "-m", "host_tools.cli.main", "--workdir", str(work), "collector",
-           "--identity", identity, "--amqp", amqp, "--db", url]
+           "--identity", identity, "--amqp", amqp, "--db", url, "--shard", shard]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)

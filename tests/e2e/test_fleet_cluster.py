@@ -34,6 +34,7 @@ DEVICES = ("pump-1", "pump-2", "pump-3", "unsettled-1")
 BOARD = "pump-board"  # a real simulated board (MicroPython agent) on the cluster
 BIG = "pump-big"      # publishes more than one record's size
 STREAMERS = [f"stream-{i}" for i in range(1, 5)]
+PARTED = [f"part-{i}" for i in range(1, 9)]  # spread over the collector partitions
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def cluster(tmp_path_factory):
     work = tmp_path_factory.mktemp("fleet")
     pki = FleetPKI(work)
     pki.init()
-    for dev in (*DEVICES, *STREAMERS, BOARD, BIG):
+    for dev in (*DEVICES, *STREAMERS, *PARTED, BOARD, BIG):
         pki.issue(dev, "pump-v2")
     pki.issue_client("collector-b")
     c = RabbitCluster(pki, work / "cluster", nodes=3)
@@ -209,6 +210,89 @@ def test_collector_not_served_by_the_broker_reconnects(cluster, tmp_path):
         db.close()
 
 
+class _Recording(AmqpCollector):
+    """Notes the devices of every batch it stores."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.devices: set[str] = set()
+
+    def _store(self, batch):
+        self.devices |= {topic.split("/")[1] for _, topic, _ in batch}
+        return super()._store(batch)
+
+
+def test_collectors_split_the_partitions_and_take_over_a_stopped_one(cluster, tmp_path):
+    """Two collectors started together (shards 0/2 and 1/2) store disjoint sets of
+    devices (one active consumer per partition: a device's records go to one
+    collector; with one shared queue both got every device's). When one stops, the
+    other takes its partitions over: nothing waits, nothing is stored twice. When it
+    comes back, it gets its home partitions back at the next rebalance."""
+    pki = cluster.pki
+    db = FleetDB(tmp_path / "fleet.db")
+    def collector(name: str, shard: tuple[int, int]) -> _Recording:
+        return _Recording(pki, FleetDB(tmp_path / "fleet.db"), name, cluster.amqp_endpoints,
+                          shard=shard, standby_s=1.0, rebalance_s=3.0)
+
+    cols = [collector("collector", (0, 2)), collector("collector-b", (1, 2))]
+    threads = [threading.Thread(target=c.run, kwargs={"duration": 150}, daemon=True) for c in cols]
+    for t in threads:
+        t.start()
+
+    def publish(seqs: range) -> None:
+        for k, dev in enumerate(PARTED):
+            c, why = connect(cluster, dev, k % 3)
+            assert c is not None, why
+            for i in [c.publish(f"medsentry/{dev}/telemetry", sealed(pki, dev, s), qos=1) for s in seqs]:
+                i.wait_for_publish(30)
+            c.disconnect()
+            c.loop_stop()
+
+    def wait_stored(n: int) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and sum(len(db.seqs(d)) for d in PARTED) < n:
+            time.sleep(0.2)
+
+    try:
+        time.sleep(2.0)  # both claimed their home partitions and stand by for the rest
+        publish(range(1, 6))
+        wait_stored(5 * len(PARTED))
+        a, b = cols[0].devices, cols[1].devices
+        assert a and b and not a & b, (a, b)
+        cols[1].stop()
+        threads[1].join(30)
+        publish(range(6, 11))
+        wait_stored(10 * len(PARTED))
+        for dev in PARTED:
+            assert db.seqs(dev) == list(range(1, 11)), dev
+        assert cols[0].devices == set(PARTED)
+        assert db.counters().get("duplicate", 0) == 0
+        # collector-b comes back: standby everywhere, until the rebalance hands its
+        # home partitions back
+        cols.append(collector("collector-b", (1, 2)))
+        threads.append(threading.Thread(target=cols[2].run, kwargs={"duration": 120}, daemon=True))
+        threads[2].start()
+        h0 = cols[0].handbacks
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and cols[0].handbacks < h0 + 2:
+            time.sleep(0.2)
+        assert cols[0].handbacks >= h0 + 2
+        cols[0].devices.clear()
+        publish(range(11, 16))
+        wait_stored(15 * len(PARTED))
+        for dev in PARTED:
+            assert db.seqs(dev) == list(range(1, 16)), dev
+        assert cols[2].devices == b and not cols[0].devices & b, (cols[0].devices, cols[2].devices)
+    finally:
+        for c in cols:
+            c.stop()
+        for t in threads:
+            t.join(30)
+        for c in cols:
+            c.db.close()
+        db.close()
+
+
 def test_publish_above_one_record_is_refused_by_the_cluster(cluster):
     """max_message_size = one sealed record (as Mosquitto's message_size_limit): a 20 MiB
     publish is refused by the node (a channel error naming the size, no PUBACK, so it
@@ -274,7 +358,8 @@ def test_node_collector_and_database_die_nothing_lost(cluster, pg):
     work, pki = cluster.pki.workdir, cluster.pki
     FleetDB(pg.url).close()  # schema before the collectors race for it
     amqp = ",".join(f"{h}:{p}" for h, p in cluster.amqp_endpoints)
-    cols = {name: collector_proc(work, name, amqp, pg.url) for name in ("collector", "collector-b")}
+    cols = {name: collector_proc(work, name, amqp, pg.url, f"{i}/2")
+            for i, name in enumerate(("collector", "collector-b"))}
     # devices start on node 2 (index 1), then 3, then 1
     eps = cluster.endpoints[1:] + cluster.endpoints[:1]
     devices = [Device(pki, d, eps) for d in STREAMERS]
@@ -302,7 +387,7 @@ def test_node_collector_and_database_die_nothing_lost(cluster, pg):
         db.close()
         pg.restart()                                        # 3. PostgreSQL restart
         db = FleetDB(pg.url)
-        cols["collector-b"] = collector_proc(work, "collector-b", amqp, pg.url)
+        cols["collector-b"] = collector_proc(work, "collector-b", amqp, pg.url, "1/2")
         procs_to_stop.append(cols["collector-b"])
         for d in devices:
             d.join(180)

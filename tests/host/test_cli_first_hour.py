@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from host_tools.cli.main import cli
@@ -84,6 +85,15 @@ def test_collector_without_a_broker_says_connection_refused_at_once(tmp_path):
     r = CliRunner().invoke(cli, ["--workdir", str(tmp_path), "collector", "--port", str(port), "--duration", "30"])
     assert r.exit_code == 1 and "connection refused" in r.output and "broker run" in r.output, r.output
     assert time.monotonic() - t0 < 5  # before: "timeout" after 10 s
+
+
+@pytest.mark.parametrize("shard", ["2/2", "1", "a/2", "0/0", "-1/2"])
+def test_collector_shard_out_of_range_is_a_usage_error_before_anything_opens(tmp_path, shard):
+    FleetPKI(tmp_path).init()
+    r = CliRunner().invoke(cli, ["--workdir", str(tmp_path), "collector", "--amqp", "127.0.0.1:1",
+                                 "--shard", shard, "--duration", "1"])
+    assert r.exit_code == 2 and "--shard" in r.output and "0 <= I < N" in r.output, r.output
+    assert not (tmp_path / "fleet.db").exists()
 
 
 def test_help_states_defaults_in_one_style():

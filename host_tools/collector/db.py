@@ -321,16 +321,18 @@ class FleetDB:
     def _flush_sums(self) -> None:
         counts, self._sum_counts = self._sum_counts, {}
         devices, self._sum_devices = self._sum_devices, {}
-        # sorted: rows every process may touch (the "?" device's counters) are
-        # locked in one order, so concurrent batches cannot deadlock on them
-        for (dev, name), n in sorted(counts.items()):
-            self.conn.execute(
+        # Each as one executemany (PostgreSQL: pipelined, one round trip instead of
+        # one per device). Sorted: rows every process may touch (the "?" device's
+        # counters) are locked in one order, so concurrent batches cannot deadlock.
+        if counts:
+            self.conn.executemany(
                 "INSERT INTO counters VALUES (?, ?, ?) ON CONFLICT(device_id, name) "
-                "DO UPDATE SET count = counters.count + excluded.count", (dev, name, n))
-        for dev, (now, highest, more) in devices.items():
-            if more:
-                self.conn.execute("UPDATE devices SET last_seen = ?, highest_seq = ?, records = records + ? "
-                                  "WHERE device_id = ?", (now, highest, more, dev))
+                "DO UPDATE SET count = counters.count + excluded.count",
+                [(dev, name, n) for (dev, name), n in sorted(counts.items())])
+        rows = [(now, highest, more, dev) for dev, (now, highest, more) in sorted(devices.items()) if more]
+        if rows:
+            self.conn.executemany("UPDATE devices SET last_seen = ?, highest_seq = ?, records = records + ? "
+                                  "WHERE device_id = ?", rows)
 
     # -- state loading (collector start) -------------------------------------------
     def load_sequence_state(self, devices: list[str] | None = None

@@ -7,7 +7,8 @@ FleetDB speaks one SQL dialect (qmark parameters, ``INSERT ... ON CONFLICT``,
 literal ``?`` nor ``%``), rows index by position and by name, statements are
 prepared by psycopg after their first executions (``prepare_threshold``); inside
 ``deferred_writes`` the writes of a batch go out as one ``executemany`` per
-statement (one round trip each instead of one per row).
+statement (one round trip each instead of one per row), a run of plain inserts as
+one ``COPY``.
 """
 from __future__ import annotations
 
@@ -66,6 +67,9 @@ def pg_schema(sqlite_schema: str) -> str:
 
 
 _WRITE = re.compile(r"^\s*(?:INSERT INTO|UPDATE|DELETE FROM)\s+(\w+)")
+#: A plain insert of whole rows (no column list, no ON CONFLICT, no RETURNING):
+#: a run of them goes as one COPY.
+_PLAIN_INSERT = re.compile(r"^INSERT INTO (\w+) VALUES \((?:%s, )*%s\)$")
 
 
 class Row(tuple):  # type: ignore[type-arg]
@@ -147,6 +151,12 @@ class PgConnection:
                 self.flush()
         return _Cursor(self._conn.execute(sql, tuple(args)), self._psycopg.ProgrammingError)
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement for many rows, pipelined (one round trip)."""
+        self.flush()
+        with self._conn.cursor() as cur:
+            cur.executemany(sql.replace("?", "%s"), [tuple(r) for r in rows])
+
     @contextlib.contextmanager
     def deferred_writes(self) -> Iterator[None]:
         """Queue INSERT/UPDATE/DELETE per table (order kept within a table) and send
@@ -168,8 +178,17 @@ class PgConnection:
                 j = i
                 while j < len(stmts) and stmts[j][0] == stmts[i][0]:
                     j += 1
+                plain = _PLAIN_INSERT.match(stmts[i][0])
                 with self._conn.cursor() as cur:
-                    cur.executemany(stmts[i][0], [a for _, a in stmts[i:j]])
+                    if plain and j - i > 1:
+                        # COPY: one stream of rows instead of one Bind/Execute per
+                        # row (the same rows, the same constraints: a duplicate key
+                        # fails the COPY as it failed the INSERT)
+                        with cur.copy(f"COPY {plain.group(1)} FROM STDIN") as copy:
+                            for _, row in stmts[i:j]:
+                                copy.write_row(row)
+                    else:
+                        cur.executemany(stmts[i][0], [a for _, a in stmts[i:j]])
                 i = j
 
     def close(self) -> None:

@@ -119,7 +119,8 @@ class AmqpCollector:
         # deliveries received and not yet acked/nacked (I/O thread only)
         self._in_hand = 0
         self._last_settle = 0.0  # I/O thread: when the last ack/nack was sent
-        # batches for the storer thread: at most `prefetch` deliveries in all
+        # batches for the storer thread: at most `prefetch` deliveries per partition
+        # served (the window is per consumer: quorum queues have no global QoS)
         self._work: queue.Queue[tuple[Any, Any, list[tuple[int, str, bytes]]] | None] = queue.Queue()
 
     @property

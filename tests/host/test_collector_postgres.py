@@ -58,6 +58,24 @@ def msg(pki: FleetPKI, dev: str, seq: int) -> bytes:
     return seal(cbor2.dumps(rec), key=tk.key, base_iv=tk.base_iv, kid=tk.kid, seq=seq, topic=topic(dev))
 
 
+def run_pair(work) -> list[BaseException]:
+    """work(0) and work(1) in two threads at once (two collectors); their errors."""
+    errors: list[BaseException] = []
+
+    def guarded(k: int) -> None:
+        try:
+            work(k)
+        except BaseException as exc:  # noqa: BLE001 - reported to the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return errors
+
+
 def test_same_outcomes_on_both_databases(pki, db_url):
     db = FleetDB(db_url)
     ing = Ingestor(pki, db)
@@ -102,24 +120,15 @@ def test_competing_batches_store_each_record_once(pki, db_url):
     ings = [Ingestor(pki, d) for d in dbs]
     n = 400
     stream = [(topic(dev), msg(pki, dev, s)) for s in range(1, n + 1) for dev in ("pump-a", "pump-b")]
-    errors: list[BaseException] = []
 
     def worker(k: int) -> None:
-        try:
-            # each collector gets every other batch, plus a redelivery of the other's
-            for i in range(0, len(stream), 16):
-                batch = stream[i:i + 16]
-                if (i // 16) % 2 == k or i % 48 == 0:
-                    ings[k].handle_batch(batch)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        # each collector gets every other batch, plus a redelivery of the other's
+        for i in range(0, len(stream), 16):
+            batch = stream[i:i + 16]
+            if (i // 16) % 2 == k or i % 48 == 0:
+                ings[k].handle_batch(batch)
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in (0, 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors
+    assert not run_pair(worker)
     for dev in ("pump-a", "pump-b"):
         assert dbs[0].seqs(dev) == list(range(1, n + 1))
         assert dbs[0].missing(dev) == []
@@ -178,24 +187,16 @@ def test_competing_batches_with_shared_and_foreign_rows_never_deadlock(pki, pg):
     dbs = [FleetDB(url), FleetDB(url)]
     ings = [Ingestor(pki, d) for d in dbs]
     n = 60
-    errors: list[BaseException] = []
 
     def worker(k: int) -> None:
         order = devs if k == 0 else devs[::-1]
-        try:
-            for s in range(1, n + 1, 4):
-                batch = [(topic(d), msg(pki, d, q)) for q in range(s, s + 4) for d in order]
-                batch.append(("medsentry/x/other", b"junk"))
-                batch.append((f"medsentry/{order[0]}/telemetry", b"\xd0junk"))
-                ings[k].handle_batch(batch)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        for s in range(1, n + 1, 4):
+            batch = [(topic(d), msg(pki, d, q)) for q in range(s, s + 4) for d in order]
+            batch.append(("medsentry/x/other", b"junk"))
+            batch.append((f"medsentry/{order[0]}/telemetry", b"\xd0junk"))
+            ings[k].handle_batch(batch)
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in (0, 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    errors = run_pair(worker)
     assert not errors, errors
     for d in devs:
         assert dbs[0].seqs(d) == list(range(1, n + 1)), d

@@ -10,7 +10,10 @@ connections opened at most 200 at a time, one QoS 1 record in flight per device
 
 Reported: connect time, sustained publish rate (PUBACKed records / S), collector
 storage rate, end-to-end latency send -> stored (p50/p99, from the database's
-received_at), loss (PUBACKed but never stored), duplicates.
+received_at), loss (PUBACKed but never stored), duplicates, and the CPU each part
+used from the first tick to the last record stored (/proc: the broker nodes, the
+collectors, PostgreSQL, this load generator), per 1,000 records: what sizes a
+broker node and a collector.
 
 Run: .venv/bin/python bench/fleet_load.py [DEVICES] [SECONDS] [HZ]
      (default 10000 60 1; issuing 10,000 identities takes ~1 min)
@@ -104,7 +107,30 @@ class SimDevice:
             self.writer.close()
 
 
-async def drive(devs: list[SimDevice], seconds: float, hz: float) -> dict[str, float]:
+def cpu_by_part(groups: dict[str, set[int]]) -> dict[str, float]:
+    """CPU seconds (user + system) of the live processes, by part: a process whose
+    session id is in ``groups[name]``, PostgreSQL's by name, this process."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = dict.fromkeys([*groups, "postgresql", "load generator", "other"], 0.0)
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{d}/stat").read_text()
+        except OSError:
+            continue
+        comm = raw[raw.index("(") + 1:raw.rindex(")")]
+        f = raw[raw.rindex(")") + 2:].split()
+        sid, cpu = int(f[3]), (int(f[11]) + int(f[12])) / tick
+        part = next((g for g, sids in groups.items() if sid in sids), None)
+        if part is None:
+            part = ("load generator" if int(d) == os.getpid()
+                    else "postgresql" if comm.startswith("postgres") else "other")
+        out[part] += cpu
+    return out
+
+
+async def drive(devs: list[SimDevice], seconds: float, hz: float, on_start=lambda: None) -> dict[str, float]:
     sem = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
     async def conn(d: SimDevice) -> None:
@@ -120,6 +146,7 @@ async def drive(devs: list[SimDevice], seconds: float, hz: float) -> dict[str, f
     t0 = time.perf_counter()
     await asyncio.gather(*(conn(d) for d in devs))
     connect_s = time.perf_counter() - t0
+    on_start()
     period = 1.0 / hz
     start = time.perf_counter()
     n = len(devs)
@@ -178,13 +205,18 @@ def main() -> None:
                                       stdout=(work / f"{name}.out").open("wb"), stderr=subprocess.STDOUT,
                                       start_new_session=True) for i, name in enumerate(("collector", "collector-b"))]
             devs = [SimDevice(pki, d, cluster.endpoints[i % 3]) for i, d in enumerate(ids)]
+            groups = {f"broker node {i + 1}": {p.pid} for i, p in enumerate(cluster.procs) if p is not None}
+            groups["collectors"] = {p.pid for p in procs}
+            cpu: dict[str, dict[str, float]] = {}
             try:
-                times = asyncio.run(drive(devs, seconds, hz))
+                times = asyncio.run(drive(devs, seconds, hz,
+                                          lambda: cpu.setdefault("start", cpu_by_part(groups))))
                 acked = sum(d.acked for d in devs)
                 db = FleetDB(pg.url)
                 drain_deadline = time.perf_counter() + 300
                 while time.perf_counter() < drain_deadline and db.counters().get("accepted", 0) < acked:
                     time.sleep(0.5)
+                cpu["end"] = cpu_by_part(groups)
                 rows = db.conn.execute("SELECT device_id, seq, received_at FROM accepted").fetchall()
                 counters = db.counters()
                 db.close()
@@ -204,6 +236,13 @@ def main() -> None:
           f"late ticks (previous record not yet acked) {late}, duplicates {counters.get('duplicate', 0)}")
     print(f"sustained publish rate {acked / times['publish_s']:,.0f} records/s (target {n * hz:,.0f}); "
           f"end-to-end latency p50 {percentile(lat, 0.5) * 1000:.0f} ms, p99 {percentile(lat, 0.99) * 1000:.0f} ms")
+    span = max(rows, key=lambda r: r[2])[2] - min(by_dev[r[0]].sent[r[1]] for r in rows) if rows else 0.0
+    print(f"CPU from the first tick to the last record stored ({span:.0f} s, {os.cpu_count()} cores), "
+          f"per 1,000 stored records:")
+    for part in cpu["end"]:
+        used = cpu["end"][part] - cpu["start"].get(part, 0.0)
+        print(f"  {part:15s} {used:7.1f} s  {used / max(1, stored) * 1000:6.3f} s/1k  "
+              f"{used / max(1e-9, span):.2f} cores")
 
 
 if __name__ == "__main__":

@@ -139,6 +139,9 @@ def render_conf(ports: NodePorts, host: str, peers: list[str]) -> str:
         "mqtt.vhost = /",
         "mqtt.exchange = amq.topic",
         "mqtt.durable_queue_type = quorum",
+        # quorum queue leaders spread over the nodes (the default puts every
+        # collector partition's leader on the node that imported the definitions)
+        "queue_leader_locator = balanced",
         "cluster_formation.peer_discovery_backend = classic_config",
         "cluster_partition_handling = pause_minority",
         # One sealed record at most (SEALING.md), as Mosquitto's message_size_limit:

@@ -15,8 +15,9 @@ used from the first tick to the last record stored (/proc: the broker nodes, the
 collectors, PostgreSQL, this load generator), per 1,000 records: what sizes a
 broker node and a collector.
 
-Run: .venv/bin/python bench/fleet_load.py [DEVICES] [SECONDS] [HZ]
-     (default 10000 60 1; issuing 10,000 identities takes ~1 min)
+Run: .venv/bin/python bench/fleet_load.py [DEVICES] [SECONDS] [HZ] [SCHEDULERS]
+     (default 10000 60 1 1; SCHEDULERS = Erlang schedulers per broker node, the
+     tests' 1 or e.g. the machine's core count)
 """
 from __future__ import annotations
 
@@ -183,6 +184,7 @@ def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 10000
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 60.0
     hz = float(sys.argv[3]) if len(sys.argv) > 3 else 1.0
+    schedulers = int(sys.argv[4]) if len(sys.argv) > 4 else 1
     # The PKI fsyncs every key it writes (~30 ms per identity on disk): issue the
     # throw-away fleet on tmpfs when there is one.
     with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None) as tmp:
@@ -196,7 +198,8 @@ def main() -> None:
             pki.issue(dev, "pump-v2", taken_kids=kids)
         pki.issue_client("collector-b")
         print(f"issued {n} device identities in {time.perf_counter() - t0:.1f}s", flush=True)
-        with LocalPostgres() as pg, RabbitCluster(pki, work / "cluster", nodes=3) as cluster:
+        with LocalPostgres() as pg, RabbitCluster(pki, work / "cluster", nodes=3,
+                                                          schedulers=schedulers) as cluster:
             FleetDB(pg.url).close()
             amqp = ",".join(f"{h}:{p}" for h, p in cluster.amqp_endpoints)
             procs = [subprocess.Popen([sys.executable, "-m", "host_tools.cli.main", "--workdir", str(work),
@@ -231,7 +234,8 @@ def main() -> None:
     sent = sum(len(d.sent) for d in devs)
     stored = len(rows)
     late = sum(d.late for d in devs)
-    print(f"devices {n}, {hz} Hz, {seconds:.0f}s; connect {times['connect_s']:.1f}s")
+    print(f"devices {n}, {hz} Hz, {seconds:.0f}s, {schedulers} scheduler(s) per broker node; "
+          f"connect {times['connect_s']:.1f}s")
     print(f"sent {sent}, PUBACKed {acked}, stored {stored}, lost (acked, not stored) {max(0, acked - stored)}, "
           f"late ticks (previous record not yet acked) {late}, duplicates {counters.get('duplicate', 0)}")
     print(f"sustained publish rate {acked / times['publish_s']:,.0f} records/s (target {n * hz:,.0f}); "

@@ -29,12 +29,19 @@ from .rabbit_config import NodePorts, render_advanced, render_conf, write_crl_di
 from .runner import BrokerError, free_port, tls_probe
 
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
-ERL_FLAGS = "+sbwt none +sbwtdcpu none +sbwtdio none +S 1:1 +A 4"
+#: Erlang VM flags of a node: no scheduler busy-waiting (the nodes share the
+#: machine with the tests and each other); ``+S N:N`` is added (``schedulers``).
+ERL_FLAGS = "+sbwt none +sbwtdcpu none +sbwtdio none +A 4"
 
 
 class RabbitCluster:
     def __init__(self, pki: FleetPKI, run_dir: str | Path, *, nodes: int = 3, host: str = "127.0.0.1",
-                 ready_timeout: float = 180.0) -> None:
+                 ready_timeout: float = 180.0, schedulers: int = 1) -> None:
+        """``schedulers``: Erlang schedulers per node (1 keeps three nodes and the
+        tests from crowding 2 cores; bench/fleet_load.py measures with both)."""
+        if schedulers < 1:
+            raise ValueError(f"schedulers {schedulers}: want at least 1")
+        self.schedulers = schedulers
         self.pki = pki
         self.run_dir = Path(run_dir).resolve()
         self.host = host
@@ -72,7 +79,7 @@ class RabbitCluster:
             "RABBITMQ_LOG_BASE": str(d / "log"),
             "RABBITMQ_PID_FILE": str(d / "rabbit.pid"),
             "RABBITMQ_DIST_PORT": str(self.ports[i].dist),
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": ERL_FLAGS,
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": f"{ERL_FLAGS} +S {self.schedulers}:{self.schedulers}",
             "RABBITMQ_CTL_ERL_ARGS": "+S 1:1",
         })
         return env

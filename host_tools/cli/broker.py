@@ -55,14 +55,18 @@ def config(ctx: click.Context, out: str | None, host: str, port: int, persistenc
 @click.option("--cluster", "nodes", type=click.IntRange(1, 9), default=None,
               help="Fleet deployment: a RabbitMQ cluster of N local nodes (MQTT plugin) instead "
                    "of Mosquitto; writes the nodes' MQTT and AMQP endpoints to address.json.")
+@click.option("--schedulers", type=click.IntRange(1, 1024), default=1, show_default=True,
+              help="With --cluster: Erlang schedulers (cores) each node may use; 1 keeps local "
+                   "nodes from crowding a small machine.")
 @click.pass_context
-def run(ctx: click.Context, host: str, port: int | None, duration: float | None, nodes: int | None) -> None:
+def run(ctx: click.Context, host: str, port: int | None, duration: float | None, nodes: int | None,
+        schedulers: int) -> None:
     """Run Mosquitto in the foreground on a loopback port; writes <workdir>/broker/address.json."""
     pki = FleetPKI(ctx.obj["workdir"])
     lock = _one_broker(pki.workdir / "broker")
     try:
         if nodes is not None:
-            _run_cluster(pki, host, nodes, duration)
+            _run_cluster(pki, host, nodes, duration, schedulers)
         else:
             _run_mosquitto(pki, host, port, duration)
     finally:
@@ -125,10 +129,11 @@ def _one_broker(broker_dir: Path) -> int:
     return fd
 
 
-def _run_cluster(pki: FleetPKI, host: str, nodes: int, duration: float | None) -> None:
+def _run_cluster(pki: FleetPKI, host: str, nodes: int, duration: float | None, schedulers: int) -> None:
     from host_tools.broker.cluster import RabbitCluster
 
-    cluster = RabbitCluster(pki, pki.workdir / "broker" / "cluster", nodes=nodes, host=host)
+    cluster = RabbitCluster(pki, pki.workdir / "broker" / "cluster", nodes=nodes, host=host,
+                            schedulers=schedulers)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_interrupt)
     addr = pki.workdir / "broker" / "address.json"
@@ -142,7 +147,8 @@ def _run_cluster(pki: FleetPKI, host: str, nodes: int, duration: float | None) -
                                     "amqp": cluster.amqp_endpoints}) + "\n")
         amqp = ",".join(f"{h}:{p}" for h, p in cluster.amqp_endpoints)
         click.echo(f"cluster of {nodes}: MQTT {cluster.endpoints}; collectors: "
-                   f"medsentry collector --amqp {amqp} --identity NAME; Ctrl-C stops")
+                   f"medsentry collector --amqp {amqp} --identity NAME --shard I/N "
+                   f"(collector I of N); Ctrl-C stops")
         deadline = None if duration is None else time.monotonic() + duration
         while deadline is None or time.monotonic() < deadline:
             time.sleep(0.5)

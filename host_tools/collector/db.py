@@ -170,6 +170,10 @@ VITAL_COLUMNS = ("seq", "t", "hr", "spo2", "bp_sys", "bp_dia", "temp", "pump_sta
                  "pump_rate", "pump_vtbi", "pump_infused", "pump_alarms", "received_at")
 
 
+#: The whole-store lock of collectors before the per-device locks (until 2026-12-04).
+OLD_STORE_LOCK = 4242
+
+
 def device_lock_key(device_id: str) -> int:
     """The PostgreSQL advisory lock key (signed 64 bits) of a device's records."""
     return int.from_bytes(hashlib.sha256(b"medsentry-store:" + device_id.encode()).digest()[:8], "big",
@@ -261,10 +265,15 @@ class FleetDB:
         collector processes. SQLite's BEGIN IMMEDIATE already locks the whole
         database. PostgreSQL takes one transaction advisory lock per device, in
         one order for every process (so two batches never wait on each other in a
-        cycle): batches of different devices store in parallel."""
+        cycle): batches of different devices store in parallel. It also holds
+        OLD_STORE_LOCK shared: a collector of the previous version (which took it
+        exclusively for every batch) and this one exclude each other during a
+        rolling upgrade."""
         if self.kind == "postgresql" and devices:
             keys = sorted(device_lock_key(d) for d in set(devices))
-            self.conn.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(?::bigint[]) AS k", (keys,))
+            self.conn.execute("SELECT pg_advisory_xact_lock_shared(?), "
+                              "(SELECT count(pg_advisory_xact_lock(k)) FROM unnest(?::bigint[]) AS k)",
+                              (OLD_STORE_LOCK, keys))
 
     def close(self) -> None:
         with self.lock:

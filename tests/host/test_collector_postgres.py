@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from host_tools.collector import FleetDB, Ingestor
-from host_tools.collector.db import SCHEMA_VERSION
+from host_tools.collector.db import OLD_STORE_LOCK, SCHEMA_VERSION
 from host_tools.collector.cose import seal
 from host_tools.collector.dbconn import DatabaseURLError, parse_url
 from host_tools.collector.pg_local import LocalPostgres
@@ -173,6 +173,35 @@ def test_batches_of_different_devices_store_in_parallel(pki, pg):
         a.rollback_batch()
         a.close()
         b.close()
+
+
+def test_a_collector_of_the_previous_version_and_this_one_exclude_each_other(pg):
+    """Rolling upgrade: the previous collector locked the whole store with an
+    exclusive advisory lock per batch; this one's batch waits for it (it holds
+    that lock shared, so two of this version still store in parallel: the test
+    above)."""
+    url = fresh_pg_url(pg)
+    new_a = FleetDB(url)
+    old = psycopg.connect(url, autocommit=False)
+    try:
+        old.execute("SELECT pg_advisory_xact_lock(%s)", (OLD_STORE_LOCK,))
+        done = threading.Event()
+
+        def store() -> None:
+            new_a.begin_batch()
+            new_a.lock_store(["pump-a"])
+            done.set()
+            new_a.commit_batch()
+
+        t = threading.Thread(target=store)
+        t.start()
+        assert not done.wait(1.5), "stored while the previous version's batch held the store"
+        old.commit()
+        assert done.wait(5)
+        t.join(5)
+    finally:
+        old.close()
+        new_a.close()
 
 
 def test_competing_batches_with_shared_and_foreign_rows_never_deadlock(pki, pg):

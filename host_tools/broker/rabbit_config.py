@@ -95,7 +95,7 @@ def definitions(pki: FleetPKI, devices: list[str] | None = None) -> dict:
     for name in collectors:
         user(name)
         perms.append({"user": name, "vhost": "/", "configure": "^$", "write": "^$",
-                      "read": r"^medsentry\.collector\.[0-9]+$"})
+                      "read": f"^({'|'.join(re.escape(q) for q in COLLECTOR_QUEUES)})$"})
         topics.append({"user": name, "vhost": "/", "exchange": "amq.topic", "write": "^$",
                        "read": "^$"})
     # The operator publishes commands over MQTT (its own session queues only).

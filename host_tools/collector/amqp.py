@@ -100,6 +100,7 @@ class AmqpCollector:
         self.spare = [q for q in COLLECTOR_QUEUES if q not in self.home]
         self.standby_s = standby_s
         self.rebalance_s = rebalance_s
+        #: registrations on the spare partitions (the first, then one per rebalance)
         self.handbacks = 0
         self.pki = pki
         self.db = db
@@ -225,11 +226,11 @@ class AmqpCollector:
             for q in queues:
                 queue_of[ch.basic_consume(q, on_message)] = q
 
-        def hand_back() -> None:
-            """Go to the back of the line on the spare partitions: a collector whose
-            home they are and that waits gets them now (one restarted after its
-            peer took its partitions over); where nobody waits, this one is the
-            active consumer again."""
+        def stand_by() -> None:
+            """(Re-)register at the back of the line on the spare partitions: the
+            first time as standby; later, a collector whose home they are and that
+            waits gets them now (one restarted after its peer took its partitions
+            over); where nobody waits, this one is the active consumer again."""
             for tag, q in list(queue_of.items()):
                 if q in self.spare:
                     ch.basic_cancel(tag)  # pika nacks what it had not handed to on_message
@@ -239,17 +240,11 @@ class AmqpCollector:
             self.handbacks += 1
 
         consume(self.home)
-        spare_at = time.monotonic() + self.standby_s
-        rebalance_at = spare_at + self.rebalance_s
-        spare = list(self.spare)
+        spare_at = time.monotonic() + self.standby_s  # then every rebalance_s
         while not done():
-            now = time.monotonic()
-            if spare and now >= spare_at:
-                consume(spare)
-                spare = []
-            elif self.spare and not spare and now >= rebalance_at:
-                hand_back()
-                rebalance_at = now + self.rebalance_s
+            if self.spare and time.monotonic() >= spare_at:
+                stand_by()
+                spare_at = time.monotonic() + self.rebalance_s
             conn.process_data_events(time_limit=self.batch_delay / 2)
             now = time.monotonic()
             if batch and (len(batch) >= self.batch_max or now - mark["first"] >= self.batch_delay):

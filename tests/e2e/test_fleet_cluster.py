@@ -230,6 +230,7 @@ def test_collectors_split_the_partitions_and_take_over_a_stopped_one(cluster, tm
     comes back, it gets its home partitions back at the next rebalance."""
     pki = cluster.pki
     db = FleetDB(tmp_path / "fleet.db")
+
     def collector(name: str, shard: tuple[int, int]) -> _Recording:
         return _Recording(pki, FleetDB(tmp_path / "fleet.db"), name, cluster.amqp_endpoints,
                           shard=shard, standby_s=1.0, rebalance_s=3.0)

@@ -25,6 +25,8 @@ from pathlib import Path
 
 from host_tools.pki import FleetPKI
 
+from . import rabbit_plugin
+from .plugin import BURST, RATE
 from .rabbit_config import NodePorts, render_advanced, render_conf, write_crl_dir, write_definitions
 from .runner import BrokerError, free_port, tls_probe
 
@@ -36,11 +38,17 @@ ERL_FLAGS = "+sbwt none +sbwtdcpu none +sbwtdio none +A 4"
 
 class RabbitCluster:
     def __init__(self, pki: FleetPKI, run_dir: str | Path, *, nodes: int = 3, host: str = "127.0.0.1",
-                 ready_timeout: float = 180.0, schedulers: int = 1) -> None:
+                 ready_timeout: float = 180.0, schedulers: int = 1, rate_limit: int = RATE,
+                 rate_burst: int = BURST) -> None:
         """``schedulers``: Erlang schedulers per node (1 keeps three nodes and the
-        tests from crowding 2 cores; bench/fleet_load.py measures with both)."""
+        tests from crowding 2 cores; bench/fleet_load.py measures with both).
+        ``rate_limit``/``rate_burst``: each client's publishes per second after a
+        burst, per node (ratelimit/medsentry_ratelimit.erl)."""
         if schedulers < 1:
             raise ValueError(f"schedulers {schedulers}: want at least 1")
+        if rate_limit < 1 or rate_burst < 1:
+            raise ValueError(f"rate limit {rate_limit}/s burst {rate_burst}: want at least 1 each")
+        self.rate_limit, self.rate_burst = rate_limit, rate_burst
         self.schedulers = schedulers
         self.pki = pki
         self.run_dir = Path(run_dir).resolve()
@@ -75,6 +83,7 @@ class RabbitCluster:
             "RABBITMQ_ADVANCED_CONFIG_FILE": str(d / "advanced.config"),
             "RABBITMQ_CONF_ENV_FILE": str(d / "rabbitmq-env.conf"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(d / "enabled_plugins"),
+            "RABBITMQ_PLUGINS_DIR": f"{rabbit_plugin.RABBIT_PLUGINS}:{rabbit_plugin.plugins_dir()}",
             "RABBITMQ_MNESIA_BASE": str(d / "mnesia"),
             "RABBITMQ_LOG_BASE": str(d / "log"),
             "RABBITMQ_PID_FILE": str(d / "rabbit.pid"),
@@ -107,6 +116,7 @@ class RabbitCluster:
             cookie.write_text(secrets.token_hex(16))
             cookie.chmod(0o400)
         write_crl_dir(self.pki, self.crl_dir)
+        rabbit_plugin.plugins_dir()  # built here, fails closed: no cluster without the limit
         if not self.ports:
             taken: set[int] = set()
             for _ in range(self.n):
@@ -121,9 +131,11 @@ class RabbitCluster:
             d = self.node_dir(i)
             (d / "log").mkdir(parents=True, exist_ok=True)
             (d / "rabbitmq.conf").write_text(render_conf(self.ports[i], self.host, self.names))
-            (d / "advanced.config").write_text(render_advanced(self.pki, self.crl_dir))
+            (d / "advanced.config").write_text(render_advanced(self.pki, self.crl_dir, self.rate_limit,
+                                                                             self.rate_burst))
             (d / "rabbitmq-env.conf").write_text("")
-            (d / "enabled_plugins").write_text("[rabbitmq_mqtt,rabbitmq_auth_mechanism_ssl,rabbitmq_consistent_hash_exchange].\n")
+            (d / "enabled_plugins").write_text("[rabbitmq_mqtt,rabbitmq_auth_mechanism_ssl,"
+                                                "rabbitmq_consistent_hash_exchange,medsentry_ratelimit].\n")
 
     def start_node(self, i: int) -> None:
         if self.procs[i] is not None and self.procs[i].poll() is None:  # type: ignore[union-attr]

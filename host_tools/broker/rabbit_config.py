@@ -18,6 +18,10 @@ Same security contract as the Mosquitto config (config.py), expressed in RabbitM
   routing key, i.e. by device and record kind. Each queue has one active
   consumer at a time (``x-single-active-consumer``): the collectors split the
   partitions between them and take over a dead one's (amqp.py);
+* the per-client publish limit: each node loads our channel interceptor
+  (rabbit_plugin.py); over-limit messages go to the exchange ``medsentry.shed``
+  (no bindings, so devices may write it) and the nodes' shed reports on
+  ``medsentry.broker.shed`` are bound into the collectors' partitions;
 * the CRL is checked on every handshake (Erlang ``ssl_crl_hash_dir``: a directory
   of ``<issuer hash>.r0`` files, re-read per connection);
 * TLS 1.2 AEAD suites / TLS 1.3 only.
@@ -33,6 +37,8 @@ from pathlib import Path
 from host_tools.pki import FleetPKI
 from host_tools.pki.records import service_role
 
+from .plugin import BURST, RATE
+from .rabbit_plugin import REPORT_KEY, SHED_EXCHANGE, advanced_term
 from .config import DEVICE_PUBLISH_TOPICS, DEVICE_SUBSCRIBE_TOPICS, RECORD_MAX, TOPIC_ROOT
 
 COLLECTOR_EXCHANGE = "medsentry.collectors"
@@ -40,7 +46,8 @@ COLLECTOR_EXCHANGE = "medsentry.collectors"
 #: store in parallel (each partition has one active consumer).
 PARTITIONS = 4
 COLLECTOR_QUEUES = tuple(f"medsentry.collector.{k}" for k in range(PARTITIONS))
-COLLECTOR_BINDINGS = ("medsentry.*.telemetry", "medsentry.*.status")
+#: What the collectors get: device records and the broker's shed reports.
+COLLECTOR_BINDINGS = ("medsentry.*.telemetry", "medsentry.*.status", REPORT_KEY)
 #: Erlang names of the TLS 1.2 AEAD suites of config.TLS12_CIPHERS plus TLS 1.3.
 ERL_CIPHERS = ("TLS_AES_256_GCM_SHA384", "TLS_AES_128_GCM_SHA256", "TLS_CHACHA20_POLY1305_SHA256",
                "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
@@ -81,6 +88,9 @@ def definitions(pki: FleetPKI, devices: list[str] | None = None) -> dict:
         users.append({"name": name, "password_hash": "", "tags": [],
                       "hashing_algorithm": "rabbit_password_hashing_sha256"})
 
+    # Writing to the shed exchange is what an over-limit publish becomes (the
+    # interceptor redirects it there before the permission check); it has no bindings.
+    shed = re.escape(SHED_EXCHANGE)
     pub = "|".join(DEVICE_PUBLISH_TOPICS)
     sub = "|".join(DEVICE_SUBSCRIBE_TOPICS)
     for dev in devices:
@@ -88,7 +98,7 @@ def definitions(pki: FleetPKI, devices: list[str] | None = None) -> dict:
         q = _queue_names(dev)
         user(dev)
         perms.append({"user": dev, "vhost": "/", "configure": f"^{q}$",
-                      "write": f"^(amq\\.topic|{q})$", "read": f"^(amq\\.topic|{q})$"})
+                      "write": f"^(amq\\.topic|{shed}|{q})$", "read": f"^(amq\\.topic|{q})$"})
         topics.append({"user": dev, "vhost": "/", "exchange": "amq.topic",
                        "write": f"^{TOPIC_ROOT}\\.{word}\\.({pub})$",
                        "read": f"^{TOPIC_ROOT}\\.{word}\\.({sub})$"})
@@ -102,11 +112,13 @@ def definitions(pki: FleetPKI, devices: list[str] | None = None) -> dict:
     q = _queue_names("operator")
     user("operator")
     perms.append({"user": "operator", "vhost": "/", "configure": f"^{q}$",
-                  "write": f"^(amq\\.topic|{q})$", "read": f"^(amq\\.topic|{q})$"})
+                  "write": f"^(amq\\.topic|{shed}|{q})$", "read": f"^(amq\\.topic|{q})$"})
     topics.append({"user": "operator", "vhost": "/", "exchange": "amq.topic",
                    "write": f"^{TOPIC_ROOT}\\.[^.]+\\.cmd$", "read": f"^{TOPIC_ROOT}\\.[^.]+\\.status$"})
-    exchange = {"name": COLLECTOR_EXCHANGE, "vhost": "/", "type": "x-consistent-hash", "durable": True,
-                "auto_delete": False, "internal": True, "arguments": {}}
+    exchanges = [{"name": COLLECTOR_EXCHANGE, "vhost": "/", "type": "x-consistent-hash", "durable": True,
+                  "auto_delete": False, "internal": True, "arguments": {}},
+                 {"name": SHED_EXCHANGE, "vhost": "/", "type": "fanout", "durable": True,
+                  "auto_delete": False, "internal": False, "arguments": {}}]
     queues = [{"name": q, "vhost": "/", "durable": True, "auto_delete": False,
                "arguments": {"x-queue-type": "quorum", "x-single-active-consumer": True}}
               for q in COLLECTOR_QUEUES]
@@ -118,7 +130,7 @@ def definitions(pki: FleetPKI, devices: list[str] | None = None) -> dict:
                   "destination_type": "queue", "routing_key": "1", "arguments": {}}
                  for q in COLLECTOR_QUEUES]
     return {"users": users, "vhosts": [{"name": "/"}], "permissions": perms, "topic_permissions": topics,
-            "exchanges": [exchange], "queues": queues, "bindings": bindings}
+            "exchanges": exchanges, "queues": queues, "bindings": bindings}
 
 
 def is_service(name: str) -> bool:
@@ -154,8 +166,9 @@ def render_conf(ports: NodePorts, host: str, peers: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_advanced(pki: FleetPKI, crl_dir: Path) -> str:
-    """advanced.config: the TLS options (CRL check needs Erlang terms)."""
+def render_advanced(pki: FleetPKI, crl_dir: Path, rate_limit: int = RATE, rate_burst: int = BURST) -> str:
+    """advanced.config: the TLS options (CRL check needs Erlang terms) and the
+    per-client publish limit (rabbit_plugin.py)."""
     ciphers = ", ".join(f'"{c}"' for c in ERL_CIPHERS)
     return (
         "[{rabbit, [{ssl_options, [\n"
@@ -167,7 +180,8 @@ def render_advanced(pki: FleetPKI, crl_dir: Path) -> str:
         f"  {{ciphers, [{ciphers}]}},\n"
         "  {crl_check, peer},\n"
         f'  {{crl_cache, {{ssl_crl_hash_dir, {{internal, [{{dir, "{crl_dir}"}}]}}}}}}\n'
-        "]}]}].\n"
+        "]}]},\n"
+        f" {advanced_term(rate_limit, rate_burst)}].\n"
     )
 
 

@@ -124,8 +124,9 @@ def device_alerts(db: Any, dev: str, now: float) -> list[Alert]:
     if shed:
         last = (db.device(dev) or {}).get("last_seen") or now
         out.append(Alert("telemetry_flood", dev, [shed], last,
-                         f"{shed} messages shed: the device kept more than the collector's per-device "
-                         "spool quota waiting (collector/spool.py)", evidence_kind="counter"))
+                         f"{shed} messages shed: the device published above the broker's per-client "
+                         "limit (broker/ratelimit/) or kept more than the collector's per-device spool "
+                         "quota waiting (collector/spool.py)", evidence_kind="counter"))
     return out
 
 

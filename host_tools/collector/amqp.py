@@ -15,6 +15,10 @@ batch's devices locked, their sequence state read fresh) and only then
 acknowledges it (``multiple``). Two collectors store in parallel as long as their
 batches share no device; one that does waits for the other's commit.
 
+The partitions also carry the nodes' reports of what their per-client publish
+limit dropped (``medsentry/broker/shed``): counted once as the client's
+``flood_shed`` (FleetDB.apply_broker_shed), in their own transaction.
+
 Whatever dies — this process, its broker node, the database — unacknowledged
 messages are redelivered (to this or another collector) and recognised as
 duplicates when they were stored already: each sealed record is stored once.
@@ -50,6 +54,7 @@ from typing import Any
 from host_tools.broker.rabbit_config import COLLECTOR_QUEUES
 from host_tools.pki import FleetPKI, Identity
 
+from . import shed_report
 from .db import FleetDB
 from .ingest import Ingestor
 
@@ -116,6 +121,8 @@ class AmqpCollector:
         self.reconnects = 0
         self.stalls = 0
         self.db_retries = 0
+        #: flood_shed counted from the nodes' reports, per client (this process)
+        self.shed: dict[str, int] = {}
         self._next = 0
         # deliveries received and not yet acked/nacked (I/O thread only)
         self._in_hand = 0
@@ -161,13 +168,31 @@ class AmqpCollector:
         """Store the batch in one transaction; on a database failure reconnect to the
         database and report False (the batch is nacked and requeued)."""
         try:
-            self.ingestor.handle_batch([(t, b) for _, t, b in batch])
+            for _, t, b in batch:
+                if t == shed_report.TOPIC:
+                    self._broker_shed(b)
+            records = [(t, b) for _, t, b in batch if t != shed_report.TOPIC]
+            if records:
+                self.ingestor.handle_batch(records)
             return True
         except Exception as exc:  # noqa: BLE001 - storage failed: nothing of the batch is acked
             self.errors.append(f"store: {type(exc).__name__}: {exc}"[:300])
             self.db_retries += 1
             self._reopen_db()
             return False
+
+    def _broker_shed(self, payload: bytes) -> None:
+        """A node's report of what its per-client limit dropped: counted as the
+        client's ``flood_shed`` (the telemetry_flood alert), once however often it
+        arrives (FleetDB.apply_broker_shed)."""
+        try:
+            r = shed_report.parse(payload)
+        except ValueError as exc:
+            self.errors.append(str(exc))
+            return
+        n = self.db.apply_broker_shed(r.node, r.boot, r.client, r.total)
+        if n:
+            self.shed[r.client] = self.shed.get(r.client, 0) + n
 
     def _reopen_db(self) -> None:
         delay = 0.2

@@ -152,6 +152,16 @@ CREATE TABLE IF NOT EXISTS command_results (
 );
 """
 
+BROKER_SHED = """
+CREATE TABLE IF NOT EXISTS broker_shed (
+    node    TEXT NOT NULL,
+    client  TEXT NOT NULL,
+    boot    BIGINT NOT NULL,
+    total   BIGINT NOT NULL,
+    PRIMARY KEY (node, client)
+);
+"""
+
 #: Schema migrations, applied in order (``meta.schema_version`` = the last applied).
 #: Append new ones; never edit an applied one.
 MIGRATIONS: list[tuple[int, str]] = [
@@ -159,6 +169,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     (2, "CREATE INDEX IF NOT EXISTS vitals_received ON vitals (received_at)"),
     (3, security_db.SCHEMA),  # posture reports, security event-log entries
     (4, COMMAND_RESULTS),  # signed-command results
+    (5, BROKER_SHED),  # the cluster nodes' shed reports applied so far
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -404,6 +415,30 @@ class FleetDB:
             return [dict(r) for r in self.conn.execute(
                 "SELECT kind, first_seq, last_seq, detected_at FROM gaps WHERE device_id=? ORDER BY id",
                 (device_id,))]
+
+    def apply_broker_shed(self, node: str, boot: int, client: str, total: int) -> int:
+        """A cluster node's report (rabbit_plugin.py): its per-client limit has dropped
+        ``total`` messages of ``client`` since the node booted at ``boot``. The increase
+        over the last applied report of that node is counted as ``flood_shed`` and
+        returned. Order- and repeat-proof, as collectors may see a report twice or
+        late: the same boot counts only a higher total, a later boot all of it, an
+        earlier boot nothing."""
+        with self.transaction() as tx:
+            self.lock_store([client])  # one device: a competing collector's report waits
+            row = self.conn.execute("SELECT boot, total FROM broker_shed WHERE node=? AND client=?",
+                                    (node, client)).fetchone()
+            if row is None or boot > int(row[0]):
+                n = total
+            elif boot == int(row[0]):
+                n = max(0, total - int(row[1]))
+            else:
+                n = 0
+            if n > 0:
+                self.conn.execute("INSERT INTO broker_shed VALUES (?, ?, ?, ?) ON CONFLICT(node, client) "
+                                  "DO UPDATE SET boot = excluded.boot, total = excluded.total",
+                                  (node, client, boot, total))
+                tx.bump(client, "flood_shed", n)
+        return n
 
     def counters(self, device_id: str | None = None) -> dict[str, int]:
         """Counters of one device, or summed over all devices."""

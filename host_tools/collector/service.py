@@ -16,7 +16,6 @@ instance needs its own identity (``collector``, ``collector-b``, ...).
 """
 from __future__ import annotations
 
-import json
 import ssl
 import socket
 import threading
@@ -27,9 +26,9 @@ from typing import Callable
 
 import paho.mqtt.client as mqtt
 
-from host_tools.broker import plugin as ratelimit
 from host_tools.pki import FleetPKI, Identity
 
+from . import shed_report
 from .db import FleetDB
 from .ingest import Ingestor, Outcome
 from .spool import RATE as SPOOL_RATE
@@ -37,7 +36,7 @@ from .spool import Spool
 
 #: The broker's own reports of what its per-client rate limit dropped
 #: (host_tools/broker/ratelimit/): JSON {"client", "shed" (running total), ...}.
-BROKER_SHED_TOPIC = ratelimit.NOTIFY_TOPIC
+BROKER_SHED_TOPIC = shed_report.TOPIC
 SUBSCRIPTIONS = ("medsentry/+/telemetry", "medsentry/+/status", BROKER_SHED_TOPIC)
 #: Messages are stored in batches of at most BATCH_MAX (one SQLite commit) and
 #: acknowledged right after the commit, at the latest BATCH_DELAY s after arrival.
@@ -156,10 +155,9 @@ class Collector:
         since the last report is counted like the spool's own shedding (flood_shed,
         the telemetry_flood alert). A total below the last one: the broker restarted."""
         try:
-            d = json.loads(payload)
-            client, total = str(d["client"]), int(d["shed"])
-        except (ValueError, KeyError, TypeError):
-            self.errors.append(f"bad broker shed report {payload[:80]!r}")
+            client, total = shed_report.parse(payload)[:2]
+        except ValueError as exc:
+            self.errors.append(str(exc))
             return
         last = self._broker_totals.get(client, 0)
         self._broker_totals[client] = total

@@ -310,3 +310,23 @@ def test_database_urls():
     assert parse_url("postgresql://u@h:1/d")[0] == "postgresql"
     with pytest.raises(DatabaseURLError):
         parse_url("mysql://x")
+
+
+def test_broker_shed_reports_count_once_in_any_order(db_url):
+    """The cluster nodes' shed reports (rabbit_plugin.py) reach competing collectors at
+    least once and not always in order: each node's running total is counted once as
+    the client's flood_shed, however often and late a report comes; a node that
+    booted again starts its total from zero."""
+    db = FleetDB(db_url)
+    n1, n2 = "rabbit@a", "rabbit@b"
+    assert db.apply_broker_shed(n1, 100, "pump-a", 40) == 40
+    assert db.apply_broker_shed(n1, 100, "pump-a", 40) == 0    # redelivered
+    assert db.apply_broker_shed(n1, 100, "pump-a", 90) == 50
+    assert db.apply_broker_shed(n1, 100, "pump-a", 40) == 0    # an older report, late
+    assert db.apply_broker_shed(n2, 300, "pump-a", 7) == 7     # another node: its own total
+    assert db.apply_broker_shed(n1, 200, "pump-a", 5) == 5     # node a booted again
+    assert db.apply_broker_shed(n1, 100, "pump-a", 900) == 0   # a report from before that boot
+    assert db.apply_broker_shed(n1, 200, "pump-b", 3) == 3     # per client
+    assert db.counters("pump-a")["flood_shed"] == 102
+    assert db.counters("pump-b")["flood_shed"] == 3
+    db.close()

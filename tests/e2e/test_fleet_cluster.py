@@ -26,6 +26,7 @@ import pytest
 from host_tools.broker.cluster import RabbitCluster
 from host_tools.broker.plugin import BURST, RATE
 from host_tools.collector import FleetDB
+from host_tools.broker.rabbit_config import COLLECTOR_QUEUES
 from host_tools.collector.amqp import PREFETCH, AmqpCollector
 from host_tools.collector.pg_local import LocalPostgres
 from host_tools.pki import FleetPKI
@@ -182,6 +183,52 @@ class _BrokerAppliesNoAck(AmqpCollector):
     def _send_settlement(self, ch, tag, ok):
         if self.reconnects:
             super()._send_settlement(ch, tag, ok)
+
+
+def test_a_collector_certificate_reads_only_the_partitions(cluster):
+    """A stolen collector certificate reads the collectors' partitions (its job) and
+    nothing else: not a device's MQTT session queue (where that device's commands
+    wait), not a queue of its own making, and it cannot publish (not even a forged
+    shed report or a device record)."""
+    import pika
+
+    from host_tools.collector.amqp import amqp_parameters
+
+    dev = "pump-2"
+    c, why = connect(cluster, dev, 0, clean=False)  # a persistent session: its queue exists
+    assert c is not None, why
+    c.subscribe(f"medsentry/{dev}/cmd", qos=1)
+    time.sleep(1.0)
+    c.disconnect()
+    c.loop_stop()
+    host, port = cluster.amqp_endpoints[0]
+    ident = cluster.pki.client_identity("collector")
+
+    def refused(action) -> str:
+        conn = pika.BlockingConnection(amqp_parameters(ident, host, port))
+        try:
+            action(conn.channel())
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            return f"{exc.reply_code} {exc.reply_text}"
+        finally:
+            if conn.is_open:
+                conn.close()
+        return "allowed"
+
+    def publish_and_confirm(rk: str):
+        def act(ch):
+            ch.confirm_delivery()
+            ch.basic_publish("amq.topic", rk, b"{}")
+        return act
+
+    assert refused(lambda ch: ch.queue_declare(COLLECTOR_QUEUES[0], passive=True)) == "allowed"
+    # (a consumer, not basic.get: single-active-consumer queues refuse basic.get)
+    assert refused(lambda ch: ch.basic_cancel(ch.basic_consume(COLLECTOR_QUEUES[0], lambda *a: None))) == "allowed"
+    for action in (lambda ch: ch.basic_get(f"mqtt-subscription-{dev}qos1"),
+                   lambda ch: ch.queue_declare("stolen", exclusive=True),
+                   publish_and_confirm("medsentry.broker.shed"),
+                   publish_and_confirm(f"medsentry.{dev}.telemetry")):
+        assert refused(action).startswith("403 ACCESS_REFUSED")
 
 
 def test_collector_not_served_by_the_broker_reconnects(cluster, tmp_path):

@@ -15,7 +15,8 @@ Same security contract as the Mosquitto config (config.py), expressed in RabbitM
   and may write nothing: the device topics on ``amq.topic`` are bound to the
   consistent-hash exchange ``medsentry.collectors`` (plugin
   rabbitmq_consistent_hash_exchange), which spreads them over the queues by
-  routing key, i.e. by device and record kind. Each queue has one active
+  the publishing device (the header ``x-medsentry-device`` our limiter sets), so
+  all of a device's records share a partition. Each queue has one active
   consumer at a time (``x-single-active-consumer``): the collectors split the
   partitions between them and take over a dead one's (amqp.py);
 * the per-client publish limit: each node loads our channel interceptor
@@ -38,7 +39,7 @@ from host_tools.pki import FleetPKI
 from host_tools.pki.records import service_role
 
 from .plugin import BURST, RATE
-from .rabbit_plugin import REPORT_KEY, SHED_EXCHANGE, advanced_term
+from .rabbit_plugin import DEVICE_HEADER, REPORT_KEY, SHED_EXCHANGE, advanced_term
 from .config import DEVICE_PUBLISH_TOPICS, DEVICE_SUBSCRIBE_TOPICS, RECORD_MAX, TOPIC_ROOT
 
 COLLECTOR_EXCHANGE = "medsentry.collectors"
@@ -115,8 +116,10 @@ def definitions(pki: FleetPKI, devices: list[str] | None = None) -> dict:
                   "write": f"^(amq\\.topic|{shed}|{q})$", "read": f"^(amq\\.topic|{q})$"})
     topics.append({"user": "operator", "vhost": "/", "exchange": "amq.topic",
                    "write": f"^{TOPIC_ROOT}\\.[^.]+\\.cmd$", "read": f"^{TOPIC_ROOT}\\.[^.]+\\.status$"})
+    # hashed on the publisher the limiter names (not the routing key): a device's
+    # telemetry and status share a partition, so they are stored in its order
     exchanges = [{"name": COLLECTOR_EXCHANGE, "vhost": "/", "type": "x-consistent-hash", "durable": True,
-                  "auto_delete": False, "internal": True, "arguments": {}},
+                  "auto_delete": False, "internal": True, "arguments": {"hash-header": DEVICE_HEADER}},
                  {"name": SHED_EXCHANGE, "vhost": "/", "type": "fanout", "durable": True,
                   "auto_delete": False, "internal": False, "arguments": {}}]
     queues = [{"name": q, "vhost": "/", "durable": True, "auto_delete": False,

@@ -27,6 +27,9 @@ RABBIT_PLUGINS = Path("/usr/lib/rabbitmq/lib/rabbitmq_server-3.10.8/plugins")
 SHED_EXCHANGE = "medsentry.shed"
 #: The routing key of the broker's shed reports (MQTT topic medsentry/broker/shed).
 REPORT_KEY = "medsentry.broker.shed"
+#: The header naming the publisher (the user) on every message let through; the
+#: collectors' consistent-hash exchange hashes on it.
+DEVICE_HEADER = "x-medsentry-device"
 
 
 def _app_file() -> str:

@@ -2,8 +2,8 @@
 
 The device stream is split into ``PARTITIONS`` durable quorum queues
 ``medsentry.collector.<k>`` (rabbit_config.py: a consistent-hash exchange on the
-routing key, so a device's telemetry always lands in one partition and its status
-in one). Each queue has a single active consumer: every collector process
+publishing device, so all of a device's records land in one partition, in the
+order it sent them). Each queue has a single active consumer: every collector process
 consumes every partition, its *home* partitions (``shard`` = (i, n): k % n == i)
 at once and the others ``standby_s`` later, so collectors started together split
 the partitions between them and each takes over a dead one's (the broker makes

@@ -3,6 +3,7 @@ clients with fleet identities, sealed records, a host-side QoS 1 device that mov
 to the next node when its node dies, collector processes."""
 from __future__ import annotations
 
+import socket
 import ssl
 import subprocess
 import sys
@@ -127,3 +128,75 @@ def collector_proc(work, identity: str, amqp: str, url: str, shard: str = "0/1")
     cmd = [sys.executable, "-m", "host_tools.cli.main", "--workdir", str(work), "collector",
            "--identity", identity, "--amqp", amqp, "--db", url, "--shard", shard]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+
+class Partition:
+    """TCP relays in front of broker endpoints that an on-path attacker (or a broken
+    switch) can silence: ``cut()`` black-holes the relayed connections and every new
+    one (bytes read and dropped, nothing answered, nothing closed); ``heal()`` closes
+    what was cut off (the peers' sessions are long dead by then) and relays again."""
+
+    def __init__(self, endpoints: list[tuple[str, int]]) -> None:
+        self.targets = list(endpoints)
+        self.cut_off = threading.Event()
+        self._socks: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._listeners = []
+        for target in self.targets:
+            ls = socket.create_server(("127.0.0.1", 0))
+            self._listeners.append(ls)
+            threading.Thread(target=self._accept, args=(ls, target), daemon=True).start()
+
+    @property
+    def endpoints(self) -> list[tuple[str, int]]:
+        return [("127.0.0.1", ls.getsockname()[1]) for ls in self._listeners]
+
+    def cut(self) -> None:
+        self.cut_off.set()
+
+    def heal(self) -> None:
+        with self._lock:
+            socks, self._socks = self._socks, []
+        for s in socks:
+            s.close()
+        self.cut_off.clear()
+
+    def close(self) -> None:
+        for ls in self._listeners:
+            ls.close()
+        self.heal()
+
+    def _keep(self, *socks: socket.socket) -> None:
+        with self._lock:
+            self._socks.extend(socks)
+
+    def _accept(self, ls: socket.socket, target: tuple[str, int]) -> None:
+        while True:
+            try:
+                down, _ = ls.accept()
+            except OSError:
+                return  # closed
+            self._keep(down)
+            if self.cut_off.is_set():
+                threading.Thread(target=self._pump, args=(down, None), daemon=True).start()
+                continue
+            try:
+                up = socket.create_connection(target, timeout=5)
+            except OSError:
+                down.close()
+                continue
+            self._keep(up)
+            for a, b in ((down, up), (up, down)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket | None) -> None:
+        try:
+            while data := src.recv(65536):
+                if dst is not None and not self.cut_off.is_set():
+                    dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                if s is not None and not self.cut_off.is_set():
+                    s.close()

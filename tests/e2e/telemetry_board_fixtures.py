@@ -26,6 +26,22 @@ _LIBS = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
 LIBFAKETIME = _LIBS[0] if _LIBS else None
 
 
+def start_board(boards: Boards, name: str, model: str, env: dict[str, str] | None = None,
+                heap: str | None = None) -> str:
+    """Start a board and return its port; ``env`` reaches its supervisor and VM (e.g.
+    libfaketime)."""
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        return boards.start(name, model=model, heap=heap)["port"]
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 @dataclass
 class BoardFleet:
     workdir: Path
@@ -41,17 +57,7 @@ class BoardFleet:
 
     def start_board(self, name: str, model: str, env: dict[str, str] | None = None,
                     heap: str | None = None) -> str:
-        """Start a board; ``env`` reaches its supervisor and VM (e.g. libfaketime)."""
-        saved = {k: os.environ.get(k) for k in (env or {})}
-        os.environ.update(env or {})
-        try:
-            return self.boards.start(name, model=model, heap=heap)["port"]
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        return start_board(self.boards, name, model, env, heap)
 
     def provision(self, name: str, port: str, **kw) -> None:
         provision(self.pki, name, port, self.address, **kw)

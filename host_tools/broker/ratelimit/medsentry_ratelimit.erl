@@ -17,6 +17,13 @@
 %% of a user's connections on the node (an ETS table), so more connections do not
 %% buy more rate; each node limits its own clients.
 %%
+%% It also names the publisher on every message it lets through to amq.topic: the
+%% header x-medsentry-device = the user (for a device, its id: its topic permission
+%% allows only its own topics). The collectors' consistent-hash exchange hashes on
+%% it, so all of a device's records (telemetry, status) share one partition and
+%% are stored in the order the device sent them. A header the client sent under
+%% that name is replaced.
+%%
 %% Built by host_tools/broker/rabbit_plugin.py with erlc against the installed
 %% RabbitMQ's headers; configured in advanced.config ({medsentry_ratelimit,
 %% [{rate, R}, {burst, B}]}).
@@ -35,6 +42,7 @@
 -define(LIMITED_EXCHANGE, <<"amq.topic">>).
 -define(SHED_EXCHANGE, <<"medsentry.shed">>).
 -define(REPORT_KEY, <<"medsentry.broker.shed">>).
+-define(DEVICE_HEADER, <<"x-medsentry-device">>).
 
 -rabbit_boot_step({medsentry_ratelimit,
                    [{description, "medsentry per-client publish limit"},
@@ -111,11 +119,18 @@ init(Ch) ->
 
 intercept(#'basic.publish'{exchange = ?LIMITED_EXCHANGE} = Method, Content, User) ->
     case take(User) of
-        true -> {Method, Content};
+        true -> {Method, tag(Content, User)};
         false -> {Method#'basic.publish'{exchange = ?SHED_EXCHANGE}, Content}
     end;
 intercept(Method, Content, _User) ->
     {Method, Content}.
+
+tag(Content0, User) ->
+    #content{properties = Props} = Content = rabbit_binary_parser:ensure_content_decoded(Content0),
+    Headers = case Props#'P_basic'.headers of undefined -> []; H -> H end,
+    Tagged = lists:keystore(?DEVICE_HEADER, 1, Headers, {?DEVICE_HEADER, longstr, User}),
+    %% properties_bin = none: the changed properties are encoded again on delivery
+    Content#content{properties = Props#'P_basic'{headers = Tagged}, properties_bin = none}.
 
 %% Tokens are kept in thousandths of a message, so refilling stays integer:
 %% (Now - Last) ms at Rate msg/s refill (Now - Last) * Rate thousandths.

@@ -40,6 +40,7 @@ BIG = "pump-big"      # publishes more than one record's size
 STREAMERS = [f"stream-{i}" for i in range(1, 5)]
 PARTED = [f"part-{i}" for i in range(1, 9)]  # spread over the collector partitions
 FLOODER, CALM = "flood-1", "calm-1"
+STEERER = "steer-1"  # claims other devices' names in an AMQP header
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def cluster(tmp_path_factory):
     work = tmp_path_factory.mktemp("fleet")
     pki = FleetPKI(work)
     pki.init()
-    for dev in (*DEVICES, *STREAMERS, *PARTED, BOARD, BIG, FLOODER, CALM, PARTED_BOARD):
+    for dev in (*DEVICES, *STREAMERS, *PARTED, BOARD, BIG, FLOODER, CALM, PARTED_BOARD, STEERER):
         pki.issue(dev, "pump-v2")
     pki.issue_client("collector-b")
     c = RabbitCluster(pki, work / "cluster", nodes=3)
@@ -231,6 +232,44 @@ def test_a_collector_certificate_reads_only_the_partitions(cluster):
                    publish_and_confirm("medsentry.broker.shed"),
                    publish_and_confirm(f"medsentry.{dev}.telemetry")):
         assert refused(action).startswith("403 ACCESS_REFUSED")
+
+
+def test_a_device_cannot_steer_its_records_into_another_partition(cluster):
+    """The collectors' partitions are chosen by the header x-medsentry-device. Over
+    AMQP a device certificate can set headers: claiming other devices' names, its
+    records still land in its own partition (the limiter replaces the header with the
+    publishing user)."""
+    import pika
+
+    from host_tools.collector.amqp import amqp_parameters
+
+    host, port = cluster.amqp_endpoints[0]
+    watch = pika.BlockingConnection(amqp_parameters(cluster.pki.client_identity("collector"), host, port))
+    dev = pika.BlockingConnection(amqp_parameters(cluster.pki.device_identity(STEERER), host, port))
+    try:
+        wch, dch = watch.channel(), dev.channel()
+        dch.confirm_delivery()
+
+        def counts() -> list[int]:
+            return [wch.queue_declare(q, passive=True).method.message_count for q in COLLECTOR_QUEUES]
+
+        def publish(claims: list[str | None]) -> list[int]:
+            before = counts()
+            for claim in claims:
+                props = pika.BasicProperties(headers=None if claim is None else {"x-medsentry-device": claim})
+                dch.basic_publish("amq.topic", f"medsentry.{STEERER}.telemetry", b"junk", props)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and sum(counts()) < sum(before) + len(claims):
+                time.sleep(0.1)
+            return [a - b for a, b in zip(counts(), before)]
+
+        own = publish([None])
+        assert sum(own) == 1
+        claimed = publish([*DEVICES, *PARTED, CALM, FLOODER])  # names spread over every partition
+        assert claimed == [14 * x for x in own], (own, claimed)
+    finally:
+        dev.close()
+        watch.close()
 
 
 def test_collector_not_served_by_the_broker_reconnects(cluster, tmp_path):

@@ -35,6 +35,7 @@ os.environ.setdefault("MEDSENTRY_KEY_PASSPHRASE_FLEET_CA", "bench-fleet-ca-passp
 sys.path.insert(0, str(REPO))
 
 from host_tools.broker.cluster import RabbitCluster  # noqa: E402
+from host_tools.broker.plugin import BURST  # noqa: E402
 from host_tools.broker.rabbit_config import COLLECTOR_QUEUES  # noqa: E402
 from host_tools.collector import FleetDB  # noqa: E402
 from host_tools.collector.amqp import AmqpCollector, amqp_parameters  # noqa: E402
@@ -177,7 +178,10 @@ def main() -> None:
         for dev in DEVICES:
             pki.issue(dev, "pump-v2")
         pki.issue_client("collector-b")
-        with LocalPostgres() as pg, RabbitCluster(pki, work / "cluster", nodes=3) as cluster:
+        # each device publishes 2n/32 at full speed: the per-client burst must hold it
+        # (this measures the collectors, not the publish limit)
+        burst = max(BURST, 2 * n // len(DEVICES) + 1)
+        with LocalPostgres() as pg, RabbitCluster(pki, work / "cluster", nodes=3, rate_burst=burst) as cluster:
             seq = 1
             rates = {}
             busy = {}

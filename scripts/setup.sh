@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Overridable for tests of this script: MEDSENTRY_DEBIAN_PACKAGES="a b c".
-read -r -a DEBIAN_PACKAGES <<< "${MEDSENTRY_DEBIAN_PACKAGES:-mosquitto mosquitto-clients mosquitto-dev libmosquitto-dev gcc libc6-dev faketime chromium freeradius eapoltest nftables iproute2 openssl rabbitmq-server erlang-base postgresql}"
+read -r -a DEBIAN_PACKAGES <<< "${MEDSENTRY_DEBIAN_PACKAGES:-mosquitto mosquitto-clients mosquitto-dev libmosquitto-dev gcc libc6-dev faketime strace chromium freeradius eapoltest nftables iproute2 openssl rabbitmq-server erlang-base postgresql}"
 PYTHON=${PYTHON:-python3}
 CHECK_ONLY=0
 if [ "${1:-}" = "--check" ]; then

@@ -193,7 +193,7 @@ def device_lock_key(device_id: str) -> int:
 
 class FleetDB:
     """Thread-safe wrapper around one database connection: SQLite (WAL,
-    synchronous=NORMAL; a path or ``sqlite:///PATH``) or PostgreSQL
+    synchronous=FULL; a path or ``sqlite:///PATH``) or PostgreSQL
     (``postgresql://...``, see dbconn.py). Same SQL, same behaviour."""
 
     def __init__(self, path: str | Path) -> None:

@@ -67,7 +67,7 @@ class Spool:
         self.lock = threading.RLock()
         self.conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA synchronous=FULL")  # acked after commit: durable (dbconn.py)
         self.conn.execute("CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY, device TEXT NOT NULL, "
                           "topic TEXT NOT NULL, payload BLOB NOT NULL, retained INTEGER NOT NULL)")
         self.queues: dict[str, collections.deque[Row]] = {}

@@ -34,7 +34,7 @@
 -include_lib("rabbit_common/include/rabbit_framing.hrl").
 
 -export([description/0, init/1, intercept/3, applies_to/0]).
--export([boot/0, stop/0, owner/0]).
+-export([boot/0, stop/0]).
 
 -define(BUCKETS, medsentry_ratelimit_buckets).
 -define(SHED, medsentry_ratelimit_shed).
@@ -71,8 +71,6 @@ owner_init(Parent) ->
 
 %% The tables live as long as this process: it only reports and never exits on
 %% a failed report.
-owner() -> whereis(?OWNER).
-
 owner_loop(Boot, Reported) ->
     receive
         stop -> ok

@@ -491,6 +491,32 @@ def test_one_device_certificate_cannot_flood_the_cluster(cluster, tmp_path):
         db.close()
 
 
+def test_a_node_whose_limiter_died_passes_nothing(cluster):
+    """Fail closed: if the limiter's table owner on a node dies, that node's publishes
+    fail (the channel, i.e. the MQTT connection, closes: no PUBACK, nothing queued)
+    instead of passing unlimited. Node 3 is restarted afterwards."""
+    node = 2
+    try:
+        assert cluster.ctl("eval", "exit(whereis(medsentry_ratelimit_owner), kill).", node=node).strip() == "true"
+        time.sleep(0.5)
+        c, why = connect(cluster, CALM, node, client_id=f"{CALM}-failclosed")
+        assert c is not None, why
+        try:
+            info = c.publish(f"medsentry/{CALM}/telemetry", sealed(cluster.pki, CALM, 10_000), qos=1)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and c.is_connected():
+                time.sleep(0.1)
+            assert not c.is_connected() and not info.is_published()
+        finally:
+            c.disconnect()
+            c.loop_stop()
+        assert "medsentry_ratelimit_buckets" in cluster.log_text(node)  # the lookup that failed
+    finally:
+        cluster.kill(node)
+        cluster.start_node(node)
+        cluster.wait_mqtt(node)
+
+
 def _tel(st: dict) -> dict:
     return (st.get("device") or {}).get("telemetry") or {}
 

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
+from unittest import mock
 
 from host_tools.broker import Broker
 from host_tools.collector import Collector, CollectorConfig, FleetDB
@@ -30,16 +31,8 @@ def start_board(boards: Boards, name: str, model: str, env: dict[str, str] | Non
                 heap: str | None = None) -> str:
     """Start a board and return its port; ``env`` reaches its supervisor and VM (e.g.
     libfaketime)."""
-    saved = {k: os.environ.get(k) for k in (env or {})}
-    os.environ.update(env or {})
-    try:
+    with mock.patch.dict(os.environ, env or {}):
         return boards.start(name, model=model, heap=heap)["port"]
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @dataclass

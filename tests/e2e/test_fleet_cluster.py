@@ -3,7 +3,11 @@
 The cluster starts ONCE for this module (40-60 s on 2 loaded cores) and is stopped at its end.
 Attacks repeat those of test_broker_acl / test_broker_auth against the cluster, plus
 the RabbitMQ-specific one: a user name/password in CONNECT must not override the
-client certificate (RabbitMQ prefers them; /work/shared/NOTES.md).
+client certificate (RabbitMQ prefers them; /work/shared/NOTES.md). Then the cluster's
+own protections: the per-client publish limit against one certificate's flood (and
+failing closed when it breaks), a collector certificate that reads only the
+partitions, a device that cannot steer its records into another partition, and a
+real board cut off for minutes of its clock that loses nothing.
 
 The last test streams from 4 host-side devices while a broker node is SIGKILLed, a
 collector process is SIGKILLed and PostgreSQL restarts (two competing collector
@@ -25,8 +29,8 @@ import pytest
 
 from host_tools.broker.cluster import RabbitCluster
 from host_tools.broker.plugin import BURST, RATE
-from host_tools.collector import FleetDB
 from host_tools.broker.rabbit_config import COLLECTOR_QUEUES
+from host_tools.collector import FleetDB
 from host_tools.collector.amqp import PREFETCH, AmqpCollector
 from host_tools.collector.pg_local import LocalPostgres
 from host_tools.pki import FleetPKI

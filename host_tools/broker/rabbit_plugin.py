@@ -21,8 +21,14 @@ from .plugin import BURST, RATE, PluginBuildError, cache_dir
 SOURCE = Path(__file__).resolve().with_name("ratelimit") / "medsentry_ratelimit.erl"
 APP = "medsentry_ratelimit"
 VERSION = "1.0.0"
-#: The installed RabbitMQ's own plugins (its applications and their headers).
-RABBIT_PLUGINS = Path("/usr/lib/rabbitmq/lib/rabbitmq_server-3.10.8/plugins")
+
+def _rabbit_plugins() -> Path:
+    """The installed RabbitMQ's own plugins directory (its applications and headers)."""
+    found = sorted(Path("/usr/lib/rabbitmq/lib").glob("rabbitmq_server-*/plugins"))
+    return found[-1] if found else Path("/usr/lib/rabbitmq/lib/rabbitmq_server-3.10.8/plugins")
+
+
+RABBIT_PLUGINS = _rabbit_plugins()
 #: Over-limit messages are sent here: no bindings, so they are routed nowhere.
 SHED_EXCHANGE = "medsentry.shed"
 #: The routing key of the broker's shed reports (MQTT topic medsentry/broker/shed).
@@ -42,14 +48,16 @@ def _app_file() -> str:
 def plugins_dir() -> Path:
     """A directory holding the built plugin (``<dir>/medsentry_ratelimit-1.0.0/ebin``),
     for RABBITMQ_PLUGINS_DIR; built on first use."""
-    digest = hashlib.sha256(SOURCE.read_bytes() + _app_file().encode()).hexdigest()[:16]
+    # per source, app file and RabbitMQ installation (its path names its version)
+    digest = hashlib.sha256(SOURCE.read_bytes() + _app_file().encode() + str(RABBIT_PLUGINS).encode()
+                            ).hexdigest()[:16]
     out = cache_dir() / f"rabbit-plugins-{digest}"
     if (out / f"{APP}-{VERSION}" / "ebin" / f"{APP}.beam").exists():
         return out
     erlc = shutil.which("erlc")
-    common = RABBIT_PLUGINS / "rabbit_common-3.10.8"
-    if erlc is None or not (common / "include" / "rabbit.hrl").exists():
-        why = "no erlc" if erlc is None else f"no {common / 'include'}"
+    headers = sorted(RABBIT_PLUGINS.glob("rabbit_common-*/include/rabbit.hrl"))
+    if erlc is None or not headers:
+        why = "no erlc" if erlc is None else f"no rabbit_common headers in {RABBIT_PLUGINS}"
         raise PluginBuildError(f"cannot build the cluster's rate-limit plugin ({why}): install the Debian packages "
                                "rabbitmq-server erlang-base (scripts/setup.sh does)")
     out.parent.mkdir(parents=True, exist_ok=True)

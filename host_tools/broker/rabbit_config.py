@@ -10,7 +10,8 @@ Same security contract as the Mosquitto config (config.py), expressed in RabbitM
 * topic authorisation on ``amq.topic`` (MQTT ``/`` is ``.`` in routing keys, and
   ``.`` is ``/``): a device writes only ``medsentry.<id>.{telemetry,status,...}``
   and reads only ``medsentry.<id>.cmd``; its resource permissions name only its
-  own MQTT session queues (so it cannot take another client id's session);
+  own MQTT session queues (so it cannot take another client id's session), and it
+  may hold DEVICE_CONNECTIONS connections in the whole cluster (user limit);
 * the collectors read PARTITIONS durable quorum queues ``medsentry.collector.<k>``
   and may write nothing: the device topics on ``amq.topic`` are bound to the
   consistent-hash exchange ``medsentry.collectors`` (plugin
@@ -47,6 +48,12 @@ COLLECTOR_EXCHANGE = "medsentry.collectors"
 #: store in parallel (each partition has one active consumer).
 PARTITIONS = 4
 COLLECTOR_QUEUES = tuple(f"medsentry.collector.{k}" for k in range(PARTITIONS))
+#: Connections one device certificate may hold in the whole cluster (user limit
+#: ``max-connections``): its live one plus one the broker has not yet seen die (a
+#: half-open connection lasts until the keepalive runs out). Without it one
+#: certificate could open any number, each with the memory of a session, and one
+#: rate-limit bucket per node.
+DEVICE_CONNECTIONS = 2
 #: What the collectors get: device records and the broker's shed reports.
 COLLECTOR_BINDINGS = ("medsentry.*.telemetry", "medsentry.*.status", REPORT_KEY)
 #: Erlang names of the TLS 1.2 AEAD suites of config.TLS12_CIPHERS plus TLS 1.3.
@@ -85,9 +92,9 @@ def definitions(pki: FleetPKI, devices: list[str] | None = None) -> dict:
     collectors = pki.collector_identities() or ["collector"]
     users, perms, topics = [], [], []
 
-    def user(name: str) -> None:
+    def user(name: str, limits: dict | None = None) -> None:
         users.append({"name": name, "password_hash": "", "tags": [],
-                      "hashing_algorithm": "rabbit_password_hashing_sha256"})
+                      "hashing_algorithm": "rabbit_password_hashing_sha256", **({"limits": limits} if limits else {})})
 
     # Writing to the shed exchange is what an over-limit publish becomes (the
     # interceptor redirects it there before the permission check); it has no bindings.
@@ -97,7 +104,7 @@ def definitions(pki: FleetPKI, devices: list[str] | None = None) -> dict:
     for dev in devices:
         word = re.escape(routing_word(dev))
         q = _queue_names(dev)
-        user(dev)
+        user(dev, {"max-connections": DEVICE_CONNECTIONS})
         perms.append({"user": dev, "vhost": "/", "configure": f"^{q}$",
                       "write": f"^(amq\\.topic|{shed}|{q})$", "read": f"^(amq\\.topic|{q})$"})
         topics.append({"user": dev, "vhost": "/", "exchange": "amq.topic",

@@ -29,7 +29,7 @@ import pytest
 
 from host_tools.broker.cluster import RabbitCluster
 from host_tools.broker.plugin import BURST, RATE
-from host_tools.broker.rabbit_config import COLLECTOR_QUEUES
+from host_tools.broker.rabbit_config import COLLECTOR_QUEUES, DEVICE_CONNECTIONS
 from host_tools.collector import FleetDB
 from host_tools.collector.amqp import PREFETCH, AmqpCollector
 from host_tools.collector.pg_local import LocalPostgres
@@ -45,6 +45,7 @@ STREAMERS = [f"stream-{i}" for i in range(1, 5)]
 PARTED = [f"part-{i}" for i in range(1, 9)]  # spread over the collector partitions
 FLOODER, CALM = "flood-1", "calm-1"
 STEERER = "steer-1"  # claims other devices' names in an AMQP header
+HOARDER = "hoard-1"  # opens connection after connection
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def cluster(tmp_path_factory):
     work = tmp_path_factory.mktemp("fleet")
     pki = FleetPKI(work)
     pki.init()
-    for dev in (*DEVICES, *STREAMERS, *PARTED, BOARD, BIG, FLOODER, CALM, PARTED_BOARD, STEERER):
+    for dev in (*DEVICES, *STREAMERS, *PARTED, BOARD, BIG, FLOODER, CALM, PARTED_BOARD, STEERER, HOARDER):
         pki.issue(dev, "pump-v2")
     pki.issue_client("collector-b")
     c = RabbitCluster(pki, work / "cluster", nodes=3)
@@ -274,6 +275,36 @@ def test_a_device_cannot_steer_its_records_into_another_partition(cluster):
     finally:
         dev.close()
         watch.close()
+
+
+def test_one_device_certificate_holds_at_most_two_connections(cluster):
+    """One certificate, a new client id each time: the cluster admits
+    DEVICE_CONNECTIONS of them in all (a user limit counted across the nodes), so
+    the holder of one device's certificate cannot pile up sessions (memory) or
+    rate-limit buckets (one per node). A closed one frees its place."""
+    held = []
+    try:
+        for k in range(DEVICE_CONNECTIONS):
+            c, why = connect(cluster, HOARDER, k, client_id=f"{HOARDER}-{k}")
+            assert c is not None, why
+            held.append(c)
+        c, why = connect(cluster, HOARDER, 2, client_id=f"{HOARDER}-extra")
+        assert c is None and "Not authorized" in str(why), why
+        gone = held.pop()
+        gone.disconnect()
+        gone.loop_stop()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            c, why = connect(cluster, HOARDER, 2, client_id=f"{HOARDER}-again")
+            if c is not None:
+                held.append(c)
+                break
+            time.sleep(0.5)
+        assert c is not None, why
+    finally:
+        for c in held:
+            c.disconnect()
+            c.loop_stop()
 
 
 def test_collector_not_served_by_the_broker_reconnects(cluster, tmp_path):

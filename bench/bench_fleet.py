@@ -52,6 +52,12 @@ from host_tools.pki import FleetPKI  # noqa: E402
 DEVICES = [f"bench-{i}" for i in range(1, 33)]
 
 
+def sealed_record(tk, topic: str, seq: int) -> bytes:
+    """One telemetry record sealed with the device's active key ``tk``."""
+    return seal(cbor2.dumps({"t": 1764489600 + seq, "seq": seq, "hr": 70, "spo2": 97}),
+                key=tk.key, base_iv=tk.base_iv, kid=tk.kid, seq=seq, topic=topic)
+
+
 def publish(pki: FleetPKI, cluster: RabbitCluster, n: int, start: int) -> None:
     """n records spread over DEVICES, seq numbers from ``start``, QoS 1, all PUBACKed."""
     per = n // len(DEVICES)
@@ -67,9 +73,7 @@ def publish(pki: FleetPKI, cluster: RabbitCluster, n: int, start: int) -> None:
         host, port = cluster.endpoints[k % len(cluster.endpoints)]
         c.connect(host, port)
         c.loop_start()
-        infos = [c.publish(topic, seal(cbor2.dumps({"t": 1764489600 + s, "seq": s, "hr": 70, "spo2": 97}),
-                                       key=tk.key, base_iv=tk.base_iv, kid=tk.kid, seq=s, topic=topic), qos=1)
-                 for s in range(start, start + per)]
+        infos = [c.publish(topic, sealed_record(tk, topic, s), qos=1) for s in range(start, start + per)]
         for i in infos:
             i.wait_for_publish(60)
         c.disconnect()
@@ -175,13 +179,9 @@ def two_processes(work: Path, cluster: RabbitCluster, url: str, n: int
 
 def ingest_core(pki: FleetPKI, url: str, n: int, start: int) -> float:
     """records/s of Ingestor.handle_batch alone (sealed here, stored into ``url``)."""
-    msgs = []
-    for s in range(start, start + n // len(DEVICES)):
-        for dev in DEVICES:
-            tk = pki.device(dev).active_key()
-            topic = f"medsentry/{dev}/telemetry"
-            msgs.append((topic, seal(cbor2.dumps({"t": 1764489600 + s, "seq": s, "hr": 70, "spo2": 97}),
-                                     key=tk.key, base_iv=tk.base_iv, kid=tk.kid, seq=s, topic=topic)))
+    keys = {dev: pki.device(dev).active_key() for dev in DEVICES}
+    msgs = [(f"medsentry/{dev}/telemetry", sealed_record(keys[dev], f"medsentry/{dev}/telemetry", s))
+            for s in range(start, start + n // len(DEVICES)) for dev in DEVICES]
     db = FleetDB(url)
     ing = Ingestor(pki, db)
     t0 = time.perf_counter()

@@ -16,6 +16,7 @@ user and drop the environment).
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import secrets
 import signal
@@ -62,6 +63,12 @@ class RabbitCluster:
         self._atexit = False
 
     # -- paths and environment ---------------------------------------------------
+    @functools.cached_property
+    def plugins_dir(self) -> Path:
+        """Our rate-limit plugin, built on first use (rabbit_plugin.py): by the first
+        node's environment, so a failed build starts no node (fail closed)."""
+        return rabbit_plugin.plugins_dir()
+
     @property
     def home(self) -> Path:
         return self.run_dir / "home"
@@ -83,7 +90,7 @@ class RabbitCluster:
             "RABBITMQ_ADVANCED_CONFIG_FILE": str(d / "advanced.config"),
             "RABBITMQ_CONF_ENV_FILE": str(d / "rabbitmq-env.conf"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(d / "enabled_plugins"),
-            "RABBITMQ_PLUGINS_DIR": f"{rabbit_plugin.RABBIT_PLUGINS}:{rabbit_plugin.plugins_dir()}",
+            "RABBITMQ_PLUGINS_DIR": f"{rabbit_plugin.RABBIT_PLUGINS}:{self.plugins_dir}",
             "RABBITMQ_MNESIA_BASE": str(d / "mnesia"),
             "RABBITMQ_LOG_BASE": str(d / "log"),
             "RABBITMQ_PID_FILE": str(d / "rabbit.pid"),
@@ -116,7 +123,6 @@ class RabbitCluster:
             cookie.write_text(secrets.token_hex(16))
             cookie.chmod(0o400)
         write_crl_dir(self.pki, self.crl_dir)
-        rabbit_plugin.plugins_dir()  # built here, fails closed: no cluster without the limit
         if not self.ports:
             taken: set[int] = set()
             for _ in range(self.n):

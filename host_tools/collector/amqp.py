@@ -168,10 +168,12 @@ class AmqpCollector:
         """Store the batch in one transaction; on a database failure reconnect to the
         database and report False (the batch is nacked and requeued)."""
         try:
+            records = []
             for _, t, b in batch:
                 if t == shed_report.TOPIC:
                     self._broker_shed(b)
-            records = [(t, b) for _, t, b in batch if t != shed_report.TOPIC]
+                else:
+                    records.append((t, b))
             if records:
                 self.ingestor.handle_batch(records)
             return True

@@ -28,8 +28,8 @@ def parse(payload: bytes) -> ShedReport:
     try:
         d = json.loads(payload)
         report = ShedReport(str(d["client"]), int(d["shed"]), str(d.get("node", "")), int(d.get("boot", 0)))
+        if report.total < 0 or not report.client:
+            raise ValueError("negative total or no client")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"bad broker shed report {payload[:80]!r}") from exc
-    if report.total < 0 or not report.client:
-        raise ValueError(f"bad broker shed report {payload[:80]!r}")
     return report

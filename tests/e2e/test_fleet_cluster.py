@@ -515,7 +515,7 @@ def test_one_device_certificate_cannot_flood_the_cluster(cluster, tmp_path):
         assert db.seqs(CALM) == list(range(1, calm_n + 1))
         alerts = {(a.rule, a.device) for a in fleet_alerts(db)}
         assert ("telemetry_flood", FLOODER) in alerts and ("telemetry_flood", CALM) not in alerts
-        assert not col.errors or all("shed report" not in e for e in col.errors), col.errors
+        assert all("shed report" not in e for e in col.errors), col.errors
     finally:
         for c in (*floods, calm):
             c.disconnect()

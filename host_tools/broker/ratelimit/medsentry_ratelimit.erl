@@ -111,16 +111,18 @@ description() ->
 applies_to() ->
     ['basic.publish'].
 
+%% The channel's user and the limits, read once per channel (not per message).
 init(Ch) ->
     #user{username = User} = rabbit_channel:get_user(Ch),
-    User.
+    {Rate, Burst} = limits(),
+    {User, Rate, Burst}.
 
-intercept(#'basic.publish'{exchange = ?LIMITED_EXCHANGE} = Method, Content, User) ->
-    case take(User) of
+intercept(#'basic.publish'{exchange = ?LIMITED_EXCHANGE} = Method, Content, {User, Rate, Burst}) ->
+    case take(User, Rate, Burst) of
         true -> {Method, tag(Content, User)};
         false -> {Method#'basic.publish'{exchange = ?SHED_EXCHANGE}, Content}
     end;
-intercept(Method, Content, _User) ->
+intercept(Method, Content, _State) ->
     {Method, Content}.
 
 tag(Content0, User) ->
@@ -132,8 +134,7 @@ tag(Content0, User) ->
 
 %% Tokens are kept in thousandths of a message, so refilling stays integer:
 %% (Now - Last) ms at Rate msg/s refill (Now - Last) * Rate thousandths.
-take(User) ->
-    {Rate, Burst} = limits(),
+take(User, Rate, Burst) ->
     Full = Burst * 1000,
     Now = erlang:monotonic_time(millisecond),
     {Tokens0, Last} = case ets:lookup(?BUCKETS, User) of

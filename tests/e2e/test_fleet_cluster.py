@@ -491,8 +491,17 @@ def test_one_device_certificate_cannot_flood_the_cluster(cluster, tmp_path):
             for c in floods:
                 for _ in range(50):
                     sent += c.publish(f"medsentry/{FLOODER}/telemetry", record, qos=0).rc == 0
+        # One QoS 1 message last on each connection: its PUBACK comes once the node's
+        # channel has handled it, so every QoS 0 message before it has been routed or
+        # shed. (Disconnecting with QoS 0 messages still in the node's hands may lose
+        # one: MQTT allows that, and a CI run saw 1 of 74,100 unaccounted.)
+        last = [c.publish(f"medsentry/{FLOODER}/telemetry", record, qos=1) for c in floods]
+        for info in last:
+            info.wait_for_publish(60)
+            assert info.is_published()
+        sent += len(last)
         for c in floods:
-            c.disconnect()  # after everything queued: the node gets every message sent
+            c.disconnect()
         calm_thread.join(30)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and passed() + db.counters(FLOODER).get("flood_shed", 0) < sent:

@@ -109,17 +109,23 @@ def _parse_canonical(data: bytes) -> Sealed | None:
     (tests/host/test_cose_fast_path.py compares them)."""
     if not data.startswith(_HEAD):
         return None
-    kid = _bstr_at(data, len(_HEAD))
-    if kid is None or not 1 <= kid[1] - kid[0] <= MAX_KID_LEN or data[kid[1]:kid[1] + 1] != b"\x06":
+    # kid and Partial IV are at most 16 and 5 bytes: their minimal heads are one
+    # byte (0x41..0x50, 0x41..0x45); any other head is not this layout.
+    i = len(_HEAD)
+    try:
+        nk = data[i] - 0x40
+        if not 1 <= nk <= MAX_KID_LEN or data[i + 1 + nk] != HDR_PARTIAL_IV:
+            return None
+        p = i + 3 + nk  # first byte of the Partial IV
+        npiv = data[p - 1] - 0x40
+        if not 1 <= npiv <= MAX_PIV_LEN or (npiv > 1 and data[p] == 0):
+            return None
+    except IndexError:
         return None
-    piv = _bstr_at(data, kid[1] + 1)
-    if (piv is None or piv[1] > len(data) or not 1 <= piv[1] - piv[0] <= MAX_PIV_LEN
-            or (piv[1] - piv[0] > 1 and data[piv[0]] == 0)):
-        return None
-    ct = _bstr_at(data, piv[1])
+    ct = _bstr_at(data, p + npiv)
     if ct is None or ct[1] != len(data) or ct[1] - ct[0] < TAG_LEN:
         return None
-    return Sealed(kid=data[kid[0]:kid[1]], partial_iv=data[piv[0]:piv[1]], ciphertext=data[ct[0]:])
+    return Sealed(kid=data[i + 1:i + 1 + nk], partial_iv=data[p:p + npiv], ciphertext=data[ct[0]:])
 
 
 def parse(data: bytes) -> Sealed:
@@ -165,13 +171,17 @@ class Opener:
     """Verify-and-decrypt with one key (the AESCCM object is reused)."""
 
     def __init__(self, key: bytes, base_iv: bytes) -> None:
+        if len(base_iv) != NONCE_LEN:
+            raise ValueError("base IV must be 13 bytes")
         self._ccm = AESCCM(key, tag_length=TAG_LEN)
         self.base_iv = base_iv
+        self._iv = int.from_bytes(base_iv, "big")
 
     def open(self, sealed: Sealed, topic: str) -> bytes:
+        # the nonce as ``nonce()`` makes it, with the context IV converted once
+        iv = (self._iv ^ int.from_bytes(sealed.partial_iv, "big")).to_bytes(NONCE_LEN, "big")
         try:
-            return self._ccm.decrypt(nonce(self.base_iv, sealed.partial_iv),
-                                     sealed.ciphertext, topic_aad(topic))
+            return self._ccm.decrypt(iv, sealed.ciphertext, topic_aad(topic))
         except InvalidTag:
             raise AuthError("authentication tag does not verify") from None
 

@@ -13,6 +13,7 @@ one ``COPY``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import sqlite3
@@ -90,9 +91,14 @@ class Row(tuple):  # type: ignore[type-arg]
         return list(self._names)
 
 
+@functools.lru_cache(maxsize=256)
+def _row_class(names: tuple[str, ...]) -> type[Row]:
+    """One Row class per column list (made once: a class costs ~20 us to build)."""
+    return type("PgRow", (Row,), {"_names": names})
+
+
 def _row_factory(cursor: Any) -> Any:
-    names = [d.name for d in (cursor.description or [])]
-    cls = type("PgRow", (Row,), {"_names": names})
+    cls = _row_class(tuple(d.name for d in (cursor.description or [])))
 
     def make(values: Sequence[Any]) -> Row:
         return cls(bytes(v) if isinstance(v, memoryview) else v for v in values)
@@ -174,9 +180,19 @@ class PgConnection:
         finally:
             self._deferred = None
 
+    def copy_rows(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Whole rows into ``table`` as one COPY, after the writes queued before."""
+        self.flush()
+        with self._conn.cursor() as cur, cur.copy(f"COPY {table} FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
     def flush(self) -> None:
+        """Send the queued writes (none outside ``deferred_writes``)."""
+        if not self._deferred:
+            return
         queued, self._deferred = self._deferred, {}
-        for stmts in (queued or {}).values():
+        for stmts in queued.values():
             i = 0
             while i < len(stmts):
                 j = i

@@ -6,6 +6,7 @@ to the fleet database in one transaction.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -15,7 +16,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from host_tools.pki import FleetPKI
 from host_tools.pki.records import is_reserved_id
@@ -30,6 +31,15 @@ TOPIC_RE = re.compile(r"^medsentry/([A-Za-z0-9._-]{1,64})/(telemetry|status)$")
 DUPLICATE_WINDOW = 1024
 UNKNOWN_DEVICE = "?"
 QUIET_NS = 200_000_000  # see KeyRing.reload
+
+
+@functools.lru_cache(maxsize=65536)
+def topic_parts(topic: str) -> tuple[str, str, bool] | None:
+    """``medsentry/<device>/<kind>`` -> (device, kind, device is a reserved service
+    name), or None for any other topic. Cached: a fleet has few distinct topics."""
+    m = TOPIC_RE.match(topic)
+    return None if m is None else (m.group(1), m.group(2), is_reserved_id(m.group(1)))
+
 
 @dataclass
 class _KeyEntry:
@@ -109,6 +119,8 @@ class Ingestor:
         self.db = db
         self.keys = KeyRing(pki)
         self._batch_keys = False  # the key ring was checked once for the batch being read
+        #: inside handle_batch's transaction: the writer of every message (no savepoints)
+        self._batch_writer: object | None = None
         self.lock = threading.Lock()
         self.seq: dict[str, SeqState] = {
             dev: SeqState(h, m, at) for dev, (h, m, at) in db.load_sequence_state().items()
@@ -121,7 +133,7 @@ class Ingestor:
         because we (re)subscribed (MQTT retain flag), i.e. it may be old."""
         now = time.time() if now is None else now
         with self.lock:
-            out = self._handle(topic, bytes(payload), now, retained)()
+            out = self._handle(topic, bytes(payload), now, retained, check_keys=not self._batch_keys)()
             self.stats[out.kind] = self.stats.get(out.kind, 0) + 1
             return out
 
@@ -134,26 +146,29 @@ class Ingestor:
         batch back and raises: the caller acknowledges nothing of it."""
         now = time.time() if now is None else now
         with self.lock:
-            with self.keys_checked_once():
-                plans = [self._handle(topic, bytes(payload), now) for topic, payload in messages]
-            devices = sorted({m.group(1) for m in (TOPIC_RE.match(t) for t, _ in messages) if m})
-            self.db.begin_batch()
-            self.db.whole_batch = True
-            try:
-                self.db.lock_store(devices)
-                fresh = self.db.load_sequence_state(devices)
-                for dev in devices:
-                    self.seq.pop(dev, None)
-                    if dev in fresh:
-                        self.seq[dev] = SeqState(*fresh[dev])
-                with self.db.deferred_writes():
-                    outs = [plan() for plan in plans]
-                self.db.commit_batch()
-            except BaseException:
-                self.db.rollback_batch()
-                raise
-            finally:
-                self.db.whole_batch = False
+            self.keys.refresh()  # once for the batch (see KeyRing)
+            plans = [self._handle(topic, bytes(payload), now, check_keys=False) for topic, payload in messages]
+            devices = sorted({p[0] for p in map(topic_parts, [t for t, _ in messages]) if p})
+            with self.db.lock:
+                self.db.begin_batch()
+                self.db.whole_batch = True
+                try:
+                    self.db.lock_store(devices)
+                    fresh = self.db.load_sequence_state(devices)
+                    for dev in devices:
+                        self.seq.pop(dev, None)
+                        if dev in fresh:
+                            self.seq[dev] = SeqState(*fresh[dev])
+                    self._batch_writer = self.db.batch_writer()
+                    with self.db.deferred_writes():
+                        outs = [plan() for plan in plans]
+                    self.db.commit_batch()
+                except BaseException:
+                    self.db.rollback_batch()
+                    raise
+                finally:
+                    self.db.whole_batch = False
+                    self._batch_writer = None
             for out in outs:
                 self.stats[out.kind] = self.stats.get(out.kind, 0) + 1
             return outs
@@ -176,15 +191,17 @@ class Ingestor:
                 tx.reject(now, topic, out.device_id, out.kind, out.detail, size)
         return out
 
-    def _handle(self, topic: str, payload: bytes, now: float, retained: bool = False) -> Callable[[], Outcome]:
+    def _handle(self, topic: str, payload: bytes, now: float, retained: bool = False,
+                check_keys: bool = True) -> Callable[[], Outcome]:
         """Steps 1-5 (parse, key lookup, verify, decrypt, record checks) now; the
-        returned call does the rest and writes the database."""
-        m = TOPIC_RE.match(topic)
-        if not m:
+        returned call does the rest and writes the database. ``check_keys=False``:
+        the caller checked the key ring for the batch (see KeyRing)."""
+        parts = topic_parts(topic)
+        if parts is None:
             return lambda: self._count_only(Outcome("ignored", UNKNOWN_DEVICE, detail="unexpected topic"),
                                     topic, len(payload), now)
-        device_id, kind = m.group(1), m.group(2)
-        if is_reserved_id(device_id):  # service names (see broker ACL notes)
+        device_id, kind, reserved = parts
+        if reserved:  # service names (see broker ACL notes)
             return lambda: self._count_only(Outcome("ignored", UNKNOWN_DEVICE, detail="reserved name in topic"),
                                     topic, len(payload), now)
 
@@ -197,7 +214,7 @@ class Ingestor:
             return lambda d=str(exc): self._count_only(Outcome("malformed", device_id, detail=d), topic, len(payload), now)
         seq = sealed.seq
 
-        entry = self.keys.lookup(sealed.kid, check=not self._batch_keys)
+        entry = self.keys.lookup(sealed.kid, check=check_keys)
         if entry is None:
             return lambda: self._count_only(Outcome("unknown_kid", device_id, seq, f"kid {sealed.kid.hex()}"),
                                     topic, len(payload), now)
@@ -230,6 +247,15 @@ class Ingestor:
         seq = sealed.seq
         st = self.seq.get(device_id) or SeqState()
         digest = hashlib.sha256(payload).digest()
+        if st.highest is not None and st.last_at is not None and seq == st.highest + 1 and rec.skip is None:  # type: ignore[attr-defined]
+            # In order, the common case: no hole opens or closes, no event (what the
+            # general steps below decide for it, without planning each of them).
+            with self._writes() as tx:
+                tx.accept(device_id, seq, sealed.kid, topic, digest, now, seq)
+                self._write_record(tx, device_id, rec, now)
+                tx.bump(device_id, "accepted")
+            st.next_in_order(now)
+            return Outcome("accepted", device_id, seq, topic=topic, plaintext=plaintext)
         added: list[tuple[int, int]] = []
         deleted: list[tuple[int, int]] = []
         events: list[tuple[str, int, int]] = []
@@ -267,13 +293,9 @@ class Ingestor:
         assert highest is not None
         # Planned above without touching ``st``: if the transaction fails, the
         # in-memory state still matches the database.
-        with self.db.transaction() as tx:
+        with self._writes() as tx:
             tx.accept(device_id, seq, sealed.kid, topic, digest, now, highest)
-            if isinstance(rec, Status):
-                tx.status(device_id, rec, now)
-            else:
-                extra = json.dumps(jsonable(rec.extra)) if rec.extra else ""  # type: ignore[attr-defined]
-                tx.vitals(device_id, rec, now, extra)
+            self._write_record(tx, device_id, rec, now)
             tx.change_missing(device_id, deleted + expired, added)
             if expired:
                 tx.bump(device_id, "lost_expired", sum(b - a + 1 for a, b in expired))
@@ -287,6 +309,19 @@ class Ingestor:
         st.last_at = now
         self.seq[device_id] = st
         return Outcome("accepted", device_id, seq, topic=topic, plaintext=plaintext)
+
+    def _writes(self) -> Any:
+        """``with self._writes() as tx:`` one message's writes: inside handle_batch
+        part of the batch's transaction, else a transaction of their own."""
+        return self._batch_writer if self._batch_writer is not None else self.db.transaction()
+
+    @staticmethod
+    def _write_record(tx: Any, device_id: str, rec: object, now: float) -> None:
+        if isinstance(rec, Status):
+            tx.status(device_id, rec, now)
+        else:
+            extra = json.dumps(jsonable(rec.extra)) if rec.extra else ""  # type: ignore[attr-defined]
+            tx.vitals(device_id, rec, now, extra)
 
     def _unsealed_status(self, device_id: str, topic: str, payload: bytes, now: float,
                          retained: bool) -> Outcome:

@@ -9,7 +9,6 @@ from typing import Any
 import cbor2
 
 UNSEALED_OFFLINE = cbor2.dumps({"state": "offline"})
-VITAL_INTS = ("hr", "spo2", "bp_sys", "bp_dia")
 KNOWN_TELEMETRY = {"t", "seq", "hr", "spo2", "bp_sys", "bp_dia", "temp", "pump", "skip"}
 KNOWN_STATUS = {"t", "seq", "state", "fw", "queued", "dropped", "skip"}
 MAX_TEXT = 64
@@ -59,12 +58,17 @@ def _decode_map(data: bytes) -> dict[str, Any]:
         raise RecordError(f"plaintext is not CBOR: {exc}") from None
     if fp.tell() != len(data):
         raise RecordError("trailing bytes after the plaintext map")
-    if not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj):
+    if not isinstance(obj, dict):
         raise RecordError("plaintext must be a CBOR map with text keys")
+    for k in obj:
+        if not isinstance(k, str):
+            raise RecordError("plaintext must be a CBOR map with text keys")
     return obj
 
 
 def _number(v: Any, name: str, *, optional: bool = True) -> float | None:
+    if type(v) is int or (type(v) is float and math.isfinite(v)):  # the common case, first
+        return v
     if v is None and optional:
         return None
     if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not math.isfinite(v)):
@@ -73,6 +77,8 @@ def _number(v: Any, name: str, *, optional: bool = True) -> float | None:
 
 
 def _uint(v: Any, name: str, *, optional: bool = True) -> int | None:
+    if type(v) is int and v >= 0:  # the common case, first
+        return v
     if v is None and optional:
         return None
     if isinstance(v, bool) or not isinstance(v, int) or v < 0:
@@ -87,8 +93,9 @@ def _text(v: Any, name: str) -> str:
 
 
 def _common(m: dict[str, Any], seq: int) -> tuple[float, tuple[int, int] | None]:
-    if m.get("seq") != seq or isinstance(m.get("seq"), bool):
-        raise RecordError(f"seq in the plaintext ({m.get('seq')!r}) differs from the Partial IV ({seq})")
+    s = m.get("seq")
+    if s != seq or isinstance(s, bool):
+        raise RecordError(f"seq in the plaintext ({s!r}) differs from the Partial IV ({seq})")
     if "t" not in m:
         raise RecordError("record has no time `t`")
     t = _number(m["t"], "t", optional=False)
@@ -109,11 +116,11 @@ def _common(m: dict[str, Any], seq: int) -> tuple[float, tuple[int, int] | None]
 def parse_telemetry(plaintext: bytes, seq: int) -> Telemetry:
     m = _decode_map(plaintext)
     t, skip = _common(m, seq)
-    rec = Telemetry(seq=seq, t=t, skip=skip)
-    for k in VITAL_INTS:
-        setattr(rec, k, _uint(m.get(k), k))
-    rec.temp = _number(m.get("temp"), "temp")
-    pump = m.get("pump")
+    get = m.get
+    rec = Telemetry(seq, t, _uint(get("hr"), "hr"), _uint(get("spo2"), "spo2"),
+                    _uint(get("bp_sys"), "bp_sys"), _uint(get("bp_dia"), "bp_dia"),
+                    _number(get("temp"), "temp"), skip=skip)
+    pump = get("pump")
     if pump is not None:
         if not isinstance(pump, dict):
             raise RecordError("pump must be a map")
@@ -125,7 +132,8 @@ def parse_telemetry(plaintext: bytes, seq: int) -> Telemetry:
         if not isinstance(alarms, (list, tuple)) or len(alarms) > MAX_ALARMS:
             raise RecordError("pump.alarms must be an array of at most 32 codes")
         rec.pump_alarms = [_text(a, "alarm code") for a in alarms]
-    rec.extra = {k: v for k, v in m.items() if k not in KNOWN_TELEMETRY}
+    if not KNOWN_TELEMETRY.issuperset(m):
+        rec.extra = {k: v for k, v in m.items() if k not in KNOWN_TELEMETRY}
     return rec
 
 

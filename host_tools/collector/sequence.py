@@ -77,6 +77,18 @@ class SeqState:
         elapsed, slack = self._elapsed_and_slack(now, since)
         self.slack = max(0.0, slack - max(0.0, jump - 1 - MAX_RATE * elapsed))
 
+    def next_in_order(self, now: float) -> None:
+        """Apply an accepted record numbered ``highest + 1`` (the common case): no
+        hole opens or closes; a jump of one is within the rate, so it spends no
+        slack and the budget only refills (``spend_jump(1, ...)``). Needs a
+        ``last_at`` (the device has an accepted record)."""
+        assert self.highest is not None and self.last_at is not None
+        elapsed = now - self.last_at
+        if elapsed > 0:
+            self.slack = min(float(JUMP_SLACK), self.slack + JUMP_SLACK * elapsed / SLACK_REFILL_S)
+        self.last_at = now
+        self.highest += 1
+
     # -- planning (no mutation) ---------------------------------------------------
     def plan_jump(self, seq: int, skip: Range | None) -> tuple[list[Range], list[Range], str]:
         """For ``seq`` above the highest: (holes to add, numbers skipped, note).

@@ -15,7 +15,7 @@ import pytest
 from host_tools.collector import FleetDB, Ingestor
 from host_tools.collector.db import OLD_STORE_LOCK, SCHEMA_VERSION
 from host_tools.collector.cose import seal
-from host_tools.collector.dbconn import DatabaseURLError, parse_url
+from host_tools.collector.dbconn import DatabaseURLError, PgConnection, parse_url
 from host_tools.collector.pg_local import LocalPostgres
 from host_tools.pki import FleetPKI
 
@@ -287,6 +287,20 @@ def test_a_batch_stores_what_one_by_one_stores(pki, db_url, tmp_path):
     assert (batched.device("pump-b"), batched.counters("pump-b")) == before
     one.close()
     batched.close()
+
+
+def test_writes_outside_a_batch_are_sent_at_once(pg):
+    """PgConnection queues writes only inside ``deferred_writes``: after an
+    executemany outside it, a write still goes to the server at once (one did not,
+    until the next read, when flushing turned queueing on for good)."""
+    url = fresh_pg_url(pg)
+    conn = PgConnection(url)
+    conn.execute("CREATE TABLE t (x BIGINT)")
+    conn.executemany("INSERT INTO t VALUES (?)", [(1,), (2,)])
+    conn.execute("INSERT INTO t VALUES (?)", (3,))
+    with psycopg.connect(url, autocommit=True) as other:
+        assert other.execute("SELECT count(*) FROM t").fetchone()[0] == 3
+    conn.close()
 
 
 def test_postgres_restart_under_the_collector(pki, pg):

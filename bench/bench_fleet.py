@@ -6,14 +6,14 @@ are published over MQTT/TLS QoS 1 into the cluster while no consumer runs, so th
 collector partitions (quorum queues ``medsentry.collector.<k>``) hold them; then one
 consumer drains them:
 
-  * anchor: a raw pika consumer (EXTERNAL login, prefetch 512, ack multiple per 128)
-    that does nothing with the bodies;
+  * anchor: a raw pika consumer (EXTERNAL login, the collector's prefetch window
+    PREFETCH, ack multiple per BATCH_MAX) that does nothing with the bodies;
   * 1 collector: AmqpCollector (parse, AES-CCM verify/decrypt, sequence logic,
     one transaction per batch, ack after commit) on SQLite, then on PostgreSQL;
   * 2 collectors: two collector PROCESSES on PostgreSQL draining 2N together
     (``--shard 0/2`` and ``1/2``: each claims half of the partitions);
   * the ingest core alone (no AMQP): ``Ingestor.handle_batch`` on N records in
-    batches of PREFETCH, on each database. The collector's cost per record is about
+    batches of BATCH_MAX, on each database. The collector's cost per record is about
     the raw consumer's (pika receiving) plus the core's, so a collector reaches 0.5x
     of the raw consumer only when its core is as fast as pika's receive path.
 
@@ -42,7 +42,7 @@ from host_tools.broker.cluster import RabbitCluster  # noqa: E402
 from host_tools.broker.plugin import BURST  # noqa: E402
 from host_tools.broker.rabbit_config import COLLECTOR_QUEUES  # noqa: E402
 from host_tools.collector import FleetDB  # noqa: E402
-from host_tools.collector.amqp import PREFETCH, AmqpCollector, amqp_parameters  # noqa: E402
+from host_tools.collector.amqp import BATCH_MAX, PREFETCH, AmqpCollector, amqp_parameters  # noqa: E402
 from host_tools.collector.cose import seal  # noqa: E402
 from host_tools.collector.ingest import Ingestor  # noqa: E402
 from host_tools.collector.pg_local import LocalPostgres  # noqa: E402
@@ -94,14 +94,14 @@ def raw_drain(pki: FleetPKI, cluster: RabbitCluster, n: int) -> float:
     conn = pika.BlockingConnection(amqp_parameters(pki.client_identity("collector"),
                                                    *cluster.amqp_endpoints[0]))
     ch = conn.channel()
-    ch.basic_qos(prefetch_count=512)
+    ch.basic_qos(prefetch_count=PREFETCH)
     state = {"got": 0, "t0": 0.0}
 
     def on_message(_ch, method, _p, _b) -> None:
         if state["got"] == 0:
             state["t0"] = time.perf_counter()  # from the first message, like the collectors' figure
         state["got"] += 1
-        if state["got"] % 128 == 0 or state["got"] == n:
+        if state["got"] % BATCH_MAX == 0 or state["got"] == n:
             ch.basic_ack(method.delivery_tag, multiple=True)
 
     tags = [ch.basic_consume(q, on_message) for q in COLLECTOR_QUEUES]
@@ -185,8 +185,8 @@ def ingest_core(pki: FleetPKI, url: str, n: int, start: int) -> float:
     db = FleetDB(url)
     ing = Ingestor(pki, db)
     t0 = time.perf_counter()
-    for i in range(0, len(msgs), PREFETCH):
-        ing.handle_batch(msgs[i:i + PREFETCH])
+    for i in range(0, len(msgs), BATCH_MAX):
+        ing.handle_batch(msgs[i:i + BATCH_MAX])
     dt = time.perf_counter() - t0
     if ing.stats.get("accepted", 0) != len(msgs):
         raise SystemExit(f"ingest core accepted {ing.stats}")
@@ -211,16 +211,19 @@ def main() -> None:
             seq = 1
             rates = {}
             busy = {}
+            proc = {}  # this process's CPU per record: the consumer's own threads
             for name in ("raw", "sqlite", "postgresql", "raw2"):
                 publish(pki, cluster, n, seq)
                 seq += n // len(DEVICES)
                 b0 = cpu_jiffies()
+                c0 = time.process_time()
                 if name.startswith("raw"):
                     rates[name] = raw_drain(pki, cluster, n)
                 else:
                     url = f"sqlite:///{work}/fleet.db" if name == "sqlite" else pg.url
                     rates[name] = collector_drain(pki, cluster, url, n)
                 busy[name] = (b0, cpu_jiffies(), n)
+                proc[name] = (time.process_time() - c0) / n * 1e6
             publish(pki, cluster, 2 * n, seq)
             rates["2 collectors"], (b0, b1) = two_processes(work, cluster, pg.url, 2 * n)
             busy["2 collectors"] = (b0, b1, 2 * n)
@@ -236,6 +239,11 @@ def main() -> None:
     for k, r in core.items():
         print(f"ingest core alone (no AMQP), {k}: {r:,.0f} records/s = {1e6 / r:.0f} us/record; "
               f"the raw consumer receives in {1e6 / raw:.0f} us/msg, so 0.5x needs the core at most that")
+    # One consumer process is bound by its interpreter lock: pika's thread and the
+    # storer thread take turns, so what matters is their CPU per record together.
+    raw_proc = (proc["raw"] + proc["raw2"]) / 2
+    print(f"consumer process CPU per record: raw {raw_proc:.0f} us, collector sqlite "
+          f"{proc['sqlite']:.0f} us, postgresql {proc['postgresql']:.0f} us")
     # Why 2 processes cannot go faster on this machine: how many of its cores the
     # whole drain kept busy (collectors + 3 broker nodes + PostgreSQL), and the
     # machine's CPU per stored record (anchor: the raw consumer's per message).

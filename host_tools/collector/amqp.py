@@ -31,7 +31,9 @@ runs its I/O loop, so heartbeats, deliveries and acks never wait for the
 database. One storer thread stores the batches in order and hands each ack (or
 nack) back to the I/O thread with ``add_callback_threadsafe``. Before, the one
 thread stored while holding the loop, so nothing was read or sent while a
-batch waited for the store lock.
+batch waited for the store lock. (A third thread that verified the next batch
+while the storer committed the previous one was measured slower: more switches
+of the interpreter lock; README, sizing round 8.)
 
 Stall guard: a consumer that holds nothing unsettled, has had no delivery for
 ``stall_s`` and still sees ready messages in a partition it was served from on
@@ -58,9 +60,9 @@ from . import shed_report
 from .db import FleetDB
 from .ingest import Ingestor
 
-BATCH_MAX = 128
+BATCH_MAX = 512
 BATCH_DELAY = 0.02
-PREFETCH = 512
+PREFETCH = 1024
 STALL_S = 30.0
 STANDBY_S = 2.0
 REBALANCE_S = 30.0
@@ -237,6 +239,7 @@ class AmqpCollector:
         ch.basic_qos(prefetch_count=self.prefetch)
         batch: list[tuple[int, str, bytes]] = []
         mark = {"first": 0.0, "last": time.monotonic()}
+        work = self._work
         queue_of: dict[str, str] = {}  # consumer tag -> partition
         served: set[str] = set()  # partitions this connection got deliveries from
 
@@ -248,6 +251,12 @@ class AmqpCollector:
             if method.consumer_tag in queue_of:  # (not one handed back meanwhile)
                 served.add(queue_of[method.consumer_tag])
             batch.append((method.delivery_tag, routing_key_topic(method.routing_key), body))
+            if len(batch) >= self.batch_max:
+                # handed over at once: one process_data_events call may dispatch a
+                # whole prefetch window, and a batch that large would leave the
+                # storer idle while it is read and the broker idle while it is stored
+                work.put((conn, ch, batch[:]))
+                batch.clear()
 
         def consume(queues: list[str]) -> None:
             for q in queues:
@@ -274,12 +283,12 @@ class AmqpCollector:
                 spare_at = time.monotonic() + self.rebalance_s
             conn.process_data_events(time_limit=self.batch_delay / 2)
             now = time.monotonic()
-            if batch and (len(batch) >= self.batch_max or now - mark["first"] >= self.batch_delay):
-                self._work.put((conn, ch, batch))
-                batch = []
+            if batch and now - mark["first"] >= self.batch_delay:
+                work.put((conn, ch, batch[:]))
+                batch.clear()
             mark["last"] = self._check_stall(ch, mark["last"], served)
         if batch:
-            self._work.put((conn, ch, batch))
+            work.put((conn, ch, batch[:]))
         # let the storer finish what it was given and send those acks (bounded:
         # whatever is not acked when the connection closes is redelivered)
         until = time.monotonic() + 10

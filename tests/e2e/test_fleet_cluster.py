@@ -37,7 +37,7 @@ from host_tools.pki import FleetPKI
 from tests.e2e.fleet_helpers import N, Device, Partition, collector_proc, connect, sealed
 from tests.e2e.telemetry_board_fixtures import LIBFAKETIME, sequence_report, start_board
 
-DEVICES = ("pump-1", "pump-2", "pump-3", "unsettled-1")
+DEVICES = ("pump-1", "pump-2", "pump-3", "unsettled-1", "batched-1")
 BOARD = "pump-board"  # a real simulated board (MicroPython agent) on the cluster
 PARTED_BOARD = "pump-parted"  # a real board cut off from the cluster for minutes of its clock
 BIG = "pump-big"      # publishes more than one record's size
@@ -345,6 +345,41 @@ class _Recording(AmqpCollector):
     def _store(self, batch):
         self.devices |= {topic.split("/")[1] for _, topic, _ in batch}
         return super()._store(batch)
+
+
+class _Sizes(AmqpCollector):
+    """Notes the size of every batch it stores."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.sizes: list[int] = []
+
+    def _store(self, batch):
+        self.sizes.append(len(batch))
+        return super()._store(batch)
+
+
+def test_collector_batches_stay_within_batch_max(cluster, tmp_path):
+    """One read of the connection may hand the collector a whole prefetch window;
+    its batches must still be cut at batch_max (they grew to the window: the storer
+    then idled while a window was read and the broker while it was stored)."""
+    pki, dev, n = cluster.pki, "batched-1", 300
+    c, why = connect(cluster, dev, 0)
+    assert c is not None, why
+    infos = [c.publish(f"medsentry/{dev}/telemetry", sealed(pki, dev, s), qos=1) for s in range(1, n + 1)]
+    for i in infos:
+        i.wait_for_publish(30)
+    c.disconnect()
+    c.loop_stop()
+    db = FleetDB(tmp_path / "fleet.db")
+    # a long batch delay: only the size cut applies while the window is read
+    col = _Sizes(pki, db, "collector", cluster.amqp_endpoints, batch_max=32, batch_delay=4.0)
+    try:
+        col.run(duration=60, max_records=n)
+        assert db.seqs(dev) == list(range(1, n + 1))
+        assert col.sizes and max(col.sizes) <= 32, col.sizes
+    finally:
+        db.close()
 
 
 def test_collectors_split_the_partitions_and_take_over_a_stopped_one(cluster, tmp_path):

@@ -17,7 +17,8 @@ consumer drains them:
     the raw consumer's (pika receiving) plus the core's, so a collector reaches 0.5x
     of the raw consumer only when its core is as fast as pika's receive path.
 
-Run: .venv/bin/python bench/bench_fleet.py [N]   (default 4000; cluster start ~40 s)
+Run: .venv/bin/python bench/bench_fleet.py [N]   (default 16000, at least 3x the
+prefetch windows; cluster start ~40 s, ~1 min in all)
 """
 from __future__ import annotations
 
@@ -195,8 +196,14 @@ def ingest_core(pki: FleetPKI, url: str, n: int, start: int) -> float:
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 4000
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 16000
     n -= n % len(DEVICES)
+    # Each consumer may hold a prefetch window per partition before its clock starts
+    # (at its first message): with n near that, the figure is reading local buffers.
+    window = PREFETCH * len(COLLECTOR_QUEUES)
+    if n < 3 * window:
+        raise SystemExit(f"N={n}: use at least {3 * window} (3x the consumers' prefetch windows, "
+                         f"{window} messages)")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         pki = FleetPKI(work)

@@ -36,7 +36,7 @@ class AuthError(Exception):
     """AES-CCM authentication failed: wrong key, wrong AAD (topic) or altered bytes."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sealed:
     """A parsed (not yet verified) COSE_Encrypt0."""
 

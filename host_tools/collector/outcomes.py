@@ -13,7 +13,7 @@ REJECTIONS = ("replayed", "forged", "malformed", "unknown_kid", "wrong_device", 
               "implausible_seq")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Outcome:
     kind: str
     device_id: str

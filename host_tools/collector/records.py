@@ -19,7 +19,7 @@ class RecordError(ValueError):
     """Authentic plaintext that does not follow the record schema."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Telemetry:
     seq: int
     t: float
@@ -37,7 +37,7 @@ class Telemetry:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class Status:
     seq: int | None
     state: str

@@ -270,8 +270,23 @@ class FleetDB:
                     if self.kind == "postgresql":
                         self.conn.copy_rows(_TABLE_OF[sql], rows)
                     else:
-                        self.conn.executemany(sql, rows)
+                        self._sqlite_insert_rows(sql, rows)
                     rows.clear()
+
+    def _sqlite_insert_rows(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """``sql`` (one row's INSERT) for every row, SQLITE_ROWS_PER_INSERT rows per
+        statement and the rest by executemany: the sqlite3 module releases the
+        interpreter lock around every statement step, i.e. once per row in an
+        executemany, and each release hands the lock to pika's thread."""
+        k = SQLITE_ROWS_PER_INSERT
+        full = len(rows) - len(rows) % k
+        if full:
+            head, values = sql.split(" VALUES ")
+            many = f"{head} VALUES {', '.join([values] * k)}"
+            for i in range(0, full, k):
+                self.conn.execute(many, [x for row in rows[i:i + k] for x in row])
+        if full < len(rows):
+            self.conn.executemany(sql, rows[full:])
 
     def lock_store(self, devices: list[str]) -> None:
         """Inside a batch: serialise storing the given devices' records with other
@@ -560,6 +575,10 @@ class FleetDB:
 ACCEPT_SQL = "INSERT INTO accepted VALUES (?, ?, ?, ?, ?, ?)"
 VITALS_SQL = "INSERT INTO vitals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _TABLE_OF = {ACCEPT_SQL: "accepted", VITALS_SQL: "vitals"}
+#: Rows per multi-row INSERT on SQLite (FleetDB._sqlite_insert_rows): 64 x 15 columns
+#: stays under the oldest SQLite limit of 999 parameters. In the AMQP collector it
+#: stored 8% more records/s than one executemany (three A/B rounds, README round 8).
+SQLITE_ROWS_PER_INSERT = 64
 COUNTERS_SQL = ("INSERT INTO counters VALUES (?, ?, ?) ON CONFLICT(device_id, name) "
                 "DO UPDATE SET count = counters.count + excluded.count")
 COUNTERS_PG = ("INSERT INTO counters SELECT * FROM unnest(?::text[], ?::text[], ?::bigint[]) "

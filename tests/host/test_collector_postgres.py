@@ -289,6 +289,21 @@ def test_a_batch_stores_what_one_by_one_stores(pki, db_url, tmp_path):
     batched.close()
 
 
+def test_a_large_batch_stores_every_row(pki, db_url):
+    """A batch larger than SQLITE_ROWS_PER_INSERT (multi-row INSERTs plus the rest
+    one by one on SQLite, COPY on PostgreSQL) stores every record once, with its
+    values, and a duplicate inside it is still seen."""
+    db = FleetDB(db_url)
+    ing = Ingestor(pki, db)
+    batch = [(topic(dev), msg(pki, dev, s)) for s in range(1, 76) for dev in ("pump-a", "pump-b")]
+    outs = ing.handle_batch(batch + [batch[-1]], now=1000.0)
+    assert [o.kind for o in outs] == ["accepted"] * 150 + ["duplicate"]
+    for dev in ("pump-a", "pump-b"):
+        assert db.seqs(dev) == list(range(1, 76))
+        assert [v["hr"] for v in db.vitals(dev)] == [60 + s % 30 for s in range(1, 76)]
+    db.close()
+
+
 def test_writes_outside_a_batch_are_sent_at_once(pg):
     """PgConnection queues writes only inside ``deferred_writes``: after an
     executemany outside it, a write still goes to the server at once (one did not,

@@ -47,6 +47,7 @@ probed: its ready messages are another collector's.
 from __future__ import annotations
 
 import functools
+import gc
 import queue
 import ssl
 import threading
@@ -67,6 +68,21 @@ STALL_S = 30.0
 STANDBY_S = 2.0
 REBALANCE_S = 30.0
 _SWAP = str.maketrans("./", "/.")
+#: Allocations between young-generation collections in a collector process (Python's
+#: default is 700): a batch keeps ~50 objects per record alive until it is stored, so
+#: with the default they were scanned and promoted before they died.
+GC_GEN0 = 50_000
+
+
+def tune_gc() -> None:
+    """Garbage-collector settings for a process whose work is collecting: what exists
+    after start-up (modules, the key ring) is moved out of the collector's way
+    (``gc.freeze``) and young collections are rarer. Measured in the collector drain
+    of bench_fleet (three A/B rounds, SQLite): 23,700-25,100 records/s against
+    22,200-23,400 (README, sizing round 8)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_GEN0, 20, 100)
 
 
 def routing_key_topic(routing_key: str) -> str:

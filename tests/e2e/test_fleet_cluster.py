@@ -307,16 +307,21 @@ def test_one_device_certificate_holds_at_most_two_connections(cluster):
             c.loop_stop()
 
 
-def test_collector_not_served_by_the_broker_reconnects(cluster, tmp_path):
-    pki, dev = cluster.pki, "unsettled-1"
-    n = PREFETCH + 88
+def publish_backlog(cluster, dev: str, n: int) -> None:
+    """Records 1..n of ``dev`` into the partitions (QoS 1, all PUBACKed), no collector running."""
     c, why = connect(cluster, dev, 0)
     assert c is not None, why
-    infos = [c.publish(f"medsentry/{dev}/telemetry", sealed(pki, dev, s), qos=1) for s in range(1, n + 1)]
+    infos = [c.publish(f"medsentry/{dev}/telemetry", sealed(cluster.pki, dev, s), qos=1) for s in range(1, n + 1)]
     for i in infos:
         i.wait_for_publish(30)
     c.disconnect()
     c.loop_stop()
+
+
+def test_collector_not_served_by_the_broker_reconnects(cluster, tmp_path):
+    pki, dev = cluster.pki, "unsettled-1"
+    n = PREFETCH + 88
+    publish_backlog(cluster, dev, n)
     db = FleetDB(tmp_path / "fleet.db")
     col = _BrokerAppliesNoAck(pki, db, "collector", cluster.amqp_endpoints, stall_s=3)
     t = threading.Thread(target=col.run, kwargs={"duration": 90}, daemon=True)
@@ -364,13 +369,7 @@ def test_collector_batches_stay_within_batch_max(cluster, tmp_path):
     its batches must still be cut at batch_max (they grew to the window: the storer
     then idled while a window was read and the broker while it was stored)."""
     pki, dev, n = cluster.pki, "batched-1", 300
-    c, why = connect(cluster, dev, 0)
-    assert c is not None, why
-    infos = [c.publish(f"medsentry/{dev}/telemetry", sealed(pki, dev, s), qos=1) for s in range(1, n + 1)]
-    for i in infos:
-        i.wait_for_publish(30)
-    c.disconnect()
-    c.loop_stop()
+    publish_backlog(cluster, dev, n)
     db = FleetDB(tmp_path / "fleet.db")
     # a long batch delay: only the size cut applies while the window is read
     col = _Sizes(pki, db, "collector", cluster.amqp_endpoints, batch_max=32, batch_delay=4.0)

@@ -354,9 +354,16 @@ class FleetDB:
     def commit_batch(self) -> None:
         with self.lock:
             if self._batch:
-                self._flush_sums()
-                self._batch = False
-                self.conn.execute("COMMIT")
+                with self.pipelined():  # the sums and COMMIT in one round trip
+                    self._flush_sums()
+                    self._batch = False
+                    self.conn.execute("COMMIT")
+
+    def pipelined(self) -> Any:
+        """PostgreSQL: the statements inside go to the server together, one round trip
+        (psycopg pipeline mode; a result read inside waits for what was sent before
+        it; an error is raised at the latest when the block ends). SQLite: nothing."""
+        return self.conn.pipeline() if self.kind == "postgresql" else contextlib.nullcontext()
 
     @property
     def summing(self) -> bool:
@@ -403,10 +410,13 @@ class FleetDB:
             args = tuple(devices)
         with self.lock:
             out: dict[str, tuple[int | None, list[list[int]], float | None]] = {}
-            for r in self.conn.execute("SELECT device_id, highest_seq, last_seen FROM devices" + where, args):
+            # both sent before either is read (one round trip inside ``pipelined``)
+            rows = self.conn.execute("SELECT device_id, highest_seq, last_seen FROM devices" + where, args)
+            holes = self.conn.execute("SELECT device_id, first_seq, last_seq FROM missing" + where
+                                      + " ORDER BY device_id, first_seq", args)
+            for r in rows:
                 out[r["device_id"]] = (r["highest_seq"], [], r["last_seen"])
-            for r in self.conn.execute("SELECT device_id, first_seq, last_seq FROM missing" + where
-                                       + " ORDER BY device_id, first_seq", args):
+            for r in holes:
                 out.setdefault(r["device_id"], (None, [], None))[1].append([r["first_seq"], r["last_seq"]])
             return out
 

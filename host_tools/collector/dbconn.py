@@ -180,6 +180,10 @@ class PgConnection:
         finally:
             self._deferred = None
 
+    def pipeline(self) -> Any:
+        """psycopg's pipeline mode (FleetDB.pipelined)."""
+        return self._conn.pipeline()
+
     def copy_rows(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
         """Whole rows into ``table`` as one COPY, after the writes queued before."""
         self.flush()

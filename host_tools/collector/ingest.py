@@ -150,11 +150,12 @@ class Ingestor:
             plans = [self._handle(topic, bytes(payload), now, check_keys=False) for topic, payload in messages]
             devices = sorted({p[0] for p in map(topic_parts, [t for t, _ in messages]) if p})
             with self.db.lock:
-                self.db.begin_batch()
                 self.db.whole_batch = True
                 try:
-                    self.db.lock_store(devices)
-                    fresh = self.db.load_sequence_state(devices)
+                    with self.db.pipelined():  # one round trip on PostgreSQL
+                        self.db.begin_batch()
+                        self.db.lock_store(devices)
+                        fresh = self.db.load_sequence_state(devices)
                     for dev in devices:
                         self.seq.pop(dev, None)
                         if dev in fresh:

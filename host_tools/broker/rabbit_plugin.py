@@ -22,6 +22,7 @@ SOURCE = Path(__file__).resolve().with_name("ratelimit") / "medsentry_ratelimit.
 APP = "medsentry_ratelimit"
 VERSION = "1.0.0"
 
+
 def _rabbit_plugins() -> Path:
     """The installed RabbitMQ's own plugins directory (its applications and headers)."""
     found = sorted(Path("/usr/lib/rabbitmq/lib").glob("rabbitmq_server-*/plugins"))

@@ -255,7 +255,6 @@ class AmqpCollector:
         ch.basic_qos(prefetch_count=self.prefetch)
         batch: list[tuple[int, str, bytes]] = []
         mark = {"first": 0.0, "last": time.monotonic()}
-        work = self._work
         queue_of: dict[str, str] = {}  # consumer tag -> partition
         served: set[str] = set()  # partitions this connection got deliveries from
 
@@ -271,8 +270,12 @@ class AmqpCollector:
                 # handed over at once: one process_data_events call may dispatch a
                 # whole prefetch window, and a batch that large would leave the
                 # storer idle while it is read and the broker idle while it is stored
-                work.put((conn, ch, batch[:]))
-                batch.clear()
+                hand_over()
+
+        def hand_over() -> None:
+            """The batch to the storer (a copy: on_message keeps appending to ``batch``)."""
+            self._work.put((conn, ch, batch[:]))
+            batch.clear()
 
         def consume(queues: list[str]) -> None:
             for q in queues:
@@ -300,11 +303,10 @@ class AmqpCollector:
             conn.process_data_events(time_limit=self.batch_delay / 2)
             now = time.monotonic()
             if batch and now - mark["first"] >= self.batch_delay:
-                work.put((conn, ch, batch[:]))
-                batch.clear()
+                hand_over()
             mark["last"] = self._check_stall(ch, mark["last"], served)
         if batch:
-            work.put((conn, ch, batch[:]))
+            hand_over()
         # let the storer finish what it was given and send those acks (bounded:
         # whatever is not acked when the connection closes is redelivered)
         until = time.monotonic() + 10

@@ -323,14 +323,6 @@ class FleetDB:
         """One message's writes, atomically. Inside a batch it is a savepoint."""
         return _Txn(self)
 
-    def batch_writer(self) -> "_Txn":
-        """The writer of every message of a whole batch (``begin_batch`` with
-        ``whole_batch`` set, ``lock`` held by the caller for the batch): no
-        savepoint and no lock per message, as the caller rolls the whole batch
-        back on any error. Used as ``with writer as tx:`` like ``transaction()``."""
-        assert self.summing, "batch_writer outside a whole batch"
-        return _BatchWriter(self)
-
     @property
     def in_batch(self) -> bool:
         return self.conn.in_transaction and self._batch
@@ -744,14 +736,3 @@ class _Txn:
     def gap_event(self, device_id: str, kind: str, first: int, last: int, now: float) -> None:
         self.c.execute("INSERT INTO gaps (device_id, kind, first_seq, last_seq, detected_at) "
                        "VALUES (?, ?, ?, ?, ?)", (device_id, kind, first, last, now))
-
-
-class _BatchWriter(_Txn):
-    """``_Txn``'s writes inside a whole batch (``FleetDB.batch_writer``): entering
-    and leaving do nothing; the batch is one transaction, rolled back whole."""
-
-    def __enter__(self) -> "_Txn":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None

@@ -119,8 +119,6 @@ class Ingestor:
         self.db = db
         self.keys = KeyRing(pki)
         self._batch_keys = False  # the key ring was checked once for the batch being read
-        #: inside handle_batch's transaction: the writer of every message (no savepoints)
-        self._batch_writer: object | None = None
         self.lock = threading.Lock()
         self.seq: dict[str, SeqState] = {
             dev: SeqState(h, m, at) for dev, (h, m, at) in db.load_sequence_state().items()
@@ -133,7 +131,7 @@ class Ingestor:
         because we (re)subscribed (MQTT retain flag), i.e. it may be old."""
         now = time.time() if now is None else now
         with self.lock:
-            out = self._handle(topic, bytes(payload), now, retained, check_keys=not self._batch_keys)()
+            out = self._handle(topic, bytes(payload), now, retained)()
             self.stats[out.kind] = self.stats.get(out.kind, 0) + 1
             return out
 
@@ -146,9 +144,9 @@ class Ingestor:
         batch back and raises: the caller acknowledges nothing of it."""
         now = time.time() if now is None else now
         with self.lock:
-            self.keys.refresh()  # once for the batch (see KeyRing)
-            plans = [self._handle(topic, bytes(payload), now, check_keys=False) for topic, payload in messages]
-            devices = sorted({p[0] for p in map(topic_parts, [t for t, _ in messages]) if p})
+            with self.keys_checked_once():
+                plans = [self._handle(topic, bytes(payload), now) for topic, payload in messages]
+            devices = sorted({p[0] for p in (topic_parts(t) for t, _ in messages) if p})
             with self.db.lock:
                 self.db.whole_batch = True
                 try:
@@ -160,7 +158,6 @@ class Ingestor:
                         self.seq.pop(dev, None)
                         if dev in fresh:
                             self.seq[dev] = SeqState(*fresh[dev])
-                    self._batch_writer = self.db.batch_writer()
                     with self.db.deferred_writes():
                         outs = [plan() for plan in plans]
                     self.db.commit_batch()
@@ -169,7 +166,6 @@ class Ingestor:
                     raise
                 finally:
                     self.db.whole_batch = False
-                    self._batch_writer = None
             for out in outs:
                 self.stats[out.kind] = self.stats.get(out.kind, 0) + 1
             return outs
@@ -192,11 +188,9 @@ class Ingestor:
                 tx.reject(now, topic, out.device_id, out.kind, out.detail, size)
         return out
 
-    def _handle(self, topic: str, payload: bytes, now: float, retained: bool = False,
-                check_keys: bool = True) -> Callable[[], Outcome]:
+    def _handle(self, topic: str, payload: bytes, now: float, retained: bool = False) -> Callable[[], Outcome]:
         """Steps 1-5 (parse, key lookup, verify, decrypt, record checks) now; the
-        returned call does the rest and writes the database. ``check_keys=False``:
-        the caller checked the key ring for the batch (see KeyRing)."""
+        returned call does the rest and writes the database."""
         parts = topic_parts(topic)
         if parts is None:
             return lambda: self._count_only(Outcome("ignored", UNKNOWN_DEVICE, detail="unexpected topic"),
@@ -215,7 +209,7 @@ class Ingestor:
             return lambda d=str(exc): self._count_only(Outcome("malformed", device_id, detail=d), topic, len(payload), now)
         seq = sealed.seq
 
-        entry = self.keys.lookup(sealed.kid, check=check_keys)
+        entry = self.keys.lookup(sealed.kid, check=not self._batch_keys)
         if entry is None:
             return lambda: self._count_only(Outcome("unknown_kid", device_id, seq, f"kid {sealed.kid.hex()}"),
                                     topic, len(payload), now)
@@ -251,7 +245,7 @@ class Ingestor:
         if st.highest is not None and st.last_at is not None and seq == st.highest + 1 and rec.skip is None:  # type: ignore[attr-defined]
             # In order, the common case: no hole opens or closes, no event (what the
             # general steps below decide for it, without planning each of them).
-            with self._writes() as tx:
+            with self.db.transaction() as tx:
                 tx.accept(device_id, seq, sealed.kid, topic, digest, now, seq)
                 self._write_record(tx, device_id, rec, now)
                 tx.bump(device_id, "accepted")
@@ -294,7 +288,7 @@ class Ingestor:
         assert highest is not None
         # Planned above without touching ``st``: if the transaction fails, the
         # in-memory state still matches the database.
-        with self._writes() as tx:
+        with self.db.transaction() as tx:
             tx.accept(device_id, seq, sealed.kid, topic, digest, now, highest)
             self._write_record(tx, device_id, rec, now)
             tx.change_missing(device_id, deleted + expired, added)
@@ -310,11 +304,6 @@ class Ingestor:
         st.last_at = now
         self.seq[device_id] = st
         return Outcome("accepted", device_id, seq, topic=topic, plaintext=plaintext)
-
-    def _writes(self) -> Any:
-        """``with self._writes() as tx:`` one message's writes: inside handle_batch
-        part of the batch's transaction, else a transaction of their own."""
-        return self._batch_writer if self._batch_writer is not None else self.db.transaction()
 
     @staticmethod
     def _write_record(tx: Any, device_id: str, rec: object, now: float) -> None:

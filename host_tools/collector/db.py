@@ -633,6 +633,8 @@ class _Txn:
         self.c.execute(COUNTERS_SQL, (device_id, name, n))
 
     def reject(self, now: float, topic: str, device_id: str, reason: str, detail: str, size: int) -> None:
+        # PostgreSQL text cannot hold NUL: the log of a refusal must always be storable
+        topic, detail = topic.replace("\x00", "\\0"), detail.replace("\x00", "\\0")
         row_id = self.c.execute("INSERT INTO rejections (received_at, topic, device_id, reason, detail, size) "
                                 "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                                 (now, topic, device_id, reason, detail[:200], size)).fetchone()[0]

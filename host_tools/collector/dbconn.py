@@ -225,6 +225,20 @@ def is_pg_error(exc: BaseException) -> bool:
     return mod.startswith("psycopg")
 
 
+def is_unstorable(exc: BaseException) -> bool:
+    """True when the database refused a value (an integer beyond 64 bits, a NUL in
+    PostgreSQL text, ...): the data is at fault, not the database, and storing the
+    same rows again fails again. False for a failing database (connection lost,
+    disk full, locked), where a retry may succeed."""
+    if isinstance(exc, (OverflowError, sqlite3.DataError, sqlite3.InterfaceError)):
+        return True  # sqlite3 binding a value it cannot hold
+    if is_pg_error(exc):
+        import psycopg
+
+        return isinstance(exc, psycopg.DataError)
+    return False
+
+
 # -- where a work directory's fleet store is ------------------------------------------
 #: The collector writes here the --db it stores into, so `fleet status`, `assess`,
 #: `alerts`, `events`, `telemetry export` and `command` read the same store.

@@ -23,6 +23,7 @@ from host_tools.pki.records import is_reserved_id
 
 from . import cose
 from .db import FleetDB
+from .dbconn import is_unstorable
 from .outcomes import OUTCOMES, Outcome
 from .records import UNSEALED_OFFLINE, RecordError, Status, jsonable, parse_status, parse_telemetry
 from .sequence import SeqState, apply
@@ -131,7 +132,13 @@ class Ingestor:
         because we (re)subscribed (MQTT retain flag), i.e. it may be old."""
         now = time.time() if now is None else now
         with self.lock:
-            out = self._handle(topic, bytes(payload), now, retained)()
+            try:
+                out = self._handle(topic, bytes(payload), now, retained)()
+            except Exception as exc:
+                if not is_unstorable(exc):
+                    raise
+                # its writes were rolled back with its transaction (a savepoint in a batch)
+                out = self._refuse_unstorable(topic, bytes(payload), now, exc)
             self.stats[out.kind] = self.stats.get(out.kind, 0) + 1
             return out
 
@@ -141,8 +148,40 @@ class Ingestor:
         transaction holding the store lock of its devices (``FleetDB.lock_store``), each touched
         device's sequence state read fresh from the database inside it (another
         collector may have stored its newer records). A failure rolls the whole
-        batch back and raises: the caller acknowledges nothing of it."""
+        batch back and raises: the caller acknowledges nothing of it.
+
+        Except when the database refuses a value of an authentic record (one it cannot
+        hold, see ``is_unstorable``): storing the same batch again would fail again,
+        at every redelivery, stalling every device behind that record. The batch is
+        then stored in halves, down to the single messages at fault, each refused
+        as malformed (O(log n) retries per such message)."""
         now = time.time() if now is None else now
+        try:
+            return self._store_batch(messages, now)
+        except Exception as exc:
+            if not is_unstorable(exc):
+                raise
+            if len(messages) == 1:
+                with self.lock:
+                    out = self._refuse_unstorable(messages[0][0], bytes(messages[0][1]), now, exc)
+                    self.stats[out.kind] = self.stats.get(out.kind, 0) + 1
+                return [out]
+        half = len(messages) // 2
+        return self.handle_batch(messages[:half], now) + self.handle_batch(messages[half:], now)
+
+    def _refuse_unstorable(self, topic: str, payload: bytes, now: float, exc: BaseException) -> Outcome:
+        """Count an authentic message the database could not store as malformed."""
+        parts = topic_parts(topic)
+        device_id = parts[0] if parts else UNKNOWN_DEVICE
+        try:
+            seq: int | None = cose.parse(payload).seq
+        except cose.CoseError:
+            seq = None
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return self._count_only(Outcome("malformed", device_id, seq, f"authentic but cannot be stored: {why}"),
+                                topic, len(payload), now)
+
+    def _store_batch(self, messages: list[tuple[str, bytes]], now: float) -> list[Outcome]:
         with self.lock:
             with self.keys_checked_once():
                 plans = [self._handle(topic, bytes(payload), now) for topic, payload in messages]

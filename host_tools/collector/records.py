@@ -13,6 +13,10 @@ KNOWN_TELEMETRY = {"t", "seq", "hr", "spo2", "bp_sys", "bp_dia", "temp", "pump",
 KNOWN_STATUS = {"t", "seq", "state", "fw", "queued", "dropped", "skip"}
 MAX_TEXT = 64
 MAX_ALARMS = 32
+#: The largest integer a store column holds (SQLite INTEGER, PostgreSQL bigint; a
+#: REAL column binds a Python int as a 64-bit integer too). A larger one in an
+#: authentic record made the whole batch fail to store, again at every redelivery.
+MAX_INT = (1 << 63) - 1
 
 
 class RecordError(ValueError):
@@ -67,28 +71,29 @@ def _decode_map(data: bytes) -> dict[str, Any]:
 
 
 def _number(v: Any, name: str, *, optional: bool = True) -> float | None:
-    if type(v) is int or (type(v) is float and math.isfinite(v)):  # the common case, first
-        return v
+    if (type(v) is int and -MAX_INT <= v <= MAX_INT) or (type(v) is float and math.isfinite(v)):
+        return v  # the common case, first
     if v is None and optional:
         return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not math.isfinite(v)):
-        raise RecordError(f"{name} must be a finite number")
+    if (isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not math.isfinite(v))
+            or (isinstance(v, int) and not -MAX_INT <= v <= MAX_INT)):
+        raise RecordError(f"{name} must be a finite number (an integer of at most 63 bits)")
     return v
 
 
 def _uint(v: Any, name: str, *, optional: bool = True) -> int | None:
-    if type(v) is int and v >= 0:  # the common case, first
+    if type(v) is int and 0 <= v <= MAX_INT:  # the common case, first
         return v
     if v is None and optional:
         return None
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise RecordError(f"{name} must be an unsigned integer")
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_INT:
+        raise RecordError(f"{name} must be an unsigned integer below 2^63")
     return v
 
 
 def _text(v: Any, name: str) -> str:
-    if not isinstance(v, str) or not v or len(v) > MAX_TEXT:
-        raise RecordError(f"{name} must be non-empty text of at most {MAX_TEXT} characters")
+    if not isinstance(v, str) or not v or len(v) > MAX_TEXT or "\x00" in v:
+        raise RecordError(f"{name} must be non-empty text of at most {MAX_TEXT} characters, without NUL")
     return v
 
 

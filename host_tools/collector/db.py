@@ -38,7 +38,7 @@ from typing import Any, Iterable
 from . import security_db
 from .dbconn import PgConnection, parse_url, pg_schema, sqlite_connect
 from .outcomes import REJECTIONS
-from .records import jsonable
+from .records import jsonable, storable_int, storable_text
 
 MAX_REJECTION_ROWS = 100_000
 
@@ -699,7 +699,7 @@ class _Txn:
             upd = st.extra.get("update")
             if isinstance(upd, dict):
                 def text(v: Any) -> str | None:
-                    return None if v is None else str(v)[:200]
+                    return None if v is None else storable_text(v, 200)
                 self.c.execute(
                     "INSERT INTO updates (device_id, seq, t, step, version, reason, detail, received_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -719,13 +719,13 @@ class _Txn:
             return
 
         def text(v: Any) -> str | None:
-            return None if v is None else str(v)[:200]
-        ctr = res.get("ctr")
+            return None if v is None else storable_text(v, 200)
+        ctr = storable_int(res.get("ctr"))
         self.c.execute(
             "INSERT INTO command_results (device_id, seq, t, cmd, issuer, ctr, result, reason, received_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (device_id, st.seq, st.t, text(res.get("cmd")), text(res.get("issuer")),
-             ctr if isinstance(ctr, int) else None, text(res.get("result")) or "?", text(res.get("reason")), now))
+             ctr, text(res.get("result")) or "?", text(res.get("reason")), now))
 
     def change_missing(self, device_id: str, deleted: Iterable[tuple[int, int]],
                        added: Iterable[tuple[int, int]]) -> None:

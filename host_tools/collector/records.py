@@ -154,6 +154,18 @@ def parse_status(plaintext: bytes, seq: int) -> Status:
     return st
 
 
+def storable_int(v: Any) -> int | None:
+    """``v`` if it is an integer a store column holds, else None: for the fields of
+    reports that the schema does not check (an ill-typed one is None there too)."""
+    return v if type(v) is int and -MAX_INT <= v <= MAX_INT else None
+
+
+def storable_text(v: Any, limit: int) -> str:
+    """``str(v)`` cut to ``limit`` characters, a NUL written as ``\\0`` (PostgreSQL text
+    cannot hold it): for the free-form texts of reports."""
+    return str(v)[:limit].replace("\x00", "\\0")
+
+
 def jsonable(v: Any) -> Any:
     """Make decoded CBOR JSON-friendly (bytes → hex) for the raw `extra` column."""
     if isinstance(v, bytes):

@@ -18,7 +18,7 @@ from typing import Any
 
 import cbor2
 
-from .records import jsonable
+from .records import jsonable, storable_int, storable_text
 
 POSTURE_STATE = "posture"
 EVENT_STATE = "event"
@@ -72,7 +72,7 @@ def store(c: sqlite3.Connection, device_id: str, st: Any, now: float) -> None:
         ev = x.get("ev")
         head_n = head_h = None
         if isinstance(ev, list) and len(ev) == 2 and isinstance(ev[0], int) and isinstance(ev[1], bytes):
-            head_n, head_h = ev
+            head_n, head_h = storable_int(ev[0]), ev[1]
         integ = x.get("integrity")
         ok = None
         if isinstance(integ, dict) and isinstance(integ.get("ok"), bool):
@@ -87,8 +87,9 @@ def store(c: sqlite3.Connection, device_id: str, st: Any, now: float) -> None:
     e = decode_entry(entry)
     n = kind = sev = t = detail = None
     if e is not None:
-        n, t = e[0], e[1] if isinstance(e[1], (int, float)) else None
-        kind, sev = str(e[2])[:32], str(e[3])[:16]
+        n = storable_int(e[0])
+        t = e[1] if isinstance(e[1], float) else storable_int(e[1])
+        kind, sev = storable_text(e[2], 32), storable_text(e[3], 16)
         detail = json.dumps(jsonable(e[4]))[:1000]
     c.execute("INSERT INTO sec_events (device_id, seq, n, kind, severity, t, detail, entry, received_at) "
               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (device_id, st.seq, n, kind, sev, t, detail, entry, now))

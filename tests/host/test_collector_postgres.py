@@ -17,6 +17,7 @@ from host_tools.collector.db import OLD_STORE_LOCK, SCHEMA_VERSION
 from host_tools.collector.cose import seal
 from host_tools.collector.dbconn import DatabaseURLError, PgConnection, parse_url
 from host_tools.collector.pg_local import LocalPostgres
+from host_tools.collector.security_db import events, postures
 from host_tools.pki import FleetPKI
 
 
@@ -368,11 +369,12 @@ def sealed(pki: FleetPKI, dev: str, kind: str, body: dict) -> tuple[str, bytes]:
 
 
 def poisoned_stream(pki: FleetPKI) -> list[tuple[str, bytes]]:
-    """pump-a's good records between pump-b's authentic records that no store
-    column can hold: integers beyond 64 bits, a NUL in text (PostgreSQL refuses
-    it), and a posture report whose event-head counter overflows (a sink the
-    record schema does not check: caught when storing)."""
+    """pump-a's good records between pump-b's authentic records with values no store
+    column holds: integers beyond 64 bits, a NUL in text (PostgreSQL refuses it), a
+    posture report whose event-head counter overflows and an event entry whose kind
+    has a NUL (report fields outside the record schema)."""
     t0 = 1764489600
+    entry = cbor2.dumps([2 ** 70, 2 ** 70, "lo\x00gin", "hi\x00gh", {"why": "x\x00"}, b"p" * 32])
     return [
         (topic("pump-a"), msg(pki, "pump-a", 1)),
         sealed(pki, "pump-b", "telemetry", {"t": t0, "seq": 1, "hr": 2 ** 64}),
@@ -380,34 +382,71 @@ def poisoned_stream(pki: FleetPKI) -> list[tuple[str, bytes]]:
         sealed(pki, "pump-b", "telemetry", {"t": t0, "seq": 2, "pump": {"state": "run\x00ning"}}),
         sealed(pki, "pump-b", "telemetry", {"t": 2 ** 70, "seq": 3}),
         sealed(pki, "pump-b", "status", {"t": t0, "seq": 4, "state": "posture", "ev": [2 ** 70, b"h" * 32]}),
+        sealed(pki, "pump-b", "status", {"t": t0, "seq": 5, "state": "event", "e": entry}),
+        sealed(pki, "pump-b", "status", {"t": t0, "seq": 6, "state": "command",
+                                         "command": {"result": "re\x00fused", "ctr": 2 ** 64}}),
         (topic("pump-a"), msg(pki, "pump-a", 3)),
-        sealed(pki, "pump-b", "telemetry", {"t": t0, "seq": 5, "hr": 61}),
+        sealed(pki, "pump-b", "telemetry", {"t": t0, "seq": 7, "hr": 61}),
     ]
+
+
+def store_both_ways(ing: Ingestor, db: FleetDB, stream: list[tuple[str, bytes]], way: str) -> list[str]:
+    """The AMQP collector's path (``handle_batch``) or the Mosquitto collector's
+    (``handle``, one message at a time inside its batch) -> outcome kinds."""
+    if way == "batch":
+        return [o.kind for o in ing.handle_batch(stream, now=1000.0)]
+    db.begin_batch()
+    kinds = [ing.handle(t, m, now=1000.0).kind for t, m in stream]
+    db.commit_batch()
+    return kinds
 
 
 @pytest.mark.parametrize("way", ["batch", "one by one"])
 def test_one_devices_unstorable_records_never_stall_the_others(pki, db_url, way):
     """Attack (a holder of one device's key): authentic records with values the
     database cannot hold. Before, the whole batch failed to store and was requeued,
-    again and again (AMQP collector: ``handle_batch``), or the collector stopped and
-    its spool retried the record at every start (Mosquitto collector: ``handle`` one
-    message at a time inside its batch): every device's telemetry behind it was
-    stalled. Each is now refused alone, as malformed."""
-    stream = poisoned_stream(pki)
+    again and again (AMQP collector), or the collector stopped and its spool retried
+    the record at every start (Mosquitto collector): every device's telemetry behind
+    it was stalled. Schema fields out of range make the record malformed; report
+    fields the schema does not check are stored as NULL (integers) or with the NUL
+    written out (text), as an ill-typed one is."""
     db = FleetDB(db_url)
     ing = Ingestor(pki, db)
-    if way == "batch":
-        outs = ing.handle_batch(stream, now=1000.0)
-    else:
-        db.begin_batch()
-        outs = [ing.handle(t, m, now=1000.0) for t, m in stream]
-        db.commit_batch()
-    assert [o.kind for o in outs] == ["accepted", "malformed", "accepted", "malformed", "malformed",
-                                      "malformed", "accepted", "accepted"]
-    assert db.seqs("pump-a") == [1, 2, 3] and db.seqs("pump-b") == [5]
-    assert db.counters("pump-b")["malformed"] == 4 and db.missing("pump-b") == [(1, 4)]
-    assert sum("cannot be stored" in r["detail"] for r in db.rejections()) == 1  # the posture report
+    assert store_both_ways(ing, db, poisoned_stream(pki), way) == (
+        ["accepted", "malformed", "accepted", "malformed", "malformed"] + ["accepted"] * 5)
+    assert db.seqs("pump-a") == [1, 2, 3] and db.seqs("pump-b") == [7]  # telemetry
+    assert db.device("pump-b")["highest_seq"] == 7 and db.counters("pump-b")["accepted"] == 4
+    assert db.counters("pump-b")["malformed"] == 3 and db.missing("pump-b") == [(1, 3)]
+    (posture,) = postures(db, "pump-b")
+    (event,) = events(db, "pump-b")
+    assert posture["head_n"] is None and (event["n"], event["t"], event["kind"]) == (None, None, "lo\\0gin")
+    assert tuple(db.conn.execute("SELECT ctr, result FROM command_results").fetchone()) == (None, "re\\0fused")
     # and the stream goes on; a topic with a NUL (no device, stored in the rejection log) too
+# and the stream goes on; a topic with a NUL (no device, stored in the rejection log) too
     outs = ing.handle_batch([(topic("pump-a"), msg(pki, "pump-a", 4)), ("medsentry\x00/x", b"?")], now=1001.0)
     assert [o.kind for o in outs] == ["accepted", "ignored"]
+    db.close()
+
+
+@pytest.mark.parametrize("way", ["batch", "one by one"])
+def test_a_value_the_database_refuses_is_refused_alone(pki, db_url, way, monkeypatch):
+    """The backstop behind those checks, for a value some future sink forgets to
+    check (injected here: pump-b's record 2 is written with a 65-bit heart rate):
+    the database's refusal is a data error, not a failing database, so the batch is
+    stored in halves until that one message is refused; nothing else is lost."""
+    real = Ingestor._write_record
+
+    def unchecked(tx, device_id, rec, now):
+        if device_id == "pump-b" and rec.seq == 2:
+            rec.hr = 2 ** 64
+        real(tx, device_id, rec, now)
+    monkeypatch.setattr(Ingestor, "_write_record", staticmethod(unchecked))
+    db = FleetDB(db_url)
+    ing = Ingestor(pki, db)
+    stream = [(topic(dev), msg(pki, dev, s)) for s in range(1, 5) for dev in ("pump-a", "pump-b")]
+    kinds = store_both_ways(ing, db, stream, way)
+    assert kinds == ["accepted"] * 3 + ["malformed"] + ["accepted"] * 4
+    assert db.seqs("pump-a") == [1, 2, 3, 4] and db.seqs("pump-b") == [1, 3, 4]
+    (refusal,) = db.rejections("pump-b")
+    assert refusal["detail"].startswith("authentic but cannot be stored") and ing.stats["malformed"] == 1
     db.close()

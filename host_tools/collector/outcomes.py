@@ -13,7 +13,9 @@ REJECTIONS = ("replayed", "forged", "malformed", "unknown_kid", "wrong_device", 
               "implausible_seq")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__ (0.86
+# against 0.35 us here, once per message); nothing changes an Outcome once made.
+@dataclass(slots=True)
 class Outcome:
     kind: str
     device_id: str

@@ -602,9 +602,10 @@ class _Txn:
 
     def __enter__(self) -> "_Txn":
         self.db.lock.acquire()
-        self.nested = self.db.in_batch
-        # A whole-batch caller (Ingestor.handle_batch) rolls the batch back on any
-        # error, so its messages need no savepoint each.
+        # A whole-batch caller (Ingestor.handle_batch) has begun the batch and rolls
+        # it back on any error, so its messages need no savepoint each (and the
+        # driver is not asked, once per message, whether a transaction is open).
+        self.nested = self.db.whole_batch or self.db.in_batch
         self.savepoint = self.nested and not self.db.whole_batch
         try:
             if self.savepoint or not self.nested:

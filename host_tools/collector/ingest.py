@@ -281,7 +281,7 @@ class Ingestor:
     def _sequence_and_store(self, device_id: str, topic: str, payload: bytes, sealed: cose.Sealed,
                             rec: object, now: float, since: float, plaintext: bytes | None = None) -> Outcome:
         """Steps 6-8 of SEALING.md section 6. Touches O(1) hole rows per record."""
-        seq = sealed.seq
+        seq = rec.seq  # type: ignore[attr-defined]  # checked equal to sealed.seq
         st = self.seq.get(device_id) or SeqState()
         digest = hashlib.sha256(payload).digest()
         if st.highest is not None and st.last_at is not None and seq == st.highest + 1 and rec.skip is None:  # type: ignore[attr-defined]

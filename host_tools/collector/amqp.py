@@ -61,9 +61,15 @@ from . import shed_report
 from .db import FleetDB
 from .ingest import Ingestor
 
-BATCH_MAX = 512
+#: Records per transaction, and deliveries a partition may have unacknowledged. In
+#: bench_fleet (64,000 records, two A/B rounds) 1,024 / 4,096 stored 20% more
+#: records/s on PostgreSQL and 12% more on SQLite than 512 / 1,024: a COMMIT waits
+#: ~5 ms for the WAL to reach the disk, and with the larger window the broker keeps
+#: sending meanwhile, so the receiving thread has work while the storer waits.
+#: (A redelivered window must still count as duplicates: ingest.DUPLICATE_WINDOW.)
+BATCH_MAX = 1024
 BATCH_DELAY = 0.02
-PREFETCH = 1024
+PREFETCH = 4096
 STALL_S = 30.0
 STANDBY_S = 2.0
 REBALANCE_S = 30.0

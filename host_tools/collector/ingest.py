@@ -29,7 +29,11 @@ from .records import UNSEALED_OFFLINE, RecordError, Status, jsonable, parse_stat
 from .sequence import SeqState, apply
 
 TOPIC_RE = re.compile(r"^medsentry/([A-Za-z0-9._-]{1,64})/(telemetry|status)$")
-DUPLICATE_WINDOW = 1024
+#: A byte-identical copy at most this far below the highest record is a redelivery
+#: (duplicate), further below a replay. At least the AMQP collector's prefetch window
+#: (amqp.PREFETCH): a device's stored but unacknowledged records, all in one
+#: partition, come back after a fault. Either way the copy is not stored again.
+DUPLICATE_WINDOW = 4096
 UNKNOWN_DEVICE = "?"
 QUIET_NS = 200_000_000  # see KeyRing.reload
 

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from host_tools.cli.main import cli
 from host_tools.collector import tls_client
+from host_tools.collector.ingest import DUPLICATE_WINDOW
 from tests.e2e.broker_fixtures import (
     pycose_seal,
     fleet,  # noqa: F401 - the pytest fixture
@@ -93,34 +94,36 @@ def test_pycose_sealed_records_are_stored_and_exported(fleet):
 
 def test_bad_records_are_rejected_counted_and_never_stored(fleet):
     tk1 = pycose_usable_key(fleet.pki, "pump-1")
+    # the old record replayed below is further back than any redelivery can be
+    HIGH = DUPLICATE_WINDOW + 1000
     col = fleet.collector()
     p1, p2 = fleet.client("pump-1"), fleet.client("pump-2")
 
     first = seal_with(tk1, record(1), topic=T1)
     _send(fleet, col, p1, T1, first)
-    _send(fleet, col, p1, T1, seal_with(tk1, record(2000), topic=T1))   # gap 2..1999
+    _send(fleet, col, p1, T1, seal_with(tk1, record(HIGH), topic=T1))   # gap 2..HIGH-1
 
-    bad = record(2001, hr=MARK)
+    bad = record(HIGH + 1, hr=MARK)
     good_bytes = bytearray(seal_with(tk1, bad, topic=T1))
     flipped = bytes(good_bytes[:-3]) + bytes([good_bytes[-3] ^ 0x01]) + bytes(good_bytes[-2:])
     other_key, other_iv = random_key_like(tk1)
     cases = [
         (p1, T1, flipped, "forged"),                                                 # bit flip
-        (p1, T1, pycose_seal(bad, seq=2001, topic=T1, key=other_key, base_iv=other_iv,
+        (p1, T1, pycose_seal(bad, seq=HIGH + 1, topic=T1, key=other_key, base_iv=other_iv,
                              kid=tk1.kid), "forged"),                                # wrong key
         (p1, T1, seal_with(tk1, bad, topic=S1), "forged"),                           # sealed for status topic
-        (p1, T1, seal_with(tk1, record(2002, hr=MARK), topic=T2), "forged"),         # sealed for pump-2's topic
-        (p2, T2, seal_with(tk1, record(2003, hr=MARK), topic=T2), "wrong_device"),   # pump-1's key on pump-2
-        (p1, T1, pycose_seal(bad, seq=2001, topic=T1, key=tk1.key, base_iv=tk1.base_iv,
+        (p1, T1, seal_with(tk1, record(HIGH + 2, hr=MARK), topic=T2), "forged"),         # sealed for pump-2's topic
+        (p2, T2, seal_with(tk1, record(HIGH + 3, hr=MARK), topic=T2), "wrong_device"),   # pump-1's key on pump-2
+        (p1, T1, pycose_seal(bad, seq=HIGH + 1, topic=T1, key=tk1.key, base_iv=tk1.base_iv,
                              kid=secrets.token_bytes(8)), "unknown_kid"),
         (p1, T1, bytes(good_bytes[: len(good_bytes) // 2]), "malformed"),            # truncated
         (p1, T1, bytes(good_bytes[:-1]), "malformed"),                               # one byte short
         (p1, T1, cbor2.dumps(cbor2.loads(bytes(good_bytes)).value), "malformed"),    # untagged
         (p1, T1, b"\xff\x00garbage", "malformed"),
-        (p1, T1, seal_with(tk1, dict(bad, seq=7), topic=T1, seq=2001), "malformed"), # seq != PIV
+        (p1, T1, seal_with(tk1, dict(bad, seq=7), topic=T1, seq=HIGH + 1), "malformed"), # seq != PIV
         (p1, S1, cbor2.dumps({"state": "online", "hr": MARK}), "malformed"),         # unsealed, not the will
         (p1, T1, first, "replayed"),                                                 # old record, far back
-        (p1, T1, seal_with(tk1, record(2000, hr=MARK), topic=T1), "replayed"),       # same seq, new content
+        (p1, T1, seal_with(tk1, record(HIGH, hr=MARK), topic=T1), "replayed"),       # same seq, new content
     ]
     for client, topic, payload, _ in cases:
         _send(fleet, col, client, topic, payload)
@@ -134,20 +137,20 @@ def test_bad_records_are_rejected_counted_and_never_stored(fleet):
     assert col.db.counters("pump-1")["accepted"] == 2
     assert sum(col.stats[r] for r in ("forged", "wrong_device", "unknown_kid", "malformed", "replayed")) == len(cases)
 
-    # nothing rejected was stored: only seq 1 and 2000, no marker anywhere
-    assert col.db.seqs("pump-1") == [1, 2000]
+    # nothing rejected was stored: only seq 1 and HIGH, no marker anywhere
+    assert col.db.seqs("pump-1") == [1, HIGH]
     assert col.db.seqs("pump-2") == []
     assert all(r["hr"] != MARK for r in col.db.vitals("pump-1"))
-    assert col.db.missing("pump-1") == [(2, 1999)]
+    assert col.db.missing("pump-1") == [(2, HIGH - 1)]
     assert len(col.db.rejections()) == len(cases)
     summary = col.db.summary(sent=2)
     assert (summary["stored"], summary["lost"], summary["rejected"], summary["duplicates_dropped"]) == \
-        (2, 1998, len(cases), 0)
+        (2, HIGH - 2, len(cases), 0)
 
     # the gap is still fillable by a genuine late record
     _send(fleet, col, p1, T1, seal_with(tk1, record(5), topic=T1))
-    assert col.db.seqs("pump-1") == [1, 5, 2000]
-    assert col.db.missing("pump-1") == [(2, 4), (6, 1999)]
+    assert col.db.seqs("pump-1") == [1, 5, HIGH]
+    assert col.db.missing("pump-1") == [(2, 4), (6, HIGH - 1)]
 
 
 def test_duplicates_gaps_skips_and_key_rotation(fleet):

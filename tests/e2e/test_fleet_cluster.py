@@ -32,7 +32,7 @@ from host_tools.broker.cluster import RabbitCluster
 from host_tools.broker.plugin import BURST, RATE
 from host_tools.broker.rabbit_config import COLLECTOR_QUEUES, DEVICE_CONNECTIONS
 from host_tools.collector import FleetDB
-from host_tools.collector.amqp import PREFETCH, AmqpCollector
+from host_tools.collector.amqp import AmqpCollector
 from host_tools.collector.cose import seal
 from host_tools.collector.pg_local import LocalPostgres
 from host_tools.pki import FleetPKI
@@ -187,8 +187,8 @@ def test_client_id_of_another_device_gains_nothing(cluster):
 
 class _BrokerAppliesNoAck(AmqpCollector):
     """Fault: on its first connection the broker applies none of this collector's
-    acks (the bench stall: 512 deliveries unacked on the broker's side while the
-    collector holds none and the queue still has ready messages)."""
+    acks (the bench stall: a window of deliveries unacked on the broker's side while
+    the collector holds none and the queue still has ready messages)."""
 
     def _send_settlement(self, ch, tag, ok):
         if self.reconnects:
@@ -323,10 +323,13 @@ def publish_backlog(cluster, dev: str, n: int) -> None:
 
 def test_collector_not_served_by_the_broker_reconnects(cluster, tmp_path):
     pki, dev = cluster.pki, "unsettled-1"
-    n = PREFETCH + 88
+    # a window smaller than the default: one device publishes more than it, within
+    # its burst allowance at the broker (BURST)
+    window = 1024
+    n = window + 88
     publish_backlog(cluster, dev, n)
     db = FleetDB(tmp_path / "fleet.db")
-    col = _BrokerAppliesNoAck(pki, db, "collector", cluster.amqp_endpoints, stall_s=3)
+    col = _BrokerAppliesNoAck(pki, db, "collector", cluster.amqp_endpoints, stall_s=3, prefetch=window)
     t = threading.Thread(target=col.run, kwargs={"duration": 90}, daemon=True)
     t.start()
     try:

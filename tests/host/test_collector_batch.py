@@ -9,6 +9,7 @@ import cbor2
 import pytest
 
 from host_tools.collector import FleetDB, Ingestor
+from host_tools.collector.amqp import BATCH_MAX, PREFETCH
 from host_tools.collector.cose import seal
 from host_tools.pki import FleetPKI
 
@@ -64,3 +65,18 @@ def test_deferred_inserts_keep_duplicates_and_all_or_nothing(store, monkeypatch)
     with pytest.raises(RuntimeError):
         ing.handle_batch([msg(tk, 4), msg(tk, 6)])  # each opens a gap: the 2nd fails
     assert db.seqs("pump-k") == [1, 2] and len(db.vitals("pump-k")) == 2
+
+
+def test_a_redelivered_prefetch_window_counts_as_duplicates_not_replays(store):
+    """The AMQP collector may hold a whole prefetch window of one partition, so of
+    one device, stored but not yet acknowledged; after a collector or broker fault
+    the broker delivers it again. Those copies must count as duplicates (dropped
+    silently), not as replays (a security alert on the device)."""
+    pki, db, ing = store
+    tk = pki.device("pump-k").active_key()
+    window = [msg(tk, s) for s in range(1, PREFETCH + 1)]
+    for i in range(0, len(window), BATCH_MAX):
+        ing.handle_batch(window[i:i + BATCH_MAX])
+    again = ing.handle_batch(window[:BATCH_MAX] + window[-BATCH_MAX:])
+    assert {o.kind for o in again} == {"duplicate"}
+    assert ing.handle_batch([msg(tk, PREFETCH + 1)])[0].kind == "accepted"

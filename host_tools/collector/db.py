@@ -593,6 +593,11 @@ DEVICES_PG = (_DEVICE_COLUMNS + "SELECT * FROM unnest(?::text[], ?::float8[], ?:
               "?::bigint[])" + _DEVICE_CONFLICT)
 
 
+def _report_text(v: Any) -> str | None:
+    """A text field of an update or command report as stored (None stays None)."""
+    return None if v is None else storable_text(v, 200)
+
+
 class _Txn:
     """``with db.transaction() as tx:`` — all writes of one message, atomically."""
 
@@ -634,11 +639,11 @@ class _Txn:
         self.c.execute(COUNTERS_SQL, (device_id, name, n))
 
     def reject(self, now: float, topic: str, device_id: str, reason: str, detail: str, size: int) -> None:
-        # PostgreSQL text cannot hold NUL: the log of a refusal must always be storable
-        topic, detail = topic.replace("\x00", "\\0"), detail.replace("\x00", "\\0")
+        # the log of a refusal must always be storable (no NUL in PostgreSQL text)
         row_id = self.c.execute("INSERT INTO rejections (received_at, topic, device_id, reason, detail, size) "
                                 "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-                                (now, topic, device_id, reason, detail[:200], size)).fetchone()[0]
+                                (now, storable_text(topic), device_id, reason, storable_text(detail, 200),
+                                 size)).fetchone()[0]
         # Bounded log (a flood of bad messages must not fill the disk); the
         # counters keep the full totals.
         if row_id and row_id % 1000 == 0:
@@ -699,13 +704,11 @@ class _Txn:
                 (st.fw, st.queued, st.dropped, device_id))
             upd = st.extra.get("update")
             if isinstance(upd, dict):
-                def text(v: Any) -> str | None:
-                    return None if v is None else storable_text(v, 200)
                 self.c.execute(
                     "INSERT INTO updates (device_id, seq, t, step, version, reason, detail, received_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (device_id, st.seq, st.t, text(upd.get("step")), text(upd.get("version")),
-                     text(upd.get("reason")), json.dumps(jsonable(upd)), now))
+                    (device_id, st.seq, st.t, _report_text(upd.get("step")), _report_text(upd.get("version")),
+                     _report_text(upd.get("reason")), json.dumps(jsonable(upd)), now))
             return
         self.c.execute(
             "UPDATE devices SET status = ?, status_sealed = ?, status_at = ?, "
@@ -718,15 +721,12 @@ class _Txn:
         res = st.extra.get("command")
         if not isinstance(res, dict):
             return
-
-        def text(v: Any) -> str | None:
-            return None if v is None else storable_text(v, 200)
         ctr = storable_int(res.get("ctr"))
         self.c.execute(
             "INSERT INTO command_results (device_id, seq, t, cmd, issuer, ctr, result, reason, received_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (device_id, st.seq, st.t, text(res.get("cmd")), text(res.get("issuer")),
-             ctr, text(res.get("result")) or "?", text(res.get("reason")), now))
+            (device_id, st.seq, st.t, _report_text(res.get("cmd")), _report_text(res.get("issuer")),
+             ctr, _report_text(res.get("result")) or "?", _report_text(res.get("reason")), now))
 
     def change_missing(self, device_id: str, deleted: Iterable[tuple[int, int]],
                        added: Iterable[tuple[int, int]]) -> None:

@@ -160,10 +160,10 @@ def storable_int(v: Any) -> int | None:
     return v if type(v) is int and -MAX_INT <= v <= MAX_INT else None
 
 
-def storable_text(v: Any, limit: int) -> str:
-    """``str(v)`` cut to ``limit`` characters, a NUL written as ``\\0`` (PostgreSQL text
-    cannot hold it): for the free-form texts of reports."""
-    return str(v)[:limit].replace("\x00", "\\0")
+def storable_text(v: Any, limit: int | None = None) -> str:
+    """``str(v)`` with a NUL written as ``\\0`` (PostgreSQL text cannot hold it), cut
+    to ``limit`` characters: for the free-form texts of reports and of the rejection log."""
+    return str(v).replace("\x00", "\\0")[:limit]
 
 
 def jsonable(v: Any) -> Any:

@@ -28,12 +28,15 @@ Login is SASL EXTERNAL: the certificate CN is the user (no password exists).
 Threads (pika's BlockingConnection is not thread-safe; its FAQ and
 ``add_callback_threadsafe``): the calling thread owns the connection and only
 runs its I/O loop, so heartbeats, deliveries and acks never wait for the
-database. One storer thread stores the batches in order and hands each ack (or
-nack) back to the I/O thread with ``add_callback_threadsafe``. Before, the one
-thread stored while holding the loop, so nothing was read or sent while a
-batch waited for the store lock. (A third thread that verified the next batch
-while the storer committed the previous one was measured slower: more switches
-of the interpreter lock; README, sizing round 8.)
+database. When it hands a batch over it verifies and decrypts it too
+(``Ingestor.plan_batch``: no database, no store lock), so that work overlaps the
+storer's wait for the previous batch's COMMIT. One storer thread stores the planned
+batches in order (``Ingestor.store_planned``) and hands each ack (or nack) back to
+the I/O thread with ``add_callback_threadsafe``. Before, the one thread stored while
+holding the loop, so nothing was read or sent while a batch waited for the store
+lock; then the storer planned too, and the COMMIT wait overlapped nothing but
+receiving. (A third thread that planned was measured slower: more switches of the
+interpreter lock; README, sizing round 8.)
 
 Stall guard: a consumer that holds nothing unsettled, has had no delivery for
 ``stall_s`` and still sees ready messages in a partition it was served from on
@@ -59,7 +62,7 @@ from host_tools.pki import FleetPKI, Identity
 
 from . import shed_report
 from .db import FleetDB
-from .ingest import Ingestor
+from .ingest import Ingestor, PlannedBatch
 
 #: Records per transaction, and deliveries a partition may have unacknowledged. In
 #: bench_fleet (64,000 records, two A/B rounds) 1,024 / 4,096 stored 20% more
@@ -78,6 +81,10 @@ _SWAP = str.maketrans("./", "/.")
 #: default is 700): a batch keeps ~50 objects per record alive until it is stored, so
 #: with the default they were scanned and promoted before they died.
 GC_GEN0 = 50_000
+#: Planned batches the storer may have waiting (their plaintexts and records held in
+#: memory); behind that the receiving thread hands batches over unplanned and the
+#: storer plans them itself (a database that is down keeps nothing more in memory).
+PLAN_AHEAD = 8
 
 
 def tune_gc() -> None:
@@ -108,6 +115,11 @@ def amqp_parameters(identity: Identity, host: str, port: int) -> Any:
         host=host, port=port, ssl_options=pika.SSLOptions(ctx, host),
         credentials=pika.credentials.ExternalCredentials(), heartbeat=10,
         connection_attempts=1, socket_timeout=5, blocked_connection_timeout=30)
+
+
+def _records(batch: list[tuple[int, str, bytes]]) -> list[tuple[str, bytes]]:
+    """A batch's device messages (topic, payload), without the nodes' shed reports."""
+    return [(t, b) for _, t, b in batch if t != shed_report.TOPIC]
 
 
 class _Stalled(Exception):
@@ -155,8 +167,10 @@ class AmqpCollector:
         self._in_hand = 0
         self._last_settle = 0.0  # I/O thread: when the last ack/nack was sent
         # batches for the storer thread: at most `prefetch` deliveries per partition
-        # served (the window is per consumer: quorum queues have no global QoS)
-        self._work: queue.Queue[tuple[Any, Any, list[tuple[int, str, bytes]]] | None] = queue.Queue()
+        # served (the window is per consumer: quorum queues have no global QoS),
+        # each with its records planned (or None: the storer plans them)
+        self._work: queue.Queue[tuple[Any, Any, list[tuple[int, str, bytes]], PlannedBatch | None] | None] = \
+            queue.Queue()
 
     @property
     def stats(self) -> dict[str, int]:
@@ -184,25 +198,35 @@ class AmqpCollector:
         import pika
 
         while (item := self._work.get()) is not None:
-            conn, ch, batch = item
-            ok = self._store(batch)
+            conn, ch, batch, planned = item
+            ok = self._store(batch, planned)
             try:
                 conn.add_callback_threadsafe(functools.partial(self._settle, ch, batch[-1][0], len(batch), ok))
             except pika.exceptions.AMQPError:
                 pass  # that connection is gone: the broker redelivers the batch
 
-    def _store(self, batch: list[tuple[int, str, bytes]]) -> bool:
+    def _plan(self, batch: list[tuple[int, str, bytes]]) -> PlannedBatch | None:
+        """The batch's records verified and decrypted, in the receiving thread; None
+        when the storer has PLAN_AHEAD batches waiting, or when planning failed (the
+        storer plans them again and meets the failure there, where it nacks)."""
+        if self._work.qsize() >= PLAN_AHEAD:
+            return None
+        try:
+            return self.ingestor.plan_batch(_records(batch))
+        except Exception:  # noqa: BLE001 - e.g. an unreadable key record: the storer's to report
+            return None
+
+    def _store(self, batch: list[tuple[int, str, bytes]], planned: PlannedBatch | None) -> bool:
         """Store the batch in one transaction; on a database failure reconnect to the
         database and report False (the batch is nacked and requeued)."""
         try:
-            records = []
             for _, t, b in batch:
                 if t == shed_report.TOPIC:
                     self._broker_shed(b)
-                else:
-                    records.append((t, b))
-            if records:
-                self.ingestor.handle_batch(records)
+            if planned is None:
+                planned = self.ingestor.plan_batch(_records(batch))
+            if planned.messages:
+                self.ingestor.store_planned(planned)
             return True
         except Exception as exc:  # noqa: BLE001 - storage failed: nothing of the batch is acked
             self.errors.append(f"store: {type(exc).__name__}: {exc}"[:300])
@@ -282,8 +306,9 @@ class AmqpCollector:
                 hand_over()
 
         def hand_over() -> None:
-            """The batch to the storer (a copy: on_message keeps appending to ``batch``)."""
-            self._work.put((conn, ch, batch[:]))
+            """The batch to the storer, planned (a copy: on_message keeps appending to
+            ``batch``)."""
+            self._work.put((conn, ch, batch[:], self._plan(batch)))
             batch.clear()
 
         def consume(queues: list[str]) -> None:

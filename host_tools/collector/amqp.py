@@ -117,6 +117,11 @@ def amqp_parameters(identity: Identity, host: str, port: int) -> Any:
         connection_attempts=1, socket_timeout=5, blocked_connection_timeout=30)
 
 
+#: A batch for the storer: connection, channel, deliveries (tag, topic, payload), the
+#: time it was handed over, and its records planned or None.
+_Work = tuple[Any, Any, list[tuple[int, str, bytes]], float, PlannedBatch | None]
+
+
 def _records(batch: list[tuple[int, str, bytes]]) -> list[tuple[str, bytes]]:
     """A batch's device messages (topic, payload), without the nodes' shed reports."""
     return [(t, b) for _, t, b in batch if t != shed_report.TOPIC]
@@ -168,9 +173,9 @@ class AmqpCollector:
         self._last_settle = 0.0  # I/O thread: when the last ack/nack was sent
         # batches for the storer thread: at most `prefetch` deliveries per partition
         # served (the window is per consumer: quorum queues have no global QoS),
-        # each with its records planned (or None: the storer plans them)
-        self._work: queue.Queue[tuple[Any, Any, list[tuple[int, str, bytes]], PlannedBatch | None] | None] = \
-            queue.Queue()
+        # each with the time it was handed over (its records' received_at) and its
+        # records planned (or None: the storer plans them)
+        self._work: queue.Queue[_Work | None] = queue.Queue()
 
     @property
     def stats(self) -> dict[str, int]:
@@ -198,33 +203,35 @@ class AmqpCollector:
         import pika
 
         while (item := self._work.get()) is not None:
-            conn, ch, batch, planned = item
-            ok = self._store(batch, planned)
+            conn, ch, batch, now, planned = item
+            ok = self._store(batch, now, planned)
             try:
                 conn.add_callback_threadsafe(functools.partial(self._settle, ch, batch[-1][0], len(batch), ok))
             except pika.exceptions.AMQPError:
                 pass  # that connection is gone: the broker redelivers the batch
 
-    def _plan(self, batch: list[tuple[int, str, bytes]]) -> PlannedBatch | None:
+    def _plan(self, batch: list[tuple[int, str, bytes]], now: float) -> PlannedBatch | None:
         """The batch's records verified and decrypted, in the receiving thread; None
         when the storer has PLAN_AHEAD batches waiting, or when planning failed (the
         storer plans them again and meets the failure there, where it nacks)."""
         if self._work.qsize() >= PLAN_AHEAD:
             return None
         try:
-            return self.ingestor.plan_batch(_records(batch))
+            return self.ingestor.plan_batch(_records(batch), now)
         except Exception:  # noqa: BLE001 - e.g. an unreadable key record: the storer's to report
             return None
 
-    def _store(self, batch: list[tuple[int, str, bytes]], planned: PlannedBatch | None) -> bool:
+    def _store(self, batch: list[tuple[int, str, bytes]], now: float, planned: PlannedBatch | None) -> bool:
         """Store the batch in one transaction; on a database failure reconnect to the
-        database and report False (the batch is nacked and requeued)."""
+        database and report False (the batch is nacked and requeued). ``now`` is when
+        it was handed over, also for a batch the storer plans itself: a device's
+        records keep the order of their times whichever thread planned them."""
         try:
             for _, t, b in batch:
                 if t == shed_report.TOPIC:
                     self._broker_shed(b)
             if planned is None:
-                planned = self.ingestor.plan_batch(_records(batch))
+                planned = self.ingestor.plan_batch(_records(batch), now)
             if planned.messages:
                 self.ingestor.store_planned(planned)
             return True
@@ -308,7 +315,8 @@ class AmqpCollector:
         def hand_over() -> None:
             """The batch to the storer, planned (a copy: on_message keeps appending to
             ``batch``)."""
-            self._work.put((conn, ch, batch[:], self._plan(batch)))
+            now = time.time()
+            self._work.put((conn, ch, batch[:], now, self._plan(batch, now)))
             batch.clear()
 
         def consume(queues: list[str]) -> None:

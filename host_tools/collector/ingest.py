@@ -322,12 +322,13 @@ class Ingestor:
 
     # -- sealed, authentic records ------------------------------------------------------
     def _sequence_and_store(self, device_id: str, topic: str, payload: bytes, sealed: cose.Sealed,
-                            rec: object, now: float, since: float, plaintext: bytes | None = None) -> Outcome:
+                            rec: Telemetry | Status, now: float, since: float,
+                            plaintext: bytes | None = None) -> Outcome:
         """Steps 6-8 of SEALING.md section 6. Touches O(1) hole rows per record."""
-        seq = rec.seq  # type: ignore[attr-defined]  # checked equal to sealed.seq
+        seq: int = rec.seq  # type: ignore[assignment]  # a sealed record's, checked equal to sealed.seq
         st = self.seq.get(device_id) or SeqState()
         digest = hashlib.sha256(payload).digest()
-        if st.highest is not None and st.last_at is not None and seq == st.highest + 1 and rec.skip is None:  # type: ignore[attr-defined]
+        if st.highest is not None and st.last_at is not None and seq == st.highest + 1 and rec.skip is None:
             # In order, the common case: no hole opens or closes, no event (what the
             # general steps below decide for it, without planning each of them).
             if not (isinstance(rec, Telemetry)
@@ -351,11 +352,12 @@ class Ingestor:
                     "implausible_seq", device_id, seq,
                     f"jump {seq - (st.highest or 0)} above highest {st.highest or 0}, at most {allowed}"),
                     topic, len(payload), now)
-            added, skipped, note = st.plan_jump(seq, getattr(rec, "skip", None))
+            added, skipped, note = st.plan_jump(seq, rec.skip)
             events += [("gap", (st.highest or 0) + 1, seq - 1)] if seq > (st.highest or 0) + 1 else []
             events += [("skipped", a, b) for a, b in skipped]
             if note:
-                skip = getattr(rec, "skip")
+                skip = rec.skip
+                assert skip is not None  # a note is only made for a skip
                 events.append((note, skip[0], skip[1]))
             highest = seq
         elif hole is not None:
@@ -394,7 +396,7 @@ class Ingestor:
         return Outcome("accepted", device_id, seq, topic=topic, plaintext=plaintext)
 
     @staticmethod
-    def _write_record(tx: Any, device_id: str, rec: object, now: float) -> None:
+    def _write_record(tx: Any, device_id: str, rec: Telemetry | Status, now: float) -> None:
         if isinstance(rec, Status):
             tx.status(device_id, rec, now)
         else:

@@ -112,13 +112,13 @@ def test_the_receiving_thread_plans_a_bounded_backlog_and_leaves_its_failures_to
         return (tag, *msg(tk, seq))
 
     batch = [delivery(1, 1), delivery(2, 2)]
-    planned = col._plan(batch)
-    assert planned is not None and col._store(batch, planned) is True
+    planned = col._plan(batch, 1000.0)
+    assert planned is not None and col._store(batch, 1000.0, planned) is True
     for _ in range(PLAN_AHEAD):
         col._work.put(None)
     behind = [delivery(3, 3)]
-    assert col._plan(behind) is None
-    assert col._store(behind, None) is True
+    assert col._plan(behind, 1001.0) is None
+    assert col._store(behind, 1001.0, None) is True
     while not col._work.empty():
         col._work.get()
 
@@ -127,7 +127,9 @@ def test_the_receiving_thread_plans_a_bounded_backlog_and_leaves_its_failures_to
 
     monkeypatch.setattr(col.ingestor, "plan_batch", unreadable)
     failing = [delivery(4, 4)]
-    assert col._plan(failing) is None
-    assert col._store(failing, None) is False
+    assert col._plan(failing, 1002.0) is None
+    assert col._store(failing, 1002.0, None) is False
     assert "OSError" in col.errors[-1]
     assert db.seqs("pump-k") == [1, 2, 3]
+    # the batch the storer planned itself carries its hand-over time, like the others
+    assert [v["received_at"] for v in db.vitals("pump-k")] == [1000.0, 1000.0, 1001.0]

@@ -353,9 +353,9 @@ class _Recording(AmqpCollector):
         super().__init__(*a, **kw)
         self.devices: set[str] = set()
 
-    def _store(self, batch):
+    def _store(self, batch, now, planned):
         self.devices |= {topic.split("/")[1] for _, topic, _ in batch}
-        return super()._store(batch)
+        return super()._store(batch, now, planned)
 
 
 class _Sizes(AmqpCollector):
@@ -365,9 +365,9 @@ class _Sizes(AmqpCollector):
         super().__init__(*a, **kw)
         self.sizes: list[int] = []
 
-    def _store(self, batch):
+    def _store(self, batch, now, planned):
         self.sizes.append(len(batch))
-        return super()._store(batch)
+        return super()._store(batch, now, planned)
 
 
 def test_collector_batches_stay_within_batch_max(cluster, tmp_path):

@@ -133,3 +133,28 @@ def test_the_receiving_thread_plans_a_bounded_backlog_and_leaves_its_failures_to
     assert db.seqs("pump-k") == [1, 2, 3]
     # the batch the storer planned itself carries its hand-over time, like the others
     assert [v["received_at"] for v in db.vitals("pump-k")] == [1000.0, 1000.0, 1001.0]
+
+
+def test_a_record_cannot_refer_to_a_value_of_the_record_before(store):
+    """Each thread decodes every plaintext with one CBOR decoder (records._decode_map).
+    Attack: one device marks a value of its record shareable (tag 28), another
+    device's next record refers to it (tag 29) or to a string of its namespace
+    (tag 25). Each plaintext must decode on its own: the references are refused."""
+    pki, db, ing = store
+    other = pki.issue("pump-l", "pump-v2").active_key()
+    tk = pki.device("pump-k").active_key()
+    other_topic = "medsentry/pump-l/telemetry"
+
+    def sealed(key, seq, topic, rec):
+        return topic, seal(cbor2.dumps(rec), key=key.key, base_iv=key.base_iv, kid=key.kid, seq=seq, topic=topic)
+
+    t = 1764489600
+    outs = ing.handle_batch([
+        sealed(tk, 1, TOPIC, {"t": t, "seq": 1, "hr": cbor2.CBORTag(28, 70),
+                              "note": cbor2.CBORTag(256, ["secret", cbor2.CBORTag(25, 0)])}),
+        sealed(other, 1, other_topic, {"t": t, "seq": 1, "hr": cbor2.CBORTag(29, 0)}),
+        sealed(other, 2, other_topic, {"t": t, "seq": 2, "note": cbor2.CBORTag(25, 0)}),
+    ])
+    assert [o.kind for o in outs] == ["accepted", "malformed", "malformed"]
+    assert "shared reference" in db.rejections("pump-l")[0]["detail"]
+    assert "string reference" in db.rejections("pump-l")[1]["detail"]

@@ -60,12 +60,15 @@ def sealed_record(tk, topic: str, seq: int) -> bytes:
 
 
 def publish(pki: FleetPKI, cluster: RabbitCluster, n: int, start: int) -> None:
-    """n records spread over DEVICES, seq numbers from ``start``, QoS 1, all PUBACKed."""
+    """n records spread over DEVICES, seq numbers from ``start``, QoS 1, all PUBACKed.
+    All devices publish at once, record by record in turn, as a fleet does: each
+    partition then holds its devices' records interleaved, and so does every batch a
+    collector takes from it. (Published one device after the other, a batch held one
+    or two devices' runs of records, each already in the order of the tables' keys.)"""
     per = n // len(DEVICES)
+    clients = []
     for k, dev in enumerate(DEVICES):
-        tk = pki.device(dev).active_key()
         ident = pki.device_identity(dev)
-        topic = f"medsentry/{dev}/telemetry"
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=dev)
         c.tls_set(ca_certs=str(ident.ca), certfile=str(ident.cert), keyfile=str(ident.key),
                   cert_reqs=ssl.CERT_REQUIRED)
@@ -74,9 +77,13 @@ def publish(pki: FleetPKI, cluster: RabbitCluster, n: int, start: int) -> None:
         host, port = cluster.endpoints[k % len(cluster.endpoints)]
         c.connect(host, port)
         c.loop_start()
-        infos = [c.publish(topic, sealed_record(tk, topic, s), qos=1) for s in range(start, start + per)]
-        for i in infos:
-            i.wait_for_publish(60)
+        topic = f"medsentry/{dev}/telemetry"
+        clients.append((c, pki.device(dev).active_key(), topic))
+    infos = [c.publish(topic, sealed_record(tk, topic, s), qos=1)
+             for s in range(start, start + per) for c, tk, topic in clients]
+    for i in infos:
+        i.wait_for_publish(120)
+    for c, _, _ in clients:
         c.disconnect()
         c.loop_stop()
 

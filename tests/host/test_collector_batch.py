@@ -158,3 +158,25 @@ def test_a_record_cannot_refer_to_a_value_of_the_record_before(store):
     assert [o.kind for o in outs] == ["accepted", "malformed", "malformed"]
     assert "shared reference" in db.rejections("pump-l")[0]["detail"]
     assert "string reference" in db.rejections("pump-l")[1]["detail"]
+
+
+def test_interleaved_devices_in_one_batch_store_every_row_as_sent(store):
+    """SQLite inserts a batch's rows in key order, not in arrival order: every row
+    still holds its own record's values, and the batch's outcomes stay in arrival order."""
+    pki, db, ing = store
+    keys = {"pump-k": pki.device("pump-k").active_key(), "pump-a": pki.issue("pump-a", "pump-v2").active_key()}
+
+    def rec(dev: str, seq: int) -> tuple[str, bytes]:
+        topic, tk = f"medsentry/{dev}/telemetry", keys[dev]
+        body = {"t": 1764489600 + seq, "seq": seq, "hr": (40 if dev == "pump-a" else 90) + seq}
+        return topic, seal(cbor2.dumps(body), key=tk.key, base_iv=tk.base_iv, kid=tk.kid, seq=seq, topic=topic)
+
+    batch = [rec(dev, s) for s in (1, 2, 3) for dev in ("pump-k", "pump-a")] + [rec("pump-k", 5), rec("pump-k", 4)]
+    outs = ing.handle_batch(batch)
+    assert [(o.device_id, o.seq) for o in outs] == [("pump-k", 1), ("pump-a", 1), ("pump-k", 2), ("pump-a", 2),
+                                                    ("pump-k", 3), ("pump-a", 3), ("pump-k", 5), ("pump-k", 4)]
+    assert {o.kind for o in outs} == {"accepted"}
+    assert [(v["seq"], v["hr"], v["t"]) for v in db.vitals("pump-k")] == [(s, 90 + s, 1764489600 + s)
+                                                                         for s in (1, 2, 3, 4, 5)]
+    assert [(v["seq"], v["hr"]) for v in db.vitals("pump-a")] == [(1, 41), (2, 42), (3, 43)]
+    assert db.missing("pump-k") == [] and db.counters("pump-a")["accepted"] == 3

@@ -3,11 +3,11 @@ primary-key order, through the fleet database's own schema and insert path
 (FleetDB._sqlite_insert_rows, WAL, synchronous=FULL), in the same run.
 
 A batch of a fleet holds many devices' records interleaved (here 1,024 records over
-32 devices, seq by seq); FleetDB._flush_deferred sorts them by (device_id, seq)
-first. Printed: thread CPU per record for the inserts and the COMMIT, each way, and
-the ratio.
+DEVICES devices, seq by seq: 32 as in bench_fleet, or e.g. 1,024, a record of each);
+FleetDB._flush_deferred sorts them by (device_id, seq) first. Printed: thread CPU per
+record for the inserts and the COMMIT, each way, and the ratio.
 
-Run: .venv/bin/python bench/bench_sqlite_key_order.py [BATCHES]   (default 96)
+Run: .venv/bin/python bench/bench_sqlite_key_order.py [BATCHES] [DEVICES]   (default 96 32)
 """
 from __future__ import annotations
 
@@ -23,8 +23,10 @@ sys.path.insert(0, str(REPO))
 from host_tools.collector import FleetDB  # noqa: E402
 from host_tools.collector.db import _PRIMARY_KEY, ACCEPT_SQL, VITALS_SQL  # noqa: E402
 
-DEVICES = 32
 BATCH = 1024
+DEVICES = int(sys.argv[2]) if len(sys.argv) > 2 else 32
+if not 1 <= DEVICES <= BATCH or BATCH % DEVICES:
+    raise SystemExit(f"DEVICES={DEVICES}: use a divisor of {BATCH}")
 KID = bytes(range(8))
 
 

@@ -1,6 +1,7 @@
 """SQLite: a batch's `accepted` and `vitals` rows inserted in arrival order against in
-primary-key order, through the fleet database's own schema and insert path
-(FleetDB._sqlite_insert_rows, WAL, synchronous=FULL), in the same run.
+primary-key order, through the fleet database's own schema and insert path (WAL,
+synchronous=FULL), in the same run: key order is the collector's own path
+(FleetDB.deferred_writes), arrival order the same inserts without its sort.
 
 A batch of a fleet holds many devices' records interleaved (here 1,024 records over
 DEVICES devices, seq by seq: 32 as in bench_fleet, or e.g. 1,024, a record of each);
@@ -21,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from host_tools.collector import FleetDB  # noqa: E402
-from host_tools.collector.db import _PRIMARY_KEY, ACCEPT_SQL, VITALS_SQL  # noqa: E402
+from host_tools.collector.db import ACCEPT_SQL, VITALS_SQL  # noqa: E402
 
 BATCH = 1024
 DEVICES = int(sys.argv[2]) if len(sys.argv) > 2 else 32
@@ -49,12 +50,15 @@ def cpu_per_record(path: Path, batches: int, key_order: bool) -> float:
     for b in range(batches):
         accepted, vitals = batch_rows(1 + b * (BATCH // DEVICES), time.time())
         c0 = time.thread_time()
-        if key_order:
-            accepted.sort(key=_PRIMARY_KEY)
-            vitals.sort(key=_PRIMARY_KEY)
         db.conn.execute("BEGIN IMMEDIATE")
-        db._sqlite_insert_rows(ACCEPT_SQL, accepted)
-        db._sqlite_insert_rows(VITALS_SQL, vitals)
+        if key_order:  # the collector's path: FleetDB._flush_deferred sorts, then inserts
+            with db.deferred_writes():
+                assert db._defer is not None
+                db._defer[ACCEPT_SQL].extend(accepted)
+                db._defer[VITALS_SQL].extend(vitals)
+        else:  # the same inserts in arrival order
+            db._sqlite_insert_rows(ACCEPT_SQL, accepted)
+            db._sqlite_insert_rows(VITALS_SQL, vitals)
         db.conn.execute("COMMIT")
         cpu += time.thread_time() - c0
     db.close()

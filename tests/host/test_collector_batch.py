@@ -18,8 +18,8 @@ from host_tools.pki import FleetPKI
 TOPIC = "medsentry/pump-k/telemetry"
 
 
-def msg(tk, seq: int, topic: str = TOPIC) -> tuple[str, bytes]:
-    rec = {"t": 1764489600 + seq, "seq": seq, "hr": 70}
+def msg(tk, seq: int, topic: str = TOPIC, hr: int = 70) -> tuple[str, bytes]:
+    rec = {"t": 1764489600 + seq, "seq": seq, "hr": hr}
     return topic, seal(cbor2.dumps(rec), key=tk.key, base_iv=tk.base_iv, kid=tk.kid, seq=seq, topic=topic)
 
 
@@ -167,9 +167,7 @@ def test_interleaved_devices_in_one_batch_store_every_row_as_sent(store):
     keys = {"pump-k": pki.device("pump-k").active_key(), "pump-a": pki.issue("pump-a", "pump-v2").active_key()}
 
     def rec(dev: str, seq: int) -> tuple[str, bytes]:
-        topic, tk = f"medsentry/{dev}/telemetry", keys[dev]
-        body = {"t": 1764489600 + seq, "seq": seq, "hr": (40 if dev == "pump-a" else 90) + seq}
-        return topic, seal(cbor2.dumps(body), key=tk.key, base_iv=tk.base_iv, kid=tk.kid, seq=seq, topic=topic)
+        return msg(keys[dev], seq, f"medsentry/{dev}/telemetry", hr=(40 if dev == "pump-a" else 90) + seq)
 
     batch = [rec(dev, s) for s in (1, 2, 3) for dev in ("pump-k", "pump-a")] + [rec("pump-k", 5), rec("pump-k", 4)]
     outs = ing.handle_batch(batch)

@@ -144,7 +144,10 @@ def stored_rate(db: FleetDB, since: float, n: int) -> float:
     return before_last / max(1e-6, last - first)
 
 
-def collector_drain(pki: FleetPKI, cluster: RabbitCluster, url: str, n: int) -> float:
+def collector_drain(pki: FleetPKI, cluster: RabbitCluster, url: str, n: int,
+                    threads: dict[str, float] | None = None) -> float:
+    """records/s of one AmqpCollector draining n records; ``threads`` gets each of its
+    threads' CPU per record in us (``receive``: pika and planning; ``store``)."""
     db = FleetDB(url)
     col = AmqpCollector(pki, db, "collector", cluster.amqp_endpoints)
     since = time.time()
@@ -153,6 +156,8 @@ def collector_drain(pki: FleetPKI, cluster: RabbitCluster, url: str, n: int) -> 
         raise SystemExit(f"collector accepted {stats}")
     rate = stored_rate(db, since, n)
     db.close()
+    if threads is not None:
+        threads.update({k: v / n * 1e6 for k, v in col.thread_cpu.items()})
     return rate
 
 
@@ -233,6 +238,7 @@ def main() -> None:
             rates = {}
             busy = {}
             proc = {}  # this process's CPU per record: the consumer's own threads
+            threads: dict[str, dict[str, float]] = {}  # a collector's, thread by thread
             for name in ("raw", "sqlite", "postgresql", "raw2"):
                 publish(pki, cluster, n, seq)
                 seq += n // len(DEVICES)
@@ -242,7 +248,7 @@ def main() -> None:
                     rates[name] = raw_drain(pki, cluster, n)
                 else:
                     url = f"sqlite:///{work}/fleet.db" if name == "sqlite" else pg.url
-                    rates[name] = collector_drain(pki, cluster, url, n)
+                    rates[name] = collector_drain(pki, cluster, url, n, threads.setdefault(name, {}))
                 busy[name] = (b0, cpu_jiffies(), n)
                 proc[name] = (time.process_time() - c0) / n * 1e6
             publish(pki, cluster, 2 * n, seq)
@@ -265,6 +271,9 @@ def main() -> None:
     raw_proc = (proc["raw"] + proc["raw2"]) / 2
     print(f"consumer process CPU per record: raw {raw_proc:.0f} us, collector sqlite "
           f"{proc['sqlite']:.0f} us, postgresql {proc['postgresql']:.0f} us")
+    for k, t in threads.items():
+        print(f"collector {k}, CPU per record by thread: receiving (pika, planning included) "
+              f"{t['receive']:.1f} us, storing {t['store']:.1f} us; the raw consumer's one thread {raw_proc:.1f} us")
     # Why 2 processes cannot go faster on this machine: how many of its cores the
     # whole drain kept busy (collectors + 3 broker nodes + PostgreSQL), and the
     # machine's CPU per stored record (anchor: the raw consumer's per message).

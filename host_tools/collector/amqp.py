@@ -167,6 +167,10 @@ class AmqpCollector:
         self.db_retries = 0
         #: flood_shed counted from the nodes' reports, per client (this process)
         self.shed: dict[str, int] = {}
+        #: CPU seconds of each thread in its last run: ``receive`` (the connection's
+        #: thread, which also plans) and ``store`` (bench_fleet.py prints them per
+        #: record: which side of the interpreter lock a cut would relieve)
+        self.thread_cpu: dict[str, float] = {"receive": 0.0, "store": 0.0}
         self._next = 0
         # deliveries received and not yet acked/nacked (I/O thread only)
         self._in_hand = 0
@@ -202,13 +206,17 @@ class AmqpCollector:
         """Store batches in order; hand each settlement to the connection's thread."""
         import pika
 
-        while (item := self._work.get()) is not None:
-            conn, ch, batch, now, planned = item
-            ok = self._store(batch, now, planned)
-            try:
-                conn.add_callback_threadsafe(functools.partial(self._settle, ch, batch[-1][0], len(batch), ok))
-            except pika.exceptions.AMQPError:
-                pass  # that connection is gone: the broker redelivers the batch
+        cpu = time.thread_time()
+        try:
+            while (item := self._work.get()) is not None:
+                conn, ch, batch, now, planned = item
+                ok = self._store(batch, now, planned)
+                try:
+                    conn.add_callback_threadsafe(functools.partial(self._settle, ch, batch[-1][0], len(batch), ok))
+                except pika.exceptions.AMQPError:
+                    pass  # that connection is gone: the broker redelivers the batch
+        finally:
+            self.thread_cpu["store"] = time.thread_time() - cpu
 
     def _plan(self, batch: list[tuple[int, str, bytes]], now: float) -> PlannedBatch | None:
         """The batch's records verified and decrypted, in the receiving thread; None
@@ -363,6 +371,7 @@ class AmqpCollector:
         import pika
 
         deadline = None if duration is None else time.monotonic() + duration
+        cpu = time.thread_time()
 
         def done() -> bool:
             return (self.stopping.is_set() or (deadline is not None and time.monotonic() > deadline)
@@ -395,4 +404,5 @@ class AmqpCollector:
             self.stopping.set()
             self._work.put(None)
             storer.join()
+            self.thread_cpu["receive"] = time.thread_time() - cpu
         return self.stats

@@ -411,6 +411,8 @@ def test_one_unstorable_record_does_not_stall_the_collector(cluster, tmp_path):
         col.run(duration=30, max_records=n - 1)
         assert db.seqs(dev) == [s for s in range(1, n + 1) if s != bad]
         assert db.counters(dev).get("malformed") == 1 and col.db_retries == 0, col.errors
+        # each thread's CPU of the run (bench_fleet.py prints them per record)
+        assert col.thread_cpu["receive"] > 0 and col.thread_cpu["store"] > 0, col.thread_cpu
     finally:
         db.close()
 

@@ -53,6 +53,15 @@ from host_tools.pki import FleetPKI  # noqa: E402
 DEVICES = [f"bench-{i}" for i in range(1, 33)]
 
 
+def bench_pki(work: Path) -> FleetPKI:
+    """A fleet CA in ``work`` with the bench's DEVICES issued."""
+    pki = FleetPKI(work)
+    pki.init()
+    for dev in DEVICES:
+        pki.issue(dev, "pump-v2")
+    return pki
+
+
 def sealed_record(tk, topic: str, seq: int) -> bytes:
     """One telemetry record sealed with the device's active key ``tk``."""
     return seal(cbor2.dumps({"t": 1764489600 + seq, "seq": seq, "hr": 70, "spo2": 97}),
@@ -225,10 +234,7 @@ def main() -> None:
                          f"{window} messages)")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        pki = FleetPKI(work)
-        pki.init()
-        for dev in DEVICES:
-            pki.issue(dev, "pump-v2")
+        pki = bench_pki(work)
         pki.issue_client("collector-b")
         # each device publishes 2n/32 at full speed: the per-client burst must hold it
         # (this measures the collectors, not the publish limit)

@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from host_tools.collector import FleetDB  # noqa: E402
-from host_tools.collector.db import ACCEPT_SQL, VITALS_SQL  # noqa: E402
+from host_tools.collector.db import ACCEPT_SQL, VITALS_SQL, _vitals_row  # noqa: E402
+from host_tools.collector.records import Telemetry  # noqa: E402
 
 BATCH = 1024
 DEVICES = int(sys.argv[2]) if len(sys.argv) > 2 else 32
@@ -39,8 +40,7 @@ def batch_rows(first_seq: int, now: float) -> tuple[list[tuple], list[tuple]]:
             dev = f"bench-{d + 1}"
             accepted.append((dev, seq, KID, f"medsentry/{dev}/telemetry",
                              hashlib.sha256(b"%d/%d" % (d, seq)).digest(), now))
-            vitals.append((dev, seq, 1764489600.0 + seq, 70, 97, None, None, None, None, None, None,
-                           None, None, None, now))
+            vitals.append(_vitals_row(dev, Telemetry(seq, 1764489600.0 + seq, 70, 97), now, ""))
     return accepted, vitals
 
 

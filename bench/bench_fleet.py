@@ -43,7 +43,7 @@ from host_tools.broker.cluster import RabbitCluster  # noqa: E402
 from host_tools.broker.plugin import BURST  # noqa: E402
 from host_tools.broker.rabbit_config import COLLECTOR_QUEUES  # noqa: E402
 from host_tools.collector import FleetDB  # noqa: E402
-from host_tools.collector.amqp import BATCH_MAX, PREFETCH, AmqpCollector, amqp_parameters, tune_gc  # noqa: E402
+from host_tools.collector.amqp import BATCH_MAX, PREFETCH, AmqpCollector, amqp_parameters, tune_process  # noqa: E402
 from host_tools.collector.cose import seal  # noqa: E402
 from host_tools.collector.ingest import Ingestor  # noqa: E402
 from host_tools.collector.pg_local import LocalPostgres  # noqa: E402
@@ -221,9 +221,10 @@ def ingest_core(pki: FleetPKI, url: str, n: int, start: int) -> float:
 
 
 def main() -> None:
-    # the consumers here (raw and collectors) run with the collector process's GC
-    # settings, as `medsentry collector --amqp` does
-    tune_gc()
+    # the consumers here (raw and collectors) run with the collector process's
+    # interpreter settings (GC, switch interval), as `medsentry collector --amqp` does;
+    # the switch interval does nothing to the raw consumer's one thread
+    tune_process()
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 3 * PREFETCH * len(COLLECTOR_QUEUES)
     n -= n % len(DEVICES)
     # Each consumer may hold a prefetch window per partition before its clock starts

@@ -215,7 +215,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 def _run_amqp(workdir: str, amqp: str, identity: str, db_url: str | None, duration: float | None,
               max_records: int | None, shard: tuple[int, int]) -> None:
     from host_tools.collector import FleetDB
-    from host_tools.collector.amqp import AmqpCollector, tune_gc
+    from host_tools.collector.amqp import AmqpCollector, tune_process
     from host_tools.collector.dbconn import DatabaseURLError
     from host_tools.pki import FleetPKI
 
@@ -228,7 +228,7 @@ def _run_amqp(workdir: str, amqp: str, identity: str, db_url: str | None, durati
         raise click.ClickException(f"database: {type(exc).__name__}: {exc}") from None
     record_fleet_db(workdir, db_url)
     col = AmqpCollector(FleetPKI(workdir), db, identity, endpoints, shard=shard)
-    tune_gc()  # this process only collects from here on
+    tune_process()  # this process only collects from here on
     click.echo(f"collector {identity}: AMQPS {amqp} -> {redacted(db.url)} (Ctrl-C stops)", err=True)
     try:
         stats = col.run(duration=duration, max_records=max_records)

@@ -36,7 +36,7 @@ the I/O thread with ``add_callback_threadsafe``. Before, the one thread stored w
 holding the loop, so nothing was read or sent while a batch waited for the store
 lock; then the storer planned too, and the COMMIT wait overlapped nothing but
 receiving. (A third thread that planned was measured slower: more switches of the
-interpreter lock; README, sizing round 8.)
+interpreter lock; bench/fleet_sizing_rounds.md, round 8.)
 
 Stall guard: a consumer that holds nothing unsettled, has had no delivery for
 ``stall_s`` and still sees ready messages in a partition it was served from on
@@ -53,6 +53,7 @@ import functools
 import gc
 import queue
 import ssl
+import sys
 import threading
 import time
 from typing import Any
@@ -81,21 +82,34 @@ _SWAP = str.maketrans("./", "/.")
 #: default is 700): a batch keeps ~50 objects per record alive until it is stored, so
 #: with the default they were scanned and promoted before they died.
 GC_GEN0 = 50_000
+#: The interpreter's switch interval in a collector process (Python's default is
+#: 5 ms): how long a thread that wants the interpreter lock waits before it asks the
+#: holder to let go. The receiving thread comes back from every socket read wanting
+#: the lock while the storer holds it; with 5 ms it waited for the storer to finish
+#: planning or storing, acks went out late and the broker's windows ran dry. In
+#: bench_fleet's collector drain (four A/B rounds in one cluster, 49,152 records
+#: each): PostgreSQL 29,900-31,900 records/s against 26,400-28,300, SQLite
+#: 22,200-29,900 against 26,300-28,700 (medians +10% and +3%); 0.2 ms did no better
+#: and cost 1-2 us more CPU per record (bench/fleet_sizing_rounds.md, round 13).
+SWITCH_INTERVAL = 0.0005
 #: Planned batches the storer may have waiting (their plaintexts and records held in
 #: memory); behind that the receiving thread hands batches over unplanned and the
 #: storer plans them itself (a database that is down keeps nothing more in memory).
 PLAN_AHEAD = 8
 
 
-def tune_gc() -> None:
-    """Garbage-collector settings for a process whose work is collecting: what exists
-    after start-up (modules, the key ring) is moved out of the collector's way
-    (``gc.freeze``) and young collections are rarer. Measured in the collector drain
-    of bench_fleet (three A/B rounds, SQLite): 23,700-25,100 records/s against
-    22,200-23,400 (README, sizing round 8)."""
+def tune_process() -> None:
+    """Interpreter settings for a process whose work is collecting.
+
+    Garbage collection: what exists after start-up (modules, the key ring) is moved
+    out of the collector's way (``gc.freeze``) and young collections are rarer.
+    Measured in the collector drain of bench_fleet (three A/B rounds, SQLite):
+    23,700-25,100 records/s against 22,200-23,400 (bench/fleet_sizing_rounds.md,
+    round 8). And the shorter switch interval (``SWITCH_INTERVAL``, round 13)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_GEN0, 20, 100)
+    sys.setswitchinterval(SWITCH_INTERVAL)
 
 
 @functools.lru_cache(maxsize=65536)

@@ -616,7 +616,8 @@ _TABLE_OF = {ACCEPT_SQL: "accepted", VITALS_SQL: "vitals"}
 _PRIMARY_KEY = operator.itemgetter(0, 1)
 #: Rows per multi-row INSERT on SQLite (FleetDB._sqlite_insert_rows): 64 x 15 columns
 #: stays under the oldest SQLite limit of 999 parameters. In the AMQP collector it
-#: stored 8% more records/s than one executemany (three A/B rounds, README round 8).
+#: stored 8% more records/s than one executemany (three A/B rounds;
+#: bench/fleet_sizing_rounds.md, round 8).
 SQLITE_ROWS_PER_INSERT = 64
 COUNTERS_SQL = ("INSERT INTO counters VALUES (?, ?, ?) ON CONFLICT(device_id, name) "
                 "DO UPDATE SET count = counters.count + excluded.count")

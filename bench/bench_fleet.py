@@ -17,6 +17,14 @@ consumer drains them:
     the raw consumer's (pika receiving) plus the core's, so a collector reaches 0.5x
     of the raw consumer only when its core is as fast as pika's receive path.
 
+Every drain rate is taken in steady state, after the first WARMUP deliveries (one
+window per partition): pika reads and parses what arrives while its basic_consume
+calls wait for their answers, ~0.2-0.3 s, before the first callback, so a clock
+started at the first message (rounds 1-12) ran late by a varying amount. It let the
+raw consumer show up to 75,000 msg/s at 17 us of CPU per message, more than its one
+thread can do (bench/fleet_sizing_rounds.md, round 13). That older figure is printed
+too, on one line, for comparison with the earlier rounds.
+
 Run: .venv/bin/python bench/bench_fleet.py [N]   (default and least: 3x the consumers'
 prefetch windows, 49,152; cluster start ~40 s, ~3 min in all)
 """
@@ -30,6 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import cbor2
 import paho.mqtt.client as mqtt
@@ -51,6 +60,15 @@ from host_tools.pki import FleetPKI  # noqa: E402
 
 # enough devices that the consistent hash spreads them evenly over the partitions
 DEVICES = [f"bench-{i}" for i in range(1, 33)]
+#: Deliveries a consumer may hold before it acknowledges any: a drain's rate is
+#: taken after these (module docstring).
+WARMUP = PREFETCH * len(COLLECTOR_QUEUES)
+
+
+class Rate(NamedTuple):
+    """A drain's messages (or stored records) per second."""
+    steady: float  # after the first WARMUP: the figure
+    from_first: float  # from the first message: rounds 1-12's figure
 
 
 def bench_pki(work: Path) -> FleetPKI:
@@ -105,19 +123,20 @@ def cpu_jiffies() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
-def raw_drain(pki: FleetPKI, cluster: RabbitCluster, n: int) -> float:
+def raw_drain(pki: FleetPKI, cluster: RabbitCluster, n: int) -> Rate:
     import pika
 
     conn = pika.BlockingConnection(amqp_parameters(pki.client_identity("collector"),
                                                    *cluster.amqp_endpoints[0]))
     ch = conn.channel()
     ch.basic_qos(prefetch_count=PREFETCH)
-    state = {"got": 0, "t0": 0.0}
+    state = {"got": 0}
+    at: dict[int, float] = {}  # message number -> when it was handed over
 
     def on_message(_ch, method, _p, _b) -> None:
-        if state["got"] == 0:
-            state["t0"] = time.perf_counter()  # from the first message, like the collectors' figure
         state["got"] += 1
+        if state["got"] in (1, WARMUP, n):
+            at[state["got"]] = time.perf_counter()
         if state["got"] % BATCH_MAX == 0 or state["got"] == n:
             ch.basic_ack(method.delivery_tag, multiple=True)
 
@@ -129,32 +148,37 @@ def raw_drain(pki: FleetPKI, cluster: RabbitCluster, n: int) -> float:
         if state["got"] != before:
             idle = time.monotonic()
     got = state["got"]
-    dt = time.perf_counter() - state["t0"]
     for tag in tags:
         ch.basic_cancel(tag)
     conn.close()
     if got != n:
         raise SystemExit(f"raw consumer got {got}/{n}")
-    return (n - 1) / dt
+    return Rate((n - WARMUP) / (at[n] - at[WARMUP]), (n - 1) / (at[n] - at[1]))
 
 
-def stored_rate(db: FleetDB, since: float, n: int) -> float:
-    """Records stored since ``since`` per second, from the first batch to the last
-    (received_at is the time a batch started): process start-up is not counted, and
-    neither is the last batch, stored after its time (counting it overstated the rate
-    by its share of n, e.g. 3% for 512 of 16,000)."""
+def stored_rate(db: FleetDB, since: float, n: int) -> Rate:
+    """Records stored since ``since`` per second, up to the last batch (received_at is
+    the time a batch was handed over to be stored): from the batch that holds the
+    WARMUP-th record (steady), and from the first batch. Process start-up is not
+    counted, and neither is the last batch, stored after its time (counting it
+    overstated the rate by its share of n, e.g. 3% for 512 of 16,000)."""
     count, first, last = db.conn.execute(
         "SELECT COUNT(*), MIN(received_at), MAX(received_at) FROM accepted WHERE received_at >= ?",
         (since,)).fetchone()
     if count != n:
         raise SystemExit(f"stored {count}/{n}")
-    before_last = db.conn.execute("SELECT COUNT(*) FROM accepted WHERE received_at >= ? AND received_at < ?",
-                                  (since, last)).fetchone()[0]
-    return before_last / max(1e-6, last - first)
+    warm = db.conn.execute("SELECT received_at FROM accepted WHERE received_at >= ? ORDER BY received_at "
+                           "LIMIT 1 OFFSET ?", (since, WARMUP - 1)).fetchone()[0]
+
+    def per_second(start: float) -> float:
+        stored = db.conn.execute("SELECT COUNT(*) FROM accepted WHERE received_at >= ? AND received_at < ?",
+                                 (start, last)).fetchone()[0]
+        return stored / max(1e-6, last - start)
+    return Rate(per_second(warm), per_second(first))
 
 
 def collector_drain(pki: FleetPKI, cluster: RabbitCluster, url: str, n: int,
-                    threads: dict[str, float] | None = None) -> float:
+                    threads: dict[str, float] | None = None) -> Rate:
     """records/s of one AmqpCollector draining n records; ``threads`` gets each of its
     threads' CPU per record in us (``receive``: pika and planning; ``store``)."""
     db = FleetDB(url)
@@ -171,7 +195,7 @@ def collector_drain(pki: FleetPKI, cluster: RabbitCluster, url: str, n: int,
 
 
 def two_processes(work: Path, cluster: RabbitCluster, url: str, n: int
-                  ) -> tuple[float, tuple[tuple[int, int], tuple[int, int]]]:
+                  ) -> tuple[Rate, tuple[tuple[int, int], tuple[int, int]]]:
     """-> (records/s, machine CPU jiffies from the first stored record to the last:
     the processes' start-up is not counted)."""
     amqp = ",".join(f"{h}:{p}" for h, p in cluster.amqp_endpoints)
@@ -227,12 +251,11 @@ def main() -> None:
     tune_process()
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 3 * PREFETCH * len(COLLECTOR_QUEUES)
     n -= n % len(DEVICES)
-    # Each consumer may hold a prefetch window per partition before its clock starts
-    # (at its first message): with n near that, the figure is reading local buffers.
-    window = PREFETCH * len(COLLECTOR_QUEUES)
-    if n < 3 * window:
-        raise SystemExit(f"N={n}: use at least {3 * window} (3x the consumers' prefetch windows, "
-                         f"{window} messages)")
+    # Each consumer may hold a prefetch window per partition before it acks: the
+    # rates are taken after those (WARMUP), over at least twice as many.
+    if n < 3 * WARMUP:
+        raise SystemExit(f"N={n}: use at least {3 * WARMUP} (3x the consumers' prefetch windows, "
+                         f"{WARMUP} messages)")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         pki = bench_pki(work)
@@ -264,12 +287,17 @@ def main() -> None:
             seq += 2 * n // len(DEVICES)
             core = {name: ingest_core(pki, url, n, seq)
                     for name, url in (("sqlite", f"sqlite:///{work}/fleet.db"), ("postgresql", pg.url))}
-    raw = (rates["raw"] + rates["raw2"]) / 2
-    print(f"raw AMQP consumer: {raw:,.0f} msg/s (runs: {rates['raw']:,.0f}, {rates['raw2']:,.0f})")
+    raw = (rates["raw"].steady + rates["raw2"].steady) / 2
+    print(f"raw AMQP consumer: {raw:,.0f} msg/s (runs: {rates['raw'].steady:,.0f}, {rates['raw2'].steady:,.0f})")
     for k in ("sqlite", "postgresql", "2 collectors"):
-        print(f"collector {k}: {rates[k]:,.0f} records/s; ratio vs raw {rates[k] / raw:.2f}")
+        print(f"collector {k}: {rates[k].steady:,.0f} records/s; ratio vs raw {rates[k].steady / raw:.2f}")
     print(f"scale-out 1 -> 2 collector processes (PostgreSQL): "
-          f"{rates['2 collectors'] / rates['postgresql']:.2f}x")
+          f"{rates['2 collectors'].steady / rates['postgresql'].steady:.2f}x")
+    first_raw = (rates["raw"].from_first + rates["raw2"].from_first) / 2
+    print(f"from the first message instead (rounds 1-12's measure): raw {first_raw:,.0f} msg/s "
+          f"(runs: {rates['raw'].from_first:,.0f}, {rates['raw2'].from_first:,.0f}); " + "; ".join(
+              f"{k} {rates[k].from_first:,.0f} ({rates[k].from_first / first_raw:.2f}x)"
+              for k in ("sqlite", "postgresql", "2 collectors")))
     for k, r in core.items():
         print(f"ingest core alone (no AMQP), {k}: {r:,.0f} records/s = {1e6 / r:.0f} us/record; "
               f"the raw consumer receives in {1e6 / raw:.0f} us/msg, so 0.5x needs the core at most that")

@@ -86,7 +86,7 @@ def main() -> None:
             for r in range(rounds):
                 publish(pki, cluster, n, seq)
                 seq += n // len(DEVICES)
-                raw = raw_drain(pki, cluster, n)
+                raw = raw_drain(pki, cluster, n).steady
                 row = {"raw": raw}
                 for db in ("sqlite", "postgresql"):
                     url = f"sqlite:///{work}/fleet.db" if db == "sqlite" else pg.url
@@ -96,7 +96,7 @@ def main() -> None:
                         Ingestor.plan_batch = plan  # type: ignore[method-assign]
                         try:
                             c0 = time.process_time()
-                            rate = collector_drain(pki, cluster, url, n)
+                            rate = collector_drain(pki, cluster, url, n).steady
                             cpu = (time.process_time() - c0) / n * 1e6
                         finally:
                             Ingestor.plan_batch = real_plan  # type: ignore[method-assign]

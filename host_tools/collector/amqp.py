@@ -85,12 +85,14 @@ GC_GEN0 = 50_000
 #: The interpreter's switch interval in a collector process (Python's default is
 #: 5 ms): how long a thread that wants the interpreter lock waits before it asks the
 #: holder to let go. The receiving thread comes back from every socket read wanting
-#: the lock while the storer holds it; with 5 ms it waited for the storer to finish
-#: planning or storing, acks went out late and the broker's windows ran dry. In
-#: bench_fleet's collector drain (four A/B rounds in one cluster, 49,152 records
-#: each): PostgreSQL 29,900-31,900 records/s against 26,400-28,300, SQLite
-#: 22,200-29,900 against 26,300-28,700 (medians +10% and +3%); 0.2 ms did no better
-#: and cost 1-2 us more CPU per record (bench/fleet_sizing_rounds.md, round 13).
+#: the lock while the storer holds it; with 5 ms it may wait that long each time,
+#: and the deliveries it would read and the acks it would send wait with it. In
+#: bench_fleet's collector drain, two runs of four A/B rounds in one cluster:
+#: PostgreSQL 22,400-23,600 records/s against 17,500-20,900 (steady rates) and
+#: 29,900-31,900 against 26,400-28,300 (from the first message); SQLite no change
+#: (18,800-21,100 against 18,900-21,200; 22,200-29,900 against 26,300-28,700).
+#: 0.2 ms did no better and cost 1-2 us more CPU per record
+#: (bench/fleet_sizing_rounds.md, round 13).
 SWITCH_INTERVAL = 0.0005
 #: Planned batches the storer may have waiting (their plaintexts and records held in
 #: memory); behind that the receiving thread hands batches over unplanned and the

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_fleet import (  # noqa: E402
     BURST, COLLECTOR_QUEUES, DEVICES, PREFETCH, FleetPKI, LocalPostgres, RabbitCluster, bench_pki, collector_drain,
-    publish, raw_drain, sealed_record, tune_process)
+    WARMUP, publish, raw_drain, sealed_record, tune_process)
 
 from host_tools.collector import cose  # noqa: E402
 from host_tools.collector.ingest import Ingestor, PlannedBatch  # noqa: E402
@@ -75,6 +75,8 @@ def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 3 * PREFETCH * len(COLLECTOR_QUEUES)
     n -= n % len(DEVICES)
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    if n < 3 * WARMUP:  # rates are taken after each consumer's first window (bench_fleet)
+        raise SystemExit(f"N={n}: use at least {3 * WARMUP}")
     real_plan = Ingestor.plan_batch
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -116,17 +116,20 @@ class WriteCounter:
     def _check_arm(self):
         # The host arms a cut on a running board by creating arm_path with a
         # relative index N: the Nth write from now is the one that never lands.
+        # (It renames the file into place whole; a file read empty or unreadable
+        # is left for the next write, not consumed: tests/device/test_board_flash.py.)
         try:
             with open(self.arm_path) as f:
                 n = int(f.read().strip() or "0")
         except (OSError, ValueError):
             return
+        if n <= 0:
+            return
         try:
             os.remove(self.arm_path)
         except OSError:
             pass
-        if n > 0:
-            self.cut_at = self.count + n
+        self.cut_at = self.count + n
 
     def before_write(self):
         if self.arm_path:

@@ -317,7 +317,10 @@ class Supervisor:
         if cmd == "power_cut":
             at = req.get("at_write")
             if at:
-                (self.io / "powercut.arm").write_text(str(int(at)))
+                # whole or not at all: the board checks the file before every write
+                tmp = self.io / "powercut.arm.tmp"
+                tmp.write_text(str(int(at)))
+                os.replace(tmp, self.io / "powercut.arm")
                 return {"ok": True, "armed": int(at)}
             self._kill_vm("power_cut")
             return {"ok": True}

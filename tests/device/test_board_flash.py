@@ -83,6 +83,27 @@ def test_write_counter_counts_program_and_erase():
     img.close()
 
 
+def test_an_arm_file_caught_half_written_is_not_consumed():
+    # The host may be between creating the arm file and writing its number when
+    # the board checks it (seen in CI under load: the cut was lost and the test
+    # waited 30 s for a reboot that never came). An empty or unreadable arm file
+    # stays for the next write; a complete one arms the cut and is consumed.
+    d = devtest.tmpdir()
+    arm = d + "/powercut.arm"
+    c = flash.WriteCounter(arm_path=arm, hit_path=d + "/powercut.hit")
+    with open(arm, "w") as f:
+        f.write("")
+    c.before_write()
+    assert c.cut_at == 0 and c.count == 1
+    with open(arm) as f:  # still there
+        assert f.read() == ""
+    with open(arm, "w") as f:
+        f.write("5")
+    c.before_write()
+    assert c.cut_at == 1 + 5 and c.count == 2
+    devtest.raises(OSError, open, arm)  # consumed
+
+
 def test_littlefs_mounts_and_keeps_files_across_reopen():
     if not IS_MICROPYTHON:
         devtest.skip("littlefs (vfs.VfsLfs2) exists only on MicroPython")

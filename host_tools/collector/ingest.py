@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 from host_tools.pki import FleetPKI
 from host_tools.pki.records import is_reserved_id
@@ -137,6 +137,8 @@ class PlannedBatch(NamedTuple):
     messages: list[tuple[str, bytes]]
     now: float
     plans: list[Callable[[], Outcome]]
+    #: the MQTT retain flag of each message (the Mosquitto collector); () = none
+    retained: tuple[bool, ...] = ()
 
 
 class Ingestor:
@@ -169,21 +171,30 @@ class Ingestor:
             self.stats[out.kind] = self.stats.get(out.kind, 0) + 1
             return out
 
-    def handle_batch(self, messages: list[tuple[str, bytes]], now: float | None = None) -> list[Outcome]:
-        """Competing collectors (several processes, one database): ``plan_batch`` then
-        ``store_planned``, one after the other. A failure rolls the whole batch back and
-        raises: the caller acknowledges nothing of it."""
-        return self.store_planned(self.plan_batch(messages, now))
+    def handle_batch(self, messages: list[tuple[str, bytes]], now: float | None = None,
+                     retained: Sequence[bool] = ()) -> list[Outcome]:
+        """``plan_batch`` then ``store_planned``, one after the other (both collectors'
+        storers). A failure rolls the whole batch back and raises: the caller
+        acknowledges nothing of it. ``retained``: each message's MQTT retain flag, as
+        for ``handle``; empty when none is."""
+        return self.store_planned(self.plan_batch(messages, now, retained))
 
-    def plan_batch(self, messages: list[tuple[str, bytes]], now: float | None = None) -> PlannedBatch:
+    def plan_batch(self, messages: list[tuple[str, bytes]], now: float | None = None,
+                   retained: Sequence[bool] = ()) -> PlannedBatch:
         """Steps 1-5 of every message (parse, key lookup, verify, decrypt, record
         checks), without the database and without ``self.lock``: the AMQP collector's
         receiving thread plans a batch while its storer commits the one before. The
         key ring is checked once, here, after the batch's last message arrived (see
         KeyRing). Nothing here reads or changes the sequence state."""
         now = time.time() if now is None else now
+        flags = tuple(retained)
+        if flags and len(flags) != len(messages):
+            raise ValueError(f"{len(flags)} retain flags for {len(messages)} messages")
         self.keys.refresh()
         handle = self._handle
+        if flags:
+            return PlannedBatch(messages, now, [handle(topic, bytes(payload), now, r, False)
+                                                for (topic, payload), r in zip(messages, flags)], flags)
         return PlannedBatch(messages, now, [handle(topic, bytes(payload), now, False, False)
                                             for topic, payload in messages])
 
@@ -209,8 +220,9 @@ class Ingestor:
                     out = self._refuse_unstorable(messages[0][0], bytes(messages[0][1]), now, exc)
                     self.stats[out.kind] = self.stats.get(out.kind, 0) + 1
                 return [out]
-        half = len(messages) // 2
-        return self.handle_batch(messages[:half], now) + self.handle_batch(messages[half:], now)
+        half, flags = len(messages) // 2, batch.retained
+        return (self.handle_batch(messages[:half], now, flags[:half])
+                + self.handle_batch(messages[half:], now, flags[half:]))
 
     def _refuse_unstorable(self, topic: str, payload: bytes, now: float, exc: BaseException) -> Outcome:
         """Count an authentic message the database could not store as malformed."""

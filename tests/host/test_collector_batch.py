@@ -178,3 +178,22 @@ def test_interleaved_devices_in_one_batch_store_every_row_as_sent(store):
                                                                          for s in (1, 2, 3, 4, 5)]
     assert [(v["seq"], v["hr"]) for v in db.vitals("pump-a")] == [(1, 41), (2, 42), (3, 43)]
     assert db.missing("pump-k") == [] and db.counters("pump-a")["accepted"] == 3
+
+
+def test_the_retain_flag_reaches_the_batch_path_as_it_reaches_handle(store):
+    """The Mosquitto collector stores its spool in batches: a retained last will (which
+    the broker re-sends on every subscription, maybe older than the device's sealed
+    status) is still not believed for a device whose status is known."""
+    from host_tools.collector.records import UNSEALED_OFFLINE
+
+    pki, db, ing = store
+    tk = pki.device("pump-k").active_key()
+    s_topic = "medsentry/pump-k/status"
+    sealed = seal(cbor2.dumps({"t": 1764489601, "seq": 1, "state": "online", "fw": "1.0.0"}),
+                  key=tk.key, base_iv=tk.base_iv, kid=tk.kid, seq=1, topic=s_topic)
+    will = (s_topic, UNSEALED_OFFLINE)
+    outs = ing.handle_batch([(s_topic, sealed), will, will], retained=[False, True, False])
+    assert [o.kind for o in outs] == ["accepted", "ignored", "status_unsealed"]
+    assert outs[1].detail == "stale retained last will"
+    with pytest.raises(ValueError):
+        ing.plan_batch([will], retained=[True, False])

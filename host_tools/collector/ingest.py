@@ -13,10 +13,9 @@ import os
 import re
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterator, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from host_tools.pki import FleetPKI
 from host_tools.pki.records import is_reserved_id
@@ -148,7 +147,6 @@ class Ingestor:
         self.pki = pki
         self.db = db
         self.keys = KeyRing(pki)
-        self._batch_keys = False  # the key ring was checked once for the batch being read
         self.lock = threading.Lock()
         self.seq: dict[str, SeqState] = {
             dev: SeqState(h, m, at) for dev, (h, m, at) in db.load_sequence_state().items()
@@ -162,7 +160,7 @@ class Ingestor:
         now = time.time() if now is None else now
         with self.lock:
             try:
-                out = self._handle(topic, bytes(payload), now, retained, not self._batch_keys)()
+                out = self._handle(topic, bytes(payload), now, retained, True)()
             except Exception as exc:
                 if not is_unstorable(exc):
                     raise
@@ -261,18 +259,6 @@ class Ingestor:
             for out in outs:
                 self.stats[out.kind] = self.stats.get(out.kind, 0) + 1
             return outs
-
-    @contextmanager
-    def keys_checked_once(self) -> Iterator[None]:
-        """Messages handled inside (``handle``, the Mosquitto collector's store thread)
-        look keys up without a stat() each: the key ring is checked once, here (see
-        KeyRing). ``plan_batch`` does the same for its batch."""
-        self.keys.refresh()
-        self._batch_keys = True
-        try:
-            yield
-        finally:
-            self._batch_keys = False
 
     def _count_only(self, out: Outcome, topic: str, size: int, now: float) -> Outcome:
         with self.db.transaction() as tx:

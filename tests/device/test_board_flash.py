@@ -85,9 +85,10 @@ def test_write_counter_counts_program_and_erase():
 
 def test_an_arm_file_caught_half_written_is_not_consumed():
     # The host may be between creating the arm file and writing its number when
-    # the board checks it (seen in CI under load: the cut was lost and the test
-    # waited 30 s for a reboot that never came). An empty or unreadable arm file
-    # stays for the next write; a complete one arms the cut and is consumed.
+    # the board checks it. (The likely cause of a CI run under load that waited 30 s
+    # for the reboot after an armed cut that was never taken.) An empty or
+    # unreadable arm file stays for the next write; a complete one arms the cut and
+    # is consumed.
     d = devtest.tmpdir()
     arm = d + "/powercut.arm"
     c = flash.WriteCounter(arm_path=arm, hit_path=d + "/powercut.hit")

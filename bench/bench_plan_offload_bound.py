@@ -25,7 +25,7 @@ import functools
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -58,8 +58,10 @@ def publish_planned(pki: FleetPKI, cluster: RabbitCluster, n: int, start: int) -
     publish(pki, cluster, n, start)
 
 
-def plan_looked_up(self: Ingestor, messages: list[tuple[str, bytes]], now: float | None = None) -> PlannedBatch:
-    """``Ingestor.plan_batch`` with steps 1-5 already done (see the module doc)."""
+def plan_looked_up(self: Ingestor, messages: list[tuple[str, bytes]], now: float | None = None,
+                   retained: Sequence[bool] = ()) -> PlannedBatch:
+    """``Ingestor.plan_batch`` with steps 1-5 already done (see the module doc); the
+    bench's records are telemetry, for which the retain flag changes nothing."""
     now = time.time() if now is None else now
     self.keys.refresh()
     store = self._sequence_and_store
@@ -67,7 +69,7 @@ def plan_looked_up(self: Ingestor, messages: list[tuple[str, bytes]], now: float
     for topic, payload in messages:
         dev, sealed, plaintext, values = _DONE[payload]
         plans.append(functools.partial(store, dev, topic, payload, sealed, Telemetry(*values), now, 0.0, plaintext))
-    return PlannedBatch(messages, now, plans)
+    return PlannedBatch(messages, now, plans, tuple(retained))
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -190,11 +191,8 @@ class Ingestor:
             raise ValueError(f"{len(flags)} retain flags for {len(messages)} messages")
         self.keys.refresh()
         handle = self._handle
-        if flags:
-            return PlannedBatch(messages, now, [handle(topic, bytes(payload), now, r, False)
-                                                for (topic, payload), r in zip(messages, flags)], flags)
-        return PlannedBatch(messages, now, [handle(topic, bytes(payload), now, False, False)
-                                            for topic, payload in messages])
+        return PlannedBatch(messages, now, [handle(topic, bytes(payload), now, r, False) for (topic, payload), r
+                                            in zip(messages, flags or itertools.repeat(False))], flags)
 
     def store_planned(self, batch: PlannedBatch) -> list[Outcome]:
         """Store a planned batch in ONE transaction holding the store lock of its

@@ -46,10 +46,16 @@ def _set_nonblock(fd: int) -> None:
     fcntl.fcntl(fd, fcntl.F_SETFL, fl | os.O_NONBLOCK)
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Whole or not at all, for a reader that may look at any moment (the owner's
+    status reads, the board's check of the power-cut arm file before every write)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    write_text_atomic(path, json.dumps(data, indent=1))
 
 
 class Supervisor:
@@ -317,10 +323,7 @@ class Supervisor:
         if cmd == "power_cut":
             at = req.get("at_write")
             if at:
-                # whole or not at all: the board checks the file before every write
-                tmp = self.io / "powercut.arm.tmp"
-                tmp.write_text(str(int(at)))
-                os.replace(tmp, self.io / "powercut.arm")
+                write_text_atomic(self.io / "powercut.arm", str(int(at)))
                 return {"ok": True, "armed": int(at)}
             self._kill_vm("power_cut")
             return {"ok": True}

@@ -1,7 +1,7 @@
 """Fleet deployment ingest: competing collectors on a 3-node RabbitMQ cluster, ratios
 against a raw AMQP consumer draining the same queue in the same run.
 
-For each figure N sealed records (D devices, real per-device keys and certificates)
+For each drain N sealed records (D devices, real per-device keys and certificates)
 are published over MQTT/TLS QoS 1 into the cluster while no consumer runs, so the
 collector partitions (quorum queues ``medsentry.collector.<k>``) hold them; then one
 consumer drains them:
@@ -17,6 +17,11 @@ consumer drains them:
     the raw consumer's (pika receiving) plus the core's, so a collector reaches 0.5x
     of the raw consumer only when its core is as fast as pika's receive path.
 
+The raw consumer and the two one-process collectors drain in ROUNDS rounds (raw first,
+the two stores in turn first); each collector's ratio is taken against its own
+round's raw consumer, and the median of the rounds is the figure, with each round's
+beside it.
+
 Every drain rate is taken in steady state, after the first WARMUP deliveries (one
 window per partition): pika reads and parses what arrives while its basic_consume
 calls wait for their answers, ~0.2-0.3 s, before the first callback, so a clock
@@ -25,20 +30,23 @@ raw consumer show up to 75,000 msg/s at 17 us of CPU per message, more than its 
 thread can do (bench/fleet_sizing_rounds.md, round 13). That older figure is printed
 too, on one line, for comparison with the earlier rounds.
 
-Run: .venv/bin/python bench/bench_fleet.py [N]   (default and least: 3x the consumers'
-prefetch windows, 49,152; cluster start ~40 s, ~3 min in all)
+Run: .venv/bin/python bench/bench_fleet.py [N [ROUNDS]]   (N default and least: 3x
+the consumers' prefetch windows, 49,152; ROUNDS default 3; cluster start ~40 s, ~2 min
+per round, ~8 min in all)
 """
 from __future__ import annotations
 
+import functools
 import os
 import signal
+import statistics
 import ssl
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import cbor2
 import paho.mqtt.client as mqtt
@@ -63,6 +71,12 @@ DEVICES = [f"bench-{i}" for i in range(1, 33)]
 #: Deliveries a consumer may hold before it acknowledges any: a drain's rate is
 #: taken after these (module docstring).
 WARMUP = PREFETCH * len(COLLECTOR_QUEUES)
+#: Rounds of (raw consumer, SQLite collector, PostgreSQL collector), each ratio taken
+#: against its own round's raw consumer and the median reported: on these shared
+#: cores one drain moves by 30% or more from one minute to the next, the raw
+#: consumer's too (27,000-50,000 msg/s within one run), so one round's ratio is
+#: anywhere from 0.3 to 0.7 (bench/fleet_sizing_rounds.md, round 14).
+ROUNDS = 3
 
 
 class Rate(NamedTuple):
@@ -244,18 +258,48 @@ def ingest_core(pki: FleetPKI, url: str, n: int, start: int) -> float:
     return len(msgs) / dt
 
 
+class Drain(NamedTuple):
+    """One consumer's drain in a round."""
+    rate: Rate
+    proc_us: float  # this process's CPU per record (the consumer's own threads)
+    cores: float  # cores of the machine busy (every process: broker nodes, PostgreSQL)
+    machine_us: float  # the machine's CPU per record
+    threads: dict[str, float]  # a collector's CPU per record by thread
+
+
+def measured(n: int, drain: Callable[[dict[str, float]], Rate]) -> Drain:
+    """Run ``drain`` (given a dict for its threads' CPU) on n records, with the CPU
+    it and the whole machine spent."""
+    threads: dict[str, float] = {}
+    (b0, t0), c0 = cpu_jiffies(), time.process_time()
+    rate = drain(threads)
+    (b1, t1), c1 = cpu_jiffies(), time.process_time()
+    cores = os.cpu_count() or 1
+    return Drain(rate, (c1 - c0) / n * 1e6, cores * (b1 - b0) / max(1, t1 - t0),
+                 (b1 - b0) / os.sysconf("SC_CLK_TCK") / n * 1e6, threads)
+
+
+def spread(values: list[float], fmt: str = ",.0f") -> str:
+    """``median (each round's)`` of a figure."""
+    return f"{statistics.median(values):{fmt}} ({', '.join(f'{v:{fmt}}' for v in values)})"
+
+
 def main() -> None:
     # the consumers here (raw and collectors) run with the collector process's
     # interpreter settings (GC, switch interval), as `medsentry collector --amqp` does;
     # the switch interval does nothing to the raw consumer's one thread
     tune_process()
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 3 * PREFETCH * len(COLLECTOR_QUEUES)
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else ROUNDS
     n -= n % len(DEVICES)
     # Each consumer may hold a prefetch window per partition before it acks: the
     # rates are taken after those (WARMUP), over at least twice as many.
     if n < 3 * WARMUP:
         raise SystemExit(f"N={n}: use at least {3 * WARMUP} (3x the consumers' prefetch windows, "
                          f"{WARMUP} messages)")
+    if rounds < 1:
+        raise SystemExit(f"ROUNDS={rounds}: use at least 1")
+    stores = ("sqlite", "postgresql")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         pki = bench_pki(work)
@@ -264,64 +308,65 @@ def main() -> None:
         # (this measures the collectors, not the publish limit)
         burst = max(BURST, 2 * n // len(DEVICES) + 1)
         with LocalPostgres() as pg, RabbitCluster(pki, work / "cluster", nodes=3, rate_burst=burst) as cluster:
+            urls = {"sqlite": f"sqlite:///{work}/fleet.db", "postgresql": pg.url}
             seq = 1
-            rates = {}
-            busy = {}
-            proc = {}  # this process's CPU per record: the consumer's own threads
-            threads: dict[str, dict[str, float]] = {}  # a collector's, thread by thread
-            for name in ("raw", "sqlite", "postgresql", "raw2"):
-                publish(pki, cluster, n, seq)
-                seq += n // len(DEVICES)
-                b0 = cpu_jiffies()
-                c0 = time.process_time()
-                if name.startswith("raw"):
-                    rates[name] = raw_drain(pki, cluster, n)
-                else:
-                    url = f"sqlite:///{work}/fleet.db" if name == "sqlite" else pg.url
-                    rates[name] = collector_drain(pki, cluster, url, n, threads.setdefault(name, {}))
-                busy[name] = (b0, cpu_jiffies(), n)
-                proc[name] = (time.process_time() - c0) / n * 1e6
+            drains: dict[str, list[Drain]] = {k: [] for k in ("raw", *stores)}
+            for r in range(rounds):
+                # the raw consumer first, then the two stores, in turn first
+                for name in ("raw", *(stores if r % 2 == 0 else stores[::-1])):
+                    publish(pki, cluster, n, seq)
+                    seq += n // len(DEVICES)
+                    if name == "raw":
+                        drains[name].append(measured(n, lambda _threads: raw_drain(pki, cluster, n)))
+                    else:
+                        drains[name].append(measured(n, functools.partial(collector_drain, pki, cluster,
+                                                                          urls[name], n)))
+                    print(f"round {r + 1}/{rounds}, {name}: {drains[name][-1].rate.steady:,.0f}/s", flush=True)
             publish(pki, cluster, 2 * n, seq)
-            rates["2 collectors"], (b0, b1) = two_processes(work, cluster, pg.url, 2 * n)
-            busy["2 collectors"] = (b0, b1, 2 * n)
+            two, (b0, b1) = two_processes(work, cluster, pg.url, 2 * n)
             seq += 2 * n // len(DEVICES)
-            core = {name: ingest_core(pki, url, n, seq)
-                    for name, url in (("sqlite", f"sqlite:///{work}/fleet.db"), ("postgresql", pg.url))}
-    raw = (rates["raw"].steady + rates["raw2"].steady) / 2
-    print(f"raw AMQP consumer: {raw:,.0f} msg/s (runs: {rates['raw'].steady:,.0f}, {rates['raw2'].steady:,.0f})")
-    for k in ("sqlite", "postgresql", "2 collectors"):
-        print(f"collector {k}: {rates[k].steady:,.0f} records/s; ratio vs raw {rates[k].steady / raw:.2f}")
-    print(f"scale-out 1 -> 2 collector processes (PostgreSQL): "
-          f"{rates['2 collectors'].steady / rates['postgresql'].steady:.2f}x")
-    first_raw = (rates["raw"].from_first + rates["raw2"].from_first) / 2
-    print(f"from the first message instead (rounds 1-12's measure): raw {first_raw:,.0f} msg/s "
-          f"(runs: {rates['raw'].from_first:,.0f}, {rates['raw2'].from_first:,.0f}); " + "; ".join(
-              f"{k} {rates[k].from_first:,.0f} ({rates[k].from_first / first_raw:.2f}x)"
-              for k in ("sqlite", "postgresql", "2 collectors")))
-    for k, r in core.items():
-        print(f"ingest core alone (no AMQP), {k}: {r:,.0f} records/s = {1e6 / r:.0f} us/record; "
-              f"the raw consumer receives in {1e6 / raw:.0f} us/msg, so 0.5x needs the core at most that")
+            core = {name: ingest_core(pki, urls[name], n, seq) for name in stores}
+    raw = [d.rate.steady for d in drains["raw"]]
+    raw_median = statistics.median(raw)
+    print(f"raw AMQP consumer: {spread(raw)} msg/s, median (each round's)")
+    for k in stores:
+        ratios = [d.rate.steady / a for d, a in zip(drains[k], raw)]
+        print(f"collector {k}: {spread([d.rate.steady for d in drains[k]])} records/s; "
+              f"ratio vs the round's raw consumer {spread(ratios, '.2f')}")
+    print(f"collector 2 processes (PostgreSQL): {two.steady:,.0f} records/s; ratio vs the raw median "
+          f"{two.steady / raw_median:.2f}; scale-out 1 -> 2: "
+          f"{two.steady / statistics.median(d.rate.steady for d in drains['postgresql']):.2f}x")
+    first_raw = [d.rate.from_first for d in drains["raw"]]
+    print("from the first message instead (rounds 1-12's measure), medians: raw "
+          f"{statistics.median(first_raw):,.0f} msg/s; " + "; ".join(
+              f"{k} {statistics.median(d.rate.from_first for d in drains[k]):,.0f} "
+              f"({statistics.median(d.rate.from_first / a for d, a in zip(drains[k], first_raw)):.2f}x)"
+              for k in stores))
+    for k, rate in core.items():
+        print(f"ingest core alone (no AMQP), {k}: {rate:,.0f} records/s = {1e6 / rate:.0f} us/record; "
+              f"the raw consumer receives in {1e6 / raw_median:.0f} us/msg, so 0.5x needs the core at most that")
     # One consumer process is bound by its interpreter lock: pika's thread and the
     # storer thread take turns, so what matters is their CPU per record together.
-    raw_proc = (proc["raw"] + proc["raw2"]) / 2
-    print(f"consumer process CPU per record: raw {raw_proc:.0f} us, collector sqlite "
-          f"{proc['sqlite']:.0f} us, postgresql {proc['postgresql']:.0f} us")
-    for k, t in threads.items():
-        print(f"collector {k}, CPU per record by thread: receiving (pika, planning included) "
-              f"{t['receive']:.1f} us, storing {t['store']:.1f} us; the raw consumer's one thread {raw_proc:.1f} us")
+    print("consumer process CPU per record, us: " + "; ".join(
+        f"{k} {spread([d.proc_us for d in ds], '.1f')}" for k, ds in drains.items()))
+    raw_proc = statistics.median(d.proc_us for d in drains["raw"])
+    for k in stores:
+        print(f"collector {k}, CPU per record by thread (medians): receiving (pika, planning included) "
+              f"{statistics.median(d.threads['receive'] for d in drains[k]):.1f} us, storing "
+              f"{statistics.median(d.threads['store'] for d in drains[k]):.1f} us; "
+              f"the raw consumer's one thread {raw_proc:.1f} us")
     # Why 2 processes cannot go faster on this machine: how many of its cores the
     # whole drain kept busy (collectors + 3 broker nodes + PostgreSQL), and the
     # machine's CPU per stored record (anchor: the raw consumer's per message).
-    hz = os.sysconf("SC_CLK_TCK")
-    cores = os.cpu_count() or 1
-    per = {}
-    for k, ((b0, t0), (b1, t1), count) in busy.items():
-        per[k] = (b1 - b0) / hz / count * 1e6
-        print(f"machine during {k}: {cores * (b1 - b0) / max(1, t1 - t0):.2f} of {cores} cores busy, "
-              f"{per[k]:.0f} us CPU per record")
-    raw_cpu = (per["raw"] + per["raw2"]) / 2
-    for k in ("sqlite", "postgresql", "2 collectors"):
-        print(f"CPU per record, {k}: {per[k]:.0f} us; anchor raw consumer {raw_cpu:.0f} us; ratio {per[k] / raw_cpu:.1f}x")
+    hz, cores = os.sysconf("SC_CLK_TCK"), os.cpu_count() or 1
+    busy = {k: (statistics.median(d.cores for d in ds), statistics.median(d.machine_us for d in ds))
+            for k, ds in drains.items()}
+    busy["2 collectors"] = (cores * (b1[0] - b0[0]) / max(1, b1[1] - b0[1]), (b1[0] - b0[0]) / hz / (2 * n) * 1e6)
+    for k, (c, us) in busy.items():
+        print(f"machine during {k}{' (median)' if k in drains else ''}: {c:.2f} of {cores} cores busy, {us:.0f} us CPU per record")
+    for k in (*stores, "2 collectors"):
+        print(f"CPU per record, {k}: {busy[k][1]:.0f} us; anchor raw consumer {busy['raw'][1]:.0f} us; "
+              f"ratio {busy[k][1] / busy['raw'][1]:.1f}x")
 
 
 if __name__ == "__main__":

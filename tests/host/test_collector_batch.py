@@ -7,11 +7,14 @@ receiving thread plans, its storer stores) store as if planned in turn. Real
 Ingestor, SQLite, AES-CCM."""
 from __future__ import annotations
 
+import time
+
 import cbor2
 import pytest
 
 from host_tools.collector import FleetDB, Ingestor
-from host_tools.collector.amqp import BATCH_MAX, PLAN_AHEAD, PREFETCH, AmqpCollector
+from host_tools.collector.amqp import (BATCH_MAX, PLAN_AHEAD, PREFETCH, RECEIVE_PAUSE, STORE_BEHIND,
+                                       AmqpCollector)
 from host_tools.collector.cose import seal
 from host_tools.pki import FleetPKI
 
@@ -133,6 +136,22 @@ def test_the_receiving_thread_plans_a_bounded_backlog_and_leaves_its_failures_to
     assert db.seqs("pump-k") == [1, 2, 3]
     # the batch the storer planned itself carries its hand-over time, like the others
     assert [v["received_at"] for v in db.vitals("pump-k")] == [1000.0, 1000.0, 1001.0]
+
+
+def test_the_receiving_thread_pauses_only_while_the_storer_is_behind(store):
+    """AmqpCollector's hand-over (no broker needed): with more than STORE_BEHIND
+    batches waiting for the storer, the receiving thread leaves it the interpreter
+    lock for RECEIVE_PAUSE; with fewer it goes straight on (the hand-over of every
+    batch calls this)."""
+    pki, db, _ = store
+    col = AmqpCollector(pki, db, "collector", [("127.0.0.1", 1)])
+    for _ in range(STORE_BEHIND):
+        col._work.put(None)
+    t0 = time.monotonic()
+    assert col._pause_if_storer_behind() is False
+    col._work.put(None)
+    assert col._pause_if_storer_behind() is True
+    assert time.monotonic() - t0 >= RECEIVE_PAUSE
 
 
 def test_a_record_cannot_refer_to_a_value_of_the_record_before(store):

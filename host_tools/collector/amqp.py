@@ -32,7 +32,10 @@ database. When it hands a batch over it verifies and decrypts it too
 (``Ingestor.plan_batch``: no database, no store lock), so that work overlaps the
 storer's wait for the previous batch's COMMIT. One storer thread stores the planned
 batches in order (``Ingestor.store_planned``) and hands each ack (or nack) back to
-the I/O thread with ``add_callback_threadsafe``. Before, the one thread stored while
+the I/O thread with ``add_callback_threadsafe``. While the storer has more than
+``STORE_BEHIND`` batches waiting, the I/O thread pauses ``RECEIVE_PAUSE`` after each
+hand-over: the storer then bounds the drain, and needs the interpreter lock more
+than more deliveries do. Before, the one thread stored while
 holding the loop, so nothing was read or sent while a batch waited for the store
 lock; then the storer planned too, and the COMMIT wait overlapped nothing but
 receiving. (A third thread that planned was measured slower: more switches of the

@@ -74,7 +74,7 @@ WARMUP = PREFETCH * len(COLLECTOR_QUEUES)
 #: Rounds of (raw consumer, SQLite collector, PostgreSQL collector), each ratio taken
 #: against its own round's raw consumer and the median reported: on these shared
 #: cores one drain moves by 30% or more from one minute to the next, the raw
-#: consumer's too (27,000-50,000 msg/s within one run), so one round's ratio is
+#: consumer's too (27,000-49,000 msg/s within one run), so one round's ratio is
 #: anywhere from 0.3 to 0.7 (bench/fleet_sizing_rounds.md, round 14).
 ROUNDS = 3
 

@@ -363,7 +363,8 @@ def main() -> None:
             for k, ds in drains.items()}
     busy["2 collectors"] = (cores * (b1[0] - b0[0]) / max(1, b1[1] - b0[1]), (b1[0] - b0[0]) / hz / (2 * n) * 1e6)
     for k, (c, us) in busy.items():
-        print(f"machine during {k}{' (median)' if k in drains else ''}: {c:.2f} of {cores} cores busy, {us:.0f} us CPU per record")
+        median = " (median)" if k in drains else ""
+        print(f"machine during {k}{median}: {c:.2f} of {cores} cores busy, {us:.0f} us CPU per record")
     for k in (*stores, "2 collectors"):
         print(f"CPU per record, {k}: {busy[k][1]:.0f} us; anchor raw consumer {busy['raw'][1]:.0f} us; "
               f"ratio {busy[k][1] / busy['raw'][1]:.1f}x")

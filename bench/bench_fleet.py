@@ -271,12 +271,17 @@ def measured(n: int, drain: Callable[[dict[str, float]], Rate]) -> Drain:
     """Run ``drain`` (given a dict for its threads' CPU) on n records, with the CPU
     it and the whole machine spent."""
     threads: dict[str, float] = {}
-    (b0, t0), c0 = cpu_jiffies(), time.process_time()
+    before, c0 = cpu_jiffies(), time.process_time()
     rate = drain(threads)
-    (b1, t1), c1 = cpu_jiffies(), time.process_time()
-    cores = os.cpu_count() or 1
-    return Drain(rate, (c1 - c0) / n * 1e6, cores * (b1 - b0) / max(1, t1 - t0),
-                 (b1 - b0) / os.sysconf("SC_CLK_TCK") / n * 1e6, threads)
+    after, c1 = cpu_jiffies(), time.process_time()
+    return Drain(rate, (c1 - c0) / n * 1e6, *machine_use(before, after, n), threads)
+
+
+def machine_use(before: tuple[int, int], after: tuple[int, int], n: int) -> tuple[float, float]:
+    """(cores of the machine busy, its CPU per record in us) between two
+    ``cpu_jiffies`` readings over which n records were drained."""
+    busy, total = after[0] - before[0], after[1] - before[1]
+    return (os.cpu_count() or 1) * busy / max(1, total), busy / os.sysconf("SC_CLK_TCK") / n * 1e6
 
 
 def spread(values: list[float], fmt: str = ",.0f") -> str:
@@ -358,10 +363,10 @@ def main() -> None:
     # Why 2 processes cannot go faster on this machine: how many of its cores the
     # whole drain kept busy (collectors + 3 broker nodes + PostgreSQL), and the
     # machine's CPU per stored record (anchor: the raw consumer's per message).
-    hz, cores = os.sysconf("SC_CLK_TCK"), os.cpu_count() or 1
+    cores = os.cpu_count() or 1
     busy = {k: (statistics.median(d.cores for d in ds), statistics.median(d.machine_us for d in ds))
             for k, ds in drains.items()}
-    busy["2 collectors"] = (cores * (b1[0] - b0[0]) / max(1, b1[1] - b0[1]), (b1[0] - b0[0]) / hz / (2 * n) * 1e6)
+    busy["2 collectors"] = machine_use(b0, b1, 2 * n)
     for k, (c, us) in busy.items():
         median = " (median)" if k in drains else ""
         print(f"machine during {k}{median}: {c:.2f} of {cores} cores busy, {us:.0f} us CPU per record")

@@ -141,8 +141,8 @@ def test_the_receiving_thread_plans_a_bounded_backlog_and_leaves_its_failures_to
 def test_the_receiving_thread_pauses_only_while_the_storer_is_behind(store):
     """AmqpCollector's hand-over (no broker needed): with more than STORE_BEHIND
     batches waiting for the storer, the receiving thread leaves it the interpreter
-    lock for RECEIVE_PAUSE; with STORE_BEHIND or fewer it goes straight on (the hand-over of every
-    batch calls this)."""
+    lock for RECEIVE_PAUSE; with STORE_BEHIND or fewer it goes straight on (the
+    hand-over of every batch calls this)."""
     pki, db, _ = store
     col = AmqpCollector(pki, db, "collector", [("127.0.0.1", 1)])
     for _ in range(STORE_BEHIND):
